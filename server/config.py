@@ -1,0 +1,152 @@
+"""Hark's configuration, read once from `HARK_*` environment variables.
+
+Every knob has a default that runs on a CPU laptop with the packaged models; the README
+lists them all. Reading is strict: a malformed number fails at start-up with the
+variable's name, never later in a call.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+import secrets
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+class ConfigError(ValueError):
+    """A `HARK_*` variable holds a value Hark cannot use."""
+
+
+def _int(env: dict[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not an integer") from exc
+    if value < minimum:
+        raise ConfigError(f"{name}={value} is below the minimum {minimum}")
+    return value
+
+
+def _float(env: dict[str, str], name: str, default: float) -> float:
+    raw = env.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name}={raw!r} is not a number") from exc
+
+
+def _list(env: dict[str, str], name: str) -> list[str]:
+    return [part.strip() for part in env.get(name, "").split(",") if part.strip()]
+
+
+def _bool(env: dict[str, str], name: str) -> bool | None:
+    raw = env.get(name, "").strip().lower()
+    if raw == "":
+        return None
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name}={raw!r} is not a boolean (use 1/0, true/false)")
+
+
+def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or default
+    if value not in choices:
+        raise ConfigError(f"{name}={value!r}: choose one of {', '.join(choices)}")
+    return value
+
+
+def is_loopback(host: str) -> bool:
+    if host in ("localhost", ""):
+        return host == "localhost"
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Config:
+    host: str = "127.0.0.1"
+    port: int = 8080
+    api_keys: tuple[str, ...] = ()
+    # True when no key was configured and Hark generated one for this run.
+    api_key_generated: bool = False
+    jwt_secret: str = field(default_factory=lambda: secrets.token_urlsafe(32), repr=False)
+    client_secret_ttl_s: int = 60
+    client_secret_max_ttl_s: int = 7200
+    cors_origins: tuple[str, ...] = ()
+    demo: bool = True
+    max_body_bytes: int = 64 * 1024
+    max_event_bytes: int = 256 * 1024
+    cache_dir: Path = Path.home() / ".cache" / "hark"
+    stt: str = "faster-whisper"
+    stt_beam_size: int = 5
+    llm: str = "llama-cpp"
+    llm_base_url: str = ""
+    llm_model: str = ""
+    llm_api_key: str = ""
+    llm_max_tokens: int = 60
+    llm_threads: int = 2
+    tts: str = "piper"
+    espeak_voice: str = "en-us"
+    default_instructions: str = (
+        "You are Hark, a friendly voice assistant. Answer in one or two short sentences."
+    )
+    ice_timeout_s: float = 30.0
+
+    @classmethod
+    def from_env(cls, env: dict[str, str] | None = None) -> Config:
+        env = dict(os.environ if env is None else env)
+        keys = tuple(_list(env, "HARK_API_KEYS"))
+        generated = False
+        if not keys:
+            keys = ("sk-hark-" + secrets.token_urlsafe(24),)
+            generated = True
+        host = env.get("HARK_HOST", "127.0.0.1")
+        demo_flag = _bool(env, "HARK_DEMO")
+        # The demo page mints secrets for any visitor: only safe when nobody else can reach it.
+        demo = is_loopback(host) if demo_flag is None else demo_flag
+        llm_base_url = env.get("HARK_LLM_BASE_URL", "").rstrip("/")
+        llm_default = "openai" if llm_base_url else "llama-cpp"
+        ttl = _int(env, "HARK_CLIENT_SECRET_TTL", 60, minimum=10)
+        max_ttl = _int(env, "HARK_CLIENT_SECRET_MAX_TTL", 7200, minimum=10)
+        if ttl > max_ttl:
+            raise ConfigError(f"HARK_CLIENT_SECRET_TTL={ttl} exceeds HARK_CLIENT_SECRET_MAX_TTL")
+        return cls(
+            host=host,
+            port=_int(env, "HARK_PORT", 8080),
+            api_keys=keys,
+            api_key_generated=generated,
+            jwt_secret=env.get("HARK_JWT_SECRET") or secrets.token_urlsafe(32),
+            client_secret_ttl_s=ttl,
+            client_secret_max_ttl_s=max_ttl,
+            cors_origins=tuple(_list(env, "HARK_CORS_ORIGINS")),
+            demo=demo,
+            max_body_bytes=_int(env, "HARK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
+            max_event_bytes=_int(env, "HARK_MAX_EVENT_BYTES", 256 * 1024, minimum=1024),
+            cache_dir=Path(env.get("HARK_CACHE_DIR") or Path.home() / ".cache" / "hark"),
+            stt=_choice(env, "HARK_STT", "faster-whisper", ("faster-whisper",)),
+            stt_beam_size=_int(env, "HARK_STT_BEAM_SIZE", 5, minimum=1),
+            llm=_choice(env, "HARK_LLM", llm_default, ("llama-cpp", "openai")),
+            llm_base_url=llm_base_url,
+            llm_model=env.get("HARK_LLM_MODEL", ""),
+            llm_api_key=env.get("HARK_LLM_API_KEY", ""),
+            llm_max_tokens=_int(env, "HARK_LLM_MAX_TOKENS", 60, minimum=1),
+            llm_threads=_int(env, "HARK_LLM_THREADS", min(4, os.cpu_count() or 2), minimum=1),
+            tts=_choice(env, "HARK_TTS", "piper", ("piper", "espeak")),
+            espeak_voice=env.get("HARK_ESPEAK_VOICE", "en-us"),
+            default_instructions=env.get("HARK_INSTRUCTIONS") or cls.default_instructions,
+            ice_timeout_s=_float(env, "HARK_ICE_TIMEOUT", 30.0),
+        )
+
+    def validate(self) -> None:
+        if self.llm == "openai" and not self.llm_base_url:
+            raise ConfigError("HARK_LLM=openai needs HARK_LLM_BASE_URL (e.g. http://vllm:8000/v1)")

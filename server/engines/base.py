@@ -1,0 +1,77 @@
+"""The three engine contracts a call needs: speech-to-text, language model, text-to-speech.
+
+Each is small on purpose, so a new implementation (a GPU engine, a remote server) is one
+module. Blocking engines do their heavy work in their own worker thread; every method a
+session awaits returns without holding the event loop, so the 20 ms audio path never waits.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from typing import Literal, Protocol, runtime_checkable
+
+import numpy as np
+
+Role = Literal["system", "user", "assistant"]
+
+
+@dataclass(frozen=True)
+class ChatMessage:
+    role: Role
+    content: str
+
+
+class EngineUnavailable(RuntimeError):
+    """An engine cannot load: a package, model file or server is missing. Says which."""
+
+
+@runtime_checkable
+class SpeechToText(Protocol):
+    name: str
+
+    async def load(self) -> None:
+        """Load and warm up the model once at start-up."""
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        """Transcribe 16 kHz mono int16 audio; runs off the event loop."""
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    name: str
+
+    async def load(self) -> None: ...
+
+    def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
+        """Yield the reply as text deltas as they are generated.
+
+        Closing the iterator early (barge-in) stops generation promptly.
+        """
+        ...
+
+
+@runtime_checkable
+class TextToSpeech(Protocol):
+    name: str
+    sample_rate: int
+
+    async def load(self) -> None: ...
+
+    def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        """Yield mono int16 PCM chunks at `sample_rate` as soon as each is ready.
+
+        Closing the iterator early stops synthesis.
+        """
+        ...
+
+
+@dataclass
+class Engines:
+    stt: SpeechToText
+    llm: LanguageModel
+    tts: TextToSpeech
+
+    async def load(self) -> None:
+        for engine in (self.stt, self.llm, self.tts):
+            await engine.load()

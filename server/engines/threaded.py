@@ -1,0 +1,67 @@
+"""Run a blocking generator on an engine's worker thread and consume it asynchronously.
+
+llama.cpp, Piper and Whisper block while they compute. Each engine owns one worker thread
+(its models are not safe to share between threads), and its generators are driven there.
+Items cross to the event loop through a queue; closing the async iterator sets a stop flag
+that the worker checks between items, so a barge-in stops generation within one item.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+_DONE = object()
+
+
+class EngineWorker:
+    """One thread that runs every blocking call of one engine, in order."""
+
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hark-{name}")
+
+    async def run(self, fn: Callable[..., R], *args: object) -> R:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
+
+    async def iterate(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+        """Drive `make()` on the worker thread, yielding its items here as they come."""
+        loop = asyncio.get_running_loop()
+        queue: asyncio.Queue[object] = asyncio.Queue()
+        stop = threading.Event()
+
+        def produce() -> None:
+            try:
+                for item in make():
+                    if stop.is_set():
+                        break
+                    loop.call_soon_threadsafe(queue.put_nowait, item)
+                    if stop.is_set():
+                        break
+            except BaseException as exc:  # handed to the consumer, raised there
+                loop.call_soon_threadsafe(queue.put_nowait, exc)
+            finally:
+                loop.call_soon_threadsafe(queue.put_nowait, _DONE)
+
+        future = loop.run_in_executor(self._executor, produce)
+        try:
+            while True:
+                item = await queue.get()
+                if item is _DONE:
+                    break
+                if isinstance(item, BaseException):
+                    raise item
+                yield item  # type: ignore[misc]
+        finally:
+            stop.set()
+            # Do not wait for the worker here: a cancelled consumer must return at once.
+            future.add_done_callback(lambda f: f.cancelled() or f.exception())
+
+    def shutdown(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)
