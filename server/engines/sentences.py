@@ -1,0 +1,118 @@
+"""Cut a streamed LLM reply into speakable chunks as soon as each is complete.
+
+TTS cannot start before it has a phrase to say, and voice-to-voice latency is mostly the
+wait for that first phrase. So a chunk ends at a sentence end, and also at a clause
+boundary (, ; : —) once enough text is pending; the first chunk of a reply may be cut
+shorter still, so the first audio starts early. Cuts happen only where the text already
+shows what follows, so a "3." never splits "3.5" and "Dr." never ends a sentence.
+"""
+
+from __future__ import annotations
+
+import re
+
+# Words whose trailing "." rarely ends a sentence; cutting there would make TTS pause.
+ABBREVIATIONS = frozenset(
+    {
+        "mr", "mrs", "ms", "dr", "prof", "sr", "jr", "st", "mt", "ft", "vs", "no", "nos",
+        "approx", "dept", "est", "fig", "gen", "gov", "inc", "ltd", "co", "corp", "jan",
+        "feb", "mar", "apr", "jun", "jul", "aug", "sep", "sept", "oct", "nov", "dec",
+        "capt", "col", "lt", "sgt", "rev", "vol", "ch", "p", "pp", "cf", "al",
+    }
+)  # fmt: skip
+
+_CLOSERS = "\"'”’)]"
+_CLOSER = f"[{re.escape(_CLOSERS)}]"
+# A sentence end: terminal punctuation (plus closing quotes/brackets) before whitespace.
+_SENTENCE_END = re.compile(rf"[.!?…]+{_CLOSER}*(?=\s)")
+# A clause end: , ; : before whitespace (so "1,000" and "10:30" stay whole), an em dash,
+# or a spaced en dash (an unspaced one is a range: "1990–2000").
+_CLAUSE_END = re.compile(rf"[,;:]{_CLOSER}*(?=\s)|\s*—\s?|\s+–\s")
+_WHITESPACE = re.compile(r"\s")
+
+
+class SentenceSplitter:
+    """Buffer text deltas; hand back chunks ready to speak, stripped and never empty.
+
+    Joining every chunk of a reply with single spaces reproduces the reply, whitespace
+    aside. `flush()` ends the reply and resets the splitter for the next one.
+    """
+
+    def __init__(
+        self, clause_chars: int = 40, first_clause_chars: int = 20, max_chars: int = 160
+    ) -> None:
+        self.clause_chars = clause_chars
+        self.first_clause_chars = first_clause_chars
+        self.max_chars = max_chars
+        self._pending = ""
+        self._first = True
+
+    def push(self, delta: str) -> list[str]:
+        self._pending += delta
+        return self._drain(final=False)
+
+    def flush(self) -> list[str]:
+        chunks = self._drain(final=True)
+        rest = self._pending.strip()
+        if rest:
+            chunks.append(rest)
+        self._pending = ""
+        self._first = True
+        return chunks
+
+    def _drain(self, final: bool) -> list[str]:
+        chunks: list[str] = []
+        while (cut := self._find_cut(final)) is not None:
+            chunk = self._pending[:cut].strip()
+            self._pending = self._pending[cut:]
+            if chunk:
+                chunks.append(chunk)
+                self._first = False
+        return chunks
+
+    def _find_cut(self, final: bool) -> int | None:
+        """Index just after the earliest safe cut in the pending text, if any."""
+        text = self._pending
+        min_clause = self.first_clause_chars if self._first else self.clause_chars
+        sentence = self._sentence_end(text, final)
+        clause = next(
+            (
+                m.end()
+                for m in _CLAUSE_END.finditer(text)
+                if len(text[: m.end()].strip()) >= min_clause
+            ),
+            None,
+        )
+        cuts = [c for c in (sentence, clause) if c is not None]
+        if cuts:
+            return min(cuts)
+        if len(text) > self.max_chars:
+            # A run-on with no punctuation: cut before the last (possibly partial) word.
+            space = max((m.start() for m in _WHITESPACE.finditer(text.rstrip())), default=0)
+            return space or None
+        return None
+
+    @staticmethod
+    def _sentence_end(text: str, final: bool) -> int | None:
+        for match in _SENTENCE_END.finditer(text):
+            punct = match.group().rstrip(_CLOSERS)
+            if punct == "." and _is_abbreviation(text[: match.start()]):
+                continue
+            following = text[match.end() :].lstrip()
+            if not following:
+                # The next word has not arrived: "e.g. the" must not be cut at "e.g.".
+                return match.end() if final else None
+            if punct == "." and following[0].islower():
+                continue  # a lower-case word after "." means it was not a sentence end
+            return match.end()
+        return None
+
+
+def _is_abbreviation(before: str) -> bool:
+    words = before.split()
+    if not words:
+        return False
+    word = words[-1].lstrip("\"'“‘([")
+    if len(word) == 1 and word.isalpha() and word.isupper():
+        return True  # an initial, as in "J. K. Rowling"
+    return "." in word or word.lower() in ABBREVIATIONS  # "e.g", "U.S", "Dr"

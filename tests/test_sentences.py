@@ -1,0 +1,143 @@
+"""SentenceSplitter: speakable chunks early, never a cut inside a number or abbreviation."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from server.engines.sentences import SentenceSplitter
+
+
+def split_all(text: str, deltas: list[str] | None = None, **options: int) -> list[str]:
+    splitter = SentenceSplitter(**options)
+    chunks: list[str] = []
+    for delta in deltas if deltas is not None else [text]:
+        chunks += splitter.push(delta)
+    return chunks + splitter.flush()
+
+
+def tokens(text: str) -> list[str]:
+    """Split like an LLM tokenizer does: words carrying their leading space."""
+    out: list[str] = []
+    for i, word in enumerate(text.split(" ")):
+        out.append(word if i == 0 else " " + word)
+    return out
+
+
+def squash(text: str) -> str:
+    return "".join(text.split())
+
+
+def test_sentences_are_cut_as_soon_as_the_next_word_shows() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.push("Paris is the capital of France.") == []  # could still be "France.5"
+    assert splitter.push(" It") == ["Paris is the capital of France."]
+    assert splitter.push(" is lovely!") == []
+    assert splitter.flush() == ["It is lovely!"]
+
+
+def test_question_and_exclamation_marks_end_sentences() -> None:
+    assert split_all("Hi! How are you? I am fine.") == ["Hi!", "How are you?", "I am fine."]
+
+
+def test_decimals_and_thousands_are_not_cut() -> None:
+    text = "Pi is about 3.14159 and a mile is 1,609 meters. That is all."
+    assert split_all(text, tokens(text)) == [
+        "Pi is about 3.14159 and a mile is 1,609 meters.",
+        "That is all.",
+    ]
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "Dr. Smith and Mr. Jones met at noon.",
+        "Bring fruit, e.g. apples.",
+        "She moved to the U.S. last year.",
+        "J. K. Rowling wrote it.",
+        "It is approx. five miles.",
+    ],
+)
+def test_abbreviations_do_not_end_sentences(text: str) -> None:
+    assert split_all(text, tokens(text)) == [text]
+
+
+def test_clause_cut_once_enough_text_is_pending() -> None:
+    text = (
+        "The weather today is sunny and warm, with a light breeze from the west, "
+        "so it is a good day for a walk; bring water."
+    )
+    chunks = split_all(text, tokens(text))
+    assert chunks == [
+        "The weather today is sunny and warm,",  # first chunk: 20 characters suffice
+        # "with a light breeze from the west," alone is under 40 characters: not cut there.
+        "with a light breeze from the west, so it is a good day for a walk;",
+        "bring water.",
+    ]
+
+
+def test_short_clauses_are_not_cut() -> None:
+    text = "Well, yes, it is. Later, after lunch, we go."
+    chunks = split_all(text, tokens(text))
+    assert chunks == ["Well, yes, it is.", "Later, after lunch, we go."]
+
+
+def test_first_chunk_is_eager() -> None:
+    text = "Sure, the answer is simple, it is forty-two, as everyone knows."
+    chunks = split_all(text, tokens(text))
+    # 27 characters is enough for the first chunk but later clauses need 40.
+    assert chunks[0] == "Sure, the answer is simple,"
+    assert chunks[1:] == ["it is forty-two, as everyone knows."]
+
+
+def test_flush_resets_the_eager_first_chunk() -> None:
+    splitter = SentenceSplitter()
+    splitter.push("One short reply.")
+    assert splitter.flush() == ["One short reply."]
+    assert splitter.push("Of course, the next one starts early, ") == [
+        "Of course, the next one starts early,"
+    ]
+
+
+def test_dashes_cut_clauses_but_ranges_stay_whole() -> None:
+    text = "It ran from 1990–2000 in the city — then it moved to the coast."
+    chunks = split_all(text, tokens(text))
+    assert chunks == ["It ran from 1990–2000 in the city —", "then it moved to the coast."]
+
+
+def test_closing_quotes_stay_with_their_sentence() -> None:
+    text = 'He said "hello." Then he left.'
+    assert split_all(text, tokens(text)) == ['He said "hello."', "Then he left."]
+
+
+def test_run_on_text_is_cut_at_a_word_boundary() -> None:
+    text = " ".join(["word"] * 60)
+    chunks = split_all(text, tokens(text), max_chars=50)
+    assert all(len(chunk) <= 50 for chunk in chunks)
+    assert " ".join(chunks) == text
+
+
+def test_whitespace_only_and_empty_input_yield_nothing() -> None:
+    assert split_all("", ["", "  ", "\n"]) == []
+
+
+def test_newlines_count_as_whitespace() -> None:
+    assert split_all("First line.\nSecond line.") == ["First line.", "Second line."]
+
+
+def test_chunks_reproduce_the_text_for_any_delta_boundaries() -> None:
+    text = (
+        "Hello there! Dr. Who said it costs $3.50, or 1,200 yen; not bad. Really? "
+        "Yes — the museum, which opened in 1990–2000, is on St. James Street, "
+        "e.g. near the park... It is open daily."
+    )
+    rng = random.Random(7)
+    for _ in range(200):
+        cuts = sorted(rng.sample(range(1, len(text)), rng.randint(1, 30)))
+        deltas = [text[a:b] for a, b in zip([0, *cuts], [*cuts, len(text)], strict=True)]
+        chunks = split_all(text, deltas)
+        assert all(chunk and chunk == chunk.strip() for chunk in chunks)
+        assert squash(" ".join(chunks)) == squash(text)
+        # Where the deltas fall must not change where the text is cut.
+        assert chunks == split_all(text)
