@@ -1,0 +1,121 @@
+"""The caller's microphone: a remote aiortc track -> fixed 16 kHz frames on an audio clock.
+
+aiortc hands us decoded frames of whatever the codec gives (48 kHz stereo for Opus, 8 kHz
+for G.711) in whatever sizes arrive. The VAD wants exactly 512 samples at 16 kHz, and
+every timestamp the protocol reports (`audio_start_ms`, `audio_end_ms`) is a position in
+the received audio, so the clock here counts samples, never wall time: a network stall
+then shifts no positions.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from typing import Protocol
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError
+
+from media.resample import Resampler
+
+log = logging.getLogger(__name__)
+
+
+class AudioSource(Protocol):
+    """What we need of a track: aiortc's RemoteStreamTrack, or a fake in tests."""
+
+    async def recv(self) -> av.AudioFrame: ...
+
+
+class InboundAudio:
+    """Reads one track in a task and calls `on_frame(frame, audio_end_ms)` per full frame.
+
+    `on_frame` runs on the event loop, in order; its exceptions are logged so one bad
+    frame can't silence the caller for the rest of the call.
+    """
+
+    def __init__(
+        self,
+        track: AudioSource,
+        on_frame: Callable[[np.ndarray, int], None],
+        frame_samples: int = 512,
+        sample_rate: int = 16000,
+        on_ended: Callable[[], None] | None = None,
+    ) -> None:
+        self.track = track
+        self.on_frame = on_frame
+        self.on_ended = on_ended
+        self.frame_samples = frame_samples
+        self.sample_rate = sample_rate
+        self._resampler = Resampler(sample_rate)
+        self._pending = np.zeros(0, dtype=np.int16)
+        self._received = 0
+        self._emitted = 0  # samples handed to on_frame
+        self._last_frame: float | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def samples_received(self) -> int:
+        """Samples at `sample_rate` received since start (including a partial frame)."""
+        return self._received
+
+    @property
+    def audio_ms(self) -> int:
+        return self._received * 1000 // self.sample_rate
+
+    @property
+    def last_frame_monotonic(self) -> float | None:
+        """`time.monotonic()` when the track last delivered a frame (for idle timeouts)."""
+        return self._last_frame
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="inbound-audio")
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None and not task.done():
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    async def _run(self) -> None:
+        while True:
+            try:
+                frame = await self.track.recv()
+            except MediaStreamError:
+                break
+            except Exception:
+                log.exception("inbound track failed; treating it as ended")
+                break
+            self._last_frame = time.monotonic()
+            try:
+                pcm = self._resampler.frame(frame)
+            except Exception:
+                log.exception("cannot resample an inbound frame; dropped")
+                continue
+            self._feed(pcm)
+        self._feed(self._resampler.flush())  # a last partial frame is never classified
+        if self.on_ended is not None:
+            try:
+                self.on_ended()
+            except Exception:
+                log.exception("on_ended failed")
+
+    def _feed(self, pcm: np.ndarray) -> None:
+        self._received += len(pcm)
+        pending = np.concatenate([self._pending, pcm]) if len(self._pending) else pcm
+        n = self.frame_samples
+        full = len(pending) // n * n
+        for offset in range(0, full, n):
+            self._emitted += n
+            end_ms = self._emitted * 1000 // self.sample_rate
+            try:
+                self.on_frame(pending[offset : offset + n].copy(), end_ms)
+            except Exception:
+                log.exception("on_frame failed")
+        self._pending = pending[full:].copy()

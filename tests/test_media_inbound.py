@@ -1,0 +1,112 @@
+"""InboundAudio: 48 kHz stereo 20 ms frames in, 512-sample 16 kHz frames on a sample clock out."""
+
+import asyncio
+import fractions
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError
+
+from media.inbound import InboundAudio
+
+
+class FakeAudioTrack:
+    """Plays `pcm` (16-bit mono at 48 kHz) as aiortc's Opus decoder would: stereo 20 ms frames."""
+
+    def __init__(self, pcm: np.ndarray, rate: int = 48000, frame_ms: int = 20) -> None:
+        self.pcm, self.rate = pcm, rate
+        self.step = rate * frame_ms // 1000
+        self.pos = 0
+        self.gate: asyncio.Event | None = None  # when set, recv() waits on it (a quiet line)
+
+    async def recv(self) -> av.AudioFrame:
+        if self.gate is not None:
+            await self.gate.wait()
+        if self.pos >= len(self.pcm):
+            raise MediaStreamError
+        chunk = self.pcm[self.pos : self.pos + self.step]
+        stereo = np.repeat(chunk, 2).reshape(1, -1)
+        frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+        frame.sample_rate = self.rate
+        frame.pts = self.pos
+        frame.time_base = fractions.Fraction(1, self.rate)
+        self.pos += self.step
+        await asyncio.sleep(0)
+        return frame
+
+
+def ramp_48k(seconds: float) -> np.ndarray:
+    """A slow ramp: after 3:1 decimation, it must still rise steadily."""
+    n = int(48000 * seconds)
+    return np.linspace(-20000, 20000, n).astype(np.int16)
+
+
+async def run_to_end(track, **kwargs) -> tuple[InboundAudio, list, asyncio.Event]:
+    frames: list[tuple[np.ndarray, int]] = []
+    ended = asyncio.Event()
+    inbound = InboundAudio(
+        track, lambda f, ms: frames.append((f, ms)), on_ended=ended.set, **kwargs
+    )
+    inbound.start()
+    await asyncio.wait_for(ended.wait(), 10)
+    await inbound.stop()
+    return inbound, frames, ended
+
+
+async def test_frames_are_512_samples_with_audio_clock_positions():
+    inbound, frames, _ = await run_to_end(FakeAudioTrack(ramp_48k(2.0)))  # 100 frames of 20 ms
+    # 2 s at 16 kHz = 32000 samples = 62 full frames of 512 (31744) and a partial.
+    assert abs(inbound.samples_received - 32000) <= 4
+    assert inbound.audio_ms == inbound.samples_received // 16
+    assert len(frames) == 62
+    assert all(f.shape == (512,) and f.dtype == np.int16 for f, _ in frames)
+    assert [ms for _, ms in frames] == [32 * (i + 1) for i in range(62)]
+    pcm = np.concatenate([f for f, _ in frames])
+    # The resampled ramp keeps rising across every frame boundary: nothing lost or reordered.
+    assert np.all(np.diff(pcm[50:].astype(np.int32)) >= 0)
+    assert abs(int(pcm[16000]) - 0) < 500  # the middle of the ramp is the middle of the clock
+
+
+async def test_on_ended_fires_and_last_frame_time_is_recorded():
+    inbound, frames, ended = await run_to_end(FakeAudioTrack(ramp_48k(0.2)))
+    assert ended.is_set()
+    assert inbound.last_frame_monotonic is not None
+    assert len(frames) == 6  # 3200 samples -> 6 frames of 512
+
+
+async def test_on_frame_exceptions_do_not_kill_the_reader(caplog):
+    seen: list[int] = []
+
+    def flaky(frame: np.ndarray, end_ms: int) -> None:
+        seen.append(end_ms)
+        if len(seen) % 2:
+            raise RuntimeError("boom")
+
+    ended = asyncio.Event()
+    inbound = InboundAudio(FakeAudioTrack(ramp_48k(1.0)), flaky, on_ended=ended.set)
+    inbound.start()
+    await asyncio.wait_for(ended.wait(), 10)
+    assert len(seen) == 31
+    assert "on_frame failed" in caplog.text
+
+
+async def test_stop_cancels_a_waiting_reader_without_on_ended():
+    track = FakeAudioTrack(ramp_48k(1.0))
+    track.gate = asyncio.Event()  # never set: recv() blocks like a silent peer
+    ended: list[bool] = []
+    inbound = InboundAudio(track, lambda f, ms: None, on_ended=lambda: ended.append(True))
+    assert inbound.last_frame_monotonic is None
+    inbound.start()
+    await asyncio.sleep(0.01)
+    await inbound.stop()
+    assert ended == []
+    assert inbound.samples_received == 0
+
+
+async def test_other_rates_and_frame_sizes():
+    # G.711 arrives as 8 kHz mono; a 10 ms frame size at 16 kHz is 160 samples.
+    track = FakeAudioTrack(np.zeros(8000, dtype=np.int16), rate=8000)
+    inbound, frames, _ = await run_to_end(track, frame_samples=160)
+    assert abs(inbound.samples_received - 16000) <= 4
+    assert [ms for _, ms in frames][:3] == [10, 20, 30]
+    assert len(frames) == inbound.samples_received // 160
