@@ -229,6 +229,7 @@ async function connect() {
       onRemoteStream: attachRemote,
       onOpen: () => {
         conversation.note("Call started");
+        els.secretForm.hidden = true;
         setState("connected");
       },
       onClose: (reason) => hangUp(reason),
