@@ -1,0 +1,95 @@
+"""The live calls of this node: create from an SDP offer, look up, hang up, close all.
+
+A call that fails while negotiating is closed before the error reaches the client, so a
+bad offer never leaves a peer connection behind. Ended calls are remembered for a while so
+that hanging up twice answers 204 both times.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import secrets
+from collections import OrderedDict
+
+from media.vad import SileroModel
+from server.config import Config
+from server.engines.base import Engines
+from server.session import RealtimeSession
+from server.session_config import SessionConfig
+
+log = logging.getLogger("hark.calls")
+
+MAX_REMEMBERED_ENDED = 10_000
+
+
+class NegotiationError(ValueError):
+    """aiortc refused the offer (malformed or unsupported SDP)."""
+
+
+class CallManager:
+    def __init__(self, config: Config, engines: Engines, vad_model: SileroModel) -> None:
+        self._config = config
+        self._engines = engines
+        self._vad_model = vad_model
+        self._calls: dict[str, RealtimeSession] = {}
+        self._owners: dict[str, str] = {}
+        self._ended: OrderedDict[str, str] = OrderedDict()
+
+    def __len__(self) -> int:
+        return len(self._calls)
+
+    def get(self, call_id: str) -> RealtimeSession | None:
+        return self._calls.get(call_id)
+
+    def owner(self, call_id: str) -> str | None:
+        return self._owners.get(call_id) or self._ended.get(call_id)
+
+    def is_known(self, call_id: str) -> bool:
+        return call_id in self._calls or call_id in self._ended
+
+    async def create(
+        self, offer_sdp: str, session_config: SessionConfig, owner: str
+    ) -> tuple[str, str]:
+        """Returns (call_id, answer SDP)."""
+        call_id = "rtc_" + secrets.token_hex(12)
+        session = RealtimeSession(
+            call_id,
+            self._engines,
+            self._vad_model,
+            session_config,
+            max_event_bytes=self._config.max_event_bytes,
+            ice_timeout_s=self._config.ice_timeout_s,
+            on_closed=self._forget,
+        )
+        self._calls[call_id] = session
+        self._owners[call_id] = owner
+        try:
+            answer = await session.negotiate(offer_sdp)
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+            await session.close("bad_offer")
+            raise NegotiationError(str(exc) or type(exc).__name__) from exc
+        except BaseException:
+            await session.close("negotiation_failed")
+            raise
+        log.info("call %s created (%d live)", call_id, len(self._calls))
+        return call_id, answer
+
+    async def hangup(self, call_id: str) -> None:
+        session = self._calls.get(call_id)
+        if session is not None:
+            await session.close("hangup")
+
+    async def close_all(self) -> None:
+        await asyncio.gather(
+            *(session.close("server_shutdown") for session in list(self._calls.values())),
+            return_exceptions=True,
+        )
+
+    def _forget(self, session: RealtimeSession) -> None:
+        self._calls.pop(session.call_id, None)
+        owner = self._owners.pop(session.call_id, "")
+        self._ended[session.call_id] = owner
+        while len(self._ended) > MAX_REMEMBERED_ENDED:
+            self._ended.popitem(last=False)
+        log.info("call %s ended (%d live)", session.call_id, len(self._calls))

@@ -1,0 +1,102 @@
+"""`python -m server serve` starts Hark; `python -m server call` talks to a running one."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import os
+import sys
+
+from server.config import Config, ConfigError
+
+
+def _setup_logging(verbose: bool) -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if verbose else logging.INFO,
+        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
+        datefmt="%H:%M:%S",
+        stream=sys.stderr,
+    )
+    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+        logging.getLogger(noisy).setLevel(logging.WARNING)
+
+
+def _page_url(config: Config) -> str:
+    host = "127.0.0.1" if config.host in ("0.0.0.0", "", "::") else config.host
+    if ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{config.port}/"
+
+
+def serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from server.app import STATE_KEY, create_app
+    from server.engines.factory import build_engines
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    _setup_logging(args.verbose)
+    try:
+        config = Config.from_env()
+        config.validate()
+    except ConfigError as exc:
+        print(f"hark: configuration error: {exc}", file=sys.stderr)
+        return 2
+    if config.api_key_generated:
+        print(
+            "hark: no HARK_API_KEYS set; generated an API key for this run (shown once):\n"
+            f"      {config.api_keys[0]}",
+            file=sys.stderr,
+        )
+    app = create_app(config, build_engines(config))
+
+    def announce() -> None:
+        lines = [f"Hark is ready on {config.host}:{config.port}"]
+        if config.demo:
+            lines.append(f"Open {_page_url(config)} in a browser and talk.")
+        else:
+            lines.append("Demo page is off (not on loopback); mint client secrets with an API key.")
+        print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
+
+    app[STATE_KEY]["on_ready"] = announce
+    print(
+        f"hark: listening on http://{config.host}:{config.port} (loading models…)",
+        file=sys.stderr,
+        flush=True,
+    )
+    web.run_app(app, host=config.host, port=config.port, print=None, access_log=None)
+    return 0
+
+
+def call(args: argparse.Namespace) -> int:
+    from server.call_client import run_call_cli
+
+    _setup_logging(args.verbose)
+    return asyncio.run(run_call_cli(args))
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m server", description=__doc__)
+    parser.add_argument("-v", "--verbose", action="store_true")
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("serve", help="start the Hark server (configured by HARK_* variables)")
+    talk = commands.add_parser("call", help="call a running server with a wav as the microphone")
+    talk.add_argument("--url", default=os.environ.get("HARK_URL", "http://127.0.0.1:8080"))
+    talk.add_argument(
+        "--api-key",
+        default=os.environ.get("HARK_API_KEY", ""),
+        help="API key to mint a client secret with (or HARK_API_KEY)",
+    )
+    talk.add_argument("--token", default="", help="an ek_ client secret to use directly")
+    talk.add_argument("--wav", help="16-bit PCM wav to stream as the microphone")
+    talk.add_argument("--text", help="send this as a typed user message instead of audio")
+    talk.add_argument("--out", default="reply.wav", help="where to save the received audio")
+    talk.add_argument("--instructions", help="session instructions (the assistant's persona)")
+    talk.add_argument(
+        "--timeout", type=float, default=60.0, help="seconds to wait for the reply to finish"
+    )
+    args = parser.parse_args(argv)
+    if args.command == "serve":
+        return serve(args)
+    return call(args)

@@ -1,0 +1,169 @@
+"""One assistant response: LLM text → clauses → TTS → the outbound track, all streaming.
+
+The LLM writes into a clause splitter; each clause is synthesized as soon as it is
+complete and its audio queued on the track while the LLM is still writing, so the first
+audio goes out after one clause, not one reply. The response lasts until its audio has
+been played: barge-in at any point cancels it, and the item keeps only the heard text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from typing import Any, Literal
+
+from media.outbound import OutboundAudioTrack
+from server import events
+from server.conversation import Conversation, Item
+from server.engines.base import ChatMessage, LanguageModel, TextToSpeech
+from server.engines.sentences import SentenceSplitter
+from server.heard_text import HeardText
+from server.turn_metrics import TurnTimings
+
+log = logging.getLogger("hark.response")
+
+Emit = Callable[[dict[str, Any]], None]
+CancelReason = Literal["turn_detected", "client_cancelled"]
+
+
+class ResponseRun:
+    def __init__(
+        self,
+        *,
+        response_id: str,
+        conversation: Conversation,
+        llm: LanguageModel,
+        tts: TextToSpeech,
+        track: OutboundAudioTrack,
+        emit: Emit,
+        instructions: str,
+        history: list[ChatMessage],
+        voice: str,
+        timings: TurnTimings,
+        on_finished: Callable[[ResponseRun], None],
+    ) -> None:
+        self.id = response_id
+        self.item = Item(
+            id=events.new_id("item"),
+            role="assistant",
+            kind="output_audio",
+            text=None,
+            status="in_progress",
+        )
+        self.timings = timings
+        self.status: str = "in_progress"
+        self._conversation = conversation
+        self._llm = llm
+        self._tts = tts
+        self._track = track
+        self._emit = emit
+        self._instructions = instructions
+        self._history = history
+        self._voice = voice
+        self._on_finished = on_finished
+        self._heard = HeardText()
+        self._previous_item_id: str | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    @property
+    def active(self) -> bool:
+        return self.status == "in_progress"
+
+    @property
+    def spoken(self) -> HeardText:
+        return self._heard
+
+    def start(self) -> None:
+        self._emit(events.response_created(self.id, self._voice))
+        self._previous_item_id = self._conversation.add(self.item)
+        self._emit(events.output_item_added(self.id, self.item))
+        self._emit(events.item_added(self._previous_item_id, self.item))
+        self._emit(events.content_part_added(self.id, self.item.id))
+        self._track.begin_response(self.id)
+        self._task = asyncio.create_task(self._run(), name=f"response-{self.id}")
+
+    def cancel(self, reason: CancelReason) -> None:
+        """Stop at once: silence the track, stop LLM and TTS, keep only the heard text."""
+        if not self.active:
+            return
+        audio_started = self.timings.first_frame_sent is not None
+        played_ms = self._track.clear() if self._track.response_id == self.id else 0
+        if audio_started:
+            self._emit(events.output_audio_buffer("cleared", self.id))
+        self._finish("cancelled", self._heard.heard(played_ms), reason=reason)
+        if self._task is not None:
+            self._task.cancel()
+
+    async def wait(self) -> None:
+        if self._task is not None:
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+
+    async def _run(self) -> None:
+        try:
+            await self._generate_and_speak()
+            self._track.end_response()
+            await self._track.wait_drained()
+            self._finish("completed", self._heard.heard(self._heard.audio_ms))
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:
+            log.exception("response %s failed", self.id)
+            if self._track.response_id == self.id:
+                self._track.clear()
+            self._emit(events.error("server_error", "response_failed", f"Response failed: {exc}"))
+            self._finish("failed", self._heard.heard(0))
+
+    async def _generate_and_speak(self) -> None:
+        clauses: asyncio.Queue[str | None] = asyncio.Queue()
+        writer = asyncio.create_task(self._write(clauses), name=f"llm-{self.id}")
+        try:
+            await self._speak(clauses)
+            await writer
+        finally:
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    async def _write(self, clauses: asyncio.Queue[str | None]) -> None:
+        splitter = SentenceSplitter()
+        try:
+            async for delta in self._llm.stream(self._instructions, self._history):
+                if not delta:
+                    continue
+                self.timings.mark("llm_first_token")
+                self._heard.add_text(delta)
+                self._emit(events.transcript_delta(self.id, self.item.id, delta))
+                for clause in splitter.push(delta):
+                    clauses.put_nowait(clause)
+            for clause in splitter.flush():
+                clauses.put_nowait(clause)
+        finally:
+            clauses.put_nowait(None)
+
+    async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
+        rate = self._tts.sample_rate
+        while (clause := await clauses.get()) is not None:
+            self.timings.mark("first_clause")
+            span = self._heard.locate(clause)
+            async for pcm in self._tts.synthesize(clause, self._voice):
+                if len(pcm) == 0:
+                    continue
+                self.timings.mark("tts_first_audio")
+                self._track.push(pcm, rate)
+                self._heard.add_audio(span, len(pcm) * 1000 / rate)
+
+    def _finish(self, status: str, transcript: str, reason: CancelReason | None = None) -> None:
+        if not self.active:
+            return
+        self.status = status
+        self.item.text = transcript
+        self.item.status = "completed" if status == "completed" else "incomplete"
+        for event in events.response_finished(
+            self.id, self.item, self._previous_item_id, status, reason, self._voice
+        ):
+            self._emit(event)
+        self._emit(events.hark_metrics(self.id, self.timings.to_dict()))
+        self._on_finished(self)

@@ -1,0 +1,313 @@
+"""One call: the peer connection, its `oai-events` channel, the turn loop and the history.
+
+The state machine is explicit: LISTENING → USER_SPEAKING (VAD onset) → THINKING (turn
+ended, transcribing, generating) → SPEAKING (reply audio going out) → LISTENING. Speech
+onset in THINKING or SPEAKING is a barge-in: the reply is cancelled at once and keeps only
+what was heard. Client events are dispatched by `server.client_events`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamTrack
+
+from media.inbound import InboundAudio
+from media.outbound import OutboundAudioTrack
+from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped
+from media.vad import SileroModel, SileroVad
+from server import events
+from server.conversation import Conversation, Item, new_id
+from server.engines.base import Engines
+from server.heard_text import HeardText
+from server.response import CancelReason, ResponseRun
+from server.session_config import SessionConfig, TurnDetectionConfig
+from server.turn_metrics import TurnTimings, now
+
+log = logging.getLogger("hark.session")
+
+SAMPLE_RATE = 16_000
+MAX_MANUAL_BUFFER_S = 60
+MAX_PENDING_EVENTS = 256
+MAX_SPOKEN_ITEMS = 50
+
+
+class State(enum.Enum):
+    LISTENING = "listening"
+    USER_SPEAKING = "user_speaking"
+    THINKING = "thinking"
+    SPEAKING = "speaking"
+
+
+class RealtimeSession:
+    def __init__(
+        self,
+        call_id: str,
+        engines: Engines,
+        vad_model: SileroModel,
+        session_config: SessionConfig,
+        *,
+        max_event_bytes: int,
+        ice_timeout_s: float,
+        on_closed: Callable[[RealtimeSession], None],
+    ) -> None:
+        self.call_id = call_id
+        self.session_id = new_id("sess")
+        self.config = session_config
+        self.engines = engines
+        self.state = State.LISTENING
+        self.conversation = Conversation()
+        self.response: ResponseRun | None = None
+        self.closed = False
+        self.max_event_bytes = max_event_bytes
+        self.track = OutboundAudioTrack()
+        self.track.on_playback_started = self._on_playback_started
+        self.track.on_playback_stopped = self._on_playback_stopped
+        self._vad = SileroVad(vad_model)
+        self._segmenter = SpeechSegmenter(
+            (session_config.turn_detection or TurnDetectionConfig()).segmenter_params()
+        )
+        self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self._channel: Any = None
+        self._pending: list[str] = []
+        self._inbound: InboundAudio | None = None
+        self._user_item_id: str | None = None
+        self._turn_seq = 0
+        self._manual_buffer: list[np.ndarray] = []
+        self._spoken: dict[str, HeardText] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._ice_timeout_s = ice_timeout_s
+        self._on_closed = on_closed
+
+    # ---- negotiation and lifecycle -------------------------------------------------------
+
+    async def negotiate(self, offer_sdp: str) -> str:
+        """Apply the client's offer and return the answer SDP (all candidates included)."""
+        pc = self._pc
+        pc.on("datachannel", self._on_datachannel)
+        pc.on("track", self._on_track)
+        pc.on("connectionstatechange", self._on_connection_state)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        pc.addTrack(self.track)
+        await pc.setLocalDescription(await pc.createAnswer())
+        self._spawn(self._watch_ice(), "ice-timeout")
+        return pc.localDescription.sdp
+
+    async def close(self, reason: str = "hangup") -> None:
+        if self.closed:
+            return
+        self.closed = True
+        log.info("call %s closing: %s", self.call_id, reason)
+        if self.response is not None:
+            self.response.cancel("client_cancelled")
+        current = asyncio.current_task()
+        for task in list(self._tasks):
+            if task is not current:
+                task.cancel()
+        if self._inbound is not None:
+            await self._inbound.stop()
+        self.track.stop()
+        with contextlib.suppress(Exception):
+            await self._pc.close()
+        self._on_closed(self)
+
+    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=f"{self.call_id}-{name}")
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error(
+                "call %s task %s failed", self.call_id, task.get_name(), exc_info=task.exception()
+            )
+
+    async def _watch_ice(self) -> None:
+        await asyncio.sleep(self._ice_timeout_s)
+        if self._pc.connectionState not in ("connected",):
+            await self.close("ice_timeout")
+
+    async def _on_connection_state(self) -> None:
+        state = self._pc.connectionState
+        log.info("call %s connection %s", self.call_id, state)
+        if state in ("failed", "closed"):
+            self._spawn(self.close(f"connection_{state}"), "close")
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        if track.kind != "audio" or self._inbound is not None:
+            return
+        self._inbound = InboundAudio(track, on_frame=self._on_audio_frame)
+        self._inbound.start()
+
+    def _on_datachannel(self, channel: Any) -> None:
+        if channel.label != "oai-events" or self._channel is not None:
+            return
+        self._channel = channel
+        from server.client_events import ClientEventDispatcher
+
+        dispatcher = ClientEventDispatcher(self)
+        channel.on("message", dispatcher.on_message)
+        self.send(events.session_created(self.session_dict()))
+        for raw in self._pending:
+            channel.send(raw)
+        self._pending.clear()
+
+    def session_dict(self) -> dict[str, Any]:
+        return self.config.to_dict(self.session_id)
+
+    def send(self, event: dict[str, Any]) -> None:
+        raw = json.dumps(event)
+        channel = self._channel
+        if channel is None:
+            if len(self._pending) < MAX_PENDING_EVENTS:
+                self._pending.append(raw)
+            return
+        if channel.readyState == "open":
+            channel.send(raw)
+
+    # ---- inbound audio and turns ---------------------------------------------------------
+
+    def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
+        probability = self._vad(frame)
+        if self.config.turn_detection is None:
+            if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
+                self._manual_buffer.append(frame)
+            return
+        for event in self._segmenter.push(frame, probability, audio_end_ms):
+            if isinstance(event, SpeechStarted):
+                self._on_speech_started(event)
+            elif isinstance(event, SpeechStopped):
+                self._on_speech_stopped(event)
+
+    def _on_speech_started(self, event: SpeechStarted) -> None:
+        self._turn_seq += 1
+        self._user_item_id = new_id("item")
+        self.send(events.speech_started(event.audio_start_ms, self._user_item_id))
+        self.state = State.USER_SPEAKING
+        turn = self.config.turn_detection
+        if self.response is not None and (turn is None or turn.interrupt_response):
+            self.cancel_response("turn_detected")
+
+    def _on_speech_stopped(self, event: SpeechStopped) -> None:
+        item_id = self._user_item_id or new_id("item")
+        self._user_item_id = None
+        self.send(events.speech_stopped(event.audio_end_ms, item_id))
+        turn = self.config.turn_detection or TurnDetectionConfig()
+        timings = TurnTimings(speech_stopped=now())
+        timings.speech_end = timings.speech_stopped - turn.silence_duration_ms / 1000
+        self.commit_audio(item_id, event.audio, timings, respond=turn.create_response)
+
+    def commit_audio(
+        self, item_id: str, audio: np.ndarray, timings: TurnTimings, *, respond: bool
+    ) -> None:
+        item = Item(id=item_id, role="user", kind="input_audio", text=None)
+        previous = self.conversation.add(item)
+        self.send(events.committed(previous, item_id))
+        self.send(events.item_added(previous, item))
+        self.state = State.THINKING
+        self._spawn(
+            self._complete_turn(item, previous, audio, timings, respond, self._turn_seq), "turn"
+        )
+
+    def take_manual_buffer(self) -> np.ndarray:
+        audio = np.concatenate(self._manual_buffer) if self._manual_buffer else np.zeros(0, "int16")
+        self._manual_buffer.clear()
+        return audio
+
+    def spoken_text(self, item_id: str) -> HeardText | None:
+        """The text-to-audio map of an assistant item, for `conversation.item.truncate`."""
+        if self.response is not None and self.response.item.id == item_id:
+            return self.response.spoken
+        return self._spoken.get(item_id)
+
+    def apply_config(self, updated: SessionConfig) -> None:
+        if updated.turn_detection != self.config.turn_detection:
+            self.clear_input()
+            if updated.turn_detection is not None:
+                self._segmenter.update(updated.turn_detection.segmenter_params())
+        self.config = updated
+
+    def clear_input(self) -> None:
+        self._manual_buffer.clear()
+        self._segmenter.reset()
+        self._user_item_id = None
+
+    async def _complete_turn(
+        self,
+        item: Item,
+        previous: str | None,
+        audio: np.ndarray,
+        timings: TurnTimings,
+        respond: bool,
+        seq: int,
+    ) -> None:
+        transcript = (await self.engines.stt.transcribe(audio)).strip()
+        timings.stt_done = now()
+        item.text = transcript
+        self.send(events.transcription_completed(item.id, transcript, len(audio) / SAMPLE_RATE))
+        self.send(events.item_done(previous, item))
+        still_current = seq == self._turn_seq and not self._segmenter.speaking
+        if not transcript or not respond or not still_current or self.response is not None:
+            if self.state == State.THINKING and self.response is None:
+                self.state = State.LISTENING
+            return
+        self.start_response(timings)
+
+    # ---- responses ----------------------------------------------------------------------
+
+    def start_response(
+        self, timings: TurnTimings | None = None, instructions: str | None = None
+    ) -> ResponseRun:
+        history = self.conversation.messages()
+        run = ResponseRun(
+            response_id=new_id("resp"),
+            conversation=self.conversation,
+            llm=self.engines.llm,
+            tts=self.engines.tts,
+            track=self.track,
+            emit=self.send,
+            instructions=self.config.instructions if instructions is None else instructions,
+            history=history,
+            voice=self.config.voice,
+            timings=timings or TurnTimings(),
+            on_finished=self._on_response_finished,
+        )
+        self.response = run
+        self.state = State.THINKING
+        run.start()
+        return run
+
+    def cancel_response(self, reason: CancelReason) -> bool:
+        if self.response is None:
+            return False
+        self.response.cancel(reason)
+        return True
+
+    def _on_response_finished(self, run: ResponseRun) -> None:
+        if self.response is run:
+            self.response = None
+        self._spoken[run.item.id] = run.spoken
+        while len(self._spoken) > MAX_SPOKEN_ITEMS:
+            del self._spoken[next(iter(self._spoken))]
+        if self.state in (State.THINKING, State.SPEAKING):
+            self.state = State.LISTENING
+
+    def _on_playback_started(self, response_id: str) -> None:
+        self.send(events.output_audio_buffer("started", response_id))
+        if self.response is not None and self.response.id == response_id:
+            self.response.timings.mark("first_frame_sent")
+            if self.state == State.THINKING:
+                self.state = State.SPEAKING
+
+    def _on_playback_stopped(self, response_id: str) -> None:
+        self.send(events.output_audio_buffer("stopped", response_id))

@@ -1,0 +1,163 @@
+"""The session configuration a client can set, in OpenAI Realtime's GA shape.
+
+Parsed from a client secret's `session`, a multipart `session` field, or a
+`session.update` event; rendered back as the `session` object of `session.created` /
+`session.updated`. Unknown fields are ignored (clients send many Hark does not use);
+wrong types and out-of-range values are refused with the offending parameter named.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+from media.segmenter import TurnDetection
+
+MAX_INSTRUCTIONS_CHARS = 16_000
+
+
+class SessionConfigError(ValueError):
+    def __init__(self, param: str, message: str) -> None:
+        super().__init__(message)
+        self.param = param
+
+
+@dataclass(frozen=True)
+class TurnDetectionConfig:
+    threshold: float = 0.5
+    prefix_padding_ms: int = 300
+    silence_duration_ms: int = 500
+    create_response: bool = True
+    interrupt_response: bool = True
+
+    def segmenter_params(self) -> TurnDetection:
+        return TurnDetection(self.threshold, self.prefix_padding_ms, self.silence_duration_ms)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"type": "server_vad", **dataclasses.asdict(self), "idle_timeout_ms": None}
+
+
+@dataclass(frozen=True)
+class SessionConfig:
+    model: str = "hark"
+    instructions: str = ""
+    voice: str = "joe"
+    turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
+
+    def apply(self, update: Any) -> SessionConfig:
+        """A new config with `update` (a GA or beta-shaped session dict) applied."""
+        if not isinstance(update, dict):
+            raise SessionConfigError("session", "session must be a JSON object")
+        changes: dict[str, Any] = {}
+        kind = update.get("type", "realtime")
+        if kind != "realtime":
+            raise SessionConfigError(
+                "session.type", f"Unsupported session type {kind!r}; use 'realtime'"
+            )
+        if "model" in update:
+            changes["model"] = _string(update["model"], "session.model", 200)
+        if "instructions" in update:
+            changes["instructions"] = _string(
+                update["instructions"], "session.instructions", MAX_INSTRUCTIONS_CHARS
+            )
+        audio = update.get("audio", {})
+        if not isinstance(audio, dict):
+            raise SessionConfigError("session.audio", "session.audio must be an object")
+        output = _object(audio.get("output", {}), "session.audio.output")
+        voice = output.get("voice", update.get("voice"))
+        if voice is not None:
+            changes["voice"] = _string(voice, "session.audio.output.voice", 100)
+        audio_input = _object(audio.get("input", {}), "session.audio.input")
+        if "turn_detection" in audio_input:
+            changes["turn_detection"] = _turn_detection(
+                audio_input["turn_detection"], self.turn_detection
+            )
+        elif "turn_detection" in update:
+            changes["turn_detection"] = _turn_detection(
+                update["turn_detection"], self.turn_detection
+            )
+        return dataclasses.replace(self, **changes)
+
+    def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
+        pcm = {"type": "audio/pcm", "rate": 24000}
+        return {
+            "type": "realtime",
+            "object": "realtime.session",
+            "id": session_id,
+            "model": self.model,
+            "output_modalities": ["audio"],
+            "instructions": self.instructions,
+            "tools": [],
+            "tool_choice": "auto",
+            "max_output_tokens": "inf",
+            "tracing": None,
+            "prompt": None,
+            "expires_at": expires_at,
+            "include": None,
+            "audio": {
+                "input": {
+                    "format": pcm,
+                    "transcription": {"model": "whisper-tiny.en", "language": "en"},
+                    "noise_reduction": None,
+                    "turn_detection": (
+                        self.turn_detection.to_dict() if self.turn_detection else None
+                    ),
+                },
+                "output": {"format": pcm, "voice": self.voice, "speed": 1.0},
+            },
+        }
+
+
+def _string(value: Any, param: str, max_len: int) -> str:
+    if not isinstance(value, str):
+        raise SessionConfigError(param, f"{param} must be a string")
+    if len(value) > max_len:
+        raise SessionConfigError(param, f"{param} is longer than {max_len} characters")
+    return value
+
+
+def _object(value: Any, param: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise SessionConfigError(param, f"{param} must be an object")
+    return value
+
+
+def _number(raw: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+    value = raw.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
+        raise SessionConfigError(
+            f"session.audio.input.turn_detection.{key}", f"{key} must be a number in [{lo}, {hi}]"
+        )
+    return value
+
+
+def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
+    value = raw.get(key, default)
+    if not isinstance(value, bool):
+        raise SessionConfigError(
+            f"session.audio.input.turn_detection.{key}", f"{key} must be true or false"
+        )
+    return value
+
+
+def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetectionConfig | None:
+    if raw is None:
+        return None
+    raw = _object(raw, "session.audio.input.turn_detection")
+    kind = raw.get("type", "server_vad")
+    if kind != "server_vad":
+        raise SessionConfigError(
+            "session.audio.input.turn_detection.type",
+            f"turn_detection type {kind!r} is not supported yet; use 'server_vad' or null",
+        )
+    base = current or TurnDetectionConfig()
+    return TurnDetectionConfig(
+        threshold=float(_number(raw, "threshold", base.threshold, 0.0, 1.0)),
+        prefix_padding_ms=int(_number(raw, "prefix_padding_ms", base.prefix_padding_ms, 0, 5000)),
+        silence_duration_ms=int(
+            _number(raw, "silence_duration_ms", base.silence_duration_ms, 0, 10_000)
+        ),
+        create_response=_flag(raw, "create_response", base.create_response),
+        interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),
+    )

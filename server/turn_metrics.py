@@ -1,0 +1,52 @@
+"""Where the time of one turn goes, from the end of the user's speech to the first reply frame.
+
+All stamps are `time.monotonic()` on the server. The user's speech ended `silence_ms`
+before the VAD could be sure of it, so that wait is part of what the user feels and is
+reported first. Sent to clients as the `hark.metrics` event after each response.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+
+def now() -> float:
+    return time.monotonic()
+
+
+@dataclass
+class TurnTimings:
+    speech_end: float | None = None  # estimated wall time the user stopped speaking
+    speech_stopped: float | None = None  # the VAD decided the turn ended
+    stt_done: float | None = None
+    response_start: float = field(default_factory=now)
+    llm_first_token: float | None = None
+    first_clause: float | None = None
+    tts_first_audio: float | None = None
+    first_frame_sent: float | None = None
+
+    def mark(self, name: str) -> None:
+        """Set stamp `name` to now, unless it is already set (only the first counts)."""
+        if getattr(self, name) is None:
+            setattr(self, name, now())
+
+    def to_dict(self) -> dict[str, Any]:
+        origin = self.speech_end if self.speech_end is not None else self.response_start
+
+        def since(stamp: float | None, base: float | None = origin) -> float | None:
+            if stamp is None or base is None:
+                return None
+            return round((stamp - base) * 1000, 1)
+
+        return {
+            "vad_wait_ms": since(self.speech_stopped),
+            "stt_ms": since(self.stt_done, self.speech_stopped),
+            "llm_first_token_ms": since(self.llm_first_token, self.response_start),
+            "first_clause_ms": since(self.first_clause, self.response_start),
+            "tts_first_audio_ms": since(self.tts_first_audio, self.first_clause),
+            "first_frame_sent_ms": since(self.first_frame_sent),
+            "response_start_ms": since(self.response_start),
+            "measured_from": "speech_end" if self.speech_end is not None else "response_start",
+        }

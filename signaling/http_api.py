@@ -1,0 +1,239 @@
+"""The HTTP face of Hark, shaped like OpenAI's Realtime WebRTC API.
+
+POST   /v1/realtime/client_secrets   API key → {"value": "ek_…", "expires_at", "session"}
+POST   /v1/realtime/calls            SDP offer (raw or multipart) → 201 + answer SDP
+POST   /v1/realtime?model=…          the beta path, same as /calls
+DELETE /v1/realtime/calls/{call_id}  hang up, 204, idempotent
+POST   /hark/demo/client_secret      the local demo page's secret (loopback only)
+GET    /healthz                      200 once engines are loaded, 503 while starting
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any, Protocol
+
+from aiohttp import web
+
+from server.calls import NegotiationError
+from server.config import Config
+from server.session_config import SessionConfig, SessionConfigError
+from signaling.auth import Authenticator
+from signaling.errors import ApiError
+from signaling.sdp import validate_offer
+
+
+class CallHost(Protocol):
+    def __len__(self) -> int: ...
+
+    def owner(self, call_id: str) -> str | None: ...
+
+    def is_known(self, call_id: str) -> bool: ...
+
+    async def create(
+        self, offer_sdp: str, session_config: SessionConfig, owner: str
+    ) -> tuple[str, str]: ...
+
+    async def hangup(self, call_id: str) -> None: ...
+
+
+class Readiness(Protocol):
+    ready: bool
+    error: str | None
+    detail: dict[str, Any]
+
+
+def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
+    try:
+        return base.apply(raw)
+    except SessionConfigError as exc:
+        raise ApiError(400, "invalid_session", str(exc), param=exc.param) from exc
+
+
+class RealtimeHttpApi:
+    def __init__(
+        self,
+        config: Config,
+        auth: Authenticator,
+        calls_ref: dict[str, Any],
+        readiness: Readiness,
+    ) -> None:
+        self.config = config
+        self.auth = auth
+        # Filled in once engines have loaded; calls are refused with 503 until then.
+        self._calls_ref = calls_ref
+        self.readiness = readiness
+        self.base_session = SessionConfig(instructions=config.default_instructions)
+
+    @property
+    def calls(self) -> CallHost:
+        calls = self._calls_ref.get("calls")
+        if calls is None or not self.readiness.ready:
+            raise ApiError(
+                503,
+                "server_starting",
+                "Hark is still loading its models; retry in a few seconds",
+                type="server_error",
+                headers={"Retry-After": "5"},
+            )
+        return calls
+
+    def register(self, app: web.Application) -> None:
+        r = app.router
+        r.add_post("/v1/realtime/client_secrets", self.client_secrets)
+        r.add_post("/v1/realtime/calls", self.create_call)
+        r.add_post("/v1/realtime", self.create_call)
+        r.add_delete("/v1/realtime/calls/{call_id}", self.hangup)
+        r.add_post("/hark/demo/client_secret", self.demo_client_secret)
+        r.add_get("/healthz", self.healthz)
+
+    # ---- client secrets ------------------------------------------------------------------
+
+    async def _json_body(self, request: web.Request) -> dict[str, Any]:
+        raw = await request.read()
+        if not raw.strip():
+            return {}
+        if request.content_type not in ("application/json", "text/plain", ""):
+            raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
+        try:
+            body = json.loads(raw)
+        except ValueError as exc:
+            raise ApiError(400, "invalid_json", f"The body is not valid JSON: {exc}") from exc
+        if not isinstance(body, dict):
+            raise ApiError(400, "invalid_json", "The body must be a JSON object")
+        return body
+
+    def _mint(self, body: dict[str, Any]) -> dict[str, Any]:
+        session = _session_config(self.base_session, body.get("session", {}))
+        ttl = self.config.client_secret_ttl_s
+        expires_after = body.get("expires_after")
+        if expires_after is not None:
+            if not isinstance(expires_after, dict):
+                raise ApiError(
+                    400, "invalid_value", "expires_after must be an object", param="expires_after"
+                )
+            seconds = expires_after.get("seconds", ttl)
+            limit = self.config.client_secret_max_ttl_s
+            if (
+                isinstance(seconds, bool)
+                or not isinstance(seconds, int)
+                or not (10 <= seconds <= limit)
+            ):
+                raise ApiError(
+                    400,
+                    "invalid_value",
+                    f"expires_after.seconds must be an integer in [10, {limit}]",
+                    param="expires_after.seconds",
+                )
+            ttl = seconds
+        sub = body.get("sub", body.get("user"))
+        if sub is not None and (not isinstance(sub, str) or len(sub) > 256):
+            raise ApiError(
+                400, "invalid_value", "sub must be a string of at most 256 chars", param="sub"
+            )
+        raw_session = body.get("session", {})
+        value, expires_at = self.auth.secrets.mint(
+            raw_session if isinstance(raw_session, dict) else {}, ttl, sub
+        )
+        return {
+            "value": value,
+            "expires_at": expires_at,
+            "session": session.to_dict("sess_" + value[-12:], expires_at),
+        }
+
+    async def client_secrets(self, request: web.Request) -> web.Response:
+        self.auth.require_api_key(request)
+        return web.json_response(self._mint(await self._json_body(request)))
+
+    async def demo_client_secret(self, request: web.Request) -> web.Response:
+        if not self.config.demo:
+            raise ApiError(
+                404,
+                "demo_disabled",
+                "The demo page is off (on by default only on loopback; HARK_DEMO=1)",
+            )
+        origin = request.headers.get("Origin")
+        if origin is not None and origin.split("://", 1)[-1] != request.host:
+            raise ApiError(403, "cross_origin_demo", "The demo secret is only for this page")
+        return web.json_response(self._mint({}))
+
+    # ---- calls ---------------------------------------------------------------------------
+
+    async def _read_offer(
+        self, request: web.Request, session: SessionConfig
+    ) -> tuple[str, SessionConfig]:
+        ctype = request.content_type
+        if ctype == "application/sdp":
+            return validate_offer(await request.read()), session
+        if ctype == "multipart/form-data":
+            form = await request.post()
+            sdp = form.get("sdp")
+            if sdp is None:
+                raise ApiError(
+                    400, "missing_sdp", "The multipart body has no 'sdp' field", param="sdp"
+                )
+            raw_sdp = sdp.file.read() if hasattr(sdp, "file") else sdp
+            raw_session = form.get("session")
+            if raw_session is not None:
+                text = raw_session.file.read() if hasattr(raw_session, "file") else raw_session
+                try:
+                    session = _session_config(session, json.loads(text))
+                except ValueError as exc:
+                    if isinstance(exc, SessionConfigError):
+                        raise
+                    raise ApiError(
+                        400, "invalid_session", "'session' is not valid JSON", param="session"
+                    ) from exc
+            return validate_offer(raw_sdp), session
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Unsupported Content-Type '{ctype}': send application/sdp or multipart/form-data",
+        )
+
+    async def create_call(self, request: web.Request) -> web.Response:
+        caller = self.auth.require_caller(request)
+        session = _session_config(self.base_session, caller.session)
+        model = request.query.get("model")
+        if model:
+            session = _session_config(session, {"model": model[:200]})
+        offer, session = await self._read_offer(request, session)
+        calls = self.calls
+        try:
+            call_id, answer = await calls.create(offer, session, caller.principal)
+        except NegotiationError as exc:
+            raise ApiError(400, "invalid_sdp", f"The SDP offer was refused: {exc}") from exc
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        caller = self.auth.require_caller(request, allow_expired=True)
+        call_id = request.match_info["call_id"]
+        calls = self.calls
+        if not calls.is_known(call_id):
+            raise ApiError(404, "call_not_found", f"No call with id '{call_id[:64]}'")
+        if caller.kind != "api_key" and calls.owner(call_id) != caller.principal:
+            raise ApiError(404, "call_not_found", f"No call with id '{call_id[:64]}'")
+        await calls.hangup(call_id)
+        return web.Response(status=204)
+
+    # ---- health --------------------------------------------------------------------------
+
+    async def healthz(self, request: web.Request) -> web.Response:
+        calls = self._calls_ref.get("calls")
+        body: dict[str, Any] = {
+            "status": "ok"
+            if self.readiness.ready
+            else ("error" if self.readiness.error else "starting"),
+            "calls": len(calls) if calls is not None else 0,
+            "time": int(time.time()),
+            **self.readiness.detail,
+        }
+        if self.readiness.error:
+            body["error"] = self.readiness.error
+        return web.json_response(body, status=200 if self.readiness.ready else 503)

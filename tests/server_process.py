@@ -1,0 +1,98 @@
+"""Start a real Hark server (`python -m server serve`) in a subprocess for tests.
+
+The server runs exactly as a user starts it, with the real packaged models; the test
+talks to it over HTTP and real WebRTC. Its log is kept in a file and shown if it fails.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import secrets
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+START_TIMEOUT_S = 240
+
+
+@dataclass
+class ServerProcess:
+    url: str
+    api_key: str
+    port: int
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def log(self) -> str:
+        return self.log_path.read_text(errors="replace")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _health(url: str) -> tuple[int, dict[str, object]]:
+    try:
+        with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
+            return resp.status, json.loads(resp.read())
+    except urllib.error.HTTPError as exc:
+        return exc.code, json.loads(exc.read() or b"{}")
+
+
+@contextlib.contextmanager
+def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    port = free_port()
+    api_key = "sk-test-" + secrets.token_hex(8)
+    full_env = {
+        **os.environ,
+        "HARK_HOST": "127.0.0.1",
+        "HARK_PORT": str(port),
+        "HARK_API_KEYS": api_key,
+        "HF_HUB_OFFLINE": "1",
+        "PYTHONUNBUFFERED": "1",
+        **(env or {}),
+    }
+    log_file = tempfile.NamedTemporaryFile(prefix="hark-server-", suffix=".log", delete=False)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server", "serve"],
+        cwd=ROOT,
+        env=full_env,
+        stdout=log_file,
+        stderr=subprocess.STDOUT,
+    )
+    server = ServerProcess(f"http://127.0.0.1:{port}", api_key, port, process, Path(log_file.name))
+    try:
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while True:
+            if process.poll() is not None:
+                raise RuntimeError(f"hark server exited with {process.returncode}:\n{server.log()}")
+            with contextlib.suppress(OSError):
+                status, body = _health(server.url)
+                if status == 200:
+                    break
+                if body.get("status") == "error":
+                    raise RuntimeError(f"hark server failed to load: {body}\n{server.log()}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"hark server not ready in {START_TIMEOUT_S} s:\n{server.log()}")
+            time.sleep(0.3)
+        yield server
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+        log_file.close()
