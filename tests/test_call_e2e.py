@@ -1,0 +1,175 @@
+"""End to end over real WebRTC: a real server with the packaged models, an aiortc client
+speaking real (Piper) speech, and the reply heard back on the audio track."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+
+import numpy as np
+import pytest
+
+from server.call_client import CallClient, mint_client_secret
+from tests.speech import silence, speak
+
+pytestmark = pytest.mark.slow
+
+QUESTION = "What is the capital of France?"
+
+
+def words(text: str) -> str:
+    return re.sub(r"[^a-z0-9 ]", "", text.lower())
+
+
+async def connect(hark, session: dict | None = None) -> CallClient:
+    token = await mint_client_secret(hark.url, hark.api_key, session)
+    client = CallClient(hark.url, token)
+    await client.connect()
+    return client
+
+
+def utterance(text: str, lead_ms: int = 300, tail_ms: int = 1000) -> np.ndarray:
+    return np.concatenate([silence(lead_ms, 48000), speak(text, 48000), silence(tail_ms, 48000)])
+
+
+async def test_spoken_question_gets_a_spoken_answer(hark):
+    client = await connect(hark)
+    try:
+        speech_end = await client.say(utterance(QUESTION), 48000)
+        heard = await client.wait_for(
+            "conversation.item.input_audio_transcription.completed", timeout=60
+        )
+        transcript = words(heard.data["transcript"])
+        assert "capital" in transcript and "france" in transcript, transcript
+
+        done = await client.wait_for("response.done", timeout=90)
+        response = done.data["response"]
+        assert response["status"] == "completed"
+        item = response["output"][0]
+        assert item["role"] == "assistant" and item["content"][0]["type"] == "output_audio"
+        reply = item["content"][0]["transcript"]
+        assert reply.strip(), "the assistant said nothing"
+
+        deltas = "".join(
+            e.data["delta"]
+            for e in client.events
+            if e.type == "response.output_audio_transcript.delta"
+        )
+        assert deltas.strip() == reply.strip()
+
+        types = client.types()
+        for expected in (
+            "session.created",
+            "input_audio_buffer.speech_started",
+            "input_audio_buffer.speech_stopped",
+            "input_audio_buffer.committed",
+            "conversation.item.added",
+            "response.created",
+            "output_audio_buffer.started",
+            "output_audio_buffer.stopped",
+            "response.output_audio.done",
+            "response.output_audio_transcript.done",
+            "conversation.item.done",
+            "hark.metrics",
+        ):
+            assert expected in types, f"{expected} missing from {types}"
+        assert types.index("output_audio_buffer.stopped") < types.index("response.done")
+        assert all("event_id" in e.data for e in client.events)
+
+        await asyncio.sleep(0.3)
+        first = client.recorder.first_audible_after(speech_end)
+        assert first is not None, "no reply audio arrived on the track"
+        audible = client.recorder.audible_ms_between(speech_end, first + 30)
+        assert audible >= 500, f"only {audible} ms of audible reply audio"
+    finally:
+        await client.hangup()
+
+
+async def test_typed_message_gets_a_spoken_answer(hark):
+    client = await connect(hark)
+    try:
+        mark = len(client.events)
+        client.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": "Say hello to me."}],
+                },
+            }
+        )
+        client.send({"type": "response.create"})
+        added = await client.wait_for("conversation.item.added", after=mark)
+        assert added.data["item"]["content"][0] == {
+            "type": "input_text",
+            "text": "Say hello to me.",
+        }
+        done = await client.wait_for("response.done", after=mark, timeout=90)
+        assert done.data["response"]["status"] == "completed"
+        assert client.recorder.last_audible() is not None
+    finally:
+        await client.hangup()
+
+
+async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
+    client = await connect(
+        hark,
+        {"instructions": "You are a storyteller. Always answer with three long sentences."},
+    )
+    try:
+        await client.say(
+            utterance("Tell me a long story about a brave dragon and a knight."), 48000
+        )
+        started = await client.wait_for("output_audio_buffer.started", timeout=90)
+        await asyncio.sleep(0.8)  # let some of the reply be heard
+        mark = len(client.events)
+        interruption = utterance("Stop. What is two plus two?", lead_ms=0, tail_ms=1500)
+        await client.say(interruption, 48000)
+
+        onset = await client.wait_for("input_audio_buffer.speech_started", after=mark, timeout=10)
+        cleared = await client.wait_for("output_audio_buffer.cleared", after=mark, timeout=10)
+        done = await client.wait_for(
+            "response.done", lambda d: d["response"]["status"] == "cancelled", timeout=10
+        )
+        assert done.data["response"]["status_details"]["reason"] == "turn_detected"
+        assert onset.at <= cleared.at
+
+        response_id = done.data["response"]["id"]
+        full = "".join(
+            e.data["delta"]
+            for e in client.events
+            if e.type == "response.output_audio_transcript.delta"
+            and e.data["response_id"] == response_id
+        )
+        heard = next(
+            e.data["transcript"]
+            for e in client.events
+            if e.type == "response.output_audio_transcript.done"
+            and e.data["response_id"] == response_id
+        )
+        assert heard and full.startswith(heard) and len(heard) < len(full.rstrip()), (heard, full)
+
+        item_id = done.data["response"]["output"][0]["id"]
+        client.send({"type": "conversation.item.retrieve", "item_id": item_id})
+        stored = await client.wait_for("conversation.item.retrieved", after=mark)
+        assert stored.data["item"]["content"][0]["transcript"] == heard
+        assert stored.data["item"]["status"] == "incomplete"
+
+        # The bot went silent: nothing audible from shortly after the clear until the user
+        # has finished the interruption (the next reply cannot start before that).
+        await client.finish_saying()
+        quiet_from = cleared.at + 0.3
+        assert client.recorder.audible_ms_between(quiet_from, quiet_from + 1.0) == 0
+        assert started.at < cleared.at
+
+        # Not stuck: the interruption itself gets an answer.
+        answer = await client.wait_for(
+            "response.done",
+            lambda d: d["response"]["status"] == "completed",
+            after=mark,
+            timeout=90,
+        )
+        assert answer.data["response"]["output"][0]["content"][0]["transcript"].strip()
+    finally:
+        await client.hangup()
