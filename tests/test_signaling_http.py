@@ -285,7 +285,7 @@ async def test_demo_secret_is_same_origin_only(hark):
 
 
 async def test_page_is_served(hark):
-    status, headers, body = await request("GET", f"{hark.url}/")
+    status, _, body = await request("GET", f"{hark.url}/")
     assert status == 200 and "<html" in body.lower()
     status, _, body = await request("GET", f"{hark.url}/static/app.js")
     assert status == 200 and "import" in body
