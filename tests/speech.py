@@ -1,7 +1,9 @@
 """Real speech for tests: Piper with the packaged Joe voice, plus WAV and silence helpers.
 
 Synthetic tones fool neither a VAD nor an STT engine in useful ways; real speech does.
-Synthesis is cached per text, so many tests can share one utterance cheaply.
+Synthesis is cached per text, so many tests can share one utterance cheaply. Piper's
+random noise is turned off: the same text gives the same samples on every run, so a test
+that passes once keeps passing (with noise on, lengths and VAD scores vary run to run).
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import wave
 from pathlib import Path
 
 import numpy as np
+from piper.config import SynthesisConfig
 
 from media.resample import Resampler
 
@@ -29,7 +32,8 @@ def _voice():
 def _speak(text: str, rate: int) -> np.ndarray:
     resampler = Resampler(rate)
     parts = []
-    for chunk in _voice().synthesize(text):
+    config = SynthesisConfig(noise_scale=0.0, noise_w_scale=0.0)
+    for chunk in _voice().synthesize(text, syn_config=config):
         parts.append(resampler.pcm(chunk.audio_int16_array, chunk.sample_rate))
     parts.append(resampler.flush())
     pcm = np.concatenate(parts)

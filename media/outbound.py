@@ -1,0 +1,266 @@
+"""The assistant's voice: a paced 48 kHz track with clear, pause, resume and playout position.
+
+aiortc's RTCRtpSender calls `recv()` in a loop and sends whatever it returns at once, so
+the track itself must keep real time: frame n is due at start + n * 20 ms. A late event
+loop sends immediately and catches up, so the stream never drifts. Silence fills every
+gap (idle, paused, cleared, or TTS running behind) because a stalled RTP stream makes
+browsers' jitter buffers misbehave, and `pts` advances by one frame every frame forever.
+
+Barge-in needs two numbers this module owns: what was actually sent of the current
+response (`playout_ms`, to truncate the assistant's text to what the user heard) and an
+instant stop (`clear()`, effective at the very next frame).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import fractions
+import logging
+import time
+from collections import deque
+from collections.abc import Callable, Coroutine
+from typing import Any, Literal
+
+import av
+import numpy as np
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.resample import Resampler
+
+log = logging.getLogger(__name__)
+
+RATE = 48000
+FRAME_SAMPLES = 960  # 20 ms, what Opus packs per RTP packet
+FRAME_SECONDS = FRAME_SAMPLES / RATE
+TIME_BASE = fractions.Fraction(1, RATE)
+SAMPLES_PER_MS = RATE // 1000
+
+
+class _SampleQueue:
+    """FIFO of int16 samples kept as the pushed chunks, so a push never copies the backlog."""
+
+    def __init__(self) -> None:
+        self._chunks: deque[np.ndarray] = deque()
+        self._offset = 0  # samples already taken from the first chunk
+        self.size = 0
+
+    def append(self, pcm: np.ndarray) -> None:
+        if len(pcm):
+            self._chunks.append(pcm)
+            self.size += len(pcm)
+
+    def take(self, n: int) -> np.ndarray:
+        """Up to `n` samples from the front."""
+        parts = []
+        want = n
+        while want and self._chunks:
+            chunk = self._chunks[0]
+            part = chunk[self._offset : self._offset + want]
+            parts.append(part)
+            want -= len(part)
+            self._offset += len(part)
+            if self._offset == len(chunk):
+                self._chunks.popleft()
+                self._offset = 0
+        self.size -= n - want
+        return np.concatenate(parts) if parts else np.zeros(0, dtype=np.int16)
+
+    def clear(self) -> None:
+        self._chunks.clear()
+        self._offset = 0
+        self.size = 0
+
+
+class OutboundAudioTrack(MediaStreamTrack):
+    """20 ms mono s16 frames at 48 kHz; one response at a time.
+
+    Lifecycle of a response: `begin_response(id)`, `push(...)` any number of times,
+    `end_response()`, then `await wait_drained()`. Audio pushed when no response is open
+    (before `begin_response`, or after `end_response`/`clear`) is dropped: a TTS task
+    still finishing after a barge-in can never leak stale speech.
+
+    `on_playback_started(response_id)` and `on_playback_stopped(response_id)` are called
+    from `recv()`; `clear()` never calls `on_playback_stopped`.
+    """
+
+    kind = "audio"
+
+    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+        """`clock` is injectable so tests can play a late event loop without waiting."""
+        super().__init__()
+        self._clock = clock
+        self.on_playback_started: Callable[[str], None] | None = None
+        self.on_playback_stopped: Callable[[str], None] | None = None
+        self._resampler = Resampler(RATE)
+        self._queue = _SampleQueue()
+        self._paused = False
+        self._response_id: str | None = None
+        self._open = False  # push() accepted: between begin_response and end_response/clear
+        self._active = False  # a response whose audio is not yet fully sent or cleared
+        self._announced = False  # on_playback_started fired for this response
+        self._played = 0  # samples of the current response sent
+        self._drained = asyncio.Event()
+        self._drained.set()
+        self._start: float | None = None
+        self._frames = 0
+
+    # Properties
+
+    @property
+    def response_id(self) -> str | None:
+        """The latest response begun; kept after it ends, so `playout_ms` stays readable."""
+        return self._response_id
+
+    @property
+    def active(self) -> bool:
+        """A response is open or still has audio to send."""
+        return self._active
+
+    @property
+    def playout_ms(self) -> int:
+        """Milliseconds of the current response's audio handed to aiortc so far."""
+        return self._played // SAMPLES_PER_MS
+
+    @property
+    def queued_ms(self) -> int:
+        return self._queue.size // SAMPLES_PER_MS
+
+    @property
+    def playing(self) -> bool:
+        """Response audio is going out now: not paused and something queued."""
+        return not self._paused and self._queue.size > 0
+
+    @property
+    def paused(self) -> bool:
+        return self._paused
+
+    # Responses
+
+    def begin_response(self, response_id: str) -> None:
+        """Start a new response; anything left of the previous one is dropped."""
+        if self._queue.size:
+            log.warning(
+                "response %s began with %d ms of %s unsent; dropped",
+                response_id,
+                self.queued_ms,
+                self._response_id,
+            )
+        self._discard()
+        self._drained.set()  # wake anyone waiting on the superseded response
+        self._drained = asyncio.Event()
+        self._response_id = response_id
+        self._open = True
+        self._active = True
+        self._announced = False
+        self._played = 0
+        self._paused = False
+
+    def push(self, pcm: np.ndarray, sample_rate: int) -> None:
+        """Queue int16 mono PCM at any rate for the open response (non-blocking)."""
+        if not self._open:
+            log.debug("dropped %d samples pushed with no open response", len(pcm))
+            return
+        self._queue.append(self._resampler.pcm(pcm, sample_rate))
+
+    def end_response(self) -> None:
+        """No more audio for this response; what is queued still plays out."""
+        if not self._open:
+            return
+        self._open = False
+        self._queue.append(self._resampler.flush())
+        if not self._announced and self._queue.size == 0:
+            self._finish()  # nothing was ever played: no started/stopped pair
+
+    def wait_drained(self) -> Coroutine[Any, Any, Literal[True]]:
+        """Await: done once the current response has ended and been sent, or was cleared.
+
+        A plain function returning the awaitable, so it binds to the response current at
+        the call, even if the awaiting task only starts after the next `begin_response`.
+        """
+        return self._drained.wait()
+
+    # Control
+
+    def clear(self) -> int:
+        """Drop all queued audio now and end the response; returns `playout_ms`."""
+        self._discard()
+        self._open = False
+        self._paused = False
+        self._finish()
+        return self.playout_ms
+
+    def pause(self) -> None:
+        """Send silence but keep the queue (a maybe-barge-in); `clear()` and
+        `begin_response()` also unpause, so a forgotten pause can't mute the next reply."""
+        self._paused = True
+
+    def resume(self) -> None:
+        """Continue exactly where `pause()` stopped."""
+        self._paused = False
+
+    def stop(self) -> None:
+        self._discard()
+        self._open = False
+        self._active = False
+        self._drained.set()
+        super().stop()
+
+    # aiortc side
+
+    async def recv(self) -> av.AudioFrame:
+        if self.readyState != "live":
+            raise MediaStreamError
+        if self._start is None:
+            self._start = self._clock()
+        else:
+            delay = self._start + self._frames * FRAME_SECONDS - self._clock()
+            if delay > 0:
+                await asyncio.sleep(delay)
+            if self.readyState != "live":
+                raise MediaStreamError
+        # Decide the content only now, after the wait, so a clear() during it is obeyed.
+        pcm = self._next_samples()
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.time_base = TIME_BASE
+        frame.pts = self._frames * FRAME_SAMPLES
+        self._frames += 1
+        return frame
+
+    def _next_samples(self) -> np.ndarray:
+        # While the response is still open, wait for a whole frame rather than splice a
+        # gap into the middle of one; once it's ended, the last partial frame is padded.
+        ready = self._queue.size >= FRAME_SAMPLES or (not self._open and self._queue.size)
+        if self._paused or not ready:
+            self._finish_if_played_out()
+            return np.zeros(FRAME_SAMPLES, dtype=np.int16)
+        pcm = self._queue.take(FRAME_SAMPLES)
+        self._played += len(pcm)
+        if not self._announced:
+            self._announced = True
+            self._notify(self.on_playback_started)
+        self._finish_if_played_out()
+        if len(pcm) < FRAME_SAMPLES:
+            pcm = np.concatenate([pcm, np.zeros(FRAME_SAMPLES - len(pcm), dtype=np.int16)])
+        return pcm
+
+    def _finish_if_played_out(self) -> None:
+        if self._active and not self._open and self._queue.size == 0 and self._announced:
+            self._finish()
+            self._notify(self.on_playback_stopped)
+
+    def _finish(self) -> None:
+        self._active = False
+        self._drained.set()
+
+    def _discard(self) -> None:
+        self._queue.clear()
+        self._resampler.flush()
+
+    def _notify(self, callback: Callable[[str], None] | None) -> None:
+        if callback is None or self._response_id is None:
+            return
+        try:
+            callback(self._response_id)
+        except Exception:
+            log.exception("playback callback failed")
