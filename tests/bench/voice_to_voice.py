@@ -1,0 +1,129 @@
+"""Voice-to-voice latency benchmark: N spoken turns through real WebRTC, printed as JSON.
+
+    .venv/bin/python -m tests.bench.voice_to_voice [--turns 10] [--url URL --api-key KEY]
+
+Starts its own server on the embedded defaults unless --url is given. Each turn is a
+fresh question spoken by Piper into the `call` client's microphone; voice-to-voice is the
+client-side time from the last voiced sample sent to the first audible reply frame
+received. The server's `hark.metrics` event gives the breakdown. It measures and prints;
+it never fails on a number.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import statistics
+import sys
+from typing import Any
+
+import numpy as np
+
+from server.call_client import CallClient, CallError, mint_client_secret
+from tests.speech import silence, speak
+
+QUESTIONS = [
+    "What is the capital of France?",
+    "How many legs does a spider have?",
+    "What color is the sky?",
+    "What is two plus two?",
+    "Who wrote Romeo and Juliet?",
+    "What is the largest planet?",
+    "How many days are in a week?",
+    "What do bees make?",
+    "What is the opposite of hot?",
+    "Which animal says moo?",
+]
+
+BREAKDOWN = (
+    "vad_wait_ms",
+    "stt_ms",
+    "llm_first_token_ms",
+    "first_clause_ms",
+    "tts_first_audio_ms",
+    "first_frame_sent_ms",
+)
+
+
+def percentile(values: list[float], pct: float) -> float | None:
+    if not values:
+        return None
+    ordered = sorted(values)
+    index = min(len(ordered) - 1, max(0, round(pct / 100 * (len(ordered) - 1))))
+    return round(ordered[index], 1)
+
+
+async def one_turn(client: CallClient, question: str) -> dict[str, Any]:
+    mark = len(client.events)
+    pcm = np.concatenate([silence(300, 48000), speak(question, 48000), silence(1200, 48000)])
+    speech_end = await client.say(pcm, 48000)
+    done = await client.wait_for("response.done", after=mark, timeout=90)
+    metrics = await client.wait_for("hark.metrics", after=mark, timeout=5)
+    first_audio = client.recorder.first_audible_after(speech_end)
+    turn = dict(metrics.data["turn"])
+    v2v = None if first_audio is None else round((first_audio - speech_end) * 1000, 1)
+    transcript = next(
+        (
+            e.data["transcript"]
+            for e in client.events[mark:]
+            if e.type.endswith("input_audio_transcription.completed")
+        ),
+        "",
+    )
+    sent = turn.get("first_frame_sent_ms")
+    return {
+        "question": question,
+        "heard_as": transcript,
+        "reply": done.data["response"]["output"][0]["content"][0]["transcript"],
+        "status": done.data["response"]["status"],
+        "voice_to_voice_ms": v2v,
+        **{key: turn.get(key) for key in BREAKDOWN},
+        "transport_ms": None if v2v is None or sent is None else round(v2v - sent, 1),
+    }
+
+
+async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
+    results = []
+    for index in range(turns):
+        token = await mint_client_secret(url, api_key)
+        client = CallClient(url, token)
+        try:
+            await client.connect()
+            await client.finish_saying()
+            results.append(await one_turn(client, QUESTIONS[index % len(QUESTIONS)]))
+            print(json.dumps(results[-1]), file=sys.stderr, flush=True)
+        except CallError as exc:
+            results.append({"error": str(exc)})
+        finally:
+            await client.hangup()
+    summary: dict[str, Any] = {}
+    for key in ("voice_to_voice_ms", *BREAKDOWN, "transport_ms"):
+        values = [r[key] for r in results if isinstance(r.get(key), int | float)]
+        summary[key] = {
+            "p50": percentile(values, 50),
+            "p95": percentile(values, 95),
+            "median": round(statistics.median(values), 1) if values else None,
+            "n": len(values),
+        }
+    return {"turns": results, "summary": summary}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--turns", type=int, default=10)
+    parser.add_argument("--url")
+    parser.add_argument("--api-key", default="")
+    args = parser.parse_args()
+    if args.url:
+        report = asyncio.run(run(args.url, args.api_key, args.turns))
+    else:
+        from tests.server_process import running_server
+
+        with running_server() as server:
+            report = asyncio.run(run(server.url, server.api_key, args.turns))
+    print(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
