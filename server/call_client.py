@@ -14,10 +14,8 @@ import contextlib
 import json
 import logging
 import time
-import wave
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -27,6 +25,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.outbound import OutboundAudioTrack
 from media.resample import Resampler
+from media.wav import read_wav, write_wav
 
 log = logging.getLogger("hark.client")
 
@@ -83,26 +82,6 @@ class ReplyRecorder:
             if start <= at < end and level >= AUDIBLE_RMS
         )
         return frames * 20
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """A 16-bit PCM wav as mono int16 samples and its rate."""
-    with wave.open(str(path), "rb") as wav:
-        if wav.getsampwidth() != 2:
-            raise CallError(f"{path}: only 16-bit PCM wav files are supported")
-        rate, channels = wav.getframerate(), wav.getnchannels()
-        pcm = np.frombuffer(wav.readframes(wav.getnframes()), dtype=np.int16)
-    if channels > 1:
-        pcm = pcm.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return pcm, rate
-
-
-def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:
-    with wave.open(str(path), "wb") as wav:
-        wav.setnchannels(1)
-        wav.setsampwidth(2)
-        wav.setframerate(rate)
-        wav.writeframes(pcm.astype(np.int16).tobytes())
 
 
 def last_voiced_ms(pcm: np.ndarray, rate: int) -> float:
@@ -306,7 +285,10 @@ async def run_call_cli(args: argparse.Namespace) -> int:
         await client.connect()
         mark = len(client.events)
         if args.wav:
-            pcm, rate = read_wav(args.wav)
+            try:
+                pcm, rate = read_wav(args.wav)
+            except (OSError, ValueError, EOFError) as exc:
+                raise CallError(f"cannot read {args.wav}: {exc}") from exc
             speech_end = await client.say(pcm, rate)
         else:
             client.send(

@@ -9,13 +9,14 @@ that passes once keeps passing (with noise on, lengths and VAD scores vary run t
 from __future__ import annotations
 
 import functools
-import wave
-from pathlib import Path
 
 import numpy as np
 from piper.config import SynthesisConfig
 
 from media.resample import Resampler
+from media.wav import read_wav, write_wav
+
+__all__ = ["read_wav", "silence", "speak", "write_wav"]
 
 
 @functools.cache
@@ -49,24 +50,3 @@ def speak(text: str, rate: int = 16000) -> np.ndarray:
 def silence(ms: int, rate: int = 16000) -> np.ndarray:
     """`ms` milliseconds of digital silence as int16."""
     return np.zeros(ms * rate // 1000, dtype=np.int16)
-
-
-def write_wav(path: str | Path, pcm: np.ndarray, rate: int) -> None:
-    """Write 1-D int16 mono PCM as a WAV file."""
-    with wave.open(str(path), "wb") as f:
-        f.setnchannels(1)
-        f.setsampwidth(2)
-        f.setframerate(rate)
-        f.writeframes(np.ascontiguousarray(pcm, dtype="<i2").tobytes())
-
-
-def read_wav(path: str | Path) -> tuple[np.ndarray, int]:
-    """Read a 16-bit WAV file as (1-D int16 mono, rate); stereo is averaged to mono."""
-    with wave.open(str(path), "rb") as f:
-        if f.getsampwidth() != 2:
-            raise ValueError(f"{path}: only 16-bit WAV is supported")
-        channels, rate = f.getnchannels(), f.getframerate()
-        data = np.frombuffer(f.readframes(f.getnframes()), dtype="<i2")
-    if channels > 1:
-        data = data.reshape(-1, channels).mean(axis=1).astype(np.int16)
-    return data.astype(np.int16), rate
