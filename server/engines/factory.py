@@ -1,0 +1,56 @@
+"""Build the configured engines.
+
+Each engine module is imported only when chosen, so a server on a remote LLM never loads
+llama.cpp, and an espeak-only box never imports onnxruntime for Piper.
+"""
+
+from __future__ import annotations
+
+from server.config import Config
+from server.engines.base import Engines, LanguageModel, SpeechToText, TextToSpeech
+
+
+def build_engines(config: Config) -> Engines:
+    """The engines `config` names, constructed but not loaded (call `Engines.load()`)."""
+    return Engines(stt=build_stt(config), llm=build_llm(config), tts=build_tts(config))
+
+
+def build_stt(config: Config) -> SpeechToText:
+    if config.stt == "faster-whisper":
+        from server.engines.faster_whisper_stt import FasterWhisperSTT
+
+        return FasterWhisperSTT(beam_size=config.stt_beam_size)
+    raise ValueError(f"unknown STT engine {config.stt!r}")
+
+
+def build_llm(config: Config) -> LanguageModel:
+    if config.llm == "llama-cpp":
+        from server.engines.llama_cpp_llm import LlamaCppLLM
+
+        return LlamaCppLLM(
+            cache_dir=config.cache_dir,
+            threads=config.llm_threads,
+            max_tokens=config.llm_max_tokens,
+        )
+    if config.llm == "openai":
+        from server.engines.openai_llm import OpenAICompatibleLLM
+
+        return OpenAICompatibleLLM(
+            base_url=config.llm_base_url,
+            model=config.llm_model,
+            api_key=config.llm_api_key,
+            max_tokens=config.llm_max_tokens,
+        )
+    raise ValueError(f"unknown LLM engine {config.llm!r}")
+
+
+def build_tts(config: Config) -> TextToSpeech:
+    if config.tts == "piper":
+        from server.engines.piper_tts import PiperTTS
+
+        return PiperTTS()
+    if config.tts == "espeak":
+        from server.engines.espeak_tts import EspeakTTS
+
+        return EspeakTTS(voice=config.espeak_voice)
+    raise ValueError(f"unknown TTS engine {config.tts!r}")

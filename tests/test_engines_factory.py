@@ -1,0 +1,80 @@
+"""build_engines picks each stage's implementation from the configuration."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+from pathlib import Path
+
+import pytest
+
+from server.config import Config
+from server.engines.base import LanguageModel, SpeechToText, TextToSpeech
+from server.engines.espeak_tts import EspeakTTS
+from server.engines.factory import build_engines
+from server.engines.faster_whisper_stt import FasterWhisperSTT
+from server.engines.llama_cpp_llm import LlamaCppLLM
+from server.engines.openai_llm import OpenAICompatibleLLM
+from server.engines.piper_tts import PiperTTS
+
+
+def test_defaults_are_the_packaged_cpu_engines(tmp_path: Path) -> None:
+    config = Config.from_env({"HARK_CACHE_DIR": str(tmp_path), "HARK_LLM_THREADS": "3"})
+    engines = build_engines(config)
+    assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 5
+    assert isinstance(engines.llm, LlamaCppLLM)
+    assert (engines.llm.cache_dir, engines.llm.threads) == (tmp_path, 3)
+    assert isinstance(engines.tts, PiperTTS)
+    assert isinstance(engines.stt, SpeechToText)
+    assert isinstance(engines.llm, LanguageModel)
+    assert isinstance(engines.tts, TextToSpeech)
+    assert [e.name for e in (engines.stt, engines.llm, engines.tts)] == [
+        "faster-whisper",
+        "llama-cpp",
+        "piper",
+    ]
+
+
+def test_remote_llm_and_espeak(tmp_path: Path) -> None:
+    config = Config.from_env(
+        {
+            "HARK_LLM_BASE_URL": "http://vllm:8000/v1/",
+            "HARK_LLM_MODEL": "gemma",
+            "HARK_LLM_API_KEY": "secret",
+            "HARK_LLM_MAX_TOKENS": "120",
+            "HARK_TTS": "espeak",
+            "HARK_ESPEAK_VOICE": "en-gb",
+            "HARK_STT_BEAM_SIZE": "1",
+        }
+    )
+    engines = build_engines(config)
+    assert isinstance(engines.llm, OpenAICompatibleLLM)
+    assert engines.llm.base_url == "http://vllm:8000/v1"
+    assert (engines.llm.model, engines.llm.api_key, engines.llm.max_tokens) == (
+        "gemma",
+        "secret",
+        120,
+    )
+    assert isinstance(engines.tts, EspeakTTS) and engines.tts.voice == "en-gb"
+    assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 1
+
+
+def test_unknown_engine_is_refused() -> None:
+    with pytest.raises(ValueError, match="unknown TTS engine 'f5'"):
+        build_engines(dataclasses.replace(Config(), tts="f5"))
+
+
+@pytest.mark.slow
+async def test_loading_logs_progress_and_prints_nothing(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture, capfd: pytest.CaptureFixture[str]
+) -> None:
+    config = dataclasses.replace(Config(), tts="espeak", llm_threads=2)
+    engines = build_engines(config)
+    engines.stt = FasterWhisperSTT(beam_size=1)  # the default engines, cheaper to warm up
+    with caplog.at_level(logging.INFO, logger="hark.engines"):
+        await engines.load()
+    messages = [r.getMessage() for r in caplog.records if r.name == "hark.engines"]
+    assert any(m.startswith("loading Whisper tiny.en (int8, 2 threads)") for m in messages)
+    assert any("ready in" in m for m in messages)
+    out, err = capfd.readouterr()
+    assert (out, err) == ("", "")
