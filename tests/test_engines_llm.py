@@ -89,7 +89,7 @@ def test_with_no_pending_question_the_model_is_prompted_to_open() -> None:
 @pytest.fixture(scope="module")
 async def llm() -> LlamaCppLLM:
     cache = Path(os.environ.get("HARK_CACHE_DIR") or Config().cache_dir)
-    engine = LlamaCppLLM(cache_dir=cache, threads=2)
+    engine = LlamaCppLLM(cache_dir=cache, threads=2, warmup_instructions=PERSONA)
     await engine.load()
     return engine
 
@@ -101,7 +101,13 @@ async def collect(stream: AsyncIterator[str]) -> list[str]:
 @pytest.mark.slow
 async def test_llm_answers_a_simple_question(llm: LlamaCppLLM) -> None:
     assert isinstance(llm, LanguageModel)
-    deltas = await collect(llm.stream(PERSONA, [user("What is the capital of France?")]))
+    started = time.perf_counter()
+    stream = llm.stream(PERSONA, [user("What is the capital of France?")])
+    deltas = [await anext(stream)]
+    first = time.perf_counter()
+    deltas += await collect(stream)
+    rate = (len(deltas) - 1) / max(time.perf_counter() - first, 1e-6)
+    print(f"llama.cpp first token {(first - started) * 1e3:.0f} ms, then {rate:.0f} deltas/s")
     answer = "".join(deltas)
     assert len(deltas) >= 2, deltas  # streamed, not handed over in one piece
     assert answer == answer.strip() and "\n" not in answer

@@ -31,6 +31,7 @@ def build_llm(config: Config) -> LanguageModel:
             cache_dir=config.cache_dir,
             threads=config.llm_threads,
             max_tokens=config.llm_max_tokens,
+            warmup_instructions=config.default_instructions,
         )
     if config.llm == "openai":
         from server.engines.openai_llm import OpenAICompatibleLLM

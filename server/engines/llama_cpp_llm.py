@@ -37,12 +37,15 @@ class LlamaCppLLM:
         max_tokens: int = 60,
         model_path: Path | None = None,
         temperature: float = 0.6,
+        warmup_instructions: str = "",
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.threads = threads
         self.max_tokens = min(max_tokens, N_CTX // 2)  # leave room for the prompt
         self.model_path = model_path
         self.temperature = temperature
+        # Warming up with the usual persona leaves its prompt prefix evaluated and cached.
+        self.warmup_instructions = warmup_instructions
         self._worker = EngineWorker("llm")
         self._llm: llama_cpp.Llama | None = None
 
@@ -65,8 +68,8 @@ class LlamaCppLLM:
             )
         except ValueError as exc:  # llama-cpp-python's error for a file it cannot load
             raise EngineUnavailable(f"llama.cpp cannot load {path}: {exc}") from exc
-        # Warm up, and evaluate the fixed prompt prefix so the first reply reuses it.
-        for _ in self._generate(llm, build_prompt("", [ChatMessage("user", "Hi!")]), 4):
+        warmup = build_prompt(self.warmup_instructions, [ChatMessage("user", "Hi!")])
+        for _ in self._generate(llm, warmup, 4):
             pass
         return llm
 
