@@ -32,6 +32,16 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 if not CHROMIUM.exists():
     pytest.skip("Debian's chromium is not installed at /usr/bin/chromium", allow_module_level=True)
 
+# Events whose first arrival the test times (printed with -s), seconds after Connect.
+MILESTONES = (
+    "session.created",
+    "input_audio_buffer.speech_stopped",
+    "conversation.item.input_audio_transcription.completed",
+    "response.output_audio_transcript.delta",
+    "output_audio_buffer.started",
+    "response.done",
+)
+
 # Everything the test reads from the page in one round trip.
 SNAPSHOT_JS = """() => ({
   state: window.hark.state,
@@ -107,6 +117,11 @@ def turn_complete(snap: dict) -> bool:
     )
 
 
+def server_log_tail(server, lines: int = 40) -> str:
+    log = getattr(server, "log", None)
+    return "\n".join(log().splitlines()[-lines:]) if callable(log) else "(external server)"
+
+
 def describe(snap: dict) -> str:
     counts: dict[str, int] = {}
     for kind in snap["types"]:
@@ -146,7 +161,7 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             while True:
                 snap = page.evaluate(SNAPSHOT_JS)
                 elapsed = time.monotonic() - started
-                for kind in ("session.created", "response.created", "response.done"):
+                for kind in MILESTONES:
                     if kind in snap["types"]:
                         firsts.setdefault(kind, elapsed)
                 if snap["maxRemoteLevel"] > SILENCE_RMS:
@@ -155,10 +170,19 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
                     break
                 if snap["state"] in ("failed", "ended") or elapsed > TURN_TIMEOUT_S:
                     page.screenshot(path=str(shot))
-                    pytest.fail(f"no complete voice turn after {elapsed:.1f} s:\n{describe(snap)}")
+                    pytest.fail(
+                        f"no complete voice turn after {elapsed:.1f} s:\n{describe(snap)}"
+                        f"\n--- server log (tail) ---\n{server_log_tail(server)}"
+                    )
                 page.wait_for_timeout(250)
             print(f"\nbrowser turn: {', '.join(f'{k} at {v:.1f} s' for k, v in firsts.items())}")
             print(describe(snap))
+            metrics = page.evaluate(
+                "() => window.hark.events"
+                ".filter((e) => e.type === 'hark.metrics').map((e) => e.turn)"
+            )
+            if metrics:
+                print(f"server turn metrics: {metrics}")
 
             # The user's words come before the reply, and the reply was not interrupted.
             roles = [b["role"] for b in snap["bubbles"] if b["text"].strip()]
