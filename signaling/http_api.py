@@ -51,6 +51,13 @@ def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> Se
         raise ApiError(400, "invalid_session", str(exc), param=exc.param) from exc
 
 
+def _form_value(value: Any) -> bytes:
+    """A form field's content, whether sent as a plain field or as a file part."""
+    if hasattr(value, "file"):
+        return bytes(value.file.read())
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
 class RealtimeHttpApi:
     def __init__(
         self,
@@ -166,17 +173,16 @@ class RealtimeHttpApi:
         ctype = request.content_type
         if ctype == "application/sdp":
             return validate_offer(await request.read()), session
-        if ctype == "multipart/form-data":
+        if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
             form = await request.post()
             sdp = form.get("sdp")
             if sdp is None:
                 raise ApiError(
                     400, "missing_sdp", "The multipart body has no 'sdp' field", param="sdp"
                 )
-            raw_sdp = sdp.file.read() if hasattr(sdp, "file") else sdp
             raw_session = form.get("session")
             if raw_session is not None:
-                text = raw_session.file.read() if hasattr(raw_session, "file") else raw_session
+                text = _form_value(raw_session)
                 try:
                     session = _session_config(session, json.loads(text))
                 except ValueError as exc:
@@ -185,7 +191,7 @@ class RealtimeHttpApi:
                     raise ApiError(
                         400, "invalid_session", "'session' is not valid JSON", param="session"
                     ) from exc
-            return validate_offer(raw_sdp), session
+            return validate_offer(_form_value(sdp)), session
         raise ApiError(
             415,
             "unsupported_media_type",

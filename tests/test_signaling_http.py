@@ -160,8 +160,10 @@ async def test_multipart_and_beta_paths_with_api_key(hark):
     pc, offer = await make_offer()
     try:
         form = aiohttp.FormData()
-        form.add_field("sdp", offer)
-        form.add_field("session", '{"type": "realtime", "instructions": "Hi"}')
+        form.add_field("sdp", offer, content_type="application/sdp")
+        form.add_field(
+            "session", '{"type": "realtime", "instructions": "Hi"}', content_type="application/json"
+        )
         status, headers, answer = await request(
             "POST", f"{hark.url}/v1/realtime/calls", data=form, headers=auth
         )
