@@ -18,7 +18,7 @@ def _setup_logging(verbose: bool) -> None:
         datefmt="%H:%M:%S",
         stream=sys.stderr,
     )
-    for noisy in ("aioice", "aiortc", "aiohttp.access"):
+    for noisy in ("aioice", "aiortc", "aiohttp.access", "faster_whisper"):
         logging.getLogger(noisy).setLevel(logging.WARNING)
 
 

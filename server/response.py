@@ -130,14 +130,17 @@ class ResponseRun:
     async def _write(self, clauses: asyncio.Queue[str | None]) -> None:
         splitter = SentenceSplitter()
         try:
-            async for delta in self._llm.stream(self._instructions, self._history):
-                if not delta:
-                    continue
-                self.timings.mark("llm_first_token")
-                self._heard.add_text(delta)
-                self._emit(events.transcript_delta(self.id, self.item.id, delta))
-                for clause in splitter.push(delta):
-                    clauses.put_nowait(clause)
+            async with contextlib.aclosing(
+                self._llm.stream(self._instructions, self._history)
+            ) as stream:
+                async for delta in stream:
+                    if not delta:
+                        continue
+                    self.timings.mark("llm_first_token")
+                    self._heard.add_text(delta)
+                    self._emit(events.transcript_delta(self.id, self.item.id, delta))
+                    for clause in splitter.push(delta):
+                        clauses.put_nowait(clause)
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
         finally:
@@ -148,12 +151,13 @@ class ResponseRun:
         while (clause := await clauses.get()) is not None:
             self.timings.mark("first_clause")
             span = self._heard.locate(clause)
-            async for pcm in self._tts.synthesize(clause, self._voice):
-                if len(pcm) == 0:
-                    continue
-                self.timings.mark("tts_first_audio")
-                self._track.push(pcm, rate)
-                self._heard.add_audio(span, len(pcm) * 1000 / rate)
+            async with contextlib.aclosing(self._tts.synthesize(clause, self._voice)) as audio:
+                async for pcm in audio:
+                    if len(pcm) == 0:
+                        continue
+                    self.timings.mark("tts_first_audio")
+                    self._track.push(pcm, rate)
+                    self._heard.add_audio(span, len(pcm) * 1000 / rate)
 
     def _finish(self, status: str, transcript: str, reason: CancelReason | None = None) -> None:
         if not self.active:

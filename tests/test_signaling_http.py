@@ -203,7 +203,7 @@ async def test_call_refusals(hark):
             "aud": "hark-realtime",
             "scope": "realtime",
         },
-        "another-secret",
+        "another-secret-that-is-long-enough-32b",
         algorithm="HS256",
     )
     status, _, body = await request(
