@@ -20,7 +20,7 @@ from server.conversation import Conversation, Item
 from server.engines.base import ChatMessage, LanguageModel, TextToSpeech
 from server.engines.sentences import SentenceSplitter
 from server.heard_text import HeardText
-from server.turn_metrics import TurnTimings
+from server.turn_metrics import TurnTimings, now
 
 log = logging.getLogger("hark.response")
 
@@ -82,6 +82,7 @@ class ResponseRun:
         self._emit(events.item_added(self._previous_item_id, self.item))
         self._emit(events.content_part_added(self.id, self.item.id))
         self._track.begin_response(self.id)
+        self.timings.response_start = now()
         self._task = asyncio.create_task(self._run(), name=f"response-{self.id}")
 
     def cancel(self, reason: CancelReason) -> None:

@@ -33,9 +33,10 @@ def utterance(text: str, lead_ms: int = 300, tail_ms: int = 1000) -> np.ndarray:
 
 
 async def test_spoken_question_gets_a_spoken_answer(hark):
+    question = utterance(QUESTION)  # before connecting: Piper blocks the loop
     client = await connect(hark)
     try:
-        speech_end = await client.say(utterance(QUESTION), 48000)
+        speech_end = await client.say(question, 48000)
         heard = await client.wait_for(
             "conversation.item.input_audio_transcription.completed", timeout=60
         )
@@ -113,18 +114,17 @@ async def test_typed_message_gets_a_spoken_answer(hark):
 
 
 async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
+    story = utterance("Tell me a long story about a brave dragon and a knight.")
+    interruption = utterance("Stop. What is two plus two?", lead_ms=0, tail_ms=1500)
     client = await connect(
         hark,
         {"instructions": "You are a storyteller. Always answer with three long sentences."},
     )
     try:
-        await client.say(
-            utterance("Tell me a long story about a brave dragon and a knight."), 48000
-        )
+        await client.say(story, 48000)
         started = await client.wait_for("output_audio_buffer.started", timeout=90)
         await asyncio.sleep(0.8)  # let some of the reply be heard
         mark = len(client.events)
-        interruption = utterance("Stop. What is two plus two?", lead_ms=0, tail_ms=1500)
         await client.say(interruption, 48000)
 
         onset = await client.wait_for("input_audio_buffer.speech_started", after=mark, timeout=10)

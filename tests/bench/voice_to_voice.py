@@ -54,9 +54,12 @@ def percentile(values: list[float], pct: float) -> float | None:
     return round(ordered[index], 1)
 
 
-async def one_turn(client: CallClient, question: str) -> dict[str, Any]:
+def utterance(question: str) -> np.ndarray:
+    return np.concatenate([silence(300, 48000), speak(question, 48000), silence(1200, 48000)])
+
+
+async def one_turn(client: CallClient, question: str, pcm: np.ndarray) -> dict[str, Any]:
     mark = len(client.events)
-    pcm = np.concatenate([silence(300, 48000), speak(question, 48000), silence(1200, 48000)])
     speech_end = await client.say(pcm, 48000)
     done = await client.wait_for("response.done", after=mark, timeout=90)
     metrics = await client.wait_for("hark.metrics", after=mark, timeout=5)
@@ -85,13 +88,17 @@ async def one_turn(client: CallClient, question: str) -> dict[str, Any]:
 
 async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
     results = []
-    for index in range(turns):
+    # Synthesize up front: Piper blocks, and a blocked client loop would make its
+    # microphone burst audio to catch up, corrupting the "speech ended" timestamp.
+    questions = [QUESTIONS[index % len(QUESTIONS)] for index in range(turns)]
+    utterances = {question: utterance(question) for question in set(questions)}
+    for question in questions:
         token = await mint_client_secret(url, api_key)
         client = CallClient(url, token)
         try:
             await client.connect()
             await client.finish_saying()
-            results.append(await one_turn(client, QUESTIONS[index % len(QUESTIONS)]))
+            results.append(await one_turn(client, question, utterances[question]))
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         except CallError as exc:
             results.append({"error": str(exc)})
