@@ -85,7 +85,7 @@ class Config:
     cors_origins: tuple[str, ...] = ()
     demo: bool = True
     max_body_bytes: int = 64 * 1024
-    max_event_bytes: int = 256 * 1024
+    max_event_bytes: int = 128 * 1024
     cache_dir: Path = Path.home() / ".cache" / "hark"
     stt: str = "faster-whisper"
     stt_beam_size: int = 5
@@ -131,7 +131,7 @@ class Config:
             cors_origins=tuple(_list(env, "HARK_CORS_ORIGINS")),
             demo=demo,
             max_body_bytes=_int(env, "HARK_MAX_BODY_BYTES", 64 * 1024, minimum=1024),
-            max_event_bytes=_int(env, "HARK_MAX_EVENT_BYTES", 256 * 1024, minimum=1024),
+            max_event_bytes=_int(env, "HARK_MAX_EVENT_BYTES", 128 * 1024, minimum=1024),
             cache_dir=Path(env.get("HARK_CACHE_DIR") or Path.home() / ".cache" / "hark"),
             stt=_choice(env, "HARK_STT", "faster-whisper", ("faster-whisper",)),
             stt_beam_size=_int(env, "HARK_STT_BEAM_SIZE", 5, minimum=1),

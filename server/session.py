@@ -25,6 +25,7 @@ from media.outbound import OutboundAudioTrack
 from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped
 from media.vad import SileroModel, SileroVad
 from server import events
+from server.client_events import ClientEventDispatcher
 from server.conversation import Conversation, Item, new_id
 from server.engines.base import Engines
 from server.heard_text import HeardText
@@ -153,8 +154,6 @@ class RealtimeSession:
         if channel.label != "oai-events" or self._channel is not None:
             return
         self._channel = channel
-        from server.client_events import ClientEventDispatcher
-
         dispatcher = ClientEventDispatcher(self)
         channel.on("message", dispatcher.on_message)
         self.send(events.session_created(self.session_dict()))
@@ -214,7 +213,8 @@ class RealtimeSession:
         previous = self.conversation.add(item)
         self.send(events.committed(previous, item_id))
         self.send(events.item_added(previous, item))
-        self.state = State.THINKING
+        if self.response is None:
+            self.state = State.THINKING
         self._spawn(
             self._complete_turn(item, previous, audio, timings, respond, self._turn_seq), "turn"
         )
