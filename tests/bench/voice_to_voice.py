@@ -13,9 +13,11 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
 import statistics
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,7 @@ def utterance(question: str) -> np.ndarray:
 
 async def one_turn(client: CallClient, question: str, pcm: np.ndarray) -> dict[str, Any]:
     mark = len(client.events)
+    mark_time = time.monotonic()
     speech_end = await client.say(pcm, 48000)
     done = await client.wait_for("response.done", after=mark, timeout=90)
     metrics = await client.wait_for("hark.metrics", after=mark, timeout=5)
@@ -83,7 +86,15 @@ async def one_turn(client: CallClient, question: str, pcm: np.ndarray) -> dict[s
         "voice_to_voice_ms": v2v,
         **{key: turn.get(key) for key in BREAKDOWN},
         "transport_ms": None if v2v is None or sent is None else round(v2v - sent, 1),
+        # The outbound track must keep its 20 ms pace while STT, LLM and TTS work.
+        "max_frame_gap_ms": max_frame_gap_ms(client, mark_time),
     }
+
+
+def max_frame_gap_ms(client: CallClient, since: float) -> float | None:
+    times = [t for t in client.recorder.times if t >= since]
+    gaps = [b - a for a, b in itertools.pairwise(times)]
+    return round(max(gaps) * 1000, 1) if gaps else None
 
 
 async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
@@ -105,7 +116,7 @@ async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
         finally:
             await client.hangup()
     summary: dict[str, Any] = {}
-    for key in ("voice_to_voice_ms", *BREAKDOWN, "transport_ms"):
+    for key in ("voice_to_voice_ms", *BREAKDOWN, "transport_ms", "max_frame_gap_ms"):
         values = [r[key] for r in results if isinstance(r.get(key), int | float)]
         summary[key] = {
             "p50": percentile(values, 50),
