@@ -123,7 +123,7 @@ async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
     try:
         await client.say(story, 48000)
         started = await client.wait_for("output_audio_buffer.started", timeout=90)
-        await asyncio.sleep(0.8)  # let some of the reply be heard
+        await asyncio.sleep(0.5)  # let some of the reply be heard
         mark = len(client.events)
         await client.say(interruption, 48000)
 
