@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -45,24 +46,19 @@ class Readiness:
 async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     """Load every model once, in order, logging progress; raises on the first failure."""
     started = time.monotonic()
-    steps: list[tuple[str, Any]] = [
-        ("VAD (Silero, onnxruntime)", None),
-        (f"speech-to-text ({engines.stt.name})", engines.stt),
-        (f"language model ({engines.llm.name})", engines.llm),
-        (f"text-to-speech ({engines.tts.name})", engines.tts),
-    ]
-    vad: SileroModel | None = None
-    for index, (label, engine) in enumerate(steps, start=1):
-        log.info("[%d/%d] loading %s…", index, len(steps), label)
+    total = 1 + len(engines.stages())
+
+    async def step(index: int, label: str, load: Awaitable[Any]) -> Any:
+        log.info("[%d/%d] loading %s…", index, total, label)
         readiness.detail["loading"] = label
         step_start = time.monotonic()
-        if engine is None:
-            vad = await asyncio.to_thread(SileroModel.load)
-        else:
-            await engine.load()
-        log.info(
-            "[%d/%d] %s ready in %.1f s", index, len(steps), label, time.monotonic() - step_start
-        )
+        result = await load
+        log.info("[%d/%d] %s ready in %.1f s", index, total, label, time.monotonic() - step_start)
+        return result
+
+    vad = await step(1, "VAD (Silero, onnxruntime)", asyncio.to_thread(SileroModel.load))
+    for index, (label, engine) in enumerate(engines.stages(), start=2):
+        await step(index, label, engine.load())
     readiness.detail.pop("loading", None)
     readiness.detail["engines"] = {
         "stt": engines.stt.name,
@@ -70,7 +66,6 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
         "tts": engines.tts.name,
     }
     log.info("all models loaded in %.1f s", time.monotonic() - started)
-    assert vad is not None
     return vad
 
 

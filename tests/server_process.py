@@ -43,6 +43,16 @@ def free_port() -> int:
         return int(sock.getsockname()[1])
 
 
+def stop_process(process: subprocess.Popen[bytes], timeout: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited within `timeout` seconds."""
+    process.terminate()
+    try:
+        process.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+
+
 def _health(url: str) -> tuple[int, dict[str, object]]:
     try:
         with urllib.request.urlopen(f"{url}/healthz", timeout=2) as resp:
@@ -89,10 +99,5 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
             time.sleep(0.3)
         yield server
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
+        stop_process(process)
         log_file.close()

@@ -31,6 +31,13 @@ def say_text(client: CallClient, text: str) -> None:
     client.send({"type": "response.create"})
 
 
+async def ask(client: CallClient, text: str):
+    """Type a question and wait for its response to finish."""
+    mark = len(client.events)
+    say_text(client, text)
+    return await client.wait_for("response.done", after=mark, timeout=90)
+
+
 async def expect_error(client: CallClient, raw: str, code: str, event_id: str | None = None):
     mark = len(client.events)
     client._channel.send(raw)
@@ -109,9 +116,7 @@ async def test_bad_events_get_error_events_and_the_call_survives(hark):
             client, '{"type": "x", "pad": "' + "a" * 200_000 + '"}', "message_too_large"
         )
         # Still a working call: a typed question gets a spoken answer.
-        mark = len(client.events)
-        say_text(client, "What is the capital of France?")
-        done = await client.wait_for("response.done", after=mark, timeout=90)
+        done = await ask(client, "What is the capital of France?")
         assert done.data["response"]["status"] == "completed"
     finally:
         await client.hangup()
@@ -137,27 +142,30 @@ async def test_cancel_truncate_and_a_second_response(hark):
         item = done.data["response"]["output"][0]
         heard = item["content"][0]["transcript"]
 
-        # Truncate the finished item further back: it keeps a shorter prefix.
-        mark = len(client.events)
-        client.send(
-            {
-                "type": "conversation.item.truncate",
-                "item_id": item["id"],
-                "content_index": 0,
-                "audio_end_ms": 0,
-            }
-        )
-        truncated = await client.wait_for("conversation.item.truncated", after=mark)
-        assert truncated.data["audio_end_ms"] == 0
-        client.send({"type": "conversation.item.retrieve", "item_id": item["id"]})
-        stored = await client.wait_for("conversation.item.retrieved", after=mark)
-        assert stored.data["item"]["content"][0]["transcript"] == ""
-        assert heard.startswith(stored.data["item"]["content"][0]["transcript"])
+        # Truncate the finished item further back: it keeps a prefix of what was heard,
+        # and nothing at all at 0 ms.
+        previous = heard
+        for audio_end_ms in (300, 0):
+            mark = len(client.events)
+            client.send(
+                {
+                    "type": "conversation.item.truncate",
+                    "item_id": item["id"],
+                    "content_index": 0,
+                    "audio_end_ms": audio_end_ms,
+                }
+            )
+            truncated = await client.wait_for("conversation.item.truncated", after=mark)
+            assert truncated.data["audio_end_ms"] == audio_end_ms
+            client.send({"type": "conversation.item.retrieve", "item_id": item["id"]})
+            stored = await client.wait_for("conversation.item.retrieved", after=mark)
+            text = stored.data["item"]["content"][0]["transcript"]
+            assert previous.startswith(text), (previous, text)
+            previous = text
+        assert previous == ""
 
         # Not stuck: the next request is answered.
-        mark = len(client.events)
-        say_text(client, "Say hello.")
-        done = await client.wait_for("response.done", after=mark, timeout=90)
+        done = await ask(client, "Say hello.")
         assert done.data["response"]["status"] == "completed"
     finally:
         await client.hangup()

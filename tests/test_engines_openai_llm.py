@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -17,14 +16,9 @@ from server.config import Config
 from server.engines.base import ChatMessage, EngineUnavailable, LanguageModel
 from server.engines.llama_cpp_llm import assemble_gguf
 from server.engines.openai_llm import LLMServerError, OpenAICompatibleLLM
+from tests.server_process import free_port, stop_process
 
 QUESTION = [ChatMessage("user", "What is the capital of France?")]
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
@@ -67,12 +61,7 @@ def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         wait_until_up(f"{url}/models", proc, log)
         yield url
     finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait()
+        stop_process(proc, timeout=10)
 
 
 @pytest.fixture

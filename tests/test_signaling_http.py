@@ -42,6 +42,18 @@ def assert_error(status: int, body: object, expected_status: int, code: str) -> 
     assert error["type"] and error["message"], error
 
 
+def craft_secret(key: str | None, *, exp_in: float, algorithm: str = "HS256") -> str:
+    """A client secret made outside the server: foreign key, expired, or unsigned."""
+    claims = {
+        "exp": time.time() + exp_in,
+        "jti": "crafted",
+        "iss": "hark",
+        "aud": "hark-realtime",
+        "scope": "realtime",
+    }
+    return "ek_" + jwt.encode(claims, key, algorithm=algorithm)
+
+
 async def mint(hark, **body) -> dict:
     status, _, payload = await request(
         "POST",
@@ -195,53 +207,18 @@ async def test_call_refusals(hark):
     status, _, body = await request("POST", url, data=offer, headers=sdp)
     assert_error(status, body, 401, "missing_authorization")
 
-    forged = "ek_" + jwt.encode(
-        {
-            "exp": time.time() + 60,
-            "jti": "x",
-            "iss": "hark",
-            "aud": "hark-realtime",
-            "scope": "realtime",
-        },
-        "another-secret-that-is-long-enough-32b",
-        algorithm="HS256",
-    )
-    status, _, body = await request(
-        "POST", url, data=offer, headers={**sdp, "Authorization": f"Bearer {forged}"}
-    )
-    assert_error(status, body, 401, "invalid_client_secret")
-
-    expired = "ek_" + jwt.encode(
-        {
-            "exp": time.time() - 120,
-            "jti": "y",
-            "iss": "hark",
-            "aud": "hark-realtime",
-            "scope": "realtime",
-        },
-        SIGNING_SECRET,
-        algorithm="HS256",
-    )
-    status, _, body = await request(
-        "POST", url, data=offer, headers={**sdp, "Authorization": f"Bearer {expired}"}
-    )
-    assert_error(status, body, 401, "client_secret_expired")
-
-    none_alg = "ek_" + jwt.encode(
-        {
-            "exp": time.time() + 60,
-            "jti": "z",
-            "iss": "hark",
-            "aud": "hark-realtime",
-            "scope": "realtime",
-        },
-        None,
-        algorithm="none",
-    )
-    status, _, body = await request(
-        "POST", url, data=offer, headers={**sdp, "Authorization": f"Bearer {none_alg}"}
-    )
-    assert_error(status, body, 401, "invalid_client_secret")
+    for secret, code in (
+        (
+            craft_secret("another-secret-that-is-long-enough-32b", exp_in=60),
+            "invalid_client_secret",
+        ),
+        (craft_secret(SIGNING_SECRET, exp_in=-120), "client_secret_expired"),
+        (craft_secret(None, exp_in=60, algorithm="none"), "invalid_client_secret"),
+    ):
+        status, _, body = await request(
+            "POST", url, data=offer, headers={**sdp, "Authorization": f"Bearer {secret}"}
+        )
+        assert_error(status, body, 401, code)
 
     status, _, body = await request(
         "POST", url, data=offer, headers={**auth, "Content-Type": "text/plain"}

@@ -72,6 +72,14 @@ class Engines:
     llm: LanguageModel
     tts: TextToSpeech
 
+    def stages(self) -> list[tuple[str, SpeechToText | LanguageModel | TextToSpeech]]:
+        """Each engine with a label, in the order a turn uses them (and they load)."""
+        return [
+            (f"speech-to-text ({self.stt.name})", self.stt),
+            (f"language model ({self.llm.name})", self.llm),
+            (f"text-to-speech ({self.tts.name})", self.tts),
+        ]
+
     async def load(self) -> None:
-        for engine in (self.stt, self.llm, self.tts):
+        for _, engine in self.stages():
             await engine.load()
