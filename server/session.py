@@ -13,6 +13,7 @@ import contextlib
 import enum
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -87,6 +88,12 @@ class RealtimeSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._ice_timeout_s = ice_timeout_s
         self._on_closed = on_closed
+        self.created_at = time.time()
+        # Monotonic time of the last inbound audio frame (None before the first one).
+        self.last_audio_at: float | None = None
+        self.close_reason: str | None = None
+        # Called with every server event the session emits (operator views, metrics, logs).
+        self.listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # ---- negotiation and lifecycle -------------------------------------------------------
 
@@ -106,6 +113,7 @@ class RealtimeSession:
         if self.closed:
             return
         self.closed = True
+        self.close_reason = reason
         log.info("call %s closing: %s", self.call_id, reason)
         if self.response is not None:
             self.response.cancel("client_cancelled")
@@ -161,10 +169,19 @@ class RealtimeSession:
             channel.send(raw)
         self._pending.clear()
 
+    @property
+    def peer_connection(self) -> RTCPeerConnection:
+        return self._pc
+
     def session_dict(self) -> dict[str, Any]:
         return self.config.to_dict(self.session_id)
 
     def send(self, event: dict[str, Any]) -> None:
+        for listener in self.listeners:
+            try:
+                listener(event)
+            except Exception:
+                log.exception("call %s event listener failed", self.call_id)
         raw = json.dumps(event)
         channel = self._channel
         if channel is None:
@@ -177,6 +194,7 @@ class RealtimeSession:
     # ---- inbound audio and turns ---------------------------------------------------------
 
     def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
+        self.last_audio_at = time.monotonic()
         probability = self._vad(frame)
         if self.config.turn_detection is None:
             if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
