@@ -11,6 +11,7 @@ import asyncio
 import logging
 import secrets
 from collections import OrderedDict
+from collections.abc import Callable, Iterator
 
 from media.vad import SileroModel
 from server.config import Config
@@ -35,9 +36,16 @@ class CallManager:
         self._calls: dict[str, RealtimeSession] = {}
         self._owners: dict[str, str] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()
+        # Other views of the calls (registry, operator monitor, metrics) hook in here.
+        self.on_call_started: list[Callable[[RealtimeSession], None]] = []
+        self.on_call_ended: list[Callable[[RealtimeSession], None]] = []
+        self._announced: set[str] = set()
 
     def __len__(self) -> int:
         return len(self._calls)
+
+    def live(self) -> Iterator[RealtimeSession]:
+        return iter(list(self._calls.values()))
 
     def get(self, call_id: str) -> RealtimeSession | None:
         return self._calls.get(call_id)
@@ -73,6 +81,8 @@ class CallManager:
             await session.close("negotiation_failed")
             raise
         log.info("call %s created (%d live)", call_id, len(self._calls))
+        self._announced.add(call_id)
+        self._notify(self.on_call_started, session)
         return call_id, answer
 
     async def hangup(self, call_id: str) -> None:
@@ -86,6 +96,15 @@ class CallManager:
             return_exceptions=True,
         )
 
+    def _notify(
+        self, hooks: list[Callable[[RealtimeSession], None]], session: RealtimeSession
+    ) -> None:
+        for hook in hooks:
+            try:
+                hook(session)
+            except Exception:
+                log.exception("call %s hook %r failed", session.call_id, hook)
+
     def _forget(self, session: RealtimeSession) -> None:
         self._calls.pop(session.call_id, None)
         owner = self._owners.pop(session.call_id, "")
@@ -93,3 +112,6 @@ class CallManager:
         while len(self._ended) > MAX_REMEMBERED_ENDED:
             self._ended.popitem(last=False)
         log.info("call %s ended (%d live)", session.call_id, len(self._calls))
+        if session.call_id in self._announced:
+            self._announced.discard(session.call_id)
+            self._notify(self.on_call_ended, session)
