@@ -186,6 +186,7 @@ class RedisState:
             url, decode_responses=True, socket_timeout=5, socket_connect_timeout=5
         )
         self._listeners: list[asyncio.Task[None]] = []
+        self._closing = False
 
     async def _run(self, operation: Awaitable[Any]) -> Any:
         try:
@@ -272,7 +273,7 @@ class RedisState:
         )
 
     async def _listen(self, channel: str, handler: Subscriber) -> None:
-        while True:
+        while not self._closing:
             pubsub = self._redis.pubsub(ignore_subscribe_messages=True)
             try:
                 await pubsub.subscribe(channel)
@@ -286,6 +287,8 @@ class RedisState:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                if self._closing:
+                    return
                 log.warning("redis subscription to %s lost (%s); resubscribing", channel, exc)
                 await asyncio.sleep(1.0)
             finally:
@@ -293,9 +296,11 @@ class RedisState:
                     await pubsub.aclose()
 
     async def close(self) -> None:
+        self._closing = True
         for task in self._listeners:
             task.cancel()
-        await asyncio.gather(*self._listeners, return_exceptions=True)
+        if self._listeners:
+            await asyncio.wait(self._listeners, timeout=2.0)
         self._listeners.clear()
         with contextlib.suppress(Exception):
             await self._redis.aclose()

@@ -18,3 +18,12 @@ def hark():
 
     with running_server({"HARK_JWT_SECRET": "test-signing-secret-0123456789abcdef"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real redis-server on a loopback port, shared by the tests that need one."""
+    from tests.redis_process import running_redis
+
+    with running_redis() as url:
+        yield url
