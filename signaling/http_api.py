@@ -142,6 +142,8 @@ class RealtimeHttpApi:
                     400, "invalid_value", "expires_after must be an object", param="expires_after"
                 )
             seconds = expires_after.get("seconds", ttl)
+            if isinstance(seconds, float) and seconds.is_integer():
+                seconds = int(seconds)  # JSON Schema counts 60.0 as an integer
             limit = self.config.client_secret_max_ttl_s
             if (
                 isinstance(seconds, bool)
@@ -155,11 +157,17 @@ class RealtimeHttpApi:
                     param="expires_after.seconds",
                 )
             ttl = seconds
+        # `user` is accepted as an alias of `sub`; both are checked (found by schemathesis).
+        for name in ("sub", "user"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 256):
+                raise ApiError(
+                    400,
+                    "invalid_value",
+                    f"{name} must be a string of at most 256 chars",
+                    param=name,
+                )
         sub = body.get("sub", body.get("user"))
-        if sub is not None and (not isinstance(sub, str) or len(sub) > 256):
-            raise ApiError(
-                400, "invalid_value", "sub must be a string of at most 256 chars", param="sub"
-            )
         raw_session = body.get("session", {})
         value, expires_at = self.auth.secrets.mint(
             raw_session if isinstance(raw_session, dict) else {}, ttl, sub, azp=azp

@@ -31,7 +31,18 @@ ERRORS: dict[str, Any] = {
 }
 
 CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
-SESSION = {"type": "object", "description": "A Realtime session configuration"}
+SESSION = {
+    "type": "object",
+    "description": "A Realtime session configuration (the subset described here; other "
+    "fields of OpenAI's session object are ignored)",
+    "properties": {
+        "type": {"const": "realtime"},
+        "model": {"type": "string", "maxLength": 200},
+        "instructions": {"type": "string", "maxLength": 16000},
+        "voice": {"type": "string", "maxLength": 100},
+    },
+    "additionalProperties": False,
+}
 
 SPEC: dict[str, Any] = {
     "openapi": "3.1.0",
@@ -65,7 +76,7 @@ SPEC: dict[str, Any] = {
                 "properties": {
                     "value": {"type": "string"},
                     "expires_at": {"type": "integer"},
-                    "session": SESSION,
+                    "session": {"type": "object", "description": "The full session object"},
                 },
             },
         },
@@ -83,11 +94,16 @@ SPEC: dict[str, Any] = {
                                 "properties": {
                                     "session": SESSION,
                                     "sub": {"type": "string", "maxLength": 256},
+                                    "user": {"type": "string", "maxLength": 256},
                                     "expires_after": {
                                         "type": "object",
                                         "properties": {
-                                            "anchor": {"type": "string"},
-                                            "seconds": {"type": "integer"},
+                                            "anchor": {"const": "created_at"},
+                                            "seconds": {
+                                                "type": "integer",
+                                                "minimum": 10,
+                                                "maximum": 7200,
+                                            },
                                         },
                                     },
                                 },
@@ -153,7 +169,11 @@ SPEC: dict[str, Any] = {
                                 "type": "object",
                                 "properties": {
                                     "scope": {"enum": ["operator", "realtime"]},
-                                    "ttl_seconds": {"type": "integer"},
+                                    "ttl_seconds": {
+                                        "type": "integer",
+                                        "minimum": 10,
+                                        "maximum": 2592000,
+                                    },
                                     "sub": {"type": "string", "maxLength": 256},
                                 },
                             }

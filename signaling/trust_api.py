@@ -26,6 +26,7 @@ from signaling.openapi import openapi_json
 from signaling.token_ledger import REVOCATION_TTL_S, TokenLedger
 
 MAX_SUB_CHARS = 256
+MAX_TOKEN_TTL_S = REVOCATION_TTL_S
 
 
 def _sub(body: dict[str, Any], *, required: bool) -> str | None:
@@ -95,11 +96,13 @@ class TrustHttpApi:
                 400, "invalid_value", "scope must be 'operator' or 'realtime'", param="scope"
             )
         ttl = body.get("ttl_seconds", 3600)
-        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= REVOCATION_TTL_S:
+        if isinstance(ttl, float) and ttl.is_integer():
+            ttl = int(ttl)
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 10 <= ttl <= MAX_TOKEN_TTL_S:
             raise ApiError(
                 400,
                 "invalid_value",
-                f"ttl_seconds must be an integer in [10, {REVOCATION_TTL_S}]",
+                f"ttl_seconds must be an integer in [10, {MAX_TOKEN_TTL_S}]",
                 param="ttl_seconds",
             )
         sub = _sub(body, required=False)
