@@ -20,6 +20,7 @@ import time
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from server.call_registry import CallRegistry
 from server.calls import NegotiationError
@@ -206,7 +207,13 @@ class RealtimeHttpApi:
         if ctype == "application/sdp":
             return validate_offer(await request.read()), session
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            form = await request.post()
+            try:
+                form = await request.post()
+            except (HttpProcessingError, ValueError) as exc:
+                # e.g. a part header with control characters (found by schemathesis: a 500).
+                raise ApiError(
+                    400, "invalid_multipart", f"The multipart body is malformed: {exc}"[:300]
+                ) from exc
             sdp = form.get("sdp")
             if sdp is None:
                 raise ApiError(

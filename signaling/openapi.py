@@ -33,15 +33,16 @@ ERRORS: dict[str, Any] = {
 CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
 SESSION = {
     "type": "object",
-    "description": "A Realtime session configuration (the subset described here; other "
-    "fields of OpenAI's session object are ignored)",
+    "description": "A Realtime session configuration. Fields not listed are ignored; "
+    "`audio` (input.turn_detection, output.voice) follows OpenAI's session object and "
+    "is not described here.",
     "properties": {
         "type": {"const": "realtime"},
         "model": {"type": "string", "maxLength": 200},
         "instructions": {"type": "string", "maxLength": 16000},
         "voice": {"type": "string", "maxLength": 100},
+        "audio": {"type": "object", "maxProperties": 0},
     },
-    "additionalProperties": False,
 }
 
 SPEC: dict[str, Any] = {
@@ -174,7 +175,7 @@ SPEC: dict[str, Any] = {
                                         "minimum": 10,
                                         "maximum": 2592000,
                                     },
-                                    "sub": {"type": "string", "maxLength": 256},
+                                    "sub": {"type": "string", "minLength": 1, "maxLength": 256},
                                 },
                             }
                         }
@@ -199,7 +200,9 @@ SPEC: dict[str, Any] = {
                             "schema": {
                                 "type": "object",
                                 "required": ["sub"],
-                                "properties": {"sub": {"type": "string", "maxLength": 256}},
+                                "properties": {
+                                    "sub": {"type": "string", "minLength": 1, "maxLength": 256}
+                                },
                             }
                         }
                     },
