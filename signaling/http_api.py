@@ -245,8 +245,8 @@ class RealtimeHttpApi:
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:200]})
+        calls = self.calls  # 503 while starting, before the offer is even read
         offer, session = await self._read_offer(request, session)
-        calls = self.calls
         registry = self.registry
         ticket = await registry.admit(caller, len(calls)) if registry is not None else None
         try:
