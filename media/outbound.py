@@ -195,6 +195,7 @@ class OutboundAudioTrack(MediaStreamTrack):
     def pause(self) -> None:
         """Send silence but keep the queue (a maybe-barge-in); `clear()` and
         `begin_response()` also unpause, so a forgotten pause can't mute the next reply."""
+        self._request_silence()
         self._paused = True
 
     def resume(self) -> None:
