@@ -63,6 +63,7 @@ class SpeechStarted:
 class SpeechStopped:
     audio_end_ms: int
     audio: np.ndarray  # int16 1-D, from the prefix padding through the trailing silence
+    trailing_silence_ms: int = 0  # how long the voice had been silent at the stop
 
 
 @dataclass(frozen=True, eq=False)
@@ -210,5 +211,6 @@ class SpeechSegmenter:
 
     def _stop(self, end_ms: int) -> SpeechStopped:
         audio = np.concatenate(self._segment).astype(np.int16, copy=False)
+        silent = self._silent_ms
         self.reset()
-        return SpeechStopped(audio_end_ms=end_ms, audio=audio)
+        return SpeechStopped(audio_end_ms=end_ms, audio=audio, trailing_silence_ms=silent)
