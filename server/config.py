@@ -13,6 +13,9 @@ import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from server.interruption import InterruptionOptions
+from server.session_config import TurnDetectionConfig
+
 
 class ConfigError(ValueError):
     """A `HARK_*` variable holds a value Hark cannot use."""
@@ -101,6 +104,19 @@ class Config:
         "You are Hark, a friendly voice assistant. Answer in one or two short sentences."
     )
     ice_timeout_s: float = 30.0
+    # Default turn detection of new sessions (clients may change it with session.update).
+    turn_detection: str = "semantic_vad"
+    min_interruption_ms: int = 500
+    false_interruption_timeout_ms: int = 2000
+
+    def default_turn_detection(self) -> TurnDetectionConfig:
+        return TurnDetectionConfig(
+            type="semantic_vad" if self.turn_detection == "semantic_vad" else "server_vad",
+            interruption=InterruptionOptions(
+                min_duration_ms=self.min_interruption_ms,
+                false_interruption_timeout_ms=self.false_interruption_timeout_ms,
+            ),
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -145,6 +161,11 @@ class Config:
             espeak_voice=env.get("HARK_ESPEAK_VOICE", "en-us"),
             default_instructions=env.get("HARK_INSTRUCTIONS") or cls.default_instructions,
             ice_timeout_s=_float(env, "HARK_ICE_TIMEOUT", 30.0),
+            turn_detection=_choice(
+                env, "HARK_TURN_DETECTION", "semantic_vad", ("semantic_vad", "server_vad")
+            ),
+            min_interruption_ms=_int(env, "HARK_MIN_INTERRUPTION_MS", 500),
+            false_interruption_timeout_ms=_int(env, "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", 2000),
         )
 
     def validate(self) -> None:
