@@ -231,8 +231,9 @@ class RealtimeSession:
         run = self.response
         if run is None:
             return
+        audible = self.track.playing
         self.track.pause()
-        if run.timings.barge_in_onset is None:
+        if run.timings.barge_in_onset is None and audible:
             run.timings.barge_in_onset = onset_at
             self._spawn(self._note_silenced(run), "barge-in-stop")
         self.send(events.hark_interruption("paused", run.id, self.track.playout_ms))
@@ -253,8 +254,6 @@ class RealtimeSession:
 
     async def _note_silenced(self, run: ResponseRun) -> None:
         """Stamp when the track really went silent after the barge-in (its next frame)."""
-        if not self.track.playing and self.track.silenced_at is None:
-            return  # nothing was audible: no stop time to report
         for _ in range(50):
             if self.track.silenced_at is not None:
                 run.timings.barge_in_silenced = self.track.silenced_at
