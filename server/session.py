@@ -93,8 +93,6 @@ class RealtimeSession:
         self._ice_timeout_s = ice_timeout_s
         self._on_closed = on_closed
         self.created_at = time.time()
-        # Monotonic time of the last inbound audio frame (None before the first one).
-        self.last_audio_at: float | None = None
         self.close_reason: str | None = None
         # Called with every server event the session emits (operator views, metrics, logs).
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
@@ -174,6 +172,12 @@ class RealtimeSession:
         self._pending.clear()
 
     @property
+    def last_audio_at(self) -> float | None:
+        """Monotonic time of the last packet of inbound audio (None before the first);
+        silence fed for a sender gone quiet does not count."""
+        return None if self._inbound is None else self._inbound.last_frame_monotonic
+
+    @property
     def peer_connection(self) -> RTCPeerConnection:
         return self._pc
 
@@ -198,7 +202,6 @@ class RealtimeSession:
     # ---- inbound audio and turns ---------------------------------------------------------
 
     def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
-        self.last_audio_at = time.monotonic()
         if self.config.turn_detection is None:
             if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
                 self._manual_buffer.append(frame)
