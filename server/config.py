@@ -101,6 +101,7 @@ class Config:
         "You are Hark, a friendly voice assistant. Answer in one or two short sentences."
     )
     ice_timeout_s: float = 30.0
+    quality_interval_s: float = 2.0
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -145,6 +146,7 @@ class Config:
             espeak_voice=env.get("HARK_ESPEAK_VOICE", "en-us"),
             default_instructions=env.get("HARK_INSTRUCTIONS") or cls.default_instructions,
             ice_timeout_s=_float(env, "HARK_ICE_TIMEOUT", 30.0),
+            quality_interval_s=min(60.0, max(0.25, _float(env, "HARK_QUALITY_INTERVAL", 2.0))),
         )
 
     def validate(self) -> None:
