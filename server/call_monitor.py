@@ -59,6 +59,37 @@ def grade(mos: float | None) -> str:
 
 _GRADE_RANK = {"poor": 0, "fair": 1, "good": 2, "unknown": 3}
 
+# What makes a call suffer, shown beside its MOS so an operator sees why at a glance.
+ISSUE_LOSS_PCT = 3.0
+ISSUE_RTT_MS = 300.0
+ISSUE_JITTER_MS = 30.0
+ISSUE_BUFFER_MS = 200.0
+ISSUE_CONCEALED_PCT = 5.0
+
+
+def quality_issues(quality: dict[str, Any], client: dict[str, Any] | None) -> list[str]:
+    def worst(*values: Any) -> float:
+        return max((v for v in values if isinstance(v, int | float)), default=0.0)
+
+    client = client or {}
+    issues = []
+    loss = worst(quality.get("loss_in_pct"), quality.get("loss_out_pct"), client.get("loss_pct"))
+    if loss >= ISSUE_LOSS_PCT:
+        issues.append(f"loss {loss:.0f}%")
+    rtt = worst(quality.get("rtt_ms"))
+    if rtt >= ISSUE_RTT_MS:
+        issues.append(f"RTT {rtt:.0f} ms")
+    jitter = worst(quality.get("jitter_in_ms"), quality.get("jitter_out_ms"))
+    if jitter >= ISSUE_JITTER_MS:
+        issues.append(f"jitter {jitter:.0f} ms")
+    buffer = worst(client.get("jitter_buffer_ms"))
+    if buffer >= ISSUE_BUFFER_MS:
+        issues.append(f"client buffer {buffer:.0f} ms")
+    concealed = worst(client.get("concealed_pct"))
+    if concealed >= ISSUE_CONCEALED_PCT:
+        issues.append(f"concealed {concealed:.0f}%")
+    return issues
+
 
 def worst_first(summary: dict[str, Any]) -> tuple[int, float, float]:
     """Sort key: poor calls first, then by MOS, then the oldest."""
@@ -114,6 +145,7 @@ class CallRecord:
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "grade": grade(latest.get("mos")),
+            "issues": quality_issues(latest, client),
             "quality": latest,
             "loss_total": self.tracker.totals(),
             "turns": self.turn_count,

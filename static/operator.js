@@ -13,7 +13,9 @@ const TOKEN_KEY = "hark.operatorToken";
 const RECONNECT_MS = 3000;
 
 const $ = (id) => document.getElementById(id);
+const COLUMNS = 12; // text columns; the End button's cell comes after them
 const els = {
+  noTurns: $("no-turns"),
   feed: $("feed"),
   feedText: $("feed-text"),
   tokenForm: $("token-form"),
@@ -74,6 +76,7 @@ function cellTexts(c) {
     String(c.turns),
     num(last.voice_to_voice_ms ?? null),
     String(c.barge_ins),
+    (c.issues || []).join(", "),
   ];
 }
 
@@ -93,9 +96,10 @@ function makeRow(id) {
   const tr = document.createElement("tr");
   tr.dataset.id = id;
   const cells = [];
-  for (let i = 0; i < 11; i++) {
+  for (let i = 0; i < COLUMNS; i++) {
     const td = document.createElement("td");
-    if (i >= 4) td.className = "num";
+    if (i >= 4 && i < 11) td.className = "num";
+    if (i === 11) td.className = "why";
     if (i === 0) {
       const dot = document.createElement("span");
       dot.className = "grade";
@@ -119,7 +123,7 @@ function makeRow(id) {
   action.append(end);
   tr.append(action);
   tr.addEventListener("click", () => select(id));
-  const row = { tr, cells, texts: new Array(11).fill(null), grade: null };
+  const row = { tr, cells, texts: new Array(COLUMNS).fill(null), grade: null };
   rows.set(id, row);
   return row;
 }
@@ -131,6 +135,7 @@ function updateRow(row, c) {
     row.texts[i] = text;
     const target = i === 0 ? row.cells[0].lastChild : row.cells[i];
     target.textContent = text;
+    if (i === COLUMNS - 1) target.title = text; // "why" may be cut off
   });
   if (row.grade !== c.grade) {
     row.grade = c.grade;
@@ -301,6 +306,7 @@ function drawDetail(t) {
     `${t.state} · ${age(t.started_at)} · loss over the call ${pair(total.loss_in_pct, total.loss_out_pct, 1)} %` +
     (t.end_reason ? ` · ended: ${t.end_reason}` : "");
   turnBars(els.turns, t.turn_list || []);
+  els.noTurns.hidden = (t.turn_list || []).length > 0;
   const client = t.client || {};
   const entries = Object.entries(client).filter(([k]) => k !== "at");
   els.client.replaceChildren(

@@ -19,10 +19,11 @@ import time
 from pathlib import Path
 
 import aiohttp
+import numpy as np
 import pytest
 
 from server.call_client import CallClient, mint_client_secret
-from tests.speech import silence, write_wav
+from tests.speech import silence, speak, write_wav
 from tests.udp_relay import Impairment, UdpRelay, local_ipv4
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -105,6 +106,9 @@ async def browser(tmp_path: Path):
 
 async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
+    question = np.concatenate(
+        [silence(300, 48000), speak("What is the capital of France?", 48000), silence(1000, 48000)]
+    )  # before connecting: Piper blocks the loop
     relay = UdpRelay(local_ipv4(), Impairment(loss=0.15, delay_ms=100, seed=3)).start()
     clients: list[CallClient] = []
     voice_context = await browser.new_context(permissions=["microphone"])
@@ -126,6 +130,8 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
         await page.goto(f"{hark.url}/operator?token={hark.api_key}")
 
+        talker = clients[3]
+        await talker.say(question, 48000)  # one real turn, for the latency bars
         expected = await live_ids(hark)
         assert len(expected) == 5 and {c.call_id for c in clients} <= expected
         browser_call = (expected - {c.call_id for c in clients}).pop()
@@ -183,6 +189,24 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
         )
         await asyncio.sleep(2.5)  # one more batch, so the charts have a few points
         await page.screenshot(path=str(ARTIFACTS / "operator-dashboard.png"), full_page=True)
+
+        # The talking call's turn: a latency bar with the pipeline's stages.
+        await talker.wait_for("hark.metrics", timeout=120)
+        await page.locator(f'#call-rows tr[data-id="{talker.call_id}"]').click()
+        await page.wait_for_function(
+            """() => ['stt', 'llm', 'tts'].every(
+                 (k) => document.querySelector(`#turns .turn .seg--${k}`))""",
+            timeout=20_000,
+        )
+
+        def talked(rows: list[dict]) -> bool:
+            return any(r["id"] == talker.call_id and r["cells"][8] == "1" for r in rows)
+
+        rows = await wait_rows(page, talked, 10)
+        talker_cells = next(r["cells"] for r in rows if r["id"] == talker.call_id)
+        assert float(talker_cells[9]) > 0, talker_cells  # the reply's latency, ms
+        print("turn bar:", await page.locator("#turns").inner_text())
+        await page.screenshot(path=str(ARTIFACTS / "operator-dashboard-turn.png"), full_page=True)
 
         # End a clean call from the dashboard: its row goes, the others stay.
         victim = clients[1].call_id
