@@ -159,3 +159,36 @@ def test_client_stats_validation() -> None:
     for raw in bad:
         with pytest.raises(ClientStatsError):
             parse_client_stats(raw)
+
+
+def test_issues_say_why_a_call_suffers() -> None:
+    from server.call_monitor import quality_issues
+
+    assert quality_issues({"loss_in_pct": 0.5, "rtt_ms": 40, "jitter_in_ms": 5}, None) == []
+    issues = quality_issues(
+        {"loss_in_pct": 1.0, "loss_out_pct": 12.4, "rtt_ms": 420, "jitter_out_ms": 45},
+        {"jitter_buffer_ms": 350, "concealed_pct": 9},
+    )
+    assert issues == [
+        "loss 12%",
+        "RTT 420 ms",
+        "jitter 45 ms",
+        "client buffer 350 ms",
+        "concealed 9%",
+    ]
+
+
+async def test_a_slow_stream_reader_gets_a_fresh_snapshot_instead_of_a_backlog() -> None:
+    from server.call_monitor import SUBSCRIBER_QUEUE
+
+    monitor = CallMonitor(HarkMetrics())
+    subscription = monitor.subscribe()
+    subscription.needs_snapshot = False  # as after the first snapshot
+    for index in range(SUBSCRIBER_QUEUE + 5):
+        monitor._publish({"type": "calls.updated", "calls": [], "n": index})
+    assert subscription.needs_snapshot
+    backlog = [subscription.queue.get_nowait() for _ in range(subscription.queue.qsize())]
+    assert backlog[0] == {"type": "resync"} and len(backlog) < SUBSCRIBER_QUEUE
+    monitor.unsubscribe(subscription)
+    monitor._publish({"type": "calls.updated", "calls": []})
+    assert subscription.queue.empty()
