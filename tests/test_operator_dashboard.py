@@ -292,12 +292,19 @@ async def test_dashboard_with_50_calls_updates_only_what_changed(hark, browser) 
             "() => document.getElementById('feed').dataset.state === 'live'", timeout=20_000
         )
         await asyncio.sleep(0.5)  # the server's own snapshot has arrived and been drawn
-        calls = [synthetic_call(i, 4.4 - (i % 5) * 0.01) for i in range(50)]
+        calls = [
+            synthetic_call(i, 2.5 + i * 0.01 if i % 10 == 0 else 3.7 if i % 7 == 0 else 4.4)
+            for i in range(50)
+        ]
         first = await page.evaluate(MUTATIONS_JS, {"type": "snapshot", "calls": calls})
         order = await page.evaluate("() => window.operator.rowOrder()")
         assert len(order) == 50
+        rank = {"poor": 0, "fair": 1, "good": 2}
         expected = [
-            c["id"] for c in sorted(calls, key=lambda c: (c["quality"]["mos"], c["started_at"]))
+            c["id"]
+            for c in sorted(
+                calls, key=lambda c: (rank[c["grade"]], c["quality"]["mos"], c["started_at"])
+            )
         ]
         assert order == expected
 
