@@ -19,14 +19,17 @@ from typing import Any
 from aiohttp import web
 
 from media.vad import SileroModel
+from server.call_monitor import CallMonitor
 from server.calls import CallManager
 from server.config import Config
 from server.engines.base import Engines
+from server.prometheus_metrics import HarkMetrics
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
 from signaling.cors import cors_middleware
 from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
+from signaling.operator_api import OperatorApi
 
 log = logging.getLogger("hark.app")
 
@@ -80,6 +83,10 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     app[STATE_KEY] = state
     auth = Authenticator(config.api_keys, ClientSecrets(config.jwt_secret))
     RealtimeHttpApi(config, auth, state, readiness).register(app)
+    monitor = CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s)
+    state["monitor"] = monitor
+    operator_api = OperatorApi(auth, monitor, state)
+    operator_api.register(app)
     _register_static(app)
 
     async def start_loading(app: web.Application) -> None:
@@ -90,18 +97,23 @@ def create_app(config: Config, engines: Engines) -> web.Application:
                 readiness.error = f"{type(exc).__name__}: {exc}"
                 log.error("model loading failed: %s", readiness.error)
                 return
-            state["calls"] = CallManager(config, engines, vad)
+            calls = CallManager(config, engines, vad)
+            monitor.attach(calls)
+            state["calls"] = calls
             readiness.ready = True
             ready_event = state.get("on_ready")
             if ready_event is not None:
                 ready_event()
 
         state["loader"] = asyncio.create_task(load(), name="load-engines")
+        monitor.start()
 
     async def shutdown(app: web.Application) -> None:
         loader = state.get("loader")
         if loader is not None:
             loader.cancel()
+        operator_api.close_streams()
+        await monitor.stop()
         calls = state.get("calls")
         if calls is not None:
             await calls.close_all()
@@ -117,5 +129,9 @@ def _register_static(app: web.Application) -> None:
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    async def operator_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "operator.html", headers={"Cache-Control": "no-cache"})
+
     app.router.add_get("/", page)
+    app.router.add_get("/operator", operator_page)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)

@@ -109,10 +109,23 @@ async def mint_client_secret(
             return str(body["value"])
 
 
+SdpFilter = Callable[[str], str]
+
+
 class CallClient:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        offer_filter: SdpFilter | None = None,
+        answer_filter: SdpFilter | None = None,
+    ) -> None:
         self.base_url = base_url.rstrip("/")
         self.token = token
+        # Rewrite the SDP on its way out and in (tests route media through a relay).
+        self._offer_filter = offer_filter or (lambda sdp: sdp)
+        self._answer_filter = answer_filter or (lambda sdp: sdp)
         self.mic = OutboundAudioTrack()
         self.recorder = ReplyRecorder()
         self.events: list[ReceivedEvent] = []
@@ -134,7 +147,7 @@ class CallClient:
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{self.base_url}/v1/realtime/calls",
-                data=pc.localDescription.sdp,
+                data=self._offer_filter(pc.localDescription.sdp),
                 headers={
                     "Authorization": f"Bearer {self.token}",
                     "Content-Type": "application/sdp",
@@ -144,7 +157,8 @@ class CallClient:
                 if resp.status != 201:
                     raise CallError(f"the server refused the call ({resp.status}): {text}")
                 self.call_path = resp.headers["Location"]
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+        answer = self._answer_filter(text)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await self.wait_for("session.created", timeout=timeout)
 
     @property

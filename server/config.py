@@ -104,6 +104,7 @@ class Config:
         "You are Hark, a friendly voice assistant. Answer in one or two short sentences."
     )
     ice_timeout_s: float = 30.0
+    quality_interval_s: float = 2.0
     # Default turn detection of new sessions (clients may change it with session.update).
     turn_detection: str = "semantic_vad"
     min_interruption_ms: int = 500
@@ -166,6 +167,7 @@ class Config:
             ),
             min_interruption_ms=_int(env, "HARK_MIN_INTERRUPTION_MS", 500),
             false_interruption_timeout_ms=_int(env, "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", 2000),
+            quality_interval_s=min(60.0, max(0.25, _float(env, "HARK_QUALITY_INTERVAL", 2.0))),
         )
 
     def validate(self) -> None:

@@ -96,6 +96,8 @@ class RealtimeSession:
         self.close_reason: str | None = None
         # Called with every server event the session emits (operator views, metrics, logs).
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Called with each validated `hark.client_stats` summary the client sends.
+        self.client_stats_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # ---- negotiation and lifecycle -------------------------------------------------------
 

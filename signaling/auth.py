@@ -73,3 +73,11 @@ class Authenticator:
         if caller is None:
             raise unauthorized("invalid_api_key", "Incorrect API key or client secret provided")
         return caller
+
+    def require_operator(self, request: web.Request) -> Caller:
+        """Operator endpoints (calls dashboard, metrics).
+
+        Temporary: accepts API keys only. Issue 4 ("Trust") replaces this with the real
+        check (an admin API key or a token with scope `operator`).
+        """
+        return self.require_api_key(request)
