@@ -24,7 +24,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import os
 import statistics
 import threading
 import time
@@ -61,6 +63,26 @@ def summary(values: list[float]) -> dict[str, float | int | None]:
     }
 
 
+def record_frame_times(track: OutboundAudioTrack) -> list[float]:
+    """Wrap `track.recv` to note when aiortc takes each frame (to see the pacing)."""
+    times: list[float] = []
+    recv = track.recv
+
+    async def timed_recv():  # type: ignore[no-untyped-def]
+        frame = await recv()
+        times.append(time.monotonic())
+        return frame
+
+    track.recv = timed_recv  # type: ignore[method-assign]
+    return times
+
+
+def gap_summary(times: list[float]) -> dict[str, Any]:
+    gaps = [(b - a) * 1000 for a, b in itertools.pairwise(times)]
+    late = sum(1 for g in gaps if g > 40)
+    return {**summary(gaps), "max": round(max(gaps), 1) if gaps else None, "over_40ms": late}
+
+
 class Call:
     """A connected pair: server (bot track out, InboundAudio in), client (mic, recorder)."""
 
@@ -69,6 +91,7 @@ class Call:
         self.server = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.client = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.bot = OutboundAudioTrack()
+        self.bot_frame_times = record_frame_times(self.bot)
         self.mic = OutboundAudioTrack()
         self.recorder = ReplyRecorder()
         self.vad_frames: list[tuple[float, float]] = []  # (arrival, rms) per 512 samples
@@ -146,7 +169,11 @@ async def measure(prefetch: int | None, bursts: int) -> dict[str, Any]:
                 up.append((seen - sent) * 1000)
     finally:
         await call.close()
-    return {"downlink_ms": summary(down), "uplink_to_vad_frame_ms": summary(up)}
+    return {
+        "downlink_ms": summary(down),
+        "uplink_to_vad_frame_ms": summary(up),
+        "server_frame_gap_ms": gap_summary(call.bot_frame_times),
+    }
 
 
 def piper_lead_in_ms(texts: list[str]) -> dict[str, Any]:
@@ -190,10 +217,13 @@ def vad_end_lag_ms(texts: list[str]) -> dict[str, Any]:
     return summary(lags)
 
 
-def burn_cpu(threads: int, stop: threading.Event) -> list[threading.Thread]:
-    """Threads doing float matrix products, as busy as Whisper or llama.cpp (GIL released)."""
+def burn_cpu(threads: int, nice: int, stop: threading.Event) -> list[threading.Thread]:
+    """Threads doing float matrix products, as busy as Whisper or llama.cpp (GIL released),
+    at niceness `nice` (Linux sets it per thread)."""
 
     def work() -> None:
+        if nice:
+            os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), nice)
         a = np.random.default_rng(0).random((300, 300))
         while not stop.is_set():
             a = np.tanh(a @ a)
@@ -208,11 +238,16 @@ async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--bursts", type=int, default=30)
     parser.add_argument("--load", type=int, default=0, help="CPU-burning threads meanwhile")
+    parser.add_argument("--load-nice", type=int, default=0, help="their niceness (0-19)")
     args = parser.parse_args()
 
-    report: dict[str, Any] = {"bursts": args.bursts, "load_threads": args.load}
+    report: dict[str, Any] = {
+        "bursts": args.bursts,
+        "load_threads": args.load,
+        "load_nice": args.load_nice,
+    }
     stop = threading.Event()
-    burn_cpu(args.load, stop)
+    burn_cpu(args.load, args.load_nice, stop)
     try:
         for label, prefetch in (("aiortc stock (prefetch 4)", None), ("prefetch 1", 1)):
             report[label] = await measure(prefetch, args.bursts)
