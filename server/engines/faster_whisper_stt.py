@@ -17,7 +17,6 @@ from __future__ import annotations
 import functools
 import logging
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import ctranslate2
@@ -26,7 +25,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
 from media.checksum import file_sha256
-from server.engines.base import EngineUnavailable
+from server.engines.base import EngineUnavailable, Transcript
 from server.engines.threaded import EngineWorker
 
 log = logging.getLogger("hark.engines")
@@ -44,26 +43,7 @@ SHORT_MAX_S = 6.0
 # A short window's transcript may hold at most this many tokens per second of audio
 # (fast speech is ~5), so a decoding loop stops early and is caught.
 TOKENS_PER_SECOND = 8
-REPEAT_MIN_WORDS = 3
-
-
-@dataclass(frozen=True)
-class Transcript:
-    """A transcript with Whisper's confidence, to tell words from noise.
-
-    `no_speech_prob` is the highest probability of the no-speech token over the segments;
-    `avg_logprob` is the mean log probability of the text tokens (0 is certain; noise
-    that Whisper turns into "you" or "Thank you." scores far below real words).
-    """
-
-    text: str
-    no_speech_prob: float
-    avg_logprob: float
-    duration: float  # seconds of audio transcribed
-
-    @classmethod
-    def empty(cls, duration: float) -> Transcript:
-        return cls(text="", no_speech_prob=1.0, avg_logprob=0.0, duration=duration)
+REPEAT_MIN_WORDS = 4
 
 
 class FasterWhisperSTT:
@@ -208,13 +188,18 @@ def _tokenizer(model: WhisperModel) -> Tokenizer:
     return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", "en")
 
 
-def repeats_a_phrase(text: str, min_words: int = REPEAT_MIN_WORDS) -> bool:
-    """True when `min_words` or more words occur twice in a row: Whisper's loop signature."""
-    words = [w.strip(".,!?;:\"'").lower() for w in text.split()]
-    for size in range(min_words, len(words) // 2 + 1):
-        for start in range(len(words) - 2 * size + 1):
-            if words[start : start + size] == words[start + size : start + 2 * size]:
-                return True
+def repeats_a_phrase(text: str, words: int = REPEAT_MIN_WORDS) -> bool:
+    """True when a run of `words` words occurs twice: Whisper's loop signature.
+
+    A user who really repeats four words in one turn costs only a second decode.
+    """
+    tokens = [w.strip(".,!?;:\"'").lower() for w in text.split()]
+    seen: set[tuple[str, ...]] = set()
+    for start in range(len(tokens) - words + 1):
+        gram = tuple(tokens[start : start + words])
+        if gram in seen:
+            return True
+        seen.add(gram)
     return False
 
 
