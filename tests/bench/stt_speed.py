@@ -59,7 +59,12 @@ def faster_whisper_call(model: WhisperModel, **options: Any) -> Decode:
             vad_filter=False,
             **settings,
         )
-        return " ".join(s.text.strip() for s in segments).strip()
+        text = " ".join(s.text.strip() for s in segments).strip()
+        # chunk_length is stored in the shared feature extractor: put the 30 s back.
+        extractor = model.feature_extractor
+        extractor.n_samples = extractor.chunk_length * extractor.sampling_rate
+        extractor.nb_max_frames = extractor.n_samples // extractor.hop_length
+        return text
 
     return decode
 
