@@ -5,6 +5,10 @@ for G.711) in whatever sizes arrive. The VAD wants exactly 512 samples at 16 kHz
 every timestamp the protocol reports (`audio_start_ms`, `audio_end_ms`) is a position in
 the received audio, so the clock here counts samples, never wall time: a network stall
 then shifts no positions.
+
+Senders may stop sending in silence (Opus DTX on phones and glasses, and Chromium for a
+digitally silent Web Audio track). A turn would then never end, since the VAD never sees
+the silence. So after `gap_fill_s` without a packet the missing time is fed as silence.
 """
 
 from __future__ import annotations
@@ -45,6 +49,7 @@ class InboundAudio:
         frame_samples: int = 512,
         sample_rate: int = 16000,
         on_ended: Callable[[], None] | None = None,
+        gap_fill_s: float | None = 0.1,
     ) -> None:
         self.track = track
         self.on_frame = on_frame
@@ -56,6 +61,8 @@ class InboundAudio:
         self._received = 0
         self._emitted = 0  # samples handed to on_frame
         self._last_frame: float | None = None
+        self._gap_fill_s = gap_fill_s
+        self._clock_at: float | None = None  # wall time the audio clock last caught up to
         self._task: asyncio.Task[None] | None = None
 
     @property
@@ -86,13 +93,15 @@ class InboundAudio:
     async def _run(self) -> None:
         while True:
             try:
-                frame = await self.track.recv()
+                frame = await self._recv()
             except MediaStreamError:
                 break
             except Exception:
                 log.exception("inbound track failed; treating it as ended")
                 break
-            self._last_frame = time.monotonic()
+            if frame is None:
+                continue  # silence was fed for a gap
+            self._last_frame = self._clock_at = time.monotonic()
             try:
                 pcm = self._resampler.frame(frame)
             except Exception:
@@ -105,6 +114,20 @@ class InboundAudio:
                 self.on_ended()
             except Exception:
                 log.exception("on_ended failed")
+
+    async def _recv(self) -> av.AudioFrame | None:
+        """The next frame, or None after feeding silence for a gap with no packets."""
+        if self._gap_fill_s is None or self._clock_at is None:
+            return await self.track.recv()
+        try:
+            return await asyncio.wait_for(self.track.recv(), self._gap_fill_s)
+        except TimeoutError:
+            now = time.monotonic()
+            samples = int((now - self._clock_at) * self.sample_rate)
+            self._clock_at = now
+            self._feed(self._resampler.flush())  # what the resampler holds came first
+            self._feed(np.zeros(samples, dtype=np.int16))
+            return None
 
     def _feed(self, pcm: np.ndarray) -> None:
         self._received += len(pcm)

@@ -103,6 +103,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._drained.set()
         self._start: float | None = None
         self._frames = 0
+        self._stop_requested = False
+        self.silenced_at: float | None = None
 
     # Properties
 
@@ -183,6 +185,7 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     def clear(self) -> int:
         """Drop all queued audio now and end the response; returns `playout_ms`."""
+        self._request_silence()
         self._discard()
         self._open = False
         self._paused = False
@@ -192,11 +195,18 @@ class OutboundAudioTrack(MediaStreamTrack):
     def pause(self) -> None:
         """Send silence but keep the queue (a maybe-barge-in); `clear()` and
         `begin_response()` also unpause, so a forgotten pause can't mute the next reply."""
+        self._request_silence()
         self._paused = True
 
     def resume(self) -> None:
         """Continue exactly where `pause()` stopped."""
         self._paused = False
+
+    def _request_silence(self) -> None:
+        """Note when the audio really stops: `silenced_at` is set by the next silent frame."""
+        if self.playing:
+            self._stop_requested = True
+            self.silenced_at = None
 
     def stop(self) -> None:
         self._discard()
@@ -220,6 +230,9 @@ class OutboundAudioTrack(MediaStreamTrack):
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.
         pcm = self._next_samples()
+        if self._stop_requested and not pcm.any():
+            self._stop_requested = False
+            self.silenced_at = self._clock()
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE

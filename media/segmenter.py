@@ -11,6 +11,10 @@
 - A segment is cut at `max_segment_ms` so memory stays bounded on endless noise.
 - After a stop the padding starts empty: like OpenAI's committed input buffer, two
   segments never share audio.
+- Inside a turn, `pause_ms` of silence gives `SpeechPaused` (with the audio so far) and
+  voice after it gives `SpeechResumed`: the session transcribes at the pause, so the
+  transcript is ready when the turn ends, and semantic end-of-turn can end the turn early
+  with `end_turn()` once the words look finished.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ import numpy as np
 START_FRAMES = 2
 HYSTERESIS = 0.15
 MAX_SEGMENT_MS = 30_000
+PAUSE_MS = 160
 
 
 @dataclass
@@ -58,9 +63,23 @@ class SpeechStarted:
 class SpeechStopped:
     audio_end_ms: int
     audio: np.ndarray  # int16 1-D, from the prefix padding through the trailing silence
+    trailing_silence_ms: int = 0  # how long the voice had been silent at the stop
 
 
-Event = SpeechStarted | SpeechStopped
+@dataclass(frozen=True, eq=False)
+class SpeechPaused:
+    """The voice stopped `pause_ms` ago; the turn may or may not be over."""
+
+    audio_end_ms: int
+    audio: np.ndarray  # the segment so far, pause included
+
+
+@dataclass(frozen=True)
+class SpeechResumed:
+    audio_end_ms: int
+
+
+Event = SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed
 
 
 class SpeechSegmenter:
@@ -74,9 +93,13 @@ class SpeechSegmenter:
         *,
         start_frames: int = START_FRAMES,
         max_segment_ms: int = MAX_SEGMENT_MS,
+        pause_ms: int = PAUSE_MS,
     ) -> None:
         if frame_ms <= 0 or sample_rate <= 0 or start_frames < 1 or max_segment_ms <= 0:
             raise ValueError("frame_ms, sample_rate, start_frames, max_segment_ms must be > 0")
+        if pause_ms <= 0:
+            raise ValueError("pause_ms must be > 0")
+        self.pause_ms = pause_ms
         self.frame_ms = frame_ms
         self.sample_rate = sample_rate
         self.frame_samples = frame_ms * sample_rate // 1000
@@ -89,11 +112,28 @@ class SpeechSegmenter:
         self._over = 0  # consecutive idle frames at or above threshold
         self._silent_ms = 0  # consecutive silence while speaking
         self._segment_ms = 0
+        self._voiced_ms = 0
+        self._paused = False
         self.update(params)
 
     @property
     def speaking(self) -> bool:
         return self._speaking
+
+    @property
+    def silent_ms(self) -> int:
+        """Continuous silence at the end of the current turn (0 when idle or voiced)."""
+        return self._silent_ms
+
+    @property
+    def voiced_ms(self) -> int:
+        """Frames of the current turn that were not silence, in ms."""
+        return self._voiced_ms
+
+    @property
+    def paused(self) -> bool:
+        """Inside a turn and silent for at least `pause_ms`."""
+        return self._paused
 
     def update(self, params: TurnDetection) -> None:
         """Apply new parameters (a `session.update`) without losing the current turn."""
@@ -109,6 +149,12 @@ class SpeechSegmenter:
         self._over = 0
         self._silent_ms = 0
         self._segment_ms = 0
+        self._voiced_ms = 0
+        self._paused = False
+
+    def end_turn(self, end_ms: int) -> SpeechStopped | None:
+        """End the current turn now (semantic end-of-turn decided it is over)."""
+        return self._stop(end_ms) if self._speaking else None
 
     def push(self, frame: np.ndarray, probability: float, audio_end_ms: int) -> list[Event]:
         """One frame, its probability, and the audio clock at its end."""
@@ -135,6 +181,8 @@ class SpeechSegmenter:
         self._segment_ms = end_ms - start_ms
         self._speaking = True
         self._silent_ms = 0
+        self._voiced_ms = len(onset) * self.frame_ms
+        self._paused = False
         self._over = 0
         self._idle.clear()
         return [SpeechStarted(audio_start_ms=start_ms)]
@@ -142,17 +190,27 @@ class SpeechSegmenter:
     def _push_speaking(self, frame: np.ndarray, probability: float, end_ms: int) -> list[Event]:
         self._segment.append(frame)
         self._segment_ms += self.frame_ms
+        events: list[Event] = []
         if probability < self.params.silence_threshold:
             self._silent_ms += self.frame_ms
         else:
             self._silent_ms = 0
+            self._voiced_ms += self.frame_ms
+            if self._paused:
+                self._paused = False
+                events.append(SpeechResumed(end_ms))
         silent = self._silent_ms
         silence_done = silent > 0 and silent >= self.params.silence_duration_ms
         if silence_done or self._segment_ms >= self.max_segment_ms:
-            return [self._stop(end_ms)]
-        return []
+            return [*events, self._stop(end_ms)]
+        if not self._paused and silent >= self.pause_ms:
+            self._paused = True
+            audio = np.concatenate(self._segment).astype(np.int16, copy=False)
+            events.append(SpeechPaused(end_ms, audio))
+        return events
 
     def _stop(self, end_ms: int) -> SpeechStopped:
         audio = np.concatenate(self._segment).astype(np.int16, copy=False)
+        silent = self._silent_ms
         self.reset()
-        return SpeechStopped(audio_end_ms=end_ms, audio=audio)
+        return SpeechStopped(audio_end_ms=end_ms, audio=audio, trailing_silence_ms=silent)

@@ -20,11 +20,13 @@ from aiohttp import web
 
 from media.vad import SileroModel
 from server.call_log import CallLog
+from server.call_monitor import CallMonitor
 from server.call_registry import CallRegistry
 from server.call_watchdog import CallWatchdog
 from server.calls import CallManager
 from server.config import Config
 from server.engines.base import Engines
+from server.prometheus_metrics import HarkMetrics
 from server.session import RealtimeSession
 from server.shared_state import open_shared_state
 from signaling.access_log import access_log_middleware
@@ -33,6 +35,7 @@ from signaling.client_secrets import ClientSecrets
 from signaling.cors import cors_middleware
 from signaling.errors import ApiError, error_middleware
 from signaling.http_api import RealtimeHttpApi
+from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
@@ -106,6 +109,10 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     api = RealtimeHttpApi(config, auth, state, readiness, RateLimiter(shared), registry)
     api.register(app)
     TrustHttpApi(config, auth, ledger, registry, state, api._json_body).register(app)
+    monitor = CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s)
+    state["monitor"] = monitor
+    operator_api = OperatorApi(auth, monitor, state)
+    operator_api.register(app)
     _register_static(app)
     call_log = CallLog(transcripts=config.log_transcripts)
 
@@ -131,6 +138,7 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         state["watchdog"] = watchdog
 
     async def start_loading(app: web.Application) -> None:
+        monitor.start()
         try:
             await ledger.start()
         except ApiError as exc:
@@ -147,6 +155,7 @@ def create_app(config: Config, engines: Engines) -> web.Application:
                 log.error("model loading failed: %s", readiness.error)
                 return
             calls = CallManager(config, engines, vad)
+            monitor.attach(calls)
             start_calls(calls)
             state["calls"] = calls
             readiness.ready = True
@@ -160,6 +169,8 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         loader = state.get("loader")
         if loader is not None:
             loader.cancel()
+        operator_api.close_streams()
+        await monitor.stop()
         watchdog = state.get("watchdog")
         if watchdog is not None:
             await watchdog.close()
@@ -180,5 +191,9 @@ def _register_static(app: web.Application) -> None:
     async def page(request: web.Request) -> web.FileResponse:
         return web.FileResponse(index, headers={"Cache-Control": "no-cache"})
 
+    async def operator_page(request: web.Request) -> web.FileResponse:
+        return web.FileResponse(STATIC_DIR / "operator.html", headers={"Cache-Control": "no-cache"})
+
     app.router.add_get("/", page)
+    app.router.add_get("/operator", operator_page)
     app.router.add_static("/static/", STATIC_DIR, append_version=False)

@@ -4,6 +4,11 @@ It speaks exactly the protocol a browser does (client secret, SDP offer over HTT
 `oai-events`), so it is what tests, benchmarks and users reach for first. The microphone
 is an `OutboundAudioTrack`, so utterances can be queued at any moment (to barge in), and
 the moment each one's last voiced sample went out is known for latency measurements.
+
+Received audio is timed when aiortc hands over the decoded frame. aiortc holds each audio
+packet until four more have arrived (80 ms) with no playout clock behind it; the client
+asks for one (20 ms, media.jitter), close to what a browser's adaptive jitter buffer
+settles at on a clean link, so the time measured is the network's, not aiortc's.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack
 from media.resample import Resampler
 from media.wav import read_wav, write_wav
@@ -109,10 +115,27 @@ async def mint_client_secret(
             return str(body["value"])
 
 
+SdpFilter = Callable[[str], str]
+
+
 class CallClient:
-    def __init__(self, base_url: str, token: str) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        token: str,
+        *,
+        offer_filter: SdpFilter | None = None,
+        answer_filter: SdpFilter | None = None,
+        receive_prefetch: int | None = 1,
+    ) -> None:
+        """`receive_prefetch`: aiortc audio packets held before a frame is released
+        (None keeps aiortc's 4)."""
         self.base_url = base_url.rstrip("/")
+        self.receive_prefetch = receive_prefetch
         self.token = token
+        # Rewrite the SDP on its way out and in (tests route media through a relay).
+        self._offer_filter = offer_filter or (lambda sdp: sdp)
+        self._answer_filter = answer_filter or (lambda sdp: sdp)
         self.mic = OutboundAudioTrack()
         self.recorder = ReplyRecorder()
         self.events: list[ReceivedEvent] = []
@@ -131,10 +154,12 @@ class CallClient:
         self._channel.on("message", self._on_message)
         pc.on("track", self._on_track)
         await pc.setLocalDescription(await pc.createOffer())
+        if self.receive_prefetch is not None:
+            shorten_audio_receive_delay(pc, self.receive_prefetch)
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{self.base_url}/v1/realtime/calls",
-                data=pc.localDescription.sdp,
+                data=self._offer_filter(pc.localDescription.sdp),
                 headers={
                     "Authorization": f"Bearer {self.token}",
                     "Content-Type": "application/sdp",
@@ -144,7 +169,8 @@ class CallClient:
                 if resp.status != 201:
                     raise CallError(f"the server refused the call ({resp.status}): {text}")
                 self.call_path = resp.headers["Location"]
-        await pc.setRemoteDescription(RTCSessionDescription(sdp=text, type="answer"))
+        answer = self._answer_filter(text)
+        await pc.setRemoteDescription(RTCSessionDescription(sdp=answer, type="answer"))
         await self.wait_for("session.created", timeout=timeout)
 
     @property

@@ -62,6 +62,10 @@ def serve(args: argparse.Namespace) -> int:
             lines.append(f"Open {_page_url(config)} in a browser and talk.")
         else:
             lines.append("Demo page is off (not on loopback); mint client secrets with an API key.")
+        lines.append(
+            f"Operators: http://{config.host}:{config.port}/operator "
+            "(with the admin key or an operator token)."
+        )
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
     app[STATE_KEY]["on_ready"] = announce

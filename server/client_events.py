@@ -13,6 +13,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from server import events
+from server.client_stats import ClientStatsError, parse_client_stats
 from server.conversation import Item, new_id
 from server.session_config import SessionConfigError
 from server.turn_metrics import TurnTimings, now
@@ -60,6 +61,7 @@ class ClientEventDispatcher:
             "response.create": self.response_create,
             "response.cancel": self.response_cancel,
             "output_audio_buffer.clear": self.output_clear,
+            "hark.client_stats": self.client_stats,
         }
 
     def on_message(self, raw: str | bytes) -> None:
@@ -264,3 +266,14 @@ class ClientEventDispatcher:
         response_id = session.track.response_id
         session.track.clear()
         session.send(events.output_audio_buffer("cleared", response_id or ""))
+
+    # ---- Hark extensions -----------------------------------------------------------------
+
+    def client_stats(self, event: dict[str, Any]) -> None:
+        """The browser's own view of the call, kept beside the server's (no reply)."""
+        try:
+            stats = parse_client_stats(event.get("stats"))
+        except ClientStatsError as exc:
+            raise ClientEventError("invalid_value", str(exc), exc.param) from exc
+        for listener in self.session.client_stats_listeners:
+            listener(stats)

@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from server.interruption import InterruptionOptions
+from server.session_config import TurnDetectionConfig
+
 if TYPE_CHECKING:
     from signaling.signing_keys import KeyRing
 
@@ -138,6 +141,20 @@ class Config:
     rate_per_address: int = 600
     log_format: str = "auto"
     log_transcripts: bool = False
+    quality_interval_s: float = 2.0
+    # Default turn detection of new sessions (clients may change it with session.update).
+    turn_detection: str = "semantic_vad"
+    min_interruption_ms: int = 500
+    false_interruption_timeout_ms: int = 2000
+
+    def default_turn_detection(self) -> TurnDetectionConfig:
+        return TurnDetectionConfig(
+            type="semantic_vad" if self.turn_detection == "semantic_vad" else "server_vad",
+            interruption=InterruptionOptions(
+                min_duration_ms=self.min_interruption_ms,
+                false_interruption_timeout_ms=self.false_interruption_timeout_ms,
+            ),
+        )
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:
@@ -211,6 +228,12 @@ class Config:
             rate_per_address=_int(env, "HARK_RATE_PER_ADDRESS_PER_MIN", 600),
             log_format=_choice(env, "HARK_LOG_FORMAT", "auto", ("auto", "json", "text")),
             log_transcripts=bool(_bool(env, "HARK_LOG_TRANSCRIPTS")),
+            turn_detection=_choice(
+                env, "HARK_TURN_DETECTION", "semantic_vad", ("semantic_vad", "server_vad")
+            ),
+            min_interruption_ms=_int(env, "HARK_MIN_INTERRUPTION_MS", 500),
+            false_interruption_timeout_ms=_int(env, "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", 2000),
+            quality_interval_s=min(60.0, max(0.25, _float(env, "HARK_QUALITY_INTERVAL", 2.0))),
         )
 
     def validate(self) -> None:

@@ -200,3 +200,11 @@ def response_finished(
 
 def hark_metrics(response_id: str, timings: dict[str, Any]) -> Event:
     return event("hark.metrics", response_id=response_id, turn=timings)
+
+
+def hark_interruption(status: str, response_id: str, audio_end_ms: int) -> Event:
+    """Hark's own: speech over a reply paused it, then it was `confirmed` (cancelled) or
+    `resumed` (a false interruption); `audio_end_ms` is the reply's playout position."""
+    return event(
+        "hark.interruption", status=status, response_id=response_id, audio_end_ms=audio_end_ms
+    )

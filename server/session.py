@@ -1,9 +1,10 @@
 """One call: the peer connection, its `oai-events` channel, the turn loop and the history.
 
 The state machine is explicit: LISTENING → USER_SPEAKING (VAD onset) → THINKING (turn
-ended, transcribing, generating) → SPEAKING (reply audio going out) → LISTENING. Speech
-onset in THINKING or SPEAKING is a barge-in: the reply is cancelled at once and keeps only
-what was heard. Client events are dispatched by `server.client_events`.
+ended, transcribing, generating) → SPEAKING (reply audio going out) → LISTENING. Listening
+(turns, pauses, interruptions) is decided by `server.turn_taking`; speech onset during a
+reply pauses it at once, and the reply is then cancelled (keeping only what was heard) or
+resumed. Client events are dispatched by `server.client_events`.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from aiortc.mediastreams import MediaStreamTrack
 
 from media.inbound import InboundAudio
 from media.outbound import OutboundAudioTrack
-from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped
+from media.segmenter import SpeechStopped
 from media.vad import SileroModel, SileroVad
 from server import events
 from server.client_events import ClientEventDispatcher
@@ -32,7 +33,8 @@ from server.engines.base import Engines
 from server.heard_text import HeardText
 from server.response import CancelReason, ResponseRun
 from server.session_config import SessionConfig, TurnDetectionConfig
-from server.turn_metrics import TurnTimings, now
+from server.turn_metrics import TurnTimings
+from server.turn_taking import TurnTaking
 
 log = logging.getLogger("hark.session")
 
@@ -73,9 +75,11 @@ class RealtimeSession:
         self.track = OutboundAudioTrack()
         self.track.on_playback_started = self._on_playback_started
         self.track.on_playback_stopped = self._on_playback_stopped
-        self._vad = SileroVad(vad_model)
-        self._segmenter = SpeechSegmenter(
-            (session_config.turn_detection or TurnDetectionConfig()).segmenter_params()
+        self._turns = TurnTaking(
+            SileroVad(vad_model),
+            engines.stt,
+            session_config.turn_detection or TurnDetectionConfig(),
+            self,
         )
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._channel: Any = None
@@ -89,11 +93,11 @@ class RealtimeSession:
         self._ice_timeout_s = ice_timeout_s
         self._on_closed = on_closed
         self.created_at = time.time()
-        # Monotonic time of the last inbound audio frame (None before the first one).
-        self.last_audio_at: float | None = None
         self.close_reason: str | None = None
         # Called with every server event the session emits (operator views, metrics, logs).
         self.listeners: list[Callable[[dict[str, Any]], None]] = []
+        # Called with each validated `hark.client_stats` summary the client sends.
+        self.client_stats_listeners: list[Callable[[dict[str, Any]], None]] = []
 
     # ---- negotiation and lifecycle -------------------------------------------------------
 
@@ -170,6 +174,12 @@ class RealtimeSession:
         self._pending.clear()
 
     @property
+    def last_audio_at(self) -> float | None:
+        """Monotonic time of the last packet of inbound audio (None before the first);
+        silence fed for a sender gone quiet does not count."""
+        return None if self._inbound is None else self._inbound.last_frame_monotonic
+
+    @property
     def peer_connection(self) -> RTCPeerConnection:
         return self._pc
 
@@ -194,38 +204,77 @@ class RealtimeSession:
     # ---- inbound audio and turns ---------------------------------------------------------
 
     def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
-        self.last_audio_at = time.monotonic()
-        probability = self._vad(frame)
         if self.config.turn_detection is None:
             if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
                 self._manual_buffer.append(frame)
             return
-        for event in self._segmenter.push(frame, probability, audio_end_ms):
-            if isinstance(event, SpeechStarted):
-                self._on_speech_started(event)
-            elif isinstance(event, SpeechStopped):
-                self._on_speech_stopped(event)
+        self._turns.push(frame, audio_end_ms)
 
-    def _on_speech_started(self, event: SpeechStarted) -> None:
+    # ---- TurnHost: what turn taking asks of the session ------------------------------------
+
+    def on_speech_started(self, audio_start_ms: int) -> None:
         self._turn_seq += 1
         self._user_item_id = new_id("item")
-        self.send(events.speech_started(event.audio_start_ms, self._user_item_id))
+        self.send(events.speech_started(audio_start_ms, self._user_item_id))
         self.state = State.USER_SPEAKING
-        turn = self.config.turn_detection
-        if self.response is not None and (turn is None or turn.interrupt_response):
-            self.cancel_response("turn_detected")
 
-    def _on_speech_stopped(self, event: SpeechStopped) -> None:
+    def on_turn_ended(
+        self, stopped: SpeechStopped, transcript: asyncio.Task[str], timings: TurnTimings
+    ) -> None:
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
-        self.send(events.speech_stopped(event.audio_end_ms, item_id))
+        self.send(events.speech_stopped(stopped.audio_end_ms, item_id))
         turn = self.config.turn_detection or TurnDetectionConfig()
-        timings = TurnTimings(speech_stopped=now())
-        timings.speech_end = timings.speech_stopped - turn.silence_duration_ms / 1000
-        self.commit_audio(item_id, event.audio, timings, respond=turn.create_response)
+        self.commit_audio(
+            item_id, stopped.audio, timings, respond=turn.create_response, transcript=transcript
+        )
+
+    def reply_in_progress(self) -> bool:
+        return self.response is not None and self.response.active
+
+    def pause_reply(self, onset_at: float) -> None:
+        run = self.response
+        if run is None:
+            return
+        audible = self.track.playing
+        self.track.pause()
+        if run.timings.barge_in_onset is None and audible:
+            run.timings.barge_in_onset = onset_at
+            self._spawn(self._note_silenced(run), "barge-in-stop")
+        self.send(events.hark_interruption("paused", run.id, self.track.playout_ms))
+
+    def resume_reply(self) -> None:
+        run = self.response
+        if run is None:
+            return
+        run.timings.false_interruptions += 1
+        self.track.resume()
+        self.send(events.hark_interruption("resumed", run.id, self.track.playout_ms))
+
+    def interrupt_reply(self) -> None:
+        run = self.response
+        if run is not None:
+            self.send(events.hark_interruption("confirmed", run.id, self.track.playout_ms))
+        self.cancel_response("turn_detected")
+
+    async def _note_silenced(self, run: ResponseRun) -> None:
+        """Stamp when the track really went silent after the barge-in (its next frame)."""
+        for _ in range(50):
+            if self.track.silenced_at is not None:
+                run.timings.barge_in_silenced = self.track.silenced_at
+                return
+            await asyncio.sleep(0.01)
+
+    # ---- committing turns ------------------------------------------------------------------
 
     def commit_audio(
-        self, item_id: str, audio: np.ndarray, timings: TurnTimings, *, respond: bool
+        self,
+        item_id: str,
+        audio: np.ndarray,
+        timings: TurnTimings,
+        *,
+        respond: bool,
+        transcript: asyncio.Task[str] | None = None,
     ) -> None:
         item = Item(id=item_id, role="user", kind="input_audio", text=None)
         previous = self.conversation.add(item)
@@ -233,8 +282,11 @@ class RealtimeSession:
         self.send(events.item_added(previous, item))
         if self.response is None:
             self.state = State.THINKING
+        if transcript is None:
+            transcript = asyncio.create_task(self.engines.stt.transcribe(audio), name="stt")
+        seq = self._turn_seq
         self._spawn(
-            self._complete_turn(item, previous, audio, timings, respond, self._turn_seq), "turn"
+            self._complete_turn(item, previous, audio, transcript, timings, respond, seq), "turn"
         )
 
     def take_manual_buffer(self) -> np.ndarray:
@@ -252,12 +304,12 @@ class RealtimeSession:
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input()
             if updated.turn_detection is not None:
-                self._segmenter.update(updated.turn_detection.segmenter_params())
+                self._turns.update(updated.turn_detection)
         self.config = updated
 
     def clear_input(self) -> None:
         self._manual_buffer.clear()
-        self._segmenter.reset()
+        self._turns.reset()
         self._user_item_id = None
 
     async def _complete_turn(
@@ -265,16 +317,22 @@ class RealtimeSession:
         item: Item,
         previous: str | None,
         audio: np.ndarray,
+        stt: asyncio.Task[str],
         timings: TurnTimings,
         respond: bool,
         seq: int,
     ) -> None:
-        transcript = (await self.engines.stt.transcribe(audio)).strip()
-        timings.stt_done = now()
+        try:
+            transcript = (await stt).strip()
+        except Exception as exc:
+            log.exception("call %s: transcription failed", self.call_id)
+            self.send(events.error("server_error", "transcription_failed", f"STT failed: {exc}"))
+            transcript = ""
+        timings.mark("stt_done")
         item.text = transcript
         self.send(events.transcription_completed(item.id, transcript, len(audio) / SAMPLE_RATE))
         self.send(events.item_done(previous, item))
-        still_current = seq == self._turn_seq and not self._segmenter.speaking
+        still_current = seq == self._turn_seq and not self._turns.speaking
         if not transcript or not respond or not still_current or self.response is not None:
             if self.state == State.THINKING and self.response is None:
                 self.state = State.LISTENING

@@ -10,9 +10,13 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from media.segmenter import TurnDetection
+from server.end_of_turn import EAGERNESS, Eagerness, max_wait_ms
+from server.interruption import InterruptionOptions
+
+TurnDetectionType = Literal["server_vad", "semantic_vad"]
 
 MAX_INSTRUCTIONS_CHARS = 16_000
 
@@ -25,17 +29,50 @@ class SessionConfigError(ValueError):
 
 @dataclass(frozen=True)
 class TurnDetectionConfig:
+    """OpenAI's `server_vad` / `semantic_vad`, plus Hark's false-interruption options.
+
+    `semantic_vad` ends a turn after a pause whose length depends on whether the words
+    so far sound finished (`server.end_of_turn`); `server_vad` after a fixed silence.
+    """
+
+    type: TurnDetectionType = "server_vad"
     threshold: float = 0.5
     prefix_padding_ms: int = 300
     silence_duration_ms: int = 500
+    eagerness: Eagerness = "auto"
     create_response: bool = True
     interrupt_response: bool = True
+    interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
+
+    @property
+    def semantic(self) -> bool:
+        return self.type == "semantic_vad"
 
     def segmenter_params(self) -> TurnDetection:
-        return TurnDetection(self.threshold, self.prefix_padding_ms, self.silence_duration_ms)
+        silence = max_wait_ms(self.eagerness) if self.semantic else self.silence_duration_ms
+        return TurnDetection(self.threshold, self.prefix_padding_ms, silence)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"type": "server_vad", **dataclasses.asdict(self), "idle_timeout_ms": None}
+        hark = {
+            "min_interruption_ms": self.interruption.min_duration_ms,
+            "min_interruption_words": self.interruption.min_words,
+            "false_interruption_timeout_ms": self.interruption.false_interruption_timeout_ms,
+        }
+        common = {
+            "create_response": self.create_response,
+            "interrupt_response": self.interrupt_response,
+        }
+        if self.semantic:
+            return {"type": "semantic_vad", "eagerness": self.eagerness, **common, **hark}
+        return {
+            "type": "server_vad",
+            "threshold": self.threshold,
+            "prefix_padding_ms": self.prefix_padding_ms,
+            "silence_duration_ms": self.silence_duration_ms,
+            **common,
+            "idle_timeout_ms": None,
+            **hark,
+        }
 
 
 @dataclass(frozen=True)
@@ -145,19 +182,45 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
     if raw is None:
         return None
     raw = _object(raw, "session.audio.input.turn_detection")
-    kind = raw.get("type", "server_vad")
-    if kind != "server_vad":
+    base = current or TurnDetectionConfig()
+    kind = raw.get("type", base.type)
+    if kind not in ("server_vad", "semantic_vad"):
         raise SessionConfigError(
             "session.audio.input.turn_detection.type",
-            f"turn_detection type {kind!r} is not supported yet; use 'server_vad' or null",
+            f"turn_detection type {kind!r} is not supported; "
+            "use 'server_vad', 'semantic_vad' or null",
         )
-    base = current or TurnDetectionConfig()
+    eagerness = raw.get("eagerness", base.eagerness)
+    if eagerness not in EAGERNESS:
+        raise SessionConfigError(
+            "session.audio.input.turn_detection.eagerness",
+            f"eagerness must be one of {', '.join(EAGERNESS)}",
+        )
+    interruption = base.interruption
+    interruption = InterruptionOptions(
+        min_duration_ms=int(
+            _number(raw, "min_interruption_ms", interruption.min_duration_ms, 0, 10_000)
+        ),
+        min_words=int(_number(raw, "min_interruption_words", interruption.min_words, 0, 20)),
+        false_interruption_timeout_ms=int(
+            _number(
+                raw,
+                "false_interruption_timeout_ms",
+                interruption.false_interruption_timeout_ms,
+                0,
+                30_000,
+            )
+        ),
+    )
     return TurnDetectionConfig(
+        type=kind,
         threshold=float(_number(raw, "threshold", base.threshold, 0.0, 1.0)),
         prefix_padding_ms=int(_number(raw, "prefix_padding_ms", base.prefix_padding_ms, 0, 5000)),
         silence_duration_ms=int(
             _number(raw, "silence_duration_ms", base.silence_duration_ms, 0, 10_000)
         ),
+        eagerness=eagerness,
         create_response=_flag(raw, "create_response", base.create_response),
         interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),
+        interruption=interruption,
     )

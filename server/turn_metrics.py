@@ -26,6 +26,12 @@ class TurnTimings:
     first_clause: float | None = None
     tts_first_audio: float | None = None
     first_frame_sent: float | None = None
+    stt_preemptive: bool = False  # the transcript was started at a pause, before the turn end
+    # Barge-in on this response: onset of the user's speech (its first voiced frame's
+    # arrival) and the moment the outbound track sent its first silent frame after it.
+    barge_in_onset: float | None = None
+    barge_in_silenced: float | None = None
+    false_interruptions: int = 0
 
     def mark(self, name: str) -> None:
         """Set stamp `name` to now, unless it is already set (only the first counts)."""
@@ -42,11 +48,19 @@ class TurnTimings:
 
         return {
             "vad_wait_ms": since(self.speech_stopped),
-            "stt_ms": since(self.stt_done, self.speech_stopped),
+            "stt_ms": _at_least_zero(since(self.stt_done, self.speech_stopped)),
             "llm_first_token_ms": since(self.llm_first_token, self.response_start),
             "first_clause_ms": since(self.first_clause, self.response_start),
             "tts_first_audio_ms": since(self.tts_first_audio, self.first_clause),
             "first_frame_sent_ms": since(self.first_frame_sent),
             "response_start_ms": since(self.response_start),
+            "stt_preemptive": self.stt_preemptive,
+            "barge_in_stop_ms": since(self.barge_in_silenced, self.barge_in_onset),
+            "false_interruptions": self.false_interruptions,
             "measured_from": "speech_end" if self.speech_end is not None else "response_start",
         }
+
+
+def _at_least_zero(ms: float | None) -> float | None:
+    """A preemptive transcript can be ready before the turn ends: no wait, not negative."""
+    return None if ms is None else max(ms, 0.0)

@@ -86,7 +86,10 @@ class RealtimeHttpApi:
         # Filled in once engines have loaded; calls are refused with 503 until then.
         self._calls_ref = calls_ref
         self.readiness = readiness
-        self.base_session = SessionConfig(instructions=config.default_instructions)
+        self.base_session = SessionConfig(
+            instructions=config.default_instructions,
+            turn_detection=config.default_turn_detection(),
+        )
 
     @property
     def calls(self) -> CallHost:

@@ -7,6 +7,7 @@
 // audioLevel(), micLevel(), connect(), hangUp(), send(event), sendText(text)}.
 
 import { StreamLevel } from "./audio.js";
+import { ClientStatsReporter } from "./client_stats.js";
 import { fetchDemoSecret, HarkError, micConstraints, RealtimeCall } from "./realtime.js";
 import { Conversation, showActivity, showMeter, showState } from "./ui.js";
 
@@ -47,6 +48,7 @@ let micLevel = null;
 let remoteLevel = null;
 let levelTimer = null;
 let muted = false;
+let statsReporter = null; // sends hark.client_stats while the call is up
 
 const hark = {
   state: "idle",
@@ -60,6 +62,7 @@ const hark = {
   hangUp: () => hangUp(),
   send: (event) => (call ? call.send(event) : false),
   sendText: (text) => sendText(text),
+  clientStatsSent: () => (statsReporter ? statsReporter.sent : 0),
 };
 window.hark = hark;
 
@@ -231,6 +234,8 @@ async function connect() {
         conversation.note("Call started");
         els.secretForm.hidden = true;
         setState("connected");
+        statsReporter = new ClientStatsReporter(call.pc, (event) => call !== null && call.send(event));
+        statsReporter.start();
       },
       onClose: (reason) => hangUp(reason),
       onConnectionState: (state) => {
@@ -257,6 +262,8 @@ async function teardown() {
   generation++;
   if (levelTimer !== null) clearInterval(levelTimer);
   levelTimer = null;
+  if (statsReporter) statsReporter.stop();
+  statsReporter = null;
   if (current) await current.hangUp();
   if (mic) for (const track of mic.getTracks()) track.stop();
   mic = null;

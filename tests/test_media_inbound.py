@@ -110,3 +110,36 @@ async def test_other_rates_and_frame_sizes():
     assert abs(inbound.samples_received - 16000) <= 4
     assert [ms for _, ms in frames][:3] == [10, 20, 30]
     assert len(frames) == inbound.samples_received // 160
+
+
+async def test_a_sender_gone_quiet_is_heard_as_silence_on_the_audio_clock():
+    """DTX senders send nothing in silence: the missing time comes out as zero frames."""
+    track = FakeAudioTrack(np.full(48000, 5000, dtype=np.int16))  # 1 s of loud audio
+    frames: list[tuple[np.ndarray, int]] = []
+    inbound = InboundAudio(track, lambda f, ms: frames.append((f, ms)), gap_fill_s=0.05)
+    inbound.start()
+    while track.pos < 24000:  # noqa: ASYNC110 - half a second of audio
+        await asyncio.sleep(0.001)
+    track.gate = asyncio.Event()  # the line goes quiet
+    loud = len(frames)
+    await asyncio.sleep(0.6)
+    quiet = frames[loud + 1 :]  # the frame straddling the gap may hold both
+    assert len(quiet) >= 10  # ~0.6 s of filled silence, 32 ms per frame
+    assert all(not f.any() for f, _ in quiet)
+    assert [ms for _, ms in frames] == [32 * (n + 1) for n in range(len(frames))]
+    assert inbound.last_frame_monotonic is not None
+    track.gate.set()  # packets again: real audio continues on the same clock
+    await asyncio.sleep(0.05)
+    assert frames[-1][0].any()
+    await inbound.stop()
+
+
+async def test_no_gap_filling_before_the_first_packet_or_when_off():
+    track = FakeAudioTrack(np.zeros(4800, dtype=np.int16))
+    track.gate = asyncio.Event()
+    frames: list = []
+    inbound = InboundAudio(track, lambda f, ms: frames.append(ms), gap_fill_s=0.02)
+    inbound.start()
+    await asyncio.sleep(0.2)
+    assert frames == []  # nothing received yet: no clock to keep
+    await inbound.stop()

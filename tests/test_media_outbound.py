@@ -276,3 +276,31 @@ async def test_real_clock_pacing_keeps_real_time():
     frames = [await track.recv() for _ in range(51)]  # frame 0 is immediate
     assert time.monotonic() - start >= 0.9
     assert frames[-1].pts == 50 * 960
+
+
+@pytest.mark.parametrize("stop", ["pause", "clear"])
+async def test_silenced_at_marks_the_first_silent_frame_after_a_stop(stop):
+    track = fast_track()
+    track.begin_response("r1")
+    track.push(ramp(9600), 48000)
+    await take(track, 2)
+    assert track.silenced_at is None
+    getattr(track, stop)()
+    assert track.silenced_at is None  # not yet: the next frame is what goes silent
+    (frame,) = await take(track, 1)
+    assert not frame.any()
+    first = track.silenced_at
+    assert first is not None
+    await take(track, 2)
+    assert track.silenced_at == first  # later silent frames do not move it
+    if stop == "pause":
+        track.resume()
+        assert (await take(track, 1))[0].any()
+
+
+async def test_stopping_an_idle_track_sets_no_silence_time():
+    track = fast_track()
+    track.pause()
+    track.clear()
+    await take(track, 3)
+    assert track.silenced_at is None

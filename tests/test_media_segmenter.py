@@ -3,7 +3,14 @@
 import numpy as np
 import pytest
 
-from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped, TurnDetection
+from media.segmenter import (
+    SpeechPaused,
+    SpeechResumed,
+    SpeechSegmenter,
+    SpeechStarted,
+    SpeechStopped,
+    TurnDetection,
+)
 from media.vad import SileroModel, SileroVad
 from tests.speech import silence, speak
 
@@ -18,18 +25,26 @@ def voiced_span_ms(pcm: np.ndarray) -> tuple[int, int]:
     return int(loud[0]) * 10, int(loud[-1] + 1) * 10
 
 
-def run(pcm: np.ndarray, params: TurnDetection | None = None) -> list:
-    """Feed `pcm` frame by frame, like the session does; return the events in order."""
+def run(pcm: np.ndarray, params: TurnDetection | None = None, *, pauses: bool = False) -> list:
+    """Feed `pcm` frame by frame, like the session does; return the turn events in order
+    (with the pauses and resumptions inside turns too if `pauses`)."""
     detector = SileroVad(SileroModel.load())
     segmenter = SpeechSegmenter(params or TurnDetection())
     events = []
     for n in range(len(pcm) // 512):
         frame = pcm[n * 512 : (n + 1) * 512]
         events += segmenter.push(frame, detector(frame), (n + 1) * 32)
-    return events
+    if pauses:
+        return events
+    return [e for e in events if isinstance(e, SpeechStarted | SpeechStopped)]
 
 
 def kinds(events: list) -> list[str]:
+    """Turn boundaries only; pauses inside a turn are checked by their own tests."""
+    return [type(e).__name__ for e in events if isinstance(e, SpeechStarted | SpeechStopped)]
+
+
+def all_kinds(events: list) -> list[str]:
     return [type(e).__name__ for e in events]
 
 
@@ -206,3 +221,54 @@ def test_events_are_frozen():
     with pytest.raises(AttributeError):
         SpeechStarted(audio_start_ms=1).audio_start_ms = 2  # type: ignore[misc]
     assert isinstance(SpeechStopped(10, np.zeros(0, np.int16)).audio, np.ndarray)
+
+
+def test_pause_inside_a_turn_is_reported_with_the_audio_so_far_then_resumed():
+    seg = SpeechSegmenter(TurnDetection(prefix_padding_ms=0, silence_duration_ms=500), pause_ms=160)
+    loud, quiet = np.full(512, 1000, np.int16), np.zeros(512, np.int16)
+    script = [(loud, 0.9)] * 5 + [(quiet, 0.0)] * 6 + [(loud, 0.9)] * 3 + [(quiet, 0.0)] * 16
+    events = []
+    for n, (frame, p) in enumerate(script):
+        events += seg.push(frame, p, (n + 1) * 32)
+    assert all_kinds(events) == [
+        "SpeechStarted",
+        "SpeechPaused",
+        "SpeechResumed",
+        "SpeechPaused",
+        "SpeechStopped",
+    ]
+    first_pause = events[1]
+    assert isinstance(first_pause, SpeechPaused)
+    # 5 voiced frames then 5 silent ones (160 ms = 5 frames of 32 ms): the pause fires at
+    # the fifth silent frame and carries everything so far.
+    assert first_pause.audio_end_ms == 10 * 32
+    assert len(first_pause.audio) == 10 * 512
+    assert isinstance(events[2], SpeechResumed) and events[2].audio_end_ms == 12 * 32
+    assert seg.voiced_ms == 0 and not seg.paused  # reset by the stop
+
+
+def test_end_turn_stops_now_and_only_inside_a_turn():
+    seg = SpeechSegmenter(TurnDetection(prefix_padding_ms=0, silence_duration_ms=2000))
+    loud, quiet = np.full(512, 1000, np.int16), np.zeros(512, np.int16)
+    assert seg.end_turn(0) is None
+    for n in range(4):
+        seg.push(loud, 0.9, (n + 1) * 32)
+    for n in range(4, 10):
+        seg.push(quiet, 0.0, (n + 1) * 32)
+    assert seg.silent_ms == 6 * 32 and seg.voiced_ms == 4 * 32 and seg.paused
+    stopped = seg.end_turn(320)
+    assert isinstance(stopped, SpeechStopped) and stopped.audio_end_ms == 320
+    assert len(stopped.audio) == 10 * 512
+    assert not seg.speaking and seg.end_turn(352) is None
+
+
+def test_real_speech_with_a_mid_sentence_pause_pauses_without_stopping():
+    first, second = speak("What is the capital"), speak("of France?")
+    pcm = np.concatenate([silence(500), first, silence(400), second, silence(1000)])
+    events = run(pcm, TurnDetection(silence_duration_ms=800), pauses=True)
+    assert kinds(events) == ["SpeechStarted", "SpeechStopped"]
+    assert "SpeechPaused" in all_kinds(events) and "SpeechResumed" in all_kinds(events)
+    pause = next(e for e in events if isinstance(e, SpeechPaused))
+    # The pause is reported within the gap, after the first words.
+    first_end = 500 + len(first) // 16
+    assert first_end <= pause.audio_end_ms <= first_end + 400

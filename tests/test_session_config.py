@@ -40,7 +40,9 @@ def test_beta_shape_and_disabling_turn_detection():
         ({"audio": {"input": {"turn_detection": {"threshold": 1.5}}}}, "threshold"),
         ({"audio": {"input": {"turn_detection": {"prefix_padding_ms": "300"}}}}, "prefix"),
         ({"audio": {"input": {"turn_detection": {"create_response": 1}}}}, "create_response"),
-        ({"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}, "type"),
+        ({"audio": {"input": {"turn_detection": {"type": "vad_of_the_future"}}}}, "type"),
+        ({"audio": {"input": {"turn_detection": {"eagerness": "extreme"}}}}, "eagerness"),
+        ({"audio": {"input": {"turn_detection": {"min_interruption_ms": -1}}}}, "min_interr"),
         ({"audio": "loud"}, "session.audio"),
         ("not an object", "session"),
     ],
@@ -49,3 +51,44 @@ def test_bad_values_are_refused_with_the_parameter(update, param):
     with pytest.raises(SessionConfigError) as info:
         SessionConfig().apply(update)
     assert param in info.value.param
+
+
+def test_semantic_vad_with_eagerness_round_trips_and_waits_by_eagerness():
+    config = SessionConfig().apply(
+        {"audio": {"input": {"turn_detection": {"type": "semantic_vad", "eagerness": "low"}}}}
+    )
+    turn = config.turn_detection
+    assert turn is not None and turn.semantic and turn.eagerness == "low"
+    rendered = config.to_dict("sess_1")["audio"]["input"]["turn_detection"]
+    assert rendered["type"] == "semantic_vad" and rendered["eagerness"] == "low"
+    assert "silence_duration_ms" not in rendered
+    # The segmenter's own silence limit is the longest semantic wait for that eagerness.
+    high = SessionConfig().apply({"turn_detection": {"type": "semantic_vad", "eagerness": "high"}})
+    assert high.turn_detection is not None
+    assert (
+        turn.segmenter_params().silence_duration_ms
+        > high.turn_detection.segmenter_params().silence_duration_ms
+    )
+    # Switching back to server_vad keeps the interruption options and uses silence_duration.
+    back = config.apply({"turn_detection": {"type": "server_vad", "silence_duration_ms": 700}})
+    assert back.turn_detection is not None and not back.turn_detection.semantic
+    assert back.turn_detection.segmenter_params().silence_duration_ms == 700
+
+
+def test_interruption_options_are_hark_extensions_of_turn_detection():
+    config = SessionConfig().apply(
+        {
+            "turn_detection": {
+                "min_interruption_ms": 800,
+                "min_interruption_words": 2,
+                "false_interruption_timeout_ms": 1500,
+            }
+        }
+    )
+    turn = config.turn_detection
+    assert turn is not None
+    assert turn.interruption.min_duration_ms == 800
+    assert turn.interruption.min_words == 2
+    assert turn.interruption.false_interruption_timeout_ms == 1500
+    rendered = config.to_dict("sess_1")["audio"]["input"]["turn_detection"]
+    assert rendered["min_interruption_ms"] == 800

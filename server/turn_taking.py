@@ -1,0 +1,212 @@
+"""Listening during a call: VAD, turns, pauses, interruptions, and when a turn is over.
+
+Every inbound 32 ms frame goes through here on the event loop (Silero costs ~0.3 ms):
+
+- The segmenter cuts turns. At each pause inside a turn the turn so far is transcribed
+  (`TurnTranscriber`), so the text is ready when the turn ends.
+- `semantic_vad` ends a turn as soon as the pause has lasted as long as the words so far
+  deserve (`server.end_of_turn`); `server_vad` waits its fixed silence.
+- Speech while a reply is in progress pauses the reply at once (the host silences its
+  track on the next 20 ms frame) and opens a `PendingInterruption`: long or wordy speech
+  confirms it and the reply is cancelled; a cough or an "uh-huh" resumes the reply.
+
+The host (the session) owns the reply and the events; this class only decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from typing import Protocol
+
+import numpy as np
+
+from media.segmenter import (
+    SpeechPaused,
+    SpeechResumed,
+    SpeechSegmenter,
+    SpeechStarted,
+    SpeechStopped,
+)
+from media.vad import SileroVad
+from server.end_of_turn import WAITS, completeness
+from server.engines.base import SpeechToText
+from server.interruption import PendingInterruption, Verdict
+from server.session_config import TurnDetectionConfig
+from server.turn_metrics import TurnTimings, now
+from server.turn_transcriber import TurnTranscriber
+
+log = logging.getLogger("hark.turns")
+
+
+class TurnHost(Protocol):
+    def on_speech_started(self, audio_start_ms: int) -> None: ...
+
+    def on_turn_ended(
+        self, stopped: SpeechStopped, transcript: asyncio.Task[str], timings: TurnTimings
+    ) -> None: ...
+
+    def reply_in_progress(self) -> bool: ...
+
+    def pause_reply(self, onset_at: float) -> None: ...
+
+    def resume_reply(self) -> None: ...
+
+    def interrupt_reply(self) -> None: ...
+
+
+class TurnTaking:
+    def __init__(
+        self,
+        vad: SileroVad,
+        stt: SpeechToText,
+        config: TurnDetectionConfig,
+        host: TurnHost,
+        *,
+        clock: Callable[[], float] = now,
+    ) -> None:
+        self.config = config
+        self._vad = vad
+        self._host = host
+        self._clock = clock
+        self._segmenter = SpeechSegmenter(config.segmenter_params())
+        self._transcriber = TurnTranscriber(stt)
+        self._voice_since: float | None = None  # first voiced frame of a possible onset
+        self._pause_seq = 0  # bumped when a pause ends, so stale transcripts are ignored
+        self._end_after_ms: int | None = None  # semantic_vad: silence that ends this turn
+        self._pending: PendingInterruption | None = None
+        self._voiced_base = 0  # segmenter.voiced_ms when the pending interruption began
+        self._false_this_turn = False
+
+    @property
+    def speaking(self) -> bool:
+        return self._segmenter.speaking
+
+    @property
+    def pending_interruption(self) -> PendingInterruption | None:
+        return self._pending
+
+    def update(self, config: TurnDetectionConfig) -> None:
+        self.config = config
+        self._segmenter.update(config.segmenter_params())
+
+    def reset(self) -> None:
+        """Forget the turn in progress (input buffer cleared, turn detection changed)."""
+        self._segmenter.reset()
+        self._transcriber.discard()
+        self._voice_since = None
+        self._pause_seq += 1
+        self._end_after_ms = None
+        self._false_this_turn = False
+        if self._pending is not None:
+            self._settle(Verdict.FALSE)
+
+    # ---- per frame ------------------------------------------------------------------------
+
+    def push(self, frame: np.ndarray, audio_end_ms: int) -> None:
+        at = self._clock()
+        probability = self._vad(frame)
+        if not self._segmenter.speaking:
+            if probability >= self.config.threshold:
+                self._voice_since = self._voice_since or at
+            else:
+                self._voice_since = None
+        for event in self._segmenter.push(frame, probability, audio_end_ms):
+            self._handle(event, at)
+        self._after_frame(at, audio_end_ms)
+
+    def _handle(
+        self, event: SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed, at: float
+    ) -> None:
+        if isinstance(event, SpeechStarted):
+            onset_at = self._voice_since or at
+            self._voice_since = None
+            self._false_this_turn = False
+            self._host.on_speech_started(event.audio_start_ms)
+            if self.config.interrupt_response and self._host.reply_in_progress():
+                self._begin_interruption(onset_at, voiced_base=0)
+        elif isinstance(event, SpeechPaused):
+            self._on_pause(event)
+        elif isinstance(event, SpeechResumed):
+            self._pause_seq += 1
+            self._transcriber.discard()
+            self._end_after_ms = None
+            resumed_noise = self._false_this_turn and self._pending is None
+            if resumed_noise and self.config.interrupt_response and self._host.reply_in_progress():
+                # Speech again after a false interruption in the same turn: pause again.
+                self._begin_interruption(at, voiced_base=self._segmenter.voiced_ms)
+        else:
+            self._on_stopped(event, at)
+
+    def _after_frame(self, at: float, audio_end_ms: int) -> None:
+        pending = self._pending
+        if pending is not None:
+            if not self._host.reply_in_progress():
+                self._pending = None  # the reply ended by itself (or was cancelled)
+            else:
+                voiced_now = self._segmenter.speaking and not self._segmenter.paused
+                verdict = pending.on_voiced(self._segmenter.voiced_ms - self._voiced_base)
+                if verdict is Verdict.UNDECIDED:
+                    verdict = pending.on_tick(at, voiced_now=voiced_now)
+                self._settle(verdict)
+        seg = self._segmenter
+        wait = self._end_after_ms
+        if wait is not None and seg.speaking and seg.paused and seg.silent_ms >= wait:
+            stopped = seg.end_turn(audio_end_ms)
+            if stopped is not None:
+                self._on_stopped(stopped, at)
+
+    # ---- pauses and turn ends -------------------------------------------------------------
+
+    def _on_pause(self, event: SpeechPaused) -> None:
+        self._pause_seq += 1
+        pause_id = self._pause_seq
+        job = self._transcriber.start(event.audio)
+        job.add_done_callback(lambda task: self._on_pause_transcript(pause_id, task))
+
+    def _on_pause_transcript(self, pause_id: int, task: asyncio.Task[str]) -> None:
+        if task.cancelled() or task.exception() is not None:
+            return
+        text = task.result()
+        current = pause_id == self._pause_seq and self._segmenter.speaking
+        if self._pending is not None:
+            self._settle(self._pending.on_transcript(text, still_speaking=not current))
+        if current and self.config.semantic:
+            self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
+            log.debug("pause transcript %r is %s", text, completeness(text))
+
+    def _on_stopped(self, stopped: SpeechStopped, at: float) -> None:
+        self._pause_seq += 1
+        self._end_after_ms = None
+        self._false_this_turn = False
+        transcript, early = self._transcriber.final(stopped.audio)
+        timings = TurnTimings(speech_stopped=at, stt_preemptive=early)
+        timings.speech_end = at - stopped.trailing_silence_ms / 1000
+        pending = self._pending
+        if pending is not None:
+            transcript.add_done_callback(lambda task: self._on_final_transcript(pending, task))
+        self._host.on_turn_ended(stopped, transcript, timings)
+
+    def _on_final_transcript(self, pending: PendingInterruption, task: asyncio.Task[str]) -> None:
+        if pending is not self._pending:
+            return
+        text = "" if task.cancelled() or task.exception() is not None else task.result()
+        self._settle(pending.on_transcript(text, still_speaking=self._segmenter.speaking))
+
+    # ---- interruptions --------------------------------------------------------------------
+
+    def _begin_interruption(self, onset_at: float, *, voiced_base: int) -> None:
+        self._pending = PendingInterruption(self.config.interruption, onset_at)
+        self._voiced_base = voiced_base
+        self._host.pause_reply(onset_at)
+
+    def _settle(self, verdict: Verdict) -> None:
+        if verdict is Verdict.UNDECIDED or self._pending is None:
+            return
+        self._pending = None
+        if verdict is Verdict.CONFIRMED:
+            self._host.interrupt_reply()
+        else:
+            self._false_this_turn = True
+            self._host.resume_reply()

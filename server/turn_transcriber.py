@@ -1,0 +1,68 @@
+"""Preemptive transcription: start Whisper when the speaker pauses, not when the turn ends.
+
+Whisper costs about the same whatever the length, so the transcript of "audio up to the
+pause" is the transcript of the whole turn if the user stays quiet: the audio after a
+pause is only silence. The job started at the pause is handed over when the turn ends;
+if the user speaks again, the job is dropped (it still runs to its end on the STT worker,
+which is the price of guessing) and the next pause starts a new one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+
+import numpy as np
+
+from server.engines.base import SpeechToText
+
+log = logging.getLogger("hark.turns")
+
+
+def _consume(task: asyncio.Task[str]) -> None:
+    """Retrieve a dropped job's outcome so asyncio does not warn about it."""
+    if not task.cancelled():
+        with contextlib.suppress(Exception):
+            task.exception()
+
+
+class TurnTranscriber:
+    def __init__(self, stt: SpeechToText) -> None:
+        self._stt = stt
+        self._job: asyncio.Task[str] | None = None
+        self._job_samples = 0
+
+    @property
+    def pending(self) -> asyncio.Task[str] | None:
+        return self._job
+
+    def start(self, audio: np.ndarray) -> asyncio.Task[str]:
+        """Transcribe the turn so far (called at a pause)."""
+        self.discard()
+        self._job = asyncio.create_task(self._stt.transcribe(audio), name="stt-preemptive")
+        self._job.add_done_callback(_consume)
+        self._job_samples = len(audio)
+        return self._job
+
+    def discard(self) -> None:
+        """The speaker went on: the running job no longer covers the turn."""
+        self._job = None
+        self._job_samples = 0
+
+    def final(self, audio: np.ndarray) -> tuple[asyncio.Task[str], bool]:
+        """The transcript of the finished turn `audio`, and whether it was made early.
+
+        The early job is reused when it covers everything but the trailing silence and
+        has not failed; otherwise the whole turn is transcribed now.
+        """
+        job, covered = self._job, self._job_samples
+        self.discard()
+        usable = job is not None and covered <= len(audio)
+        if usable and job is not None and job.done() and (job.cancelled() or job.exception()):
+            log.warning("preemptive transcription failed; transcribing the turn again")
+            usable = False
+        if usable and job is not None:
+            return job, True
+        task = asyncio.create_task(self._stt.transcribe(audio), name="stt-turn")
+        return task, False

@@ -1,0 +1,81 @@
+"""The word rules behind semantic end-of-turn and false-interruption filtering."""
+
+import pytest
+
+from server.end_of_turn import WAITS, completeness
+from server.interruption import (
+    InterruptionOptions,
+    PendingInterruption,
+    Verdict,
+    meaningful_words,
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("What is the capital of France?", "complete"),
+        ("Turn on the lights.", "complete"),
+        ("What is the capital of", "incomplete"),
+        ("What is the capital of...", "incomplete"),
+        ("I want to go to the, um", "incomplete"),
+        ("Tell me about", "incomplete"),
+        ("Paris and", "incomplete"),
+        ("Hello", "unsure"),
+        ("Yes.", "unsure"),
+        ("", "unsure"),
+        ("Tell me a joke", "unsure"),
+    ],
+)
+def test_completeness(text, expected):
+    assert completeness(text) == expected
+
+
+def test_waits_grow_as_eagerness_falls_and_as_words_look_unfinished():
+    for eagerness in ("high", "medium", "low"):
+        waits = WAITS[eagerness]
+        assert waits.complete < waits.unsure < waits.incomplete
+    assert WAITS["high"].complete <= WAITS["medium"].complete <= WAITS["low"].complete
+    assert WAITS["auto"] == WAITS["medium"]
+    assert WAITS["medium"].for_text("Where is my phone?") == WAITS["medium"].complete
+
+
+@pytest.mark.parametrize(
+    ("text", "words"),
+    [
+        ("Uh-huh.", []),
+        ("Mm-hmm", []),
+        ("Yeah, yeah.", []),
+        (" you", []),
+        ("Thank you.", []),
+        ("Stop.", ["stop"]),
+        ("Wait, what about Berlin?", ["wait", "what", "about", "berlin"]),
+        ("No", ["no"]),
+    ],
+)
+def test_backchannels_and_noise_words_are_not_meaningful(text, words):
+    assert meaningful_words(text) == words
+
+
+def test_pending_interruption_verdicts():
+    options = InterruptionOptions(min_duration_ms=500, false_interruption_timeout_ms=1000)
+    pending = PendingInterruption(options, onset_at=10.0)
+    assert pending.on_voiced(400) is Verdict.UNDECIDED
+    assert pending.on_transcript("", still_speaking=True) is Verdict.UNDECIDED
+    assert pending.on_tick(10.9, voiced_now=False) is Verdict.UNDECIDED
+    assert pending.on_tick(11.5, voiced_now=True) is Verdict.UNDECIDED  # still talking
+    assert pending.on_voiced(500) is Verdict.CONFIRMED
+    # Once decided, later evidence does not flip it.
+    assert pending.on_transcript("", still_speaking=False) is Verdict.CONFIRMED
+
+    quiet = PendingInterruption(options, onset_at=10.0)
+    assert quiet.on_tick(11.0, voiced_now=False) is Verdict.FALSE
+
+    two_words = PendingInterruption(InterruptionOptions(min_words=2), onset_at=0.0)
+    assert two_words.on_transcript("stop", still_speaking=True) is Verdict.UNDECIDED
+    assert two_words.on_transcript("stop please", still_speaking=False) is Verdict.CONFIRMED
+
+
+def test_interruption_options_refuse_negative_values():
+    with pytest.raises(ValueError, match="min_duration_ms"):
+        InterruptionOptions(min_duration_ms=-1)

@@ -1,0 +1,244 @@
+"""TurnTaking decisions, frame by frame, with scripted VAD scores and a fake STT.
+
+The probabilities and transcripts are scripted so each decision (pause, confirm, resume,
+end the turn early or not) is exact; the real Silero and Whisper path is covered by the
+end-to-end tests.
+"""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+
+from server.interruption import InterruptionOptions
+from server.session_config import TurnDetectionConfig
+from server.turn_taking import TurnTaking
+
+FRAME = np.zeros(512, dtype=np.int16)
+
+
+class FakeVad:
+    """Returns the next scripted probability for each frame."""
+
+    def __init__(self) -> None:
+        self.next = 0.0
+
+    def __call__(self, frame: np.ndarray) -> float:
+        return self.next
+
+
+class FakeSTT:
+    """Answers `text` (a callable of the audio length) after `delay` seconds; counts calls."""
+
+    name = "fake"
+
+    def __init__(self, text: str = "", delay: float = 0.0) -> None:
+        self.text = text
+        self.delay = delay
+        self.calls: list[int] = []
+
+    async def load(self) -> None:
+        pass
+
+    async def transcribe(self, audio: np.ndarray) -> str:
+        self.calls.append(len(audio))
+        await asyncio.sleep(self.delay)
+        return self.text
+
+
+class FakeHost:
+    def __init__(self, replying: bool = False) -> None:
+        self.replying = replying
+        self.log: list[str] = []
+        self.turns: list[tuple[asyncio.Task[str], object]] = []
+
+    def on_speech_started(self, audio_start_ms: int) -> None:
+        self.log.append("started")
+
+    def on_turn_ended(self, stopped, transcript, timings) -> None:
+        self.log.append("ended")
+        self.turns.append((transcript, timings))
+
+    def reply_in_progress(self) -> bool:
+        return self.replying
+
+    def pause_reply(self, onset_at: float) -> None:
+        self.log.append("pause")
+
+    def resume_reply(self) -> None:
+        self.log.append("resume")
+
+    def interrupt_reply(self) -> None:
+        self.log.append("interrupt")
+        self.replying = False
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 100.0
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class Rig:
+    """Feeds 32 ms frames with a chosen probability, advancing a fake clock."""
+
+    def __init__(self, config: TurnDetectionConfig, stt: FakeSTT, host: FakeHost) -> None:
+        self.vad, self.clock, self.host, self.stt = FakeVad(), Clock(), host, stt
+        self.turns = TurnTaking(self.vad, stt, config, host, clock=self.clock)  # type: ignore[arg-type]
+        self.ms = 0
+
+    async def feed(self, probability: float, ms: int) -> None:
+        for _ in range(ms // 32):
+            self.vad.next = probability
+            self.ms += 32
+            self.clock.t += 0.032
+            self.turns.push(FRAME, self.ms)
+            await asyncio.sleep(0)  # let finished STT jobs call back, as the loop would
+
+    async def settle(self) -> None:
+        for _ in range(5):
+            await asyncio.sleep(0.01)
+
+
+def server_vad(**interruption: int) -> TurnDetectionConfig:
+    return TurnDetectionConfig(
+        prefix_padding_ms=0, interruption=InterruptionOptions(**interruption)
+    )
+
+
+def semantic(eagerness: str = "auto") -> TurnDetectionConfig:
+    return TurnDetectionConfig(type="semantic_vad", eagerness=eagerness, prefix_padding_ms=0)  # type: ignore[arg-type]
+
+
+async def test_a_cough_during_a_reply_pauses_it_then_resumes_it():
+    rig = Rig(server_vad(), FakeSTT(text=""), FakeHost(replying=True))
+    await rig.feed(0.0, 320)
+    await rig.feed(0.9, 192)  # under min_duration_ms
+    assert rig.host.log == ["started", "pause"]
+    await rig.feed(0.0, 320)  # the pause transcript (empty) arrives: false interruption
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
+    await rig.feed(0.0, 640)
+    assert "interrupt" not in rig.host.log and rig.host.log.count("ended") == 1
+
+
+async def test_long_speech_over_a_reply_confirms_the_interruption_by_duration():
+    rig = Rig(server_vad(min_duration_ms=500), FakeSTT(text=""), FakeHost(replying=True))
+    await rig.feed(0.9, 448)
+    assert rig.host.log == ["started", "pause"]
+    await rig.feed(0.9, 96)
+    assert rig.host.log == ["started", "pause", "interrupt"]
+
+
+async def test_a_short_word_confirms_the_interruption_by_its_transcript():
+    rig = Rig(server_vad(min_duration_ms=2000), FakeSTT(text="Stop."), FakeHost(replying=True))
+    await rig.feed(0.9, 256)
+    await rig.feed(0.0, 256)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "interrupt"]
+
+
+async def test_a_backchannel_is_a_false_interruption():
+    rig = Rig(server_vad(), FakeSTT(text="Uh-huh."), FakeHost(replying=True))
+    await rig.feed(0.9, 256)
+    await rig.feed(0.0, 256)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
+
+
+async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
+    host = FakeHost(replying=True)
+    rig = Rig(server_vad(false_interruption_timeout_ms=600), FakeSTT("Stop.", delay=5), host)
+    await rig.feed(0.9, 192)
+    await rig.feed(0.0, 640)
+    assert host.log[:3] == ["started", "pause", "resume"] and "interrupt" not in host.log
+
+
+async def test_speaking_again_after_a_false_interruption_pauses_again():
+    rig = Rig(server_vad(), FakeSTT(text=""), FakeHost(replying=True))
+    await rig.feed(0.9, 192)
+    await rig.feed(0.0, 192)
+    await rig.settle()
+    assert rig.host.log[-1] == "resume"
+    await rig.feed(0.9, 544)  # same turn (silence < 500 ms), long enough now
+    assert rig.host.log == ["started", "pause", "resume", "pause", "interrupt"]
+
+
+async def test_no_reply_means_no_pause():
+    rig = Rig(server_vad(), FakeSTT(text="hello there."), FakeHost(replying=False))
+    await rig.feed(0.9, 800)
+    await rig.feed(0.0, 800)
+    await rig.settle()
+    assert rig.host.log == ["started", "ended"]
+
+
+async def test_interrupt_response_false_never_pauses():
+    config = TurnDetectionConfig(prefix_padding_ms=0, interrupt_response=False)
+    rig = Rig(config, FakeSTT(text="stop"), FakeHost(replying=True))
+    await rig.feed(0.9, 800)
+    assert rig.host.log == ["started"]
+
+
+async def test_preemptive_transcript_is_reused_when_the_user_stays_quiet():
+    stt = FakeSTT(text="What is the time?")
+    rig = Rig(server_vad(), stt, FakeHost())
+    await rig.feed(0.9, 960)
+    await rig.feed(0.0, 640)
+    await rig.settle()
+    assert rig.host.log == ["started", "ended"]
+    assert len(stt.calls) == 1  # only the pause's job: the turn end reused it
+    transcript, timings = rig.host.turns[0]
+    assert await transcript == "What is the time?"
+    assert timings.stt_preemptive  # type: ignore[attr-defined]
+
+
+async def test_speech_after_the_pause_transcribes_the_whole_turn_again():
+    stt = FakeSTT(text="x", delay=0.001)
+    rig = Rig(server_vad(), stt, FakeHost())
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 224)  # a pause: job 1
+    await rig.feed(0.9, 640)  # resumed: job 1 no longer covers the turn
+    await rig.feed(0.0, 640)  # pause: job 2, then the turn ends
+    await rig.settle()
+    assert len(stt.calls) == 2 and stt.calls[1] > stt.calls[0]
+    assert rig.host.log == ["started", "ended"]
+
+
+async def test_semantic_vad_answers_a_finished_question_after_a_short_pause():
+    rig = Rig(semantic(), FakeSTT(text="What is the capital of France?"), FakeHost())
+    await rig.feed(0.9, 960)
+    await rig.feed(0.0, 192)  # pause (160 ms) → transcript → "complete": 250 ms wait
+    await rig.settle()
+    await rig.feed(0.0, 96)
+    assert rig.host.log == ["started", "ended"]
+    _, timings = rig.host.turns[0]
+    # The turn ended after ~256-288 ms of silence, far below server_vad's 500 ms.
+    stopped_silence = timings.speech_stopped - timings.speech_end  # type: ignore[attr-defined]
+    assert 0.2 <= stopped_silence <= 0.35
+
+
+async def test_semantic_vad_waits_through_a_pause_after_unfinished_words():
+    rig = Rig(semantic(), FakeSTT(text="What is the capital of"), FakeHost())
+    await rig.feed(0.9, 960)
+    await rig.feed(0.0, 192)
+    await rig.settle()
+    await rig.feed(0.0, 704)  # 900 ms of pause in all: server_vad would have ended it
+    assert rig.host.log == ["started"]
+    await rig.feed(0.9, 480)  # the user goes on
+    rig.stt.text = "What is the capital of France?"
+    await rig.feed(0.0, 192)
+    await rig.settle()
+    await rig.feed(0.0, 96)
+    assert rig.host.log == ["started", "ended"]
+
+
+async def test_semantic_vad_ends_an_unfinished_turn_at_its_longest_wait():
+    rig = Rig(semantic("high"), FakeSTT(text="I was thinking about the"), FakeHost())
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 1100)
+    assert rig.host.log == ["started"]
+    await rig.feed(0.0, 224)  # past high eagerness's 1200 ms limit
+    assert rig.host.log == ["started", "ended"]
