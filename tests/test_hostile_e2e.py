@@ -22,10 +22,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
-from schemathesis.specs.openapi.checks import (
-    negative_data_rejection,
-    positive_data_acceptance,
-)
+from schemathesis.specs.openapi.checks import positive_data_acceptance
 
 from server.call_client import CallClient
 from tests.trust_cluster import (
@@ -366,21 +363,18 @@ def contract_check(operation, mode, url: str, headers: dict[str, str], counter: 
     # A schema cannot say what a valid SDP offer is, so a schema-valid string that is not
     # SDP is rightly refused there; elsewhere schema-valid input must be accepted.
     excluded = [positive_data_acceptance] if operation.path.startswith("/v1/realtime/calls") else []
-    negative = mode == GenerationMode.NEGATIVE
-    if negative:
-        # Checked below instead: schemathesis' list of refusals lacks 413 (body too large).
-        excluded.append(negative_data_rejection)
 
     @settings(max_examples=8, deadline=None, database=None, suppress_health_check=list(HealthCheck))
     @given(case=operation.as_strategy(generation_mode=mode))
     def check(case):
         counter.append(1)
-        response = case.call_and_validate(base_url=url, headers=headers, excluded_checks=excluded)
+        response = case.call(base_url=url, headers=headers, timeout=30)
         hang_up_created(url, response.status_code, dict(response.headers))
-        if negative and case.meta is not None and case.meta.generation.mode == mode:
-            assert 400 <= response.status_code < 500, (
-                f"schema-violating request accepted: {response.status_code}"
-            )
+        if response.status_code == 413:
+            # A generated body over HARK_MAX_BODY_BYTES is rightly refused (schemathesis'
+            # list of refusals lacks 413); anything else is validated.
+            return
+        case.validate_response(response, headers=headers, excluded_checks=excluded)
 
     return check
 

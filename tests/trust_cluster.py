@@ -26,7 +26,7 @@ def node_env(redis_url: str, node: str, **overrides: str) -> dict[str, str]:
         "HARK_LOG_FORMAT": "json",
         "HARK_IDLE_TIMEOUT": "3",
         "HARK_ICE_TIMEOUT": "3",
-        "HARK_MAX_CALLS": "40",
+        "HARK_MAX_CALLS": "120",
         "HARK_MAX_CALLS_PER_SUB": "2",
         "HARK_REGISTRY_TTL": "3",
         # The leak check opens hundreds of calls from one address in a few minutes.
@@ -49,7 +49,8 @@ def bearer(token: str) -> dict[str, str]:
 
 
 async def request(method: str, url: str, **kwargs: Any) -> tuple[int, dict[str, str], Any]:
-    async with aiohttp.ClientSession() as http:
+    timeout = aiohttp.ClientTimeout(total=30)
+    async with aiohttp.ClientSession(timeout=timeout) as http:
         async with http.request(method, url, **kwargs) as resp:
             raw = await resp.read()
             body: Any = raw.decode(errors="replace")
