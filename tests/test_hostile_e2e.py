@@ -352,7 +352,12 @@ async def test_data_channel_survives_random_events_huge_messages_and_floods(hark
         during = await diagnostics(node)
         assert during["calls"] >= 1
     finally:
+        started = time.monotonic()
         await client.hangup()
+        hangup_s = time.monotonic() - started
+    # Found by this test: after a flood, aiortc's close could wait minutes on the peer,
+    # and the DELETE with it; the session now hangs up within a bound.
+    assert hangup_s < 15, f"hanging up took {hangup_s:.1f} s"
     after = await wait_drained(node)
     print("data channel fuzz:", json.dumps({"batches": examples, "before": before, "after": after}))
     assert (after["rss_kb"] - before["rss_kb"]) / 1024 < 100, (before, after)
