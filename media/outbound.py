@@ -2,9 +2,12 @@
 
 aiortc's RTCRtpSender calls `recv()` in a loop and sends whatever it returns at once, so
 the track itself must keep real time: frame n is due at start + n * 20 ms. A late event
-loop sends immediately and catches up, so the stream never drifts. Silence fills every
+loop sends immediately and catches up, so the stream never drifts; but when it is late
+with nothing to say, the missed silence is skipped (`pts` jumps) rather than sent as a
+burst, which would make the browser's jitter buffer grow for a while (204 ms instead of
+~110 ms after a 100 ms stall: tests/bench/browser_receive_delay.py). Silence fills every
 gap (idle, paused, cleared, or TTS running behind) because a stalled RTP stream makes
-browsers' jitter buffers misbehave, and `pts` advances by one frame every frame forever.
+browsers' jitter buffers misbehave.
 
 Barge-in needs two numbers this module owns: what was actually sent of the current
 response (`playout_ms`, to truncate the assistant's text to what the user heard) and an
@@ -34,6 +37,7 @@ FRAME_SAMPLES = 960  # 20 ms, what Opus packs per RTP packet
 FRAME_SECONDS = FRAME_SAMPLES / RATE
 TIME_BASE = fractions.Fraction(1, RATE)
 SAMPLES_PER_MS = RATE // 1000
+LATE_RESYNC_FRAMES = 2
 
 
 class _SampleQueue:
@@ -85,10 +89,13 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     kind = "audio"
 
-    def __init__(self, *, clock: Callable[[], float] = time.monotonic) -> None:
+    def __init__(
+        self, *, clock: Callable[[], float] = time.monotonic, resync_silence: bool = True
+    ) -> None:
         """`clock` is injectable so tests can play a late event loop without waiting."""
         super().__init__()
         self._clock = clock
+        self._resync_silence = resync_silence
         self.on_playback_started: Callable[[str], None] | None = None
         self.on_playback_stopped: Callable[[str], None] | None = None
         self._resampler = Resampler(RATE)
@@ -226,6 +233,9 @@ class OutboundAudioTrack(MediaStreamTrack):
             delay = self._start + self._frames * FRAME_SECONDS - self._clock()
             if delay > 0:
                 await asyncio.sleep(delay)
+            elif delay < -LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
+                if not self.playing and not (self._open or self._queue.size):
+                    self._frames += int(-delay / FRAME_SECONDS)  # skip the missed silence
             if self.readyState != "live":
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.

@@ -14,6 +14,8 @@ import logging
 from collections.abc import Callable
 from typing import Any, Literal
 
+import numpy as np
+
 from media.outbound import OutboundAudioTrack
 from server import events
 from server.conversation import Conversation, Item
@@ -149,11 +151,15 @@ class ResponseRun:
 
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         rate = self._tts.sample_rate
+        first = True
         while (clause := await clauses.get()) is not None:
             self.timings.mark("first_clause")
             span = self._heard.locate(clause)
             async with contextlib.aclosing(self._tts.synthesize(clause, self._voice)) as audio:
                 async for pcm in audio:
+                    if first:
+                        pcm = trim_leading_silence(pcm, rate)
+                        first = len(pcm) == 0
                     if len(pcm) == 0:
                         continue
                     self.timings.mark("tts_first_audio")
@@ -172,3 +178,16 @@ class ResponseRun:
             self._emit(event)
         self._emit(events.hark_metrics(self.id, self.timings.to_dict()))
         self._on_finished(self)
+
+
+LEAD_IN_LEVEL = 200  # int16 amplitude below which a TTS lead-in counts as silence
+LEAD_IN_KEEP_S = 0.01
+
+
+def trim_leading_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Drop the quiet lead-in TTS puts before a reply's first word (~40 ms for Piper):
+    it only delays the moment the user hears the answer. Keeps 10 ms before the voice."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_IN_LEVEL)
+    if len(loud) == 0:
+        return pcm[:0]
+    return pcm[max(0, int(loud[0]) - int(LEAD_IN_KEEP_S * rate)) :]

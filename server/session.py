@@ -23,13 +23,14 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
 from media.inbound import InboundAudio
+from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack
 from media.segmenter import SpeechStopped
 from media.vad import SileroModel, SileroVad
 from server import events
 from server.client_events import ClientEventDispatcher
 from server.conversation import Conversation, Item, new_id
-from server.engines.base import Engines
+from server.engines.base import Engines, Transcript
 from server.heard_text import HeardText
 from server.response import CancelReason, ResponseRun
 from server.session_config import SessionConfig, TurnDetectionConfig
@@ -119,6 +120,7 @@ class RealtimeSession:
         pc.on("track", self._on_track)
         pc.on("connectionstatechange", self._on_connection_state)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
+        shorten_audio_receive_delay(pc)  # VAD sees each packet 20 ms after it, not 80
         pc.addTrack(self.track)
         await pc.setLocalDescription(await pc.createAnswer())
         self._spawn(self._watch_ice(), "ice-timeout")
@@ -235,7 +237,7 @@ class RealtimeSession:
         self.state = State.USER_SPEAKING
 
     def on_turn_ended(
-        self, stopped: SpeechStopped, transcript: asyncio.Task[str], timings: TurnTimings
+        self, stopped: SpeechStopped, transcript: asyncio.Task[Transcript], timings: TurnTimings
     ) -> None:
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
@@ -290,7 +292,7 @@ class RealtimeSession:
         timings: TurnTimings,
         *,
         respond: bool,
-        transcript: asyncio.Task[str] | None = None,
+        transcript: asyncio.Task[Transcript] | None = None,
     ) -> None:
         item = Item(id=item_id, role="user", kind="input_audio", text=None)
         previous = self.conversation.add(item)
@@ -299,7 +301,9 @@ class RealtimeSession:
         if self.response is None:
             self.state = State.THINKING
         if transcript is None:
-            transcript = asyncio.create_task(self.engines.stt.transcribe(audio), name="stt")
+            transcript = asyncio.create_task(
+                self.engines.stt.transcribe_detailed(audio), name="stt"
+            )
         seq = self._turn_seq
         self._spawn(
             self._complete_turn(item, previous, audio, transcript, timings, respond, seq), "turn"
@@ -333,13 +337,15 @@ class RealtimeSession:
         item: Item,
         previous: str | None,
         audio: np.ndarray,
-        stt: asyncio.Task[str],
+        stt: asyncio.Task[Transcript],
         timings: TurnTimings,
         respond: bool,
         seq: int,
     ) -> None:
         try:
-            transcript = (await stt).strip()
+            heard = await stt
+            # Whisper's words for a cough or a click ("Okay.", "you") are not a turn.
+            transcript = heard.text.strip() if heard.has_words else ""
         except Exception as exc:
             log.exception("call %s: transcription failed", self.call_id)
             self.send(events.error("server_error", "transcription_failed", f"STT failed: {exc}"))

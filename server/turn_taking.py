@@ -31,7 +31,7 @@ from media.segmenter import (
 )
 from media.vad import SileroVad
 from server.end_of_turn import WAITS, completeness
-from server.engines.base import SpeechToText
+from server.engines.base import SpeechToText, Transcript
 from server.interruption import PendingInterruption, Verdict
 from server.session_config import TurnDetectionConfig
 from server.turn_metrics import TurnTimings, now
@@ -44,7 +44,7 @@ class TurnHost(Protocol):
     def on_speech_started(self, audio_start_ms: int) -> None: ...
 
     def on_turn_ended(
-        self, stopped: SpeechStopped, transcript: asyncio.Task[str], timings: TurnTimings
+        self, stopped: SpeechStopped, transcript: asyncio.Task[Transcript], timings: TurnTimings
     ) -> None: ...
 
     def reply_in_progress(self) -> bool: ...
@@ -165,10 +165,10 @@ class TurnTaking:
         job = self._transcriber.start(event.audio)
         job.add_done_callback(lambda task: self._on_pause_transcript(pause_id, task))
 
-    def _on_pause_transcript(self, pause_id: int, task: asyncio.Task[str]) -> None:
+    def _on_pause_transcript(self, pause_id: int, task: asyncio.Task[Transcript]) -> None:
         if task.cancelled() or task.exception() is not None:
             return
-        text = task.result()
+        text = _words_of(task.result())
         current = pause_id == self._pause_seq and self._segmenter.speaking
         if self._pending is not None:
             self._settle(self._pending.on_transcript(text, still_speaking=not current))
@@ -188,10 +188,13 @@ class TurnTaking:
             transcript.add_done_callback(lambda task: self._on_final_transcript(pending, task))
         self._host.on_turn_ended(stopped, transcript, timings)
 
-    def _on_final_transcript(self, pending: PendingInterruption, task: asyncio.Task[str]) -> None:
+    def _on_final_transcript(
+        self, pending: PendingInterruption, task: asyncio.Task[Transcript]
+    ) -> None:
         if pending is not self._pending:
             return
-        text = "" if task.cancelled() or task.exception() is not None else task.result()
+        failed = task.cancelled() or task.exception() is not None
+        text = "" if failed else _words_of(task.result())
         self._settle(pending.on_transcript(text, still_speaking=self._segmenter.speaking))
 
     # ---- interruptions --------------------------------------------------------------------
@@ -210,3 +213,8 @@ class TurnTaking:
         else:
             self._false_this_turn = True
             self._host.resume_reply()
+
+
+def _words_of(transcript: Transcript) -> str:
+    """The transcript's text, or nothing when Whisper was putting words to noise."""
+    return transcript.text if transcript.has_words else ""

@@ -15,12 +15,12 @@ import logging
 
 import numpy as np
 
-from server.engines.base import SpeechToText
+from server.engines.base import SpeechToText, Transcript
 
 log = logging.getLogger("hark.turns")
 
 
-def _consume(task: asyncio.Task[str]) -> None:
+def _consume(task: asyncio.Task[Transcript]) -> None:
     """Retrieve a dropped job's outcome so asyncio does not warn about it."""
     if not task.cancelled():
         with contextlib.suppress(Exception):
@@ -30,17 +30,17 @@ def _consume(task: asyncio.Task[str]) -> None:
 class TurnTranscriber:
     def __init__(self, stt: SpeechToText) -> None:
         self._stt = stt
-        self._job: asyncio.Task[str] | None = None
+        self._job: asyncio.Task[Transcript] | None = None
         self._job_samples = 0
 
     @property
-    def pending(self) -> asyncio.Task[str] | None:
+    def pending(self) -> asyncio.Task[Transcript] | None:
         return self._job
 
-    def start(self, audio: np.ndarray) -> asyncio.Task[str]:
+    def start(self, audio: np.ndarray) -> asyncio.Task[Transcript]:
         """Transcribe the turn so far (called at a pause)."""
         self.discard()
-        self._job = asyncio.create_task(self._stt.transcribe(audio), name="stt-preemptive")
+        self._job = asyncio.create_task(self._stt.transcribe_detailed(audio), name="stt-preemptive")
         self._job.add_done_callback(_consume)
         self._job_samples = len(audio)
         return self._job
@@ -50,7 +50,7 @@ class TurnTranscriber:
         self._job = None
         self._job_samples = 0
 
-    def final(self, audio: np.ndarray) -> tuple[asyncio.Task[str], bool]:
+    def final(self, audio: np.ndarray) -> tuple[asyncio.Task[Transcript], bool]:
         """The transcript of the finished turn `audio`, and whether it was made early.
 
         The early job is reused when it covers everything but the trailing silence and
@@ -64,5 +64,5 @@ class TurnTranscriber:
             usable = False
         if usable and job is not None:
             return job, True
-        task = asyncio.create_task(self._stt.transcribe(audio), name="stt-turn")
+        task = asyncio.create_task(self._stt.transcribe_detailed(audio), name="stt-turn")
         return task, False

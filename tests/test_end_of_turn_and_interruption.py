@@ -79,3 +79,16 @@ def test_pending_interruption_verdicts():
 def test_interruption_options_refuse_negative_values():
     with pytest.raises(ValueError, match="min_duration_ms"):
         InterruptionOptions(min_duration_ms=-1)
+
+
+def test_tts_lead_in_is_trimmed_to_10_ms_before_the_voice():
+    import numpy as np
+
+    from server.response import trim_leading_silence
+
+    rate = 22050
+    pcm = np.concatenate([np.full(882, 50, np.int16), np.full(441, 3000, np.int16)])  # 40 ms quiet
+    trimmed = trim_leading_silence(pcm, rate)
+    assert len(trimmed) == 441 + 220  # the voice plus 10 ms before it
+    assert trimmed[-1] == 3000
+    assert len(trim_leading_silence(np.zeros(500, np.int16), rate)) == 0

@@ -22,7 +22,7 @@ class LateClock:
 
 
 def fast_track() -> OutboundAudioTrack:
-    return OutboundAudioTrack(clock=LateClock())
+    return OutboundAudioTrack(clock=LateClock(), resync_silence=False)
 
 
 def ramp(n: int) -> np.ndarray:
@@ -259,6 +259,8 @@ async def test_stop_ends_the_track_and_releases_waiters():
 async def test_a_late_loop_catches_up_without_drifting():
     now = [0.0]
     track = OutboundAudioTrack(clock=lambda: now[0])
+    track.begin_response("r1")
+    track.push(ramp(960 * 20), 48000)  # audio to send: a late loop bursts to catch up
     await track.recv()  # frame 0 starts the clock at t=0
     now[0] = 0.1  # the loop stalled for 100 ms: frames 1-5 are due
     for _ in range(5):
@@ -304,3 +306,19 @@ async def test_stopping_an_idle_track_sets_no_silence_time():
     track.clear()
     await take(track, 3)
     assert track.silenced_at is None
+
+
+async def test_a_late_loop_with_nothing_to_say_skips_the_missed_silence():
+    now = [0.0]
+    track = OutboundAudioTrack(clock=lambda: now[0])
+    assert (await track.recv()).pts == 0
+    now[0] = 0.1  # stalled 100 ms while idle: no burst of five silent frames
+    late = await track.recv()
+    assert late.pts == 5 * 960 and not late.to_ndarray().any()
+    coro = track.recv()  # and the next frame is due on the normal 20 ms grid
+    assert coro.send(None) is not None
+    coro.close()
+    # With a response open (TTS may push any moment) the track does not skip.
+    track.begin_response("r1")
+    now[0] = 0.3
+    assert (await track.recv()).pts == 6 * 960

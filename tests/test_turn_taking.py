@@ -11,6 +11,7 @@ import asyncio
 
 import numpy as np
 
+from server.engines.base import Transcript
 from server.interruption import InterruptionOptions
 from server.session_config import TurnDetectionConfig
 from server.turn_taking import TurnTaking
@@ -36,15 +37,20 @@ class FakeSTT:
     def __init__(self, text: str = "", delay: float = 0.0) -> None:
         self.text = text
         self.delay = delay
+        self.no_speech_prob = 0.05
+        self.logprob = -0.3
         self.calls: list[int] = []
 
     async def load(self) -> None:
         pass
 
     async def transcribe(self, audio: np.ndarray) -> str:
+        return (await self.transcribe_detailed(audio)).text
+
+    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
         self.calls.append(len(audio))
         await asyncio.sleep(self.delay)
-        return self.text
+        return Transcript(self.text, self.no_speech_prob, self.logprob, len(audio) / 16000)
 
 
 class FakeHost:
@@ -149,6 +155,16 @@ async def test_a_backchannel_is_a_false_interruption():
     assert rig.host.log == ["started", "pause", "resume"]
 
 
+async def test_words_whisper_puts_to_noise_do_not_confirm_an_interruption():
+    stt = FakeSTT(text="Okay.")
+    stt.no_speech_prob, stt.logprob = 0.8, -1.5  # what tiny.en gives for a cough
+    rig = Rig(server_vad(), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 256)
+    await rig.feed(0.0, 256)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
+
+
 async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
     host = FakeHost(replying=True)
     rig = Rig(server_vad(false_interruption_timeout_ms=600), FakeSTT("Stop.", delay=5), host)
@@ -191,7 +207,7 @@ async def test_preemptive_transcript_is_reused_when_the_user_stays_quiet():
     assert rig.host.log == ["started", "ended"]
     assert len(stt.calls) == 1  # only the pause's job: the turn end reused it
     transcript, timings = rig.host.turns[0]
-    assert await transcript == "What is the time?"
+    assert (await transcript).text == "What is the time?"
     assert timings.stt_preemptive  # type: ignore[attr-defined]
 
 
