@@ -39,17 +39,6 @@ from server.turn_taking import TurnTaking
 
 log = logging.getLogger("hark.session")
 
-PC_CLOSE_WAIT_S = 5.0
-# Peer connections still closing after their call ended (kept referenced until done).
-_CLOSING: set[asyncio.Future[None]] = set()
-
-
-def _closed(future: asyncio.Future[None]) -> None:
-    _CLOSING.discard(future)
-    if not future.cancelled() and future.exception() is not None:
-        log.debug("peer connection close failed: %r", future.exception())
-
-
 SAMPLE_RATE = 16_000
 MAX_MANUAL_BUFFER_S = 60
 MAX_PENDING_EVENTS = 256
@@ -141,13 +130,8 @@ class RealtimeSession:
         if self._inbound is not None:
             await self._inbound.stop()
         self.track.stop()
-        # aiortc's close can wait minutes on a peer that stays connected but stops talking
-        # SCTP (seen after an event flood): hang up promptly, finish closing in background.
-        closing = asyncio.ensure_future(self._pc.close())
-        _CLOSING.add(closing)
-        closing.add_done_callback(_closed)
         with contextlib.suppress(Exception):
-            await asyncio.wait_for(asyncio.shield(closing), PC_CLOSE_WAIT_S)
+            await self._pc.close()
         self._on_closed(self)
 
     def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:

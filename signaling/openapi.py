@@ -97,7 +97,7 @@ SPEC: dict[str, Any] = {
                                     "sub": {"type": "string", "maxLength": 256},
                                     "user": {"type": "string", "maxLength": 256},
                                     "expires_after": {
-                                        "type": "object",
+                                        "type": ["object", "null"],
                                         "properties": {
                                             "anchor": {"const": "created_at"},
                                             "seconds": {
