@@ -60,6 +60,7 @@ class InboundAudio:
         self._pending = np.zeros(0, dtype=np.int16)
         self._received = 0
         self._emitted = 0  # samples handed to on_frame
+        self._stopping = False
         self._last_frame: float | None = None
         self._gap_fill_s = gap_fill_s
         self._clock_at: float | None = None  # wall time the audio clock last caught up to
@@ -85,13 +86,16 @@ class InboundAudio:
 
     async def stop(self) -> None:
         task, self._task = self._task, None
+        # Python 3.11's wait_for can swallow a cancel that lands as a frame arrives; the
+        # flag ends the loop at the next frame anyway (a hang-up once waited for minutes).
+        self._stopping = True
         if task is not None and not task.done():
             task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await task
 
     async def _run(self) -> None:
-        while True:
+        while not self._stopping:
             try:
                 frame = await self._recv()
             except MediaStreamError:

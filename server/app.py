@@ -19,17 +19,26 @@ from typing import Any
 from aiohttp import web
 
 from media.vad import SileroModel
+from server.call_log import CallLog
 from server.call_monitor import CallMonitor
+from server.call_registry import CallRegistry
+from server.call_watchdog import CallWatchdog
 from server.calls import CallManager
 from server.config import Config
 from server.engines.base import Engines
 from server.prometheus_metrics import HarkMetrics
+from server.session import RealtimeSession
+from server.shared_state import open_shared_state
+from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
 from signaling.cors import cors_middleware
-from signaling.errors import error_middleware
+from signaling.errors import ApiError, error_middleware
 from signaling.http_api import RealtimeHttpApi
 from signaling.operator_api import OperatorApi
+from signaling.rate_limits import RateLimiter
+from signaling.token_ledger import TokenLedger
+from signaling.trust_api import TrustHttpApi
 
 log = logging.getLogger("hark.app")
 
@@ -74,22 +83,70 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
 
 def create_app(config: Config, engines: Engines) -> web.Application:
     app = web.Application(
-        middlewares=[cors_middleware(config.cors_origins), error_middleware],
+        middlewares=[
+            access_log_middleware,
+            cors_middleware(config.cors_origins),
+            error_middleware,
+        ],
         client_max_size=config.max_body_bytes,
     )
     readiness = Readiness()
     state: dict[str, Any] = {"readiness": readiness}
     app[CONFIG_KEY] = config
     app[STATE_KEY] = state
-    auth = Authenticator(config.api_keys, ClientSecrets(config.jwt_secret))
-    RealtimeHttpApi(config, auth, state, readiness).register(app)
+    shared = open_shared_state(config.redis_url)
+    ledger = TokenLedger(shared, config.jwt_leeway_s)
+    secrets = ClientSecrets(config.key_ring(), config.jwt_leeway_s)
+    auth = Authenticator(config.api_keys, secrets, config.admin_keys, ledger)
+    registry = CallRegistry(
+        shared,
+        config.node_id,
+        ttl_s=config.registry_ttl_s,
+        max_calls=config.max_calls,
+        max_per_key=config.max_calls_per_key,
+        max_per_sub=config.max_calls_per_sub,
+    )
+    api = RealtimeHttpApi(config, auth, state, readiness, RateLimiter(shared), registry)
+    api.register(app)
+    TrustHttpApi(config, auth, ledger, registry, state, api._json_body).register(app)
     monitor = CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s)
     state["monitor"] = monitor
     operator_api = OperatorApi(auth, monitor, state)
     operator_api.register(app)
     _register_static(app)
+    call_log = CallLog(transcripts=config.log_transcripts)
+
+    def start_calls(calls: CallManager) -> None:
+        def connected(session: RealtimeSession) -> None:
+            registry.set_state(session.call_id, "connected")
+            call_log.connected(session)
+
+        async def end_revoked(sub: str) -> int:
+            return await registry.end_calls_of(sub, calls)
+
+        registry.attach(calls)
+        call_log.attach(calls)
+        ledger.on_revoked(end_revoked)
+        watchdog = CallWatchdog(
+            calls,
+            max_duration_s=config.max_call_duration_s,
+            idle_timeout_s=config.idle_timeout_s,
+            ice_timeout_s=config.ice_timeout_s,
+            on_connected=connected,
+        )
+        watchdog.start()
+        state["watchdog"] = watchdog
 
     async def start_loading(app: web.Application) -> None:
+        monitor.start()
+        try:
+            await ledger.start()
+        except ApiError as exc:
+            readiness.error = f"shared state ({shared.name}) unavailable: {exc.__cause__ or exc}"
+            log.error("%s", readiness.error)
+            return
+        log.info("shared state: %s; node %s", shared.name, config.node_id)
+
         async def load() -> None:
             try:
                 vad = await load_engines(engines, readiness)
@@ -99,6 +156,7 @@ def create_app(config: Config, engines: Engines) -> web.Application:
                 return
             calls = CallManager(config, engines, vad)
             monitor.attach(calls)
+            start_calls(calls)
             state["calls"] = calls
             readiness.ready = True
             ready_event = state.get("on_ready")
@@ -106,7 +164,6 @@ def create_app(config: Config, engines: Engines) -> web.Application:
                 ready_event()
 
         state["loader"] = asyncio.create_task(load(), name="load-engines")
-        monitor.start()
 
     async def shutdown(app: web.Application) -> None:
         loader = state.get("loader")
@@ -114,9 +171,14 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             loader.cancel()
         operator_api.close_streams()
         await monitor.stop()
+        watchdog = state.get("watchdog")
+        if watchdog is not None:
+            await watchdog.close()
         calls = state.get("calls")
         if calls is not None:
             await calls.close_all()
+        await registry.close()
+        await shared.close()
 
     app.on_startup.append(start_loading)
     app.on_shutdown.append(shutdown)

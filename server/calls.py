@@ -74,7 +74,8 @@ class CallManager:
         self._owners[call_id] = owner
         try:
             answer = await session.negotiate(offer_sdp)
-        except (ValueError, KeyError, IndexError, TypeError, AssertionError) as exc:
+        # AttributeError: aiortc trips on some malformed offers (found by the fuzz tests).
+        except (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError) as exc:
             await session.close("bad_offer")
             raise NegotiationError(str(exc) or type(exc).__name__) from exc
         except BaseException:

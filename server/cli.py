@@ -1,25 +1,24 @@
-"""`python -m server serve` starts Hark; `python -m server call` talks to a running one."""
+"""`python -m server serve` starts Hark; `call` talks to a running one; `token` mints a token.
+
+`python -m server token --scope operator --ttl 3600` prints an operator token signed with
+the server's active key (the same `HARK_JWT_*` variables as the server; it needs no
+running server and no network).
+"""
 
 from __future__ import annotations
 
 import argparse
 import asyncio
-import logging
 import os
 import sys
 
 from server.config import Config, ConfigError
 
 
-def _setup_logging(verbose: bool) -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if verbose else logging.INFO,
-        format="%(asctime)s %(levelname)-5s %(name)s: %(message)s",
-        datefmt="%H:%M:%S",
-        stream=sys.stderr,
-    )
-    for noisy in ("aioice", "aiortc", "aiohttp.access", "faster_whisper"):
-        logging.getLogger(noisy).setLevel(logging.WARNING)
+def _setup_logging(verbose: bool, log_format: str = "text") -> None:
+    from server.structured_log import setup_logging
+
+    setup_logging(log_format, verbose)
 
 
 def _page_url(config: Config) -> str:
@@ -36,17 +35,23 @@ def serve(args: argparse.Namespace) -> int:
     from server.engines.factory import build_engines
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    _setup_logging(args.verbose)
     try:
         config = Config.from_env()
         config.validate()
     except ConfigError as exc:
         print(f"hark: configuration error: {exc}", file=sys.stderr)
         return 2
+    _setup_logging(args.verbose, config.log_format)
     if config.api_key_generated:
         print(
             "hark: no HARK_API_KEYS set; generated an API key for this run (shown once):\n"
             f"      {config.api_keys[0]}",
+            file=sys.stderr,
+        )
+    if config.admin_key_generated:
+        print(
+            "hark: no HARK_ADMIN_KEYS set; generated an admin key for this run (shown once):\n"
+            f"      {config.admin_keys[0]}",
             file=sys.stderr,
         )
     app = create_app(config, build_engines(config))
@@ -57,7 +62,10 @@ def serve(args: argparse.Namespace) -> int:
             lines.append(f"Open {_page_url(config)} in a browser and talk.")
         else:
             lines.append("Demo page is off (not on loopback); mint client secrets with an API key.")
-        lines.append(f"Operators: http://{config.host}:{config.port}/operator (with an API key).")
+        lines.append(
+            f"Operators: http://{config.host}:{config.port}/operator "
+            "(with the admin key or an operator token)."
+        )
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
     app[STATE_KEY]["on_ready"] = announce
@@ -75,6 +83,29 @@ def call(args: argparse.Namespace) -> int:
 
     _setup_logging(args.verbose)
     return asyncio.run(run_call_cli(args))
+
+
+def token(args: argparse.Namespace) -> int:
+    from signaling.client_secrets import ClientSecrets
+    from signaling.signing_keys import KeyRingError
+
+    try:
+        config = Config.from_env()
+        if not config.jwt_configured:
+            raise ConfigError(
+                "set the server's signing key (HARK_JWT_SECRET, HARK_JWT_KEYS or "
+                "HARK_JWT_KEYS_FILE); a token signed with a random key would verify nowhere"
+            )
+        secrets = ClientSecrets(config.key_ring())
+    except (ConfigError, KeyRingError) as exc:
+        print(f"hark: {exc}", file=sys.stderr)
+        return 2
+    if args.ttl < 10:
+        print("hark: --ttl must be at least 10 seconds", file=sys.stderr)
+        return 2
+    value, _ = secrets.mint({}, args.ttl, args.sub, scope=args.scope)
+    print(value)
+    return 0
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -97,7 +128,13 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the reply to finish"
     )
+    mint = commands.add_parser("token", help="print an operator (or realtime) token")
+    mint.add_argument("--scope", choices=("operator", "realtime"), default="operator")
+    mint.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")
+    mint.add_argument("--sub", default=None, help="who the token is for (revocable by sub)")
     args = parser.parse_args(argv)
     if args.command == "serve":
         return serve(args)
+    if args.command == "token":
+        return token(args)
     return call(args)

@@ -10,11 +10,16 @@ from __future__ import annotations
 import ipaddress
 import os
 import secrets
+import socket
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from server.interruption import InterruptionOptions
 from server.session_config import TurnDetectionConfig
+
+if TYPE_CHECKING:
+    from signaling.signing_keys import KeyRing
 
 
 class ConfigError(ValueError):
@@ -66,6 +71,15 @@ def _choice(env: dict[str, str], name: str, default: str, choices: tuple[str, ..
     return value
 
 
+def _jwt_keys(env: dict[str, str]) -> list[tuple[str, str]]:
+    from signaling.signing_keys import KeyRingError, parse_keys
+
+    try:
+        return list(parse_keys(env.get("HARK_JWT_KEYS", "")).items())
+    except KeyRingError as exc:
+        raise ConfigError(f"HARK_JWT_KEYS: {exc}") from exc
+
+
 def is_loopback(host: str) -> bool:
     if host in ("localhost", ""):
         return host == "localhost"
@@ -104,6 +118,29 @@ class Config:
         "You are Hark, a friendly voice assistant. Answer in one or two short sentences."
     )
     ice_timeout_s: float = 30.0
+    # Signing keys beyond HARK_JWT_SECRET: `kid:secret` pairs, the active kid, a keys file.
+    jwt_keys: tuple[tuple[str, str], ...] = field(default=(), repr=False)
+    jwt_active_kid: str = ""
+    jwt_keys_file: str = ""
+    # True when the signing key was set by the operator (tokens survive restarts).
+    jwt_configured: bool = False
+    jwt_secret_set: bool = False
+    jwt_leeway_s: float = 5.0
+    admin_keys: tuple[str, ...] = field(default=(), repr=False)
+    admin_key_generated: bool = False
+    redis_url: str = field(default="", repr=False)
+    node_id: str = ""
+    registry_ttl_s: float = 15.0
+    max_calls: int = 16
+    max_calls_per_key: int = 0
+    max_calls_per_sub: int = 2
+    max_call_duration_s: float = 3600.0
+    idle_timeout_s: float = 60.0
+    rate_mint_per_key: int = 600
+    rate_calls_per_key: int = 300
+    rate_per_address: int = 600
+    log_format: str = "auto"
+    log_transcripts: bool = False
     quality_interval_s: float = 2.0
     # Default turn detection of new sessions (clients may change it with session.update).
     turn_detection: str = "semantic_vad"
@@ -128,6 +165,12 @@ class Config:
             keys = ("sk-hark-" + secrets.token_urlsafe(24),)
             generated = True
         host = env.get("HARK_HOST", "127.0.0.1")
+        port = _int(env, "HARK_PORT", 8080)
+        admin_keys = tuple(_list(env, "HARK_ADMIN_KEYS"))
+        admin_generated = False
+        if not admin_keys:
+            admin_keys = ("sk-hark-admin-" + secrets.token_urlsafe(24),)
+            admin_generated = True
         demo_flag = _bool(env, "HARK_DEMO")
         # The demo page mints secrets for any visitor: only safe when nobody else can reach it.
         demo = is_loopback(host) if demo_flag is None else demo_flag
@@ -139,7 +182,7 @@ class Config:
             raise ConfigError(f"HARK_CLIENT_SECRET_TTL={ttl} exceeds HARK_CLIENT_SECRET_MAX_TTL")
         return cls(
             host=host,
-            port=_int(env, "HARK_PORT", 8080),
+            port=port,
             api_keys=keys,
             api_key_generated=generated,
             jwt_secret=env.get("HARK_JWT_SECRET") or secrets.token_urlsafe(32),
@@ -162,6 +205,29 @@ class Config:
             espeak_voice=env.get("HARK_ESPEAK_VOICE", "en-us"),
             default_instructions=env.get("HARK_INSTRUCTIONS") or cls.default_instructions,
             ice_timeout_s=_float(env, "HARK_ICE_TIMEOUT", 30.0),
+            jwt_keys=tuple(_jwt_keys(env)),
+            jwt_active_kid=env.get("HARK_JWT_ACTIVE_KID", "").strip(),
+            jwt_keys_file=env.get("HARK_JWT_KEYS_FILE", "").strip(),
+            jwt_configured=any(
+                env.get(name) for name in ("HARK_JWT_SECRET", "HARK_JWT_KEYS", "HARK_JWT_KEYS_FILE")
+            ),
+            jwt_secret_set=bool(env.get("HARK_JWT_SECRET")),
+            jwt_leeway_s=_float(env, "HARK_JWT_LEEWAY", 5.0),
+            admin_keys=admin_keys,
+            admin_key_generated=admin_generated,
+            redis_url=env.get("HARK_REDIS_URL", "").strip(),
+            node_id=env.get("HARK_NODE_ID", "").strip() or f"{socket.gethostname()}:{port}",
+            registry_ttl_s=_float(env, "HARK_REGISTRY_TTL", 15.0),
+            max_calls=_int(env, "HARK_MAX_CALLS", 16),
+            max_calls_per_key=_int(env, "HARK_MAX_CALLS_PER_KEY", 0),
+            max_calls_per_sub=_int(env, "HARK_MAX_CALLS_PER_SUB", 2),
+            max_call_duration_s=_float(env, "HARK_MAX_CALL_DURATION", 3600.0),
+            idle_timeout_s=_float(env, "HARK_IDLE_TIMEOUT", 60.0),
+            rate_mint_per_key=_int(env, "HARK_RATE_MINT_PER_MIN", 600),
+            rate_calls_per_key=_int(env, "HARK_RATE_CALLS_PER_MIN", 300),
+            rate_per_address=_int(env, "HARK_RATE_PER_ADDRESS_PER_MIN", 600),
+            log_format=_choice(env, "HARK_LOG_FORMAT", "auto", ("auto", "json", "text")),
+            log_transcripts=bool(_bool(env, "HARK_LOG_TRANSCRIPTS")),
             turn_detection=_choice(
                 env, "HARK_TURN_DETECTION", "semantic_vad", ("semantic_vad", "server_vad")
             ),
@@ -171,5 +237,24 @@ class Config:
         )
 
     def validate(self) -> None:
+        from signaling.signing_keys import KeyRingError
+
+        try:
+            self.key_ring()
+        except KeyRingError as exc:
+            raise ConfigError(f"signing keys: {exc}") from exc
         if self.llm == "openai" and not self.llm_base_url:
             raise ConfigError("HARK_LLM=openai needs HARK_LLM_BASE_URL (e.g. http://vllm:8000/v1)")
+
+    def key_ring(self) -> KeyRing:
+        """The signing keys: a keys file, else HARK_JWT_KEYS (+ HARK_JWT_SECRET as `default`)."""
+        from signaling.signing_keys import DEFAULT_KID, KeyRing
+
+        if self.jwt_keys_file:
+            return KeyRing.from_file(Path(self.jwt_keys_file))
+        if self.jwt_keys:
+            keys = dict(self.jwt_keys)
+            if self.jwt_secret_set:
+                keys.setdefault(DEFAULT_KID, self.jwt_secret)
+            return KeyRing(keys, self.jwt_active_kid or self.jwt_keys[0][0])
+        return KeyRing.single(self.jwt_secret)

@@ -1,8 +1,10 @@
-"""Who is calling: an API key holder (a backend) or a client secret holder (a device).
+"""Who is calling: an API key holder (a backend), a token holder (a device or an operator),
+or an admin.
 
-API keys mint client secrets and may also open calls from a server. Client secrets only
-open calls, with the session configuration they were minted for. Keys are compared in
-constant time.
+API keys mint client secrets and may also open calls from a server. Realtime client
+secrets only open calls, once each, with the session configuration they were minted for.
+Operator tokens and admin keys reach the operator API; admin keys also mint operator
+tokens. Keys are compared in constant time.
 """
 
 from __future__ import annotations
@@ -14,17 +16,29 @@ from typing import Any, Literal
 
 from aiohttp import web
 
-from signaling.client_secrets import PREFIX, ClientSecrets
-from signaling.errors import unauthorized
+from signaling.client_secrets import PREFIX, ClientSecretClaims, ClientSecrets
+from signaling.errors import ApiError, unauthorized
+from signaling.token_ledger import TokenLedger
+
+CallerKind = Literal["api_key", "client_secret", "admin_key"]
 
 
 @dataclass(frozen=True)
 class Caller:
-    kind: Literal["api_key", "client_secret"]
-    # Stable id of the credential: a key digest or the secret's `jti`.
+    kind: CallerKind
+    # Stable id of the credential: a key digest or the token's `jti`.
     principal: str
     session: dict[str, Any] = field(default_factory=dict)
     sub: str | None = None
+    # What the credential may do: "realtime", "mint", "operator", "admin".
+    scopes: tuple[str, ...] = ()
+    # The API key accountable for the call (itself, or the key that minted the secret).
+    key: str | None = None
+    claims: ClientSecretClaims | None = None
+
+
+def forbidden(code: str, message: str) -> ApiError:
+    return ApiError(403, code, message, type="permission_error")
 
 
 def bearer_token(request: web.Request) -> str:
@@ -38,19 +52,55 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+def key_principal(key: str) -> str:
+    return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
+
+
+def _matches(candidate: str, keys: list[bytes]) -> bool:
+    raw = candidate.encode()
+    # Compare against every key so timing does not reveal which one matched.
+    matched = [hmac.compare_digest(raw, key) for key in keys]
+    return any(matched)
+
+
 class Authenticator:
-    def __init__(self, api_keys: tuple[str, ...], secrets: ClientSecrets) -> None:
+    def __init__(
+        self,
+        api_keys: tuple[str, ...],
+        secrets: ClientSecrets,
+        admin_keys: tuple[str, ...] = (),
+        ledger: TokenLedger | None = None,
+    ) -> None:
         self._keys = [key.encode() for key in api_keys]
+        self._admin_keys = [key.encode() for key in admin_keys]
         self.secrets = secrets
+        self.ledger = ledger
 
     def _api_key(self, token: str) -> Caller | None:
-        candidate = token.encode()
-        # Compare against every key so timing does not reveal which one matched.
-        matched = [hmac.compare_digest(candidate, key) for key in self._keys]
-        if not any(matched):
+        if not _matches(token, self._keys):
             return None
-        digest = hashlib.sha256(candidate).hexdigest()[:16]
-        return Caller(kind="api_key", principal=f"key:{digest}")
+        principal = key_principal(token)
+        return Caller("api_key", principal, scopes=("realtime", "mint"), key=principal)
+
+    def _admin_key(self, token: str) -> Caller | None:
+        if not self._admin_keys or not _matches(token, self._admin_keys):
+            return None
+        principal = "admin:" + key_principal(token)[4:]
+        return Caller("admin_key", principal, scopes=("operator", "admin"))
+
+    def _token(self, token: str, *, allow_expired: bool = False) -> Caller:
+        claims = self.secrets.verify(token, allow_expired=allow_expired, scope=None)
+        if self.ledger is not None:
+            self.ledger.check_not_revoked(claims)
+        return Caller(
+            "client_secret",
+            f"jti:{claims.jti}",
+            claims.session,
+            claims.sub,
+            scopes=(claims.scope,),
+            key=claims.azp,
+            claims=claims,
+        )
 
     def require_api_key(self, request: web.Request) -> Caller:
         token = bearer_token(request)
@@ -64,20 +114,62 @@ class Authenticator:
         return caller
 
     def require_caller(self, request: web.Request, *, allow_expired: bool = False) -> Caller:
-        """An API key or a valid client secret (`allow_expired` for hanging up a call)."""
+        """An API key or a valid realtime client secret (`allow_expired` for hanging up)."""
         token = bearer_token(request)
         if token.startswith(PREFIX):
-            claims = self.secrets.verify(token, allow_expired=allow_expired)
-            return Caller("client_secret", f"jti:{claims.jti}", claims.session, claims.sub)
+            caller = self._token(token, allow_expired=allow_expired)
+            if "realtime" not in caller.scopes:
+                raise unauthorized(
+                    "invalid_client_secret", "This token is not a realtime client secret"
+                )
+            return caller
         caller = self._api_key(token)
         if caller is None:
             raise unauthorized("invalid_api_key", "Incorrect API key or client secret provided")
         return caller
 
     def require_operator(self, request: web.Request) -> Caller:
-        """Operator endpoints (calls dashboard, metrics).
+        """An admin key or an `operator`-scoped token; 401 if unknown, 403 if not allowed."""
+        token = bearer_token(request)
+        if token.startswith(PREFIX):
+            caller = self._token(token)
+            if "operator" not in caller.scopes:
+                raise forbidden(
+                    "insufficient_scope", "This endpoint needs a token with scope 'operator'"
+                )
+            return caller
+        admin = self._admin_key(token)
+        if admin is not None:
+            return admin
+        if self._api_key(token) is not None:
+            raise forbidden(
+                "operator_required",
+                "API keys cannot use the operator API; use an operator token or the admin key",
+            )
+        raise unauthorized("invalid_api_key", "Incorrect admin key or operator token provided")
 
-        Temporary: accepts API keys only. Issue 4 ("Trust") replaces this with the real
-        check (an admin API key or a token with scope `operator`).
-        """
-        return self.require_api_key(request)
+    def require_admin(self, request: web.Request) -> Caller:
+        token = bearer_token(request)
+        admin = self._admin_key(token)
+        if admin is not None:
+            return admin
+        if token.startswith(PREFIX) or self._api_key(token) is not None:
+            raise forbidden("admin_required", "This endpoint needs the admin key")
+        raise unauthorized("invalid_api_key", "Incorrect admin key provided")
+
+    def require_key_or_admin(self, request: web.Request) -> Caller:
+        """An API key (a companion backend) or the admin key."""
+        token = bearer_token(request)
+        caller = self._api_key(token) or self._admin_key(token)
+        if caller is None:
+            if token.startswith(PREFIX):
+                raise unauthorized("api_key_required", "This endpoint needs an API key")
+            raise unauthorized("invalid_api_key", "Incorrect API key provided")
+        return caller
+
+    async def consume(self, caller: Caller) -> None:
+        """Marks a realtime secret used as it opens a call (after a fresh revocation check)."""
+        if caller.claims is None or self.ledger is None:
+            return
+        await self.ledger.check_fresh(caller.claims)
+        await self.ledger.claim(caller.claims)

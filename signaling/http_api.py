@@ -6,6 +6,11 @@ POST   /v1/realtime?model=…          the beta path, same as /calls
 DELETE /v1/realtime/calls/{call_id}  hang up, 204, idempotent
 POST   /hark/demo/client_secret      the local demo page's secret (loopback only)
 GET    /healthz                      200 once engines are loaded, 503 while starting
+
+Opening a call passes, in order: credentials (signature, expiry, scope, revocation), rate
+limits (per key, per address), the offer's checks, admission (node capacity, calls per
+sub and per key), then the secret's single use is claimed, so a refused offer or a full
+node does not burn the client's secret.
 """
 
 from __future__ import annotations
@@ -15,12 +20,16 @@ import time
 from typing import Any, Protocol
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
+from server.call_registry import CallRegistry
 from server.calls import NegotiationError
 from server.config import Config
+from server.session import RealtimeSession
 from server.session_config import SessionConfig, SessionConfigError
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
+from signaling.rate_limits import RateLimiter
 from signaling.sdp import validate_offer
 
 
@@ -30,6 +39,8 @@ class CallHost(Protocol):
     def owner(self, call_id: str) -> str | None: ...
 
     def is_known(self, call_id: str) -> bool: ...
+
+    def get(self, call_id: str) -> RealtimeSession | None: ...
 
     async def create(
         self, offer_sdp: str, session_config: SessionConfig, owner: str
@@ -65,9 +76,13 @@ class RealtimeHttpApi:
         auth: Authenticator,
         calls_ref: dict[str, Any],
         readiness: Readiness,
+        rate: RateLimiter | None = None,
+        registry: CallRegistry | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
+        self.rate = rate
+        self.registry = registry
         # Filled in once engines have loaded; calls are refused with 503 until then.
         self._calls_ref = calls_ref
         self.readiness = readiness
@@ -114,7 +129,14 @@ class RealtimeHttpApi:
             raise ApiError(400, "invalid_json", "The body must be a JSON object")
         return body
 
-    def _mint(self, body: dict[str, Any]) -> dict[str, Any]:
+    async def _rate(self, action: str, who: str, limit: int) -> None:
+        if self.rate is not None:
+            await self.rate.hit(action, who, limit)
+
+    async def _rate_address(self, request: web.Request) -> None:
+        await self._rate("address", request.remote or "unknown", self.config.rate_per_address)
+
+    def _mint(self, body: dict[str, Any], azp: str | None = None) -> dict[str, Any]:
         session = _session_config(self.base_session, body.get("session", {}))
         ttl = self.config.client_secret_ttl_s
         expires_after = body.get("expires_after")
@@ -124,6 +146,8 @@ class RealtimeHttpApi:
                     400, "invalid_value", "expires_after must be an object", param="expires_after"
                 )
             seconds = expires_after.get("seconds", ttl)
+            if isinstance(seconds, float) and seconds.is_integer():
+                seconds = int(seconds)  # JSON Schema counts 60.0 as an integer
             limit = self.config.client_secret_max_ttl_s
             if (
                 isinstance(seconds, bool)
@@ -137,14 +161,20 @@ class RealtimeHttpApi:
                     param="expires_after.seconds",
                 )
             ttl = seconds
+        # `user` is accepted as an alias of `sub`; both are checked (found by schemathesis).
+        for name in ("sub", "user"):
+            value = body.get(name)
+            if value is not None and (not isinstance(value, str) or len(value) > 256):
+                raise ApiError(
+                    400,
+                    "invalid_value",
+                    f"{name} must be a string of at most 256 chars",
+                    param=name,
+                )
         sub = body.get("sub", body.get("user"))
-        if sub is not None and (not isinstance(sub, str) or len(sub) > 256):
-            raise ApiError(
-                400, "invalid_value", "sub must be a string of at most 256 chars", param="sub"
-            )
         raw_session = body.get("session", {})
         value, expires_at = self.auth.secrets.mint(
-            raw_session if isinstance(raw_session, dict) else {}, ttl, sub
+            raw_session if isinstance(raw_session, dict) else {}, ttl, sub, azp=azp
         )
         return {
             "value": value,
@@ -153,8 +183,10 @@ class RealtimeHttpApi:
         }
 
     async def client_secrets(self, request: web.Request) -> web.Response:
-        self.auth.require_api_key(request)
-        return web.json_response(self._mint(await self._json_body(request)))
+        caller = self.auth.require_api_key(request)
+        await self._rate("mint", caller.principal, self.config.rate_mint_per_key)
+        await self._rate_address(request)
+        return web.json_response(self._mint(await self._json_body(request), azp=caller.key))
 
     async def demo_client_secret(self, request: web.Request) -> web.Response:
         if not self.config.demo:
@@ -166,6 +198,7 @@ class RealtimeHttpApi:
         origin = request.headers.get("Origin")
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise ApiError(403, "cross_origin_demo", "The demo secret is only for this page")
+        await self._rate_address(request)
         return web.json_response(self._mint({}))
 
     # ---- calls ---------------------------------------------------------------------------
@@ -177,7 +210,13 @@ class RealtimeHttpApi:
         if ctype == "application/sdp":
             return validate_offer(await request.read()), session
         if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            form = await request.post()
+            try:
+                form = await request.post()
+            except (HttpProcessingError, ValueError) as exc:
+                # e.g. a part header with control characters (found by schemathesis: a 500).
+                raise ApiError(
+                    400, "invalid_multipart", f"The multipart body is malformed: {exc}"[:300]
+                ) from exc
             sdp = form.get("sdp")
             if sdp is None:
                 raise ApiError(
@@ -203,16 +242,31 @@ class RealtimeHttpApi:
 
     async def create_call(self, request: web.Request) -> web.Response:
         caller = self.auth.require_caller(request)
+        await self._rate("calls", caller.key or caller.principal, self.config.rate_calls_per_key)
+        await self._rate_address(request)
         session = _session_config(self.base_session, caller.session)
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:200]})
+        calls = self.calls  # 503 while starting, before the offer is even read
         offer, session = await self._read_offer(request, session)
-        calls = self.calls
+        registry = self.registry
+        ticket = await registry.admit(caller, len(calls)) if registry is not None else None
         try:
+            await self.auth.consume(caller)
             call_id, answer = await calls.create(offer, session, caller.principal)
-        except NegotiationError as exc:
-            raise ApiError(400, "invalid_sdp", f"The SDP offer was refused: {exc}") from exc
+        except BaseException as exc:
+            if registry is not None and ticket is not None:
+                await registry.release(ticket)
+            if isinstance(exc, NegotiationError):
+                raise ApiError(400, "invalid_sdp", f"The SDP offer was refused: {exc}") from exc
+            raise
+        if registry is not None and ticket is not None:
+            created = calls.get(call_id)
+            if created is None:
+                await registry.release(ticket)
+            else:
+                registry.add(created, caller, ticket)
         return web.Response(
             status=201,
             text=answer,

@@ -25,4 +25,9 @@ def validate_offer(raw: bytes | str) -> str:
         raise ApiError(400, "invalid_sdp", "The SDP offer has no audio m-line; send a microphone")
     if "\x00" in text:
         raise ApiError(400, "invalid_sdp", "The SDP offer contains NUL bytes")
+    # JSEP gives every media section a mid; aiortc fails half-way without one (and then
+    # cannot even close cleanly), so such offers are refused here (found by fuzzing).
+    sections = text.split("\r\nm=")[1:]
+    if any("\r\na=mid:" not in section for section in sections):
+        raise ApiError(400, "invalid_sdp", "Every m-section of the offer needs an a=mid line")
     return text

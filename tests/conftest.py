@@ -18,3 +18,31 @@ def hark():
 
     with running_server({"HARK_JWT_SECRET": "test-signing-secret-0123456789abcdef"}) as server:
         yield server
+
+
+@pytest.fixture(scope="session")
+def redis_url():
+    """A real redis-server on a loopback port, shared by the tests that need one."""
+    from tests.redis_process import running_redis
+
+    with running_redis() as url:
+        yield url
+
+
+@pytest.fixture(scope="session")
+def hark_cluster(redis_url):
+    """Two real Hark nodes sharing one redis-server, with short limits for the trust tests.
+
+    Node A: idle 3 s, ICE 3 s (the leak and hostile tests use it too); node B: at most
+    2 calls of at most 8 s. Both: 2 calls per sub, the same signing and admin keys.
+    """
+    from tests.server_process import running_server
+    from tests.trust_cluster import Cluster, node_env
+
+    with (
+        running_server(node_env(redis_url, "node-a")) as a,
+        running_server(
+            node_env(redis_url, "node-b", HARK_MAX_CALLS="2", HARK_MAX_CALL_DURATION="8")
+        ) as b,
+    ):
+        yield Cluster(a, b, redis_url)

@@ -32,6 +32,8 @@ class ServerProcess:
     port: int
     process: subprocess.Popen[bytes]
     log_path: Path
+    # For the operator API (HARK_ADMIN_KEYS); API keys are refused there.
+    admin_key: str = ""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -65,11 +67,13 @@ def _health(url: str) -> tuple[int, dict[str, object]]:
 def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     port = free_port()
     api_key = "sk-test-" + secrets.token_hex(8)
+    admin_key = "sk-admin-test-" + secrets.token_hex(8)
     full_env = {
         **os.environ,
         "HARK_HOST": "127.0.0.1",
         "HARK_PORT": str(port),
         "HARK_API_KEYS": api_key,
+        "HARK_ADMIN_KEYS": admin_key,
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
@@ -82,7 +86,9 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         stdout=log_file,
         stderr=subprocess.STDOUT,
     )
-    server = ServerProcess(f"http://127.0.0.1:{port}", api_key, port, process, Path(log_file.name))
+    server = ServerProcess(
+        f"http://127.0.0.1:{port}", api_key, port, process, Path(log_file.name), admin_key
+    )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S
         while True:

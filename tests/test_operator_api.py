@@ -20,7 +20,7 @@ pytestmark = pytest.mark.slow
 
 
 def auth(hark) -> dict[str, str]:
-    return {"Authorization": f"Bearer {hark.api_key}"}
+    return {"Authorization": f"Bearer {hark.admin_key}"}
 
 
 async def connect(hark, session: dict | None = None) -> CallClient:
@@ -52,17 +52,19 @@ async def test_operator_endpoints_need_operator_credentials(hark) -> None:
             ("GET", "/v1/operator/stream"),
             ("GET", "/metrics"),
         ):
-            for headers in (
-                {},
-                {"Authorization": "Bearer nope"},
-                {"Authorization": f"Bearer {secret}"},
+            for headers, status in (
+                ({}, 401),
+                ({"Authorization": "Bearer nope"}, 401),
+                # A realtime secret or an API key is known, but not an operator's.
+                ({"Authorization": f"Bearer {secret}"}, 403),
+                ({"Authorization": f"Bearer {hark.api_key}"}, 403),
             ):
                 async with http.request(method, f"{hark.url}{path}", headers=headers) as resp:
                     body = await resp.json()
-                    assert resp.status == 401, (method, path, headers, body)
+                    assert resp.status == status, (method, path, headers, body)
                     assert set(body["error"]) >= {"type", "code", "message"}
         async with http.get(f"{hark.url}/v1/operator/stream?token={secret}") as resp:
-            assert resp.status == 401
+            assert resp.status == 403
         async with http.get(
             f"{hark.url}/v1/operator/calls/rtc_unknown", headers=auth(hark)
         ) as resp:
@@ -77,7 +79,7 @@ async def test_operator_endpoints_need_operator_credentials(hark) -> None:
 async def test_stream_shows_calls_come_and_go_and_operator_ends_a_call(hark) -> None:
     async with aiohttp.ClientSession() as http:
         stream = await http.get(
-            f"{hark.url}/v1/operator/stream?token={hark.api_key}",
+            f"{hark.url}/v1/operator/stream?token={hark.admin_key}",
             timeout=aiohttp.ClientTimeout(total=120),
         )
         assert stream.status == 200

@@ -70,7 +70,7 @@ async def open_call(hark, relay: UdpRelay | None = None) -> CallClient:
 async def live_ids(hark) -> set[str]:
     async with aiohttp.ClientSession() as http:
         async with http.get(
-            f"{hark.url}/v1/operator/calls", headers={"Authorization": f"Bearer {hark.api_key}"}
+            f"{hark.url}/v1/operator/calls", headers={"Authorization": f"Bearer {hark.admin_key}"}
         ) as resp:
             return {c["id"] for c in (await resp.json())["data"]}
 
@@ -128,7 +128,7 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
         errors: list[str] = []
         page.on("pageerror", lambda exc: errors.append(f"uncaught: {exc}"))
         page.on("console", lambda msg: errors.append(msg.text) if msg.type == "error" else None)
-        await page.goto(f"{hark.url}/operator?token={hark.api_key}")
+        await page.goto(f"{hark.url}/operator?token={hark.admin_key}")
 
         talker = clients[3]
         await talker.say(question, 48000)  # one real turn, for the latency bars
@@ -173,7 +173,7 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
         async with aiohttp.ClientSession() as http:
             async with http.get(
                 f"{hark.url}/v1/operator/calls/{browser_call}",
-                headers={"Authorization": f"Bearer {hark.api_key}"},
+                headers={"Authorization": f"Bearer {hark.admin_key}"},
             ) as resp:
                 timeline = await resp.json()
         print("browser call, its own report:", timeline["client"])
@@ -287,7 +287,7 @@ async def test_dashboard_with_50_calls_updates_only_what_changed(hark, browser) 
     context = await browser.new_context(viewport={"width": 1500, "height": 900})
     try:
         page = await context.new_page()
-        await page.goto(f"{hark.url}/operator?token={hark.api_key}")
+        await page.goto(f"{hark.url}/operator?token={hark.admin_key}")
         await page.wait_for_function(
             "() => document.getElementById('feed').dataset.state === 'live'", timeout=20_000
         )

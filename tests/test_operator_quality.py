@@ -30,7 +30,7 @@ LOSS_TOLERANCE_PP = 2.5  # percentage points between what the relay did and what
 async def operator_get(hark, path: str) -> dict:
     async with aiohttp.ClientSession() as http:
         async with http.get(
-            f"{hark.url}{path}", headers={"Authorization": f"Bearer {hark.api_key}"}
+            f"{hark.url}{path}", headers={"Authorization": f"Bearer {hark.admin_key}"}
         ) as resp:
             assert resp.status == 200, await resp.text()
             return await resp.json()

@@ -1,0 +1,252 @@
+"""The OpenAPI 3.1 description of Hark's HTTP API, served at `GET /openapi.json`.
+
+Written by hand next to the routes it describes; the schemathesis test checks that the
+server keeps to it (no 500s, documented statuses and shapes).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+
+
+def _error(description: str) -> dict[str, Any]:
+    return {
+        "description": description,
+        "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+    }
+
+
+ERRORS: dict[str, Any] = {
+    "400": _error("Malformed request"),
+    "401": _error("Missing, invalid, expired, used or revoked credentials"),
+    "403": _error("The credential may not use this endpoint"),
+    "404": _error("No such route or call"),
+    "405": _error("Method not allowed"),
+    "413": _error("Body too large"),
+    "415": _error("Unsupported content type"),
+    "429": _error("Rate or concurrency limit reached (see Retry-After)"),
+    "503": _error("Starting, full, or shared state unavailable (see Retry-After)"),
+}
+
+CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+SESSION = {
+    "type": "object",
+    "description": "A Realtime session configuration. Fields not listed are ignored; "
+    "`audio` (input.turn_detection, output.voice) follows OpenAI's session object and "
+    "is not described here.",
+    "properties": {
+        "type": {"const": "realtime"},
+        "model": {"type": "string", "maxLength": 200},
+        "instructions": {"type": "string", "maxLength": 16000},
+        "voice": {"type": "string", "maxLength": 100},
+        "audio": {"type": "object", "maxProperties": 0},
+    },
+}
+
+SPEC: dict[str, Any] = {
+    "openapi": "3.1.0",
+    "info": {
+        "title": "Hark",
+        "version": "0.1.0",
+        "description": "Self-hosted OpenAI Realtime WebRTC API, with Hark's own extensions.",
+    },
+    "components": {
+        "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
+        "schemas": {
+            "Error": {
+                "type": "object",
+                "required": ["error"],
+                "properties": {
+                    "error": {
+                        "type": "object",
+                        "required": ["type", "code", "message"],
+                        "properties": {
+                            "type": {"type": "string"},
+                            "code": {"type": "string"},
+                            "message": {"type": "string"},
+                            "param": {"type": ["string", "null"]},
+                        },
+                    }
+                },
+            },
+            "ClientSecret": {
+                "type": "object",
+                "required": ["value", "expires_at"],
+                "properties": {
+                    "value": {"type": "string"},
+                    "expires_at": {"type": "integer"},
+                    "session": {"type": "object", "description": "The full session object"},
+                },
+            },
+        },
+    },
+    "security": [{"bearer": []}],
+    "paths": {
+        "/v1/realtime/client_secrets": {
+            "post": {
+                "summary": "Mint a single-use client secret (API key)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "session": SESSION,
+                                    "sub": {"type": "string", "maxLength": 256},
+                                    "user": {"type": "string", "maxLength": 256},
+                                    "expires_after": {
+                                        "type": ["object", "null"],
+                                        "properties": {
+                                            "anchor": {"const": "created_at"},
+                                            "seconds": {
+                                                "type": "integer",
+                                                "minimum": 10,
+                                                "maximum": 7200,
+                                            },
+                                        },
+                                    },
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {
+                        "description": "The secret",
+                        "content": {
+                            "application/json": {
+                                "schema": {"$ref": "#/components/schemas/ClientSecret"}
+                            }
+                        },
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/v1/realtime/calls": {
+            "post": {
+                "summary": "Open a call with an SDP offer (client secret or API key)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/sdp": {"schema": {"type": "string"}},
+                        "multipart/form-data": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["sdp"],
+                                "properties": {
+                                    "sdp": {"type": "string"},
+                                    "session": {"type": "string"},
+                                },
+                            }
+                        },
+                    },
+                },
+                "responses": {
+                    "201": {
+                        "description": "The answer SDP; Location names the call",
+                        "content": {"application/sdp": {"schema": {"type": "string"}}},
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/v1/realtime/calls/{call_id}": {
+            "delete": {
+                "summary": "Hang up (idempotent)",
+                "parameters": [CALL_ID],
+                "responses": {"204": {"description": "Hung up"}, **ERRORS},
+            }
+        },
+        "/hark/admin/tokens": {
+            "post": {
+                "summary": "Mint an operator (or realtime) token (admin key)",
+                "requestBody": {
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "properties": {
+                                    "scope": {"enum": ["operator", "realtime"]},
+                                    "ttl_seconds": {
+                                        "type": "integer",
+                                        "minimum": 10,
+                                        "maximum": 2592000,
+                                    },
+                                    "sub": {"type": "string", "minLength": 1, "maxLength": 256},
+                                },
+                            }
+                        }
+                    }
+                },
+                "responses": {
+                    "200": {
+                        "description": "The token",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/hark/revocations": {
+            "post": {
+                "summary": "Revoke a user's (sub's) tokens and end their calls (API key)",
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/json": {
+                            "schema": {
+                                "type": "object",
+                                "required": ["sub"],
+                                "properties": {
+                                    "sub": {"type": "string", "minLength": 1, "maxLength": 256}
+                                },
+                            }
+                        }
+                    },
+                },
+                "responses": {
+                    "200": {
+                        "description": "Revoked",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/hark/diagnostics": {
+            "get": {
+                "summary": "Process counters: tasks, peer connections, fds, RSS (operator)",
+                "responses": {
+                    "200": {
+                        "description": "Counters",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    **ERRORS,
+                },
+            }
+        },
+        "/healthz": {
+            "get": {
+                "summary": "Readiness",
+                "security": [],
+                "responses": {
+                    "200": {
+                        "description": "Ready",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                    "503": {
+                        "description": "Loading",
+                        "content": {"application/json": {"schema": {"type": "object"}}},
+                    },
+                },
+            }
+        },
+    },
+}
+
+
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(SPEC)
