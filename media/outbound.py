@@ -80,7 +80,9 @@ class OutboundAudioTrack(MediaStreamTrack):
     still finishing after a barge-in can never leak stale speech.
 
     `on_playback_started(response_id)` and `on_playback_stopped(response_id)` are called
-    from `recv()`; `clear()` never calls `on_playback_stopped`.
+    from `recv()`; `clear()` never calls `on_playback_stopped`. `on_frame_sent(pcm, sent_at)`
+    gets every frame `recv()` returns, silence included, with the track clock's time: the
+    echo canceller's reference of exactly what the client will play.
     """
 
     kind = "audio"
@@ -91,6 +93,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._clock = clock
         self.on_playback_started: Callable[[str], None] | None = None
         self.on_playback_stopped: Callable[[str], None] | None = None
+        self.on_frame_sent: Callable[[np.ndarray, float], None] | None = None
         self._resampler = Resampler(RATE)
         self._queue = _SampleQueue()
         self._paused = False
@@ -220,6 +223,11 @@ class OutboundAudioTrack(MediaStreamTrack):
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.
         pcm = self._next_samples()
+        if self.on_frame_sent is not None:
+            try:
+                self.on_frame_sent(pcm, self._clock())
+            except Exception:
+                log.exception("on_frame_sent failed")
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE
