@@ -16,8 +16,11 @@ Tracking: an estimate is taken only when the window had enough reference speech 
 peak is strong (`min_correlation`). The first one is adopted once two measurements in a
 row agree; a
 later one that moves by more than two blocks must be seen three times in a row, so a bad
-stretch cannot throw the canceller off; while the gate hears a person over the echo,
-measuring stops altogether (like an adaptive filter's double-talk freeze).
+stretch cannot throw the canceller off, and none is made while the delay in use still
+correlates almost as well as the new peak (a path change makes the old lag collapse;
+a voice over the echo only adds a rival peak). Microphone frames that the gate did not judge
+pure echo (a person talking) are masked out of the correlation, like an adaptive
+filter's double-talk freeze; a window that is mostly masked is not measured.
 
 Cost: one `np.correlate` of 500 x 875 points every 4th frame, ~0.1 ms.
 """
@@ -39,6 +42,7 @@ ACTIVE_POWER = 1000.0  # a reference block louder than this (~ -60 dBFS) is "sou
 class DelayEstimate:
     delay_seconds: float
     correlation: float
+    at_current: float  # the correlation at the delay in use (0 if none)
 
 
 class EchoDelayEstimator:
@@ -67,25 +71,35 @@ class EchoDelayEstimator:
         self.last: DelayEstimate | None = None  # the latest confident measurement
 
     def push(
-        self, mic_power: np.ndarray, zero_lag_block: int, reference: History, frozen: bool = False
+        self, mic_power: np.ndarray, zero_lag_block: int, reference: History, use: bool = True
     ) -> None:
         """Block powers of one microphone frame, oldest first; `zero_lag_block` is the
-        reference block sent at the same nominal time as the frame's last block. While
-        `frozen` (someone talks over the echo) the envelope is kept but nothing is
-        measured."""
-        self._mic.append(np.log10(np.maximum(mic_power, LOG_FLOOR)))
+        reference block sent at the same nominal time as the frame's last block. A frame
+        with `use=False` (someone talking) is masked out of the correlation."""
+        if use:
+            self._mic.append(np.log10(np.maximum(mic_power, LOG_FLOOR)))
+        else:
+            self._mic.append(np.full(len(mic_power), np.nan))
         self._mic_filled = min(self._mic_filled + len(mic_power), self.window)
         self._frames += 1
-        if frozen or self._frames % self.every_frames or self._mic_filled < self.window // 2:
+        if self._frames % self.every_frames or self._mic_filled < self.window // 2:
             return
         estimate = self._measure(zero_lag_block, reference)
-        if estimate is not None:
-            self.last = estimate
-            self._track(estimate.delay_seconds)
+        if estimate is None:
+            return
+        self.last = estimate
+        if estimate.at_current >= max(self.min_correlation, 0.8 * estimate.correlation):
+            self._candidate = None  # the delay in use still explains the echo: stay
+            return
+        self._track(estimate.delay_seconds)
 
     def _measure(self, zero_lag_block: int, reference: History) -> DelayEstimate | None:
         n = self._mic_filled
         x = self._mic.get(self._mic.end - n, self._mic.end)
+        valid = ~np.isnan(x)
+        if np.mean(valid) < 0.5:
+            return None
+        x[~valid] = np.mean(x[valid])  # masked blocks: neutral, they add nothing
         ref_power = reference.get(zero_lag_block - n + 1 - self.max_lag, zero_lag_block + 1)
         if np.mean(ref_power > ACTIVE_POWER) < self.min_active_fraction:
             return None
@@ -113,7 +127,11 @@ class EchoDelayEstimator:
             if denominator < 0:
                 offset = 0.5 * (left - right) / denominator
         lag_blocks = self.max_lag - (k + offset)
-        return DelayEstimate(max(lag_blocks, 0.0) * BLOCK_SECONDS, peak)
+        at_current = 0.0
+        if self.delay_seconds is not None:
+            current = self.max_lag - round(self.delay_seconds / BLOCK_SECONDS)
+            at_current = float(corr[min(max(current, 0), len(corr) - 1)])
+        return DelayEstimate(max(lag_blocks, 0.0) * BLOCK_SECONDS, peak, at_current)
 
     def _track(self, delay: float) -> None:
         close = 2 * BLOCK_SECONDS

@@ -14,13 +14,20 @@ this frame could hold, after the cancellation the canceller is achieving:
 
 - `max_echo_gain` (default -3 dB) is the worst echo path assumed: speaker-to-mic
   coupling at most 3 dB below what was sent. Smart glasses measure -6 to -12 dB.
-- `erle` is learned: the median of mic/residual over the last 64 frames that carried
-  echo; it starts at 1 (0 dB), so before the canceller converges (and before the delay
-  is known) only a voice louder than the loudest possible echo counts.
-- `margin` (8 dB) covers the spread of the residual around its median: the gate credits
-  the canceller with 8 dB less than its median, and never with less than nothing.
+- `erle` is learned: total mic power / total residual power over the last 96 frames that
+  carried echo, counted only once AEC3 left its start-up phase (`settle_frames`, 2.5 s of
+  echo after it started); it starts at 1 (0 dB), so before the canceller converges (and
+  before the delay is known) only a voice louder than the loudest possible echo counts.
+- `margin` (10 dB) covers the spread of the residual around its average: the gate
+  credits the canceller with 10 dB less than it achieves, and never with less than nothing.
+- The evidence must hold for `confirm_frames` (2) frames in a row, and the canceller must
+  have removed less than 15 dB of that frame (`min_residual_share_db`): a one-frame AEC3
+  glitch, or a frame it mostly cancelled, is echo. This costs barge-in one frame (32 ms).
+- Each burst of reference (the bot starting to speak again) gets no credit for its first
+  `onset_frames` (256 ms): the canceller's filter lags the onset of the echo.
 - Once near-end speech is seen, the verdict holds for `hangover_frames` (160 ms) so the
-  dips between syllables do not break the segmenter's run of speech frames.
+  dips between syllables do not break the segmenter's run of speech frames, unless the
+  canceller removes over 20 dB of a frame: then it is echo again at once.
 
 A frame with no reference in its window is never "echo only": with the bot silent, the
 gate is out of the way. Limits: a user much quieter than the echo is not heard over it
@@ -42,11 +49,15 @@ ACTIVE_FRAME_POWER = 1000.0  # ~ -60 dBFS over 32 ms: below it the reference is 
 @dataclass
 class GateParams:
     max_echo_gain_db: float = -3.0
-    margin_db: float = 8.0
+    margin_db: float = 10.0
     floor_power: float = 3000.0  # ~ -55 dBFS: quieter than this is never a person talking
     hangover_frames: int = 5
+    confirm_frames: int = 2  # consecutive frames of evidence before near-end speech counts
+    min_residual_share_db: float = -15.0  # the canceller took more than this: it was echo
+    hangover_break_db: float = -20.0  # ... and in a hangover, more than this ends it
     erle_frames: int = 96
     settle_frames: int = 80  # AEC3 suppresses hard while new (~2.5 s): learn nothing then
+    onset_frames: int = 8  # no credit for the first 256 ms of each burst of reference
     max_erle_db: float = 30.0
 
 
@@ -57,7 +68,9 @@ class EchoGate:
         self.params = params or GateParams()
         self._powers: deque[tuple[float, float]] = deque(maxlen=self.params.erle_frames)
         self._hold = 0
+        self._evidence = 0  # consecutive frames that looked like near-end speech
         self._age = 0  # frames with echo since the canceller (re)started
+        self._onset = 0  # frames left in the current burst's no-credit start
 
     @property
     def erle_db(self) -> float:
@@ -78,19 +91,31 @@ class EchoGate:
         p = self.params
         if echo_bound < ACTIVE_FRAME_POWER:
             self._hold = 0
+            self._evidence = 0
+            self._onset = p.onset_frames
             return False
         max_echo = echo_bound * 10 ** (p.max_echo_gain_db / 10)
+        erle_db = self.erle_db if aligned and not self._onset else 0.0
+        self._onset = max(self._onset - 1, 0)
+        threshold = max_echo * 10 ** (-max(erle_db - p.margin_db, 0.0) / 10)
+        share = 10 ** (p.min_residual_share_db / 10)
+        if residual > threshold and residual > p.floor_power and residual > mic * share:
+            self._evidence += 1
+        else:
+            self._evidence = 0
+        if self._evidence >= p.confirm_frames:
+            self._hold = p.hangover_frames
+            return False
+        speechlike = self._evidence or residual > mic * 10 ** (p.hangover_break_db / 10)
+        if self._hold and speechlike:
+            self._hold -= 1  # a pause between syllables: still the person's turn
+            return False
+        self._hold = 0
+        # Learn what the canceller achieves from echo-only frames alone: one loud frame of
+        # a person talking would otherwise wipe out the credit just when it is needed.
         if aligned:
             self._age += 1
         settled = aligned and self._age > p.settle_frames
-        if settled and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
+        if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
             self._powers.append((mic, residual))
-        erle_db = self.erle_db if aligned else 0.0
-        threshold = max_echo * 10 ** (-max(erle_db - p.margin_db, 0.0) / 10)
-        if residual > threshold and residual > p.floor_power:
-            self._hold = p.hangover_frames
-            return False
-        if self._hold:
-            self._hold -= 1
-            return False
         return True

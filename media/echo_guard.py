@@ -72,7 +72,6 @@ class EchoGuard:
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
-        self._near_talk = False  # the last frame had near-end speech over the echo
 
     @property
     def delay_ms(self) -> float | None:
@@ -106,23 +105,32 @@ class EchoGuard:
 
         samples = frame.astype(np.float64)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
-        # Like an adaptive filter, delay tracking freezes while a person talks over the echo.
-        self._delay.push(mic_blocks, last_block, self._reference.power, frozen=self._near_talk)
-        delay = self._delay.delay_seconds
+        verdict = self._judge(frame, mic_blocks, end_index, last_block)
+        # Only frames judged pure echo teach the delay estimator: a person talking (over the
+        # echo or after it) would pull the correlation peak to a wrong lag.
+        self._delay.push(mic_blocks, last_block, self._reference.power, use=verdict.echo_only)
+        return verdict
 
+    def _judge(
+        self, frame: np.ndarray, mic_blocks: np.ndarray, end_index: float, last_block: int
+    ) -> EchoVerdict:
+        delay = self._delay.delay_seconds
         echo_bound = self._echo_bound(last_block, delay)
         if echo_bound < ACTIVE_FRAME_POWER:
-            self._far_end_at = None
+            if self._canceller is not None:
+                # Keep AEC3 running on silence so it is in step when the bot speaks again
+                # (resuming it cold let the first echo of the next reply through).
+                self._cancel(frame, end_index, delay)
             self._gate.decide(echo_bound, 0.0, 0.0, aligned=False)
-            self._near_talk = False
             return EchoVerdict(frame, False, self.delay_ms)
-
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
         echo_only = self._gate.decide(
             echo_bound, float(np.mean(mic_blocks)), float(residual), aligned=delay is not None
         )
-        self._near_talk = not echo_only
+        # Near-end speech: hand on the microphone as it was. AEC3's residual suppressor
+        # carves the echo's frequencies out of the mix, which left Silero deaf to some
+        # barge-ins; the echo under a person's voice does not fool it.
         return EchoVerdict(cleaned if echo_only else frame, echo_only, self.delay_ms)
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:

@@ -36,6 +36,17 @@ def test_echo_only_never_starts_a_turn_over_20_replies():
     assert np.mean(erles) > 6.0  # the canceller removes echo, not just the gate
 
 
+def test_echo_of_a_later_reply_never_starts_a_turn_over_20_replies():
+    """Later turns: the guard heard an earlier reply, the canceller is converged and the
+    gate credits it, the hardest case for a canceller glitch to slip through."""
+    starts = []
+    for i, case in enumerate(echo_cases(20, user=False, seed=5)):
+        result = run_case(case, EchoGuard(), warm_reply=REPLIES[(i + 7) % len(REPLIES)])
+        starts.append(len(result.started_ms))
+    print(f"self-interruptions on later replies {sum(starts)}/20")
+    assert starts == [0] * 20
+
+
 def test_a_user_talking_over_the_echo_always_starts_a_turn():
     """Later turns of a call (the guard heard an earlier reply): every barge-in counts,
     close to when the same words alone are detected."""
