@@ -15,7 +15,7 @@ this frame could hold, after the cancellation the canceller is achieving:
 - `max_echo_gain` (default -3 dB) is the worst echo path assumed: speaker-to-mic
   coupling at most 3 dB below what was sent. Smart glasses measure -6 to -12 dB.
 - `erle` is learned: total mic power / total residual power over the last 96 frames that
-  carried echo, counted only once AEC3 left its start-up phase (`settle_frames`, 2.5 s of
+  carried echo, counted only once AEC3 left its start-up phase (`settle_frames`, 1.3 s of
   echo after it started); it starts at 1 (0 dB), so before the canceller converges (and
   before the delay is known) only a voice louder than the loudest possible echo counts.
 - `margin` (10 dB) covers the spread of the residual around its average: the gate
@@ -56,7 +56,7 @@ class GateParams:
     min_residual_share_db: float = -15.0  # the canceller took more than this: it was echo
     hangover_break_db: float = -20.0  # ... and in a hangover, more than this ends it
     erle_frames: int = 96
-    settle_frames: int = 80  # AEC3 suppresses hard while new (~2.5 s): learn nothing then
+    settle_frames: int = 40  # AEC3 suppresses hard while new (~1.3 s): learn nothing then
     onset_frames: int = 8  # no credit for the first 256 ms of each burst of reference
     max_erle_db: float = 30.0
 

@@ -47,23 +47,40 @@ def test_echo_of_a_later_reply_never_starts_a_turn_over_20_replies():
     assert starts == [0] * 20
 
 
-def test_a_user_talking_over_the_echo_always_starts_a_turn():
-    """Later turns of a call (the guard heard an earlier reply): every barge-in counts,
-    close to when the same words alone are detected."""
+def barge_in_delays(warm: bool) -> list[int]:
+    """For 20 echo + user cases: ms from detecting the same words alone to detecting
+    them over the echo; fails the test if a barge-in is missed or comes too early."""
     added = []
     for i, case in enumerate(echo_cases(20, user=True)):
-        warm = REPLIES[(i + 7) % len(REPLIES)]
-        guarded = run_case(case, EchoGuard(), warm_reply=warm)
-        alone = run_case(case, None, warm_reply=warm, with_echo=False)
+        warm_reply = REPLIES[(i + 7) % len(REPLIES)] if warm else None
+        guarded = run_case(case, EchoGuard(), warm_reply=warm_reply)
+        alone = run_case(case, None, warm_reply=warm_reply, with_echo=False)
         assert alone.detected_ms, case
         assert guarded.detected_ms, f"barge-in missed: {case}"
-        assert case.user is not None and guarded.user_onset_ms is not None
+        assert guarded.user_onset_ms is not None
         # The first turn is the user's, not an echo start before they spoke.
         first = guarded.detected_ms[0]
         assert first >= guarded.user_onset_ms - 200, (case, guarded.detected_ms)
         added.append(first - alone.detected_ms[0])
-    print(f"barge-in 20/20, added onset delay ms: median {np.median(added):.0f} max {max(added)}")
-    assert max(added) <= 500
+    return added
+
+
+def test_a_user_talking_over_a_later_reply_always_starts_a_turn():
+    """Later turns of a call (the guard heard an earlier reply): every barge-in counts,
+    close to when the same words alone are detected."""
+    added = barge_in_delays(warm=True)
+    print(f"barge-in 20/20 (later reply), added onset delay ms: {sorted(added)}")
+    assert np.median(added) <= 150
+    assert max(added) <= 1000
+
+
+def test_a_user_talking_over_the_first_reply_always_starts_a_turn():
+    """The call's first reply: the delay is unknown for its first ~0.6 s of echo and the
+    canceller is new, so the gate is strict (only a voice louder than the loudest
+    possible echo counts) and barge-in comes later, but it still comes."""
+    added = barge_in_delays(warm=False)
+    print(f"barge-in 20/20 (first reply), added onset delay ms: {sorted(added)}")
+    assert np.median(added) <= 300
 
 
 def test_with_the_bot_silent_input_passes_unchanged():
