@@ -80,6 +80,7 @@ class CaseResult:
     cleaned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     echo: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     user_onset_ms: int | None = None  # first voiced 10 ms of the user, mic audio clock
+    reply_echo_ms: int = 0  # when the (last) reply's echo reaches the server, mic clock
     delay_ms: float | None = None
 
 
@@ -161,6 +162,7 @@ def run_case(
     echo_at_mic[max(delay, 0) : max(delay, 0) + len(src)] = src[: n_mic - max(delay, 0)]
     mic = echo_at_mic + rng.standard_normal(n_mic) * 30.0  # ~ -61 dBFS of noise
     result = CaseResult(case=case, echo=echo_at_mic)
+    result.reply_echo_ms = round((reply_at + case.delay_ms / 1000 - MIC_T0) * 1000)
     if case.user is not None:
         user = speak(case.user).astype(float) * 10 ** (case.user_gain_db / 20)
         at = int((reply_at + case.user_at - MIC_T0) * RATE)
@@ -197,11 +199,12 @@ def run_case(
     return result
 
 
-def erle_db(result: CaseResult) -> float:
+def erle_db(result: CaseResult, from_ms: int = 0) -> float:
     """Echo reduction over the frames that carry echo: mic power / cleaned power."""
     n = len(result.cleaned) // 512 * 512
     echo = result.echo[:n].reshape(-1, 512)
     loud = np.mean(echo**2, axis=1) > 1e4
+    loud[: from_ms // 32] = False
     mic = result.mic[:n].reshape(-1, 512)[loud].astype(float)
     cleaned = result.cleaned[:n].reshape(-1, 512)[loud].astype(float)
     return float(10 * np.log10(np.sum(mic**2) / max(np.sum(cleaned**2), 1.0)))
