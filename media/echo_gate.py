@@ -72,6 +72,7 @@ class GateParams:
     coupling_margin_db: float = 3.0
     coupling_min_frames: int = 16
     geigel_margin_db: float = 3.0
+    recent_frames: int = 16  # the canceller's recent record, to notice it losing the echo
 
 
 class EchoGate:
@@ -86,6 +87,7 @@ class EchoGate:
         self._onset = 0  # frames left in the current burst's no-credit start
         self._coupling: deque[float] = deque(maxlen=self.params.coupling_frames)
         self._aligned = False  # the coupling was learned against an aligned echo window
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.params.recent_frames)
 
     @property
     def echo_gain_db(self) -> float:
@@ -106,9 +108,19 @@ class EchoGate:
         erle = 10 * np.log10(mic / max(residual, 1.0))
         return float(min(max(erle, 0.0), self.params.max_erle_db))
 
+    @property
+    def recent_erle_db(self) -> float | None:
+        """Cancellation over the last frames no louder than echo (talk included, so it
+        errs low): drops at once if the canceller loses the echo path."""
+        if len(self._recent) < self.params.recent_frames // 2:
+            return None
+        mic, residual = np.sum(np.array(self._recent), axis=0)
+        return float(max(10 * np.log10(mic / max(residual, 1.0)), 0.0))
+
     def forget_erle(self) -> None:
         """The canceller restarted: what it achieved before no longer holds."""
         self._powers.clear()
+        self._recent.clear()
         self._age = 0
 
     def decide(self, echo_bound: float, mic: float, residual: float, aligned: bool) -> bool:
@@ -119,13 +131,22 @@ class EchoGate:
             self._evidence = 0
             self._onset = p.onset_frames
             return False
-        if aligned != self._aligned:
+        if aligned and not self._aligned:
             # The echo window just narrowed to the measured delay: ratios learned against
             # the wide window (always the larger bound) would understate the coupling.
             self._coupling.clear()
-            self._aligned = aligned
+            self._aligned = True
         max_echo = echo_bound * 10 ** (self.echo_gain_db / 10)
+        if (
+            aligned
+            and mic > 10 * p.floor_power
+            and mic <= max_echo * 10 ** (p.geigel_margin_db / 10)
+        ):
+            self._recent.append((mic, residual))
         erle_db = self.erle_db if aligned and not self._onset else 0.0
+        recent = self.recent_erle_db
+        if recent is not None:
+            erle_db = min(erle_db, recent)
         self._onset = max(self._onset - 1, 0)
         threshold = max_echo * 10 ** (-max(erle_db - p.margin_db, 0.0) / 10)
         share = 10 ** (p.min_residual_share_db / 10)
@@ -152,6 +173,6 @@ class EchoGate:
         settled = aligned and self._age > p.settle_frames
         if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
             self._powers.append((mic, residual))
-        if not self._evidence and mic > 10 * p.floor_power:
+        if (aligned or not self._aligned) and not self._evidence and mic > 10 * p.floor_power:
             self._coupling.append(mic / echo_bound)
         return True

@@ -44,6 +44,7 @@ REVERB_TAIL_SECONDS = 0.15  # echo energy still arriving after the direct path
 DELAY_SLACK_SECONDS = 0.04  # error allowed in the delay estimate when bounding the echo
 AEC_LEAD_SECONDS = 0.08  # the reference handed to AEC3 leads the echo by this much
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
+ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 
 
@@ -75,6 +76,7 @@ class EchoGuard:
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
+        self._burst = 0  # consecutive frames with reference at the measured delay
 
     @property
     def delay_ms(self) -> float | None:
@@ -119,6 +121,16 @@ class EchoGuard:
     ) -> EchoVerdict:
         delay = self._delay.delay_seconds
         echo_bound = self._echo_bound(last_block, delay)
+        aligned = delay is not None
+        self._burst = self._burst + 1 if aligned and echo_bound >= ACTIVE_FRAME_POWER else 0
+        if aligned and self._burst <= ONSET_FRAMES:
+            # Nothing at the measured delay yet, but something within the whole searched
+            # range: if the path just shrank or grew (a client's jitter buffer adapting),
+            # that is where its echo is; and the first frames of a burst are where a
+            # changed path shows first. Judge against all of it, crediting no cancellation.
+            wide = self._echo_bound(last_block, None)
+            if wide >= ACTIVE_FRAME_POWER:
+                echo_bound, aligned = wide, False
         if echo_bound < ACTIVE_FRAME_POWER:
             if self._canceller is not None:
                 # Keep AEC3 running on silence so it is in step when the bot speaks again
@@ -129,7 +141,7 @@ class EchoGuard:
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
         echo_only = self._gate.decide(
-            echo_bound, float(np.mean(mic_blocks)), float(residual), aligned=delay is not None
+            echo_bound, float(np.mean(mic_blocks)), float(residual), aligned=aligned
         )
         # Near-end speech: hand on the microphone as it was. AEC3's residual suppressor
         # carves the echo's frequencies out of the mix, which left Silero deaf to some

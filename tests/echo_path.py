@@ -121,6 +121,15 @@ def room_response(rng: np.random.Generator) -> np.ndarray:
     return ir / np.sqrt(np.sum(ir * ir))
 
 
+def delayed(echo: np.ndarray, delay_ms: float, n_mic: int) -> np.ndarray:
+    """`echo` (on the send clock) as it reaches the server `delay_ms` later, mic indexed."""
+    delay = int(delay_ms * RATE / 1000) - int(MIC_T0 * RATE)
+    out = np.zeros(n_mic)
+    src = echo[max(-delay, 0) :]
+    out[max(delay, 0) : max(delay, 0) + len(src)] = src[: n_mic - max(delay, 0)]
+    return out
+
+
 def voiced_onset_ms(pcm: np.ndarray) -> int:
     rms = np.sqrt(np.mean(pcm[: len(pcm) // 160 * 160].reshape(-1, 160).astype(float) ** 2, 1))
     return int(np.nonzero(rms > 300)[0][0]) * 10
@@ -133,11 +142,14 @@ def run_case(
     warm_reply: str | None = None,
     tail_seconds: float = 2.0,
     with_echo: bool = True,
+    delay_change_ms: float = 0.0,
 ) -> CaseResult:
     """Play the case through `guard` (None: no echo handling) into real Silero and the
     real segmenter. `warm_reply` first plays another reply through the same guard, as
     earlier turns of a call would, so the delay is already known. `with_echo=False`
-    gives the user's voice alone: the baseline for onset delays."""
+    gives the user's voice alone: the baseline for onset delays. `delay_change_ms` moves
+    the echo path by that much just before the (last) reply, as a client's jitter buffer
+    growing or shrinking would."""
     rng = np.random.default_rng(case.seed)
     reply48 = speak(case.reply, 48000)
     lead = np.zeros(int(REPLY_AT * 48000), np.int16)
@@ -153,13 +165,13 @@ def run_case(
     # What reaches the server at server time t (s) lives at mic index (t - MIC_T0) * RATE.
     duration = len(sent48) / 48000
     n_mic = int((duration - MIC_T0) * RATE) // 512 * 512
-    delay = int(case.delay_ms * RATE / 1000) - int(MIC_T0 * RATE)
     echo = np.convolve(sent16, room_response(rng))[: len(sent16)] * 10 ** (case.gain_db / 20)
     if not with_echo:
         echo[:] = 0.0
-    echo_at_mic = np.zeros(n_mic)
-    src = echo[max(-delay, 0) :]
-    echo_at_mic[max(delay, 0) : max(delay, 0) + len(src)] = src[: n_mic - max(delay, 0)]
+    echo_at_mic = delayed(echo, case.delay_ms, n_mic)
+    if delay_change_ms:
+        switch = int((reply_at - 0.1 - MIC_T0) * RATE)
+        echo_at_mic[switch:] = delayed(echo, case.delay_ms + delay_change_ms, n_mic)[switch:]
     mic = echo_at_mic + rng.standard_normal(n_mic) * 30.0  # ~ -61 dBFS of noise
     result = CaseResult(case=case, echo=echo_at_mic)
     result.reply_echo_ms = round((reply_at + case.delay_ms / 1000 - MIC_T0) * 1000)
