@@ -47,6 +47,21 @@ def test_echo_of_a_later_reply_never_starts_a_turn_over_20_replies():
     assert starts == [0] * 20
 
 
+def test_echo_path_moving_100ms_between_replies_never_starts_a_turn():
+    """The client's jitter buffer grows or shrinks between two replies: the echo of the
+    second arrives 100 ms later or earlier than measured on the first."""
+    starts = []
+    for i, case in enumerate(echo_cases(20, user=False, seed=3)):
+        change = 100.0 if i % 2 else -100.0
+        warm = REPLIES[(i + 7) % len(REPLIES)]
+        result = run_case(case, EchoGuard(), warm_reply=warm, delay_change_ms=change)
+        starts.append(len(result.started_ms))
+        assert result.delay_ms is not None
+        assert abs(result.delay_ms - (case.delay_ms + change)) <= 60  # re-measured
+    print(f"self-interruptions after a path change {sum(starts)}/20")
+    assert starts == [0] * 20
+
+
 def barge_in_delays(warm: bool) -> list[int]:
     """For 20 echo + user cases: ms from detecting the same words alone to detecting
     them over the echo; fails the test if a barge-in is missed or comes too early."""

@@ -87,6 +87,16 @@ def main() -> None:
         later_interruptions += bool(result.started_ms)
         later_erles.append(erle_db(result, from_ms=result.reply_echo_ms))
 
+    path_changes = {}
+    for change in (-150.0, 100.0, 250.0):
+        count = 0
+        for i, case in enumerate(echo_cases(args.cases, user=False, seed=3)):
+            warm = REPLIES[(i + 7) % len(REPLIES)]
+            count += bool(
+                run_case(case, EchoGuard(), warm_reply=warm, delay_change_ms=change).started_ms
+            )
+        path_changes[f"{change:+.0f}ms"] = count
+
     report = {
         "echo_only": {
             "cases": args.cases,
@@ -102,6 +112,10 @@ def main() -> None:
                 "mean": round(float(np.mean(later_erles)), 1),
                 "min": round(min(later_erles), 1),
             },
+        },
+        "echo_only_path_moved_between_replies": {
+            "cases_each": args.cases,
+            "self_interruptions": path_changes,
         },
         "barge_in_first_reply": barge_in(echo_cases(args.cases, user=True), warm=False),
         "barge_in_later_reply": barge_in(echo_cases(args.cases, user=True), warm=True),
