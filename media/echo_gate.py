@@ -20,8 +20,10 @@ both above `floor_power` (-55 dBFS).
   when the delay is first measured (the echo window narrows, so the ratios grow).
 - `erle` is learned: total mic power / total residual power over the last 96 echo-only
   frames, counted once AEC3 left its start-up phase (`settle_frames`, 1.3 s of echo); it
-  starts at 1 (0 dB). `margin` (10 dB) covers the spread of the residual: the gate credits
-  the canceller with 10 dB less than it achieves, and never with less than nothing.
+  starts at 1 (0 dB). It is capped by the cancellation over the last 16 frames no louder
+  than echo (talk included, so it errs low), which collapses at once if the canceller
+  loses the echo path. `margin` (10 dB) covers the spread of the residual: the gate
+  credits the canceller with 10 dB less than it achieves, and never with less than nothing.
 - The Geigel rule catches a loud voice even when AEC3 (new, or confused by double talk)
   suppresses it; the residual rule catches a voice quieter than the echo once AEC3 works.
 - Evidence must hold for `confirm_frames` (2) frames in a row, and for the residual rule

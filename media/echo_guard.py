@@ -17,7 +17,10 @@ jitter buffer. The server knows exactly what it sent and when; this module uses 
 4. `EchoCanceller` (WebRTC AEC3) gets the reference shifted by that delay less a small
    lead, which its own fine delay search covers, and removes the echo.
 5. `EchoGate` compares what is left with the loudest echo the frame could hold and says
-   whether the frame is echo only.
+   whether the frame is echo only. The first 256 ms of each burst of echo, and frames
+   with nothing at the measured delay but something within the whole searched range,
+   are judged against that whole range with no credit for cancellation: a client's jitter
+   buffer may have moved the echo since the delay was measured.
 
 While nothing was sent within the possible echo window (the bot is silent), frames pass
 through untouched and are never flagged. Everything here is synchronous numpy and one
