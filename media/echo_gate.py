@@ -20,11 +20,10 @@ both above `floor_power` (-55 dBFS).
   when the delay is first measured (the echo window narrows, so the ratios grow).
 - `erle` is learned: total mic power / total residual power over the last 96 echo-only
   frames, counted once AEC3 left its start-up phase (`settle_frames`, 1.3 s of echo); it
-  starts at 1 (0 dB). It is capped by the low quartile of the cancellation over the last
-  16 frames no louder than echo (talk included), which falls within ~0.15 s if the
-  canceller loses the echo path while two or three frames of a voice do not move it.
-  `margin` (10 dB) covers the spread of the residual: the gate credits the canceller
-  with 10 dB less than it achieves, and never with less than nothing.
+  starts at 1 (0 dB). It is capped by the cancellation over the last 16 frames no louder
+  than echo (talk included, so it errs low), which collapses at once if the canceller
+  loses the echo path. `margin` (10 dB) covers the spread of the residual: the gate
+  credits the canceller with 10 dB less than it achieves, and never with less than nothing.
 - The Geigel rule catches a loud voice even when AEC3 (new, or confused by double talk)
   suppresses it; the residual rule catches a voice quieter than the echo once AEC3 works.
 - Evidence must hold for `confirm_frames` (2) frames in a row, and for the residual rule
@@ -90,7 +89,7 @@ class EchoGate:
         self._onset = 0  # frames left in the current burst's no-credit start
         self._coupling: deque[float] = deque(maxlen=self.params.coupling_frames)
         self._aligned = False  # the coupling was learned against an aligned echo window
-        self._recent: deque[float] = deque(maxlen=self.params.recent_frames)
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.params.recent_frames)
 
     @property
     def echo_gain_db(self) -> float:
@@ -113,11 +112,12 @@ class EchoGate:
 
     @property
     def recent_erle_db(self) -> float | None:
-        """Low quartile of the cancellation over the last frames no louder than echo: two
-        or three frames of talk do not move it, a canceller losing the echo path does."""
+        """Cancellation over the last frames no louder than echo (talk included, so it
+        errs low): drops at once if the canceller loses the echo path."""
         if len(self._recent) < self.params.recent_frames // 2:
             return None
-        return float(max(np.percentile(self._recent, 25), 0.0))
+        mic, residual = np.sum(np.array(self._recent), axis=0)
+        return float(max(10 * np.log10(mic / max(residual, 1.0)), 0.0))
 
     def forget_erle(self) -> None:
         """The canceller restarted: what it achieved before no longer holds."""
@@ -139,13 +139,16 @@ class EchoGate:
             self._coupling.clear()
             self._aligned = True
         max_echo = echo_bound * 10 ** (self.echo_gain_db / 10)
+        if (
+            aligned
+            and mic > 10 * p.floor_power
+            and mic <= max_echo * 10 ** (p.geigel_margin_db / 10)
+        ):
+            self._recent.append((mic, residual))
         erle_db = self.erle_db if aligned and not self._onset else 0.0
         recent = self.recent_erle_db
         if recent is not None:
             erle_db = min(erle_db, recent)
-        echo_level = mic <= max_echo * 10 ** (p.geigel_margin_db / 10)
-        if aligned and mic > 10 * p.floor_power and echo_level:
-            self._recent.append(10 * np.log10(mic / max(residual, 1.0)))
         self._onset = max(self._onset - 1, 0)
         threshold = max_echo * 10 ** (-max(erle_db - p.margin_db, 0.0) / 10)
         share = 10 ** (p.min_residual_share_db / 10)

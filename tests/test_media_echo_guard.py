@@ -86,7 +86,7 @@ def test_a_user_talking_over_a_later_reply_always_starts_a_turn():
     added = barge_in_delays(warm=True)
     print(f"barge-in 20/20 (later reply), added onset delay ms: {sorted(added)}")
     assert np.median(added) <= 100
-    assert max(added) <= 500
+    assert max(added) <= 800
 
 
 def test_a_user_talking_over_the_first_reply_always_starts_a_turn():
