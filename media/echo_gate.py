@@ -40,7 +40,7 @@ both above `floor_power` (-55 dBFS).
 A frame with no reference in its window is never "echo only": with the bot silent, the
 gate is out of the way. Limits: before the delay is known and while AEC3 is new, only a
 voice louder than the loudest possible echo counts (barge-in on a call's first reply is
-slower); a person much quieter than the echo is heard only once the bot pauses; an echo
+slower); a person no louder than the echo is heard only once the bot pauses; an echo
 path louder than `max_echo_gain_db` before 16 frames of it were seen can pass as speech;
 nonlinear speaker distortion lowers the achievable `erle`, which the learned ratio
 absorbs (barge-in then needs a louder voice).
