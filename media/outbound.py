@@ -84,7 +84,9 @@ class OutboundAudioTrack(MediaStreamTrack):
     still finishing after a barge-in can never leak stale speech.
 
     `on_playback_started(response_id)` and `on_playback_stopped(response_id)` are called
-    from `recv()`; `clear()` never calls `on_playback_stopped`.
+    from `recv()`; `clear()` never calls `on_playback_stopped`. `on_frame_sent(pcm, sent_at)`
+    gets every frame `recv()` returns, silence included, with the track clock's time: the
+    echo canceller's reference of exactly what the client will play.
     """
 
     kind = "audio"
@@ -98,6 +100,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._resync_silence = resync_silence
         self.on_playback_started: Callable[[str], None] | None = None
         self.on_playback_stopped: Callable[[str], None] | None = None
+        self.on_frame_sent: Callable[[np.ndarray, float], None] | None = None
         self._resampler = Resampler(RATE)
         self._queue = _SampleQueue()
         self._paused = False
@@ -243,6 +246,11 @@ class OutboundAudioTrack(MediaStreamTrack):
         if self._stop_requested and not pcm.any():
             self._stop_requested = False
             self.silenced_at = self._clock()
+        if self.on_frame_sent is not None:
+            try:
+                self.on_frame_sent(pcm, self._clock())
+            except Exception:
+                log.exception("on_frame_sent failed")
         frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE

@@ -1,0 +1,180 @@
+"""Per frame: is the microphone hearing only the bot's own echo, or a person too?
+
+Inputs are three powers (mean squares over the 32 ms frame):
+- `echo_bound`: the loudest 32 ms of reference that can be echoing in this frame: the
+  window from the estimated delay back through the room's reverb tail (or, before the
+  delay is known, everything sent within the longest delay considered);
+- `mic`: the raw microphone frame;
+- `residual`: the frame after the canceller.
+
+Evidence of near-end speech in a frame is either of:
+
+    residual > echo_bound * echo_gain / max(erle / margin, 1)   (what cancellation left)
+    mic      > echo_bound * echo_gain * 2                       (Geigel: louder than echo)
+
+both above `floor_power` (-55 dBFS).
+
+- `echo_gain` is the speaker-to-mic coupling assumed: at most `max_echo_gain_db` (-3 dB;
+  smart glasses measure -6 to -12 dB), lowered once 16 echo-only frames have shown the
+  real coupling: their 95th-percentile mic/echo_bound ratio plus 3 dB. It is relearned
+  when the delay is first measured (the echo window narrows, so the ratios grow).
+- `erle` is learned: total mic power / total residual power over the last 96 echo-only
+  frames, counted once AEC3 left its start-up phase (`settle_frames`, 1.3 s of echo); it
+  starts at 1 (0 dB). It is capped by the cancellation over the last 16 frames no louder
+  than echo (talk included, so it errs low), which collapses at once if the canceller
+  loses the echo path. `margin` (10 dB) covers the spread of the residual: the gate
+  credits the canceller with 10 dB less than it achieves, and never with less than nothing.
+- The Geigel rule catches a loud voice even when AEC3 (new, or confused by double talk)
+  suppresses it; the residual rule catches a voice quieter than the echo once AEC3 works.
+- Evidence must hold for `confirm_frames` (2) frames in a row, and for the residual rule
+  the canceller must have removed less than 15 dB of the frame: a one-frame AEC3 glitch,
+  or a frame it mostly cancelled, is echo. This costs barge-in one frame (32 ms).
+- Each burst of reference (the bot starting to speak again) gets no ERLE credit for its
+  first `onset_frames` (256 ms): the canceller's filter lags the onset of the echo.
+- Once near-end speech is confirmed, the verdict holds for `hangover_frames` (160 ms) so
+  the dips between syllables do not break the segmenter's run of speech frames, unless
+  the canceller removes over 20 dB of a frame: then it is echo again at once.
+- Only frames judged echo-only teach `echo_gain` and `erle`: one loud frame of a person
+  would otherwise wipe out the credit just when it is needed.
+
+A frame with no reference in its window is never "echo only": with the bot silent, the
+gate is out of the way. Limits: before the delay is known and while AEC3 is new, only a
+voice louder than the loudest possible echo counts (barge-in on a call's first reply is
+slower); a person no louder than the echo is heard only once the bot pauses; an echo
+path louder than `max_echo_gain_db` before 16 frames of it were seen can pass as speech;
+nonlinear speaker distortion lowers the achievable `erle`, which the learned ratio
+absorbs (barge-in then needs a louder voice).
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass
+
+import numpy as np
+
+ACTIVE_FRAME_POWER = 1000.0  # ~ -60 dBFS over 32 ms: below it the reference is silence
+
+
+@dataclass
+class GateParams:
+    max_echo_gain_db: float = -3.0
+    margin_db: float = 10.0
+    floor_power: float = 3000.0  # ~ -55 dBFS: quieter than this is never a person talking
+    hangover_frames: int = 5
+    confirm_frames: int = 2  # consecutive frames of evidence before near-end speech counts
+    min_residual_share_db: float = -15.0  # the canceller took more than this: it was echo
+    hangover_break_db: float = -20.0  # ... and in a hangover, more than this ends it
+    erle_frames: int = 96
+    settle_frames: int = 40  # AEC3 suppresses hard while new (~1.3 s): learn nothing then
+    onset_frames: int = 8  # no credit for the first 256 ms of each burst of reference
+    max_erle_db: float = 30.0
+    coupling_frames: int = 96
+    coupling_percentile: float = 95.0
+    coupling_margin_db: float = 3.0
+    coupling_min_frames: int = 16
+    geigel_margin_db: float = 3.0
+    recent_frames: int = 16  # the canceller's recent record, to notice it losing the echo
+
+
+class EchoGate:
+    """Stateful per-stream decision; `decide` once per microphone frame, in order."""
+
+    def __init__(self, params: GateParams | None = None) -> None:
+        self.params = params or GateParams()
+        self._powers: deque[tuple[float, float]] = deque(maxlen=self.params.erle_frames)
+        self._hold = 0
+        self._evidence = 0  # consecutive frames that looked like near-end speech
+        self._age = 0  # frames with echo since the canceller (re)started
+        self._onset = 0  # frames left in the current burst's no-credit start
+        self._coupling: deque[float] = deque(maxlen=self.params.coupling_frames)
+        self._aligned = False  # the coupling was learned against an aligned echo window
+        self._recent: deque[tuple[float, float]] = deque(maxlen=self.params.recent_frames)
+
+    @property
+    def echo_gain_db(self) -> float:
+        """The echo path gain the gate assumes: the configured worst case, or less once
+        echo-only frames showed the coupling is weaker."""
+        p = self.params
+        if len(self._coupling) < p.coupling_min_frames:
+            return p.max_echo_gain_db
+        learned = 10 * np.log10(max(np.percentile(self._coupling, p.coupling_percentile), 1e-6))
+        return float(min(p.max_echo_gain_db, learned + p.coupling_margin_db))
+
+    @property
+    def erle_db(self) -> float:
+        """The cancellation the gate currently credits the canceller with."""
+        if len(self._powers) < self.params.erle_frames // 3:
+            return 0.0
+        mic, residual = np.sum(np.array(self._powers), axis=0)
+        erle = 10 * np.log10(mic / max(residual, 1.0))
+        return float(min(max(erle, 0.0), self.params.max_erle_db))
+
+    @property
+    def recent_erle_db(self) -> float | None:
+        """Cancellation over the last frames no louder than echo (talk included, so it
+        errs low): drops at once if the canceller loses the echo path."""
+        if len(self._recent) < self.params.recent_frames // 2:
+            return None
+        mic, residual = np.sum(np.array(self._recent), axis=0)
+        return float(max(10 * np.log10(mic / max(residual, 1.0)), 0.0))
+
+    def forget_erle(self) -> None:
+        """The canceller restarted: what it achieved before no longer holds."""
+        self._powers.clear()
+        self._recent.clear()
+        self._age = 0
+
+    def decide(self, echo_bound: float, mic: float, residual: float, aligned: bool) -> bool:
+        """True if the frame is echo only: a speech onset in it must be ignored."""
+        p = self.params
+        if echo_bound < ACTIVE_FRAME_POWER:
+            self._hold = 0
+            self._evidence = 0
+            self._onset = p.onset_frames
+            return False
+        if aligned and not self._aligned:
+            # The echo window just narrowed to the measured delay: ratios learned against
+            # the wide window (always the larger bound) would understate the coupling.
+            self._coupling.clear()
+            self._aligned = True
+        max_echo = echo_bound * 10 ** (self.echo_gain_db / 10)
+        if (
+            aligned
+            and mic > 10 * p.floor_power
+            and mic <= max_echo * 10 ** (p.geigel_margin_db / 10)
+        ):
+            self._recent.append((mic, residual))
+        erle_db = self.erle_db if aligned and not self._onset else 0.0
+        recent = self.recent_erle_db
+        if recent is not None:
+            erle_db = min(erle_db, recent)
+        self._onset = max(self._onset - 1, 0)
+        threshold = max_echo * 10 ** (-max(erle_db - p.margin_db, 0.0) / 10)
+        share = 10 ** (p.min_residual_share_db / 10)
+        cancelled = residual > threshold and residual > p.floor_power and residual > mic * share
+        # Geigel's rule as well: a microphone louder than any echo could be holds a person,
+        # whatever the canceller made of it (a new AEC3 suppresses near-end speech too).
+        louder = mic > max_echo * 10 ** (p.geigel_margin_db / 10) and mic > p.floor_power
+        if cancelled or louder:
+            self._evidence += 1
+        else:
+            self._evidence = 0
+        if self._evidence >= p.confirm_frames:
+            self._hold = p.hangover_frames
+            return False
+        speechlike = self._evidence or residual > mic * 10 ** (p.hangover_break_db / 10)
+        if self._hold and speechlike:
+            self._hold -= 1  # a pause between syllables: still the person's turn
+            return False
+        self._hold = 0
+        # Learn what the canceller achieves from echo-only frames alone: one loud frame of
+        # a person talking would otherwise wipe out the credit just when it is needed.
+        if aligned:
+            self._age += 1
+        settled = aligned and self._age > p.settle_frames
+        if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
+            self._powers.append((mic, residual))
+        if (aligned or not self._aligned) and not self._evidence and mic > 10 * p.floor_power:
+            self._coupling.append(mic / echo_bound)
+        return True
