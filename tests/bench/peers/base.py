@@ -24,7 +24,10 @@ class Signals:
     transcripts: list[tuple[float, str]] = field(default_factory=list)  # committed user turns
     responses: list[float] = field(default_factory=list)  # a reply started being generated
     cancels: list[float] = field(default_factory=list)  # a reply was cancelled (barge-in)
-    barge_in_stop_ms: list[float] = field(default_factory=list)  # server clock, if reported
+    # (arrival, ms): the server's own barge-in stop time, if it reports one
+    barge_in_stop_ms: list[tuple[float, float]] = field(default_factory=list)
+    # True if each transcript is a whole committed user turn, False if a VAD segment
+    transcripts_are_turns: bool = True
     raw: list[dict[str, Any]] = field(default_factory=list)
 
     def cancelled_after(self, t: float) -> bool:

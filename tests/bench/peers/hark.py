@@ -56,7 +56,7 @@ class HarkCall:
             elif kind == "hark.metrics":
                 stop = find_number(data, "barge_in_stop_ms")
                 if stop is not None:
-                    signals.barge_in_stop_ms.append(stop)
+                    signals.barge_in_stop_ms.append((event.at, stop))
             if kind not in ("response.output_audio_transcript.delta",):
                 signals.raw.append({"t": event.at, "type": kind})
         return signals

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import tempfile
 import time
+import urllib.parse
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
@@ -69,6 +70,33 @@ def wait_http(url: str, process: subprocess.Popen[bytes], log: Path, what: str) 
     raise RuntimeError(f"{what} not ready in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
 
 
+def signals_from_log(events: list[dict[str, Any]]) -> Signals:
+    """Pipecat interrupts at every user turn start, speaking or not; an interruption
+    cancels a reply only while one is under way: from its LLM start to its last
+    bot-stopped-speaking (or, if it never spoke, to the next reply)."""
+    signals = Signals(raw=events, transcripts_are_turns=False)
+    ordered = sorted(events, key=lambda e: float(e["t"]))
+    starts = [float(e["t"]) for e in ordered if e["type"] == "llm_response_start"]
+    windows = []
+    for index, start in enumerate(starts):
+        following = starts[index + 1] if index + 1 < len(starts) else float("inf")
+        stops = [
+            float(e["t"])
+            for e in ordered
+            if e["type"] == "bot_stopped_speaking" and start <= float(e["t"]) < following
+        ]
+        windows.append((start, max(stops) if stops else following))
+    signals.responses = starts
+    for event in ordered:
+        at, kind = float(event["t"]), event["type"]
+        if kind == "transcript":
+            signals.transcripts.append((at, str(event.get("text", "")).strip()))
+        elif kind == "interruption" and any(a <= at <= b for a, b in windows):
+            if not signals.cancels or at - signals.cancels[-1] > 0.05:  # sent both ways
+                signals.cancels.append(at)
+    return signals
+
+
 class PipecatCall:
     def __init__(self, base_url: str, mic: ScriptedMicrophone) -> None:
         self.base_url = base_url
@@ -114,19 +142,11 @@ class PipecatCall:
                 self.ear.add(resampler.frame(await track.recv()))
 
     async def signals(self) -> Signals:
+        pc_id = urllib.parse.quote(self.pc_id or "", safe="")  # Pipecat's ids contain '#'
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.base_url}/api/events/{self.pc_id}") as resp:
+            async with http.get(f"{self.base_url}/api/events/{pc_id}") as resp:
                 events: list[dict[str, Any]] = await resp.json()
-        signals = Signals(raw=events)
-        for event in events:
-            at, kind = float(event["t"]), event["type"]
-            if kind == "transcript":
-                signals.transcripts.append((at, str(event.get("text", ""))))
-            elif kind == "llm_response_start":
-                signals.responses.append(at)
-            elif kind == "interruption":
-                signals.cancels.append(at)
-        return signals
+        return signals_from_log(events)
 
     async def hangup(self) -> None:
         for task in self._tasks:
