@@ -82,6 +82,7 @@ BARGE_AFTER_S = 0.5  # into the reply: long enough to be speaking, short enough 
 NOISE_AFTER_S = 0.6
 QUIET_HOLD_MS = 500.0  # silence this long means the audio stopped (word gaps are shorter)
 REPLY_DONE_HOLD_MS = 1500.0  # silence this long means the reply is over
+ENDED_BY_ITSELF_MS = 150.0  # quiet this soon after an onset, and not cancelled: it just ended
 TRIAL_TIMEOUT_S = 120.0
 SCENARIOS = ("reply_barge_in", "paused_question", "noise_during_reply", "echo", "echo_speech")
 
@@ -93,8 +94,8 @@ def ms(later: float | None, earlier: float | None) -> float | None:
 
 
 def playing_at(ear: ReplyRecorder, t: float) -> bool:
-    """The reply is audible in the 300 ms before `t` (not over before we act)."""
-    return ear.audible_between(t - 0.3, t)
+    """The reply is audible in the 150 ms before `t` (not over before we act)."""
+    return ear.audible_between(t - 0.15, t)
 
 
 async def sleep_until(t: float) -> None:
@@ -131,18 +132,23 @@ async def ask(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
 async def interrupt(call: Call, sounds: Sounds, at: float) -> dict[str, Any]:
     """Barge in at `at` with real speech; when did the reply go quiet, did the peer cancel?"""
     await sleep_until(at)
-    playing = playing_at(call.ear, time.monotonic())
     barge = call.mic.say(sounds.interruption, "interruption")
     await barge.sent()
     assert barge.onset is not None
     quiet = await call.ear.wait_quiet(barge.onset, QUIET_HOLD_MS, 15)
-    await asyncio.sleep(2.5)  # the cancellation and Hark's metrics arrive after the stop
+    await asyncio.sleep(2.0)  # the cancellation and Hark's metrics arrive after the stop
     signals = await call.signals()
     cancel = signals.first_cancel_after(barge.onset - 0.05)
     server_stop = [v for t, v in signals.barge_in_stop_ms if t >= barge.onset]
+    stop = ms(quiet, barge.onset)
+    # A reply that went quiet at the onset without being cancelled simply ended there:
+    # nothing was interrupted, so the trial says nothing about barge-in.
+    ended_by_itself = cancel is None and stop is not None and stop < ENDED_BY_ITSELF_MS
+    applicable = playing_at(call.ear, barge.onset) and not ended_by_itself
     return {
-        "reply_playing_at_onset": playing,
-        "stop_client_ms": ms(quiet, barge.onset) if playing else None,
+        "reply_playing_at_onset": applicable,
+        "reply_ended_at_onset": ended_by_itself,
+        "stop_client_ms": stop if applicable else None,
         "stop_server_ms": server_stop[0] if server_stop else None,
         "honoured": cancel is not None,
         "cancel_after_ms": ms(cancel, barge.onset),
@@ -194,14 +200,17 @@ async def noise_during_reply(call: Call, sounds: Sounds, index: int) -> dict[str
         return {**result, "error": "no reply"}
     label, pcm = sounds.noises[index % len(sounds.noises)]
     await sleep_until(result["first_audio"] + NOISE_AFTER_S)
-    playing = playing_at(call.ear, time.monotonic())
     noise = call.mic.say(pcm, label)
     await noise.sent()
     onset = noise.onset or noise.started or time.monotonic()
+    playing = playing_at(call.ear, onset)
     end = await call.ear.wait_quiet(noise.end or onset, REPLY_DONE_HOLD_MS, 40)
     await asyncio.sleep(0.5)
     signals = await call.signals()
     cancelled = signals.cancelled_after(onset - 0.05)
+    quiet = ms(call.ear.silent_from(onset, QUIET_HOLD_MS), onset)
+    if not cancelled and quiet is not None and quiet < ENDED_BY_ITSELF_MS:
+        playing = False  # the reply ended as the noise began: nothing to judge
     return {
         **result,
         "noise": label,
@@ -283,18 +292,24 @@ async def trial(peer: Peer, scenario: str, sounds: Sounds, index: int) -> dict[s
 
 
 async def run_peer(
-    peer: Peer, scenarios: list[str], turns: int, sounds: Sounds
-) -> dict[str, list[dict[str, Any]]]:
-    results: dict[str, list[dict[str, Any]]] = {}
+    peer: Peer,
+    scenarios: list[str],
+    turns: int,
+    sounds: Sounds,
+    results: dict[str, list[dict[str, Any]]],
+    save: Callable[[], None],
+) -> None:
+    """Fill `results` trial by trial, saving after each, so an interrupted run keeps data."""
     for scenario in scenarios:
         results[scenario] = []
-        for index in range(turns):
+    for index in range(turns):  # round robin: a stopped run still has every scenario
+        for scenario in scenarios:
             result = await trial(peer, scenario, sounds, index)
             results[scenario].append(result)
             brief = {k: v for k, v in result.items() if k not in ("speech_end", "first_audio")}
             print(json.dumps({"peer": peer.name, "scenario": scenario, **brief}), file=sys.stderr)
+            save()
             await asyncio.sleep(0.5)  # let the peer tear the call down
-    return results
 
 
 # Summary ---------------------------------------------------------------------------------
@@ -383,36 +398,50 @@ def main() -> None:
         '\'{"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}\'',
     )
     parser.add_argument("--details", default=".bench/turn_taking.json", help="every trial")
+    parser.add_argument("--summarize", metavar="DETAILS", help="only print the summary of a run")
     args = parser.parse_args()
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}: use {', '.join(SCENARIOS)}")
+    path = Path(args.details)
+    if args.summarize:
+        print(json.dumps(report_from(json.loads(Path(args.summarize).read_text())), indent=2))
+        return
     peers = [make_peer(name.strip(), args) for name in args.peers.split(",") if name.strip()]
     sounds = Sounds()
-    report: dict[str, Any] = {"turns_per_scenario": args.turns, "peers": {}}
-    details: dict[str, Any] = {}
+    saved: dict[str, Any] = {"turns_per_scenario": args.turns, "info": {}, "trials": {}}
+
+    def save() -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(json.dumps(saved, indent=1))
+
     for peer in peers:
         started = time.monotonic()
+        results: dict[str, list[dict[str, Any]]] = {}
+        saved["trials"][peer.name] = results
+        saved["info"][peer.name] = peer.info
         with peer.running():
-            results = asyncio.run(run_peer(peer, scenarios, args.turns, sounds))
-        report["peers"][peer.name] = {
-            "info": peer.info,
-            "wall_s": round(time.monotonic() - started, 1),
-            **summarize(results),
-        }
-        details[peer.name] = results
+            asyncio.run(run_peer(peer, scenarios, args.turns, sounds, results, save))
+        peer.info["wall_s"] = round(time.monotonic() - started, 1)
+        save()
+    report = report_from(saved)
+    report["details"] = str(path)
+    print(json.dumps(report, indent=2))
+
+
+def report_from(saved: dict[str, Any]) -> dict[str, Any]:
+    """The printed summary, from the saved trials (also of a run that was stopped)."""
+    report: dict[str, Any] = {"turns_per_scenario": saved["turns_per_scenario"], "peers": {}}
+    for name, results in saved["trials"].items():
+        report["peers"][name] = {"info": saved["info"].get(name, {}), **summarize(results)}
     hark, pipecat = report["peers"].get("hark"), report["peers"].get("pipecat")
     if hark and pipecat:
         report["hark_over_pipecat_voice_to_voice"] = {
             key: ratio(hark["voice_to_voice_ms"][key], pipecat["voice_to_voice_ms"][key])
             for key in ("p50", "p95")
         }
-    path = Path(args.details)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps({"summary": report, "trials": details}, indent=1))
-    report["details"] = str(path)
-    print(json.dumps(report, indent=2))
+    return report
 
 
 if __name__ == "__main__":
