@@ -141,14 +141,20 @@ class PipecatCall:
             while True:
                 self.ear.add(resampler.frame(await track.recv()))
 
+    def _quoted_id(self) -> str:
+        return urllib.parse.quote(self.pc_id or "", safe="")  # Pipecat's ids contain '#'
+
     async def signals(self) -> Signals:
-        pc_id = urllib.parse.quote(self.pc_id or "", safe="")  # Pipecat's ids contain '#'
         async with aiohttp.ClientSession() as http:
-            async with http.get(f"{self.base_url}/api/events/{pc_id}") as resp:
+            async with http.get(f"{self.base_url}/api/events/{self._quoted_id()}") as resp:
                 events: list[dict[str, Any]] = await resp.json()
         return signals_from_log(events)
 
     async def hangup(self) -> None:
+        if self.pc_id is not None:
+            with contextlib.suppress(aiohttp.ClientError):
+                async with aiohttp.ClientSession() as http:
+                    await http.delete(f"{self.base_url}/api/calls/{self._quoted_id()}")
         for task in self._tasks:
             task.cancel()
         self.mic.stop()

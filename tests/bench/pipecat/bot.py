@@ -13,7 +13,8 @@ Gemma-3-270M behind llama.cpp's OpenAI-compatible server with Hark's persona and
 examples as chat messages.
 
 HTTP, as in Pipecat's SmallWebRTC examples: `POST /api/offer` {sdp, type} → {sdp, type,
-pc_id}. Two additions for the benchmark, neither of which changes the pipeline:
+pc_id}. Three additions for the benchmark, none of which changes the pipeline:
+`DELETE /api/calls/{pc_id}` hangs up (aiortc would notice a closed peer only ~30 s later);
 `GET /api/events/{pc_id}` returns what an observer saw (user transcripts, interruptions,
 LLM responses starting, bot speech start/stop) stamped with `time.monotonic()`, the
 machine-wide clock the client uses; `GET /api/health` is 200 once the models are loaded.
@@ -127,6 +128,7 @@ class Bot:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.logs: dict[str, EventLog] = {}
+        self.connections: dict[str, SmallWebRTCConnection] = {}
         self.tasks: set[asyncio.Task[None]] = set()
         self.ready = False
 
@@ -203,6 +205,7 @@ class Bot:
             await task.cancel()
 
         await PipelineRunner(handle_sigint=False).run(task)
+        logger.info(f"call {connection.pc_id} ended")
 
     async def offer(self, request: web.Request) -> web.Response:
         body = await request.json()
@@ -211,10 +214,19 @@ class Bot:
         answer = connection.get_answer()
         log = EventLog()
         self.logs[answer["pc_id"]] = log
+        self.connections[answer["pc_id"]] = connection
         task = asyncio.create_task(self.run_call(connection, log))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return web.json_response(answer)
+
+    async def hangup(self, request: web.Request) -> web.Response:
+        """aiortc cannot tell that the remote peer closed until ICE consent fails (~30 s);
+        the client says so, so no call outlives its trial."""
+        connection = self.connections.pop(request.match_info["pc_id"], None)
+        if connection is not None:
+            await connection.disconnect()
+        return web.Response(status=204)
 
     async def events(self, request: web.Request) -> web.Response:
         log = self.logs.get(request.match_info["pc_id"])
@@ -244,6 +256,7 @@ def main() -> None:
     app = web.Application()
     app.router.add_post("/api/offer", bot.offer)
     app.router.add_get("/api/events/{pc_id}", bot.events)
+    app.router.add_delete("/api/calls/{pc_id}", bot.hangup)
     app.router.add_get("/api/health", bot.health)
 
     async def load_models(_app: web.Application) -> None:
