@@ -51,7 +51,7 @@ from tests.acoustic import (
     pause,
     utterance,
 )
-from tests.bench.peers.base import Call, Peer
+from tests.bench.peers.base import Call, Peer, Signals
 
 QUESTIONS = [
     "What is the capital of France?",
@@ -84,6 +84,8 @@ NOISE_AFTER_S = 0.6
 QUIET_HOLD_MS = 500.0  # silence this long means the audio stopped (word gaps are shorter)
 REPLY_DONE_HOLD_MS = 1500.0  # silence this long means the reply is over
 ENDED_BY_ITSELF_MS = 150.0  # quiet this soon after an onset, and not cancelled: it just ended
+CANCEL_WAIT_S = 8.0  # after an interruption's onset, for the peer to cancel
+METRICS_WAIT_S = 1.0  # after the cancel, for Hark's hark.metrics
 TRIAL_TIMEOUT_S = 120.0
 SCENARIOS = ("reply_barge_in", "paused_question", "noise_during_reply", "echo", "echo_speech")
 
@@ -137,8 +139,7 @@ async def interrupt(call: Call, sounds: Sounds, at: float) -> dict[str, Any]:
     await barge.sent()
     assert barge.onset is not None
     quiet = await call.ear.wait_quiet(barge.onset, QUIET_HOLD_MS, 15)
-    await asyncio.sleep(2.0)  # the cancellation and Hark's metrics arrive after the stop
-    signals = await call.signals()
+    signals = await settled_signals(call, barge.onset)
     cancel = signals.first_cancel_after(barge.onset - 0.05)
     server_stop = [v for t, v in signals.barge_in_stop_ms if t >= barge.onset]
     stop = ms(quiet, barge.onset)
@@ -155,6 +156,23 @@ async def interrupt(call: Call, sounds: Sounds, at: float) -> dict[str, Any]:
         "cancel_after_ms": ms(cancel, barge.onset),
         "transcripts": [text for _, text in signals.transcripts],
     }
+
+
+async def settled_signals(call: Call, onset: float) -> Signals:
+    """The peer's signals once it has decided about an interruption at `onset`: a peer
+    that pauses first may confirm the cancel only when the words are transcribed, and
+    Hark's metrics (with its barge-in time) follow the cancelled response."""
+    deadline = onset + CANCEL_WAIT_S
+    while True:
+        signals = await call.signals()
+        cancel = signals.first_cancel_after(onset - 0.05)
+        if cancel is not None or time.monotonic() >= deadline:
+            break
+        await asyncio.sleep(0.25)
+    if cancel is not None:
+        await asyncio.sleep(METRICS_WAIT_S)
+        signals = await call.signals()
+    return signals
 
 
 async def reply_barge_in(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
