@@ -22,6 +22,7 @@ machine, so it compares directly with a local server's own stamps.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import fractions
 import functools
 import time
@@ -274,9 +275,17 @@ class ReplyRecorder:
     def audio(self) -> np.ndarray:
         return np.concatenate(self.chunks) if self.chunks else np.zeros(0, dtype=np.int16)
 
+    def _from(self, t: float) -> int:
+        """Index of the first chunk that arrived at or after `t` (arrivals are in order);
+        pollers scan only from there, so waiting costs little CPU however long the call."""
+        return bisect.bisect_left(self.times, t)
+
     def first_audible_after(self, t: float, until: float | None = None) -> float | None:
-        for at, level in zip(self.times, self.levels, strict=False):
-            if at >= t and level >= AUDIBLE_RMS and (until is None or at < until):
+        for i in range(self._from(t), len(self.times)):
+            at = self.times[i]
+            if until is not None and at >= until:
+                return None
+            if self.levels[i] >= AUDIBLE_RMS:
                 return at
         return None
 
@@ -292,18 +301,19 @@ class ReplyRecorder:
     def audible_ms_between(self, start: float, end: float) -> float:
         """Approximate audible received audio in [start, end), in ms."""
         total = 0
-        for at, level, pcm in zip(self.times, self.levels, self.chunks, strict=False):
-            if start <= at < end and level >= AUDIBLE_RMS:
-                total += len(pcm)
+        for i in range(self._from(start), len(self.times)):
+            if self.times[i] >= end:
+                break
+            if self.levels[i] >= AUDIBLE_RMS:
+                total += len(self.chunks[i])
         return total * 1000 / RATE
 
     def silent_from(self, t: float, hold_ms: float = 500.0) -> float | None:
         """When the audio went quiet after `t`: the arrival of the first chunk of a run of
         silence at least `hold_ms` long (a pause between words is shorter)."""
         run_start: float | None = None
-        for at, level in zip(self.times, self.levels, strict=False):
-            if at < t:
-                continue
+        for i in range(self._from(t), len(self.times)):
+            at, level = self.times[i], self.levels[i]
             if level >= AUDIBLE_RMS:
                 run_start = None
             else:
@@ -318,8 +328,11 @@ class ReplyRecorder:
         a reply paused and resumed shows up here."""
         gaps = []
         last: float | None = None
-        for at, level in zip(self.times, self.levels, strict=False):
-            if not start <= at < end or level < AUDIBLE_RMS:
+        for i in range(self._from(start), len(self.times)):
+            at, level = self.times[i], self.levels[i]
+            if at >= end:
+                break
+            if level < AUDIBLE_RMS:
                 continue
             if last is not None and (at - last) * 1000 >= min_gap_ms:
                 gaps.append(round((at - last) * 1000, 1))
