@@ -32,7 +32,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
+import os
 import signal
 import statistics
 import sys
@@ -310,25 +312,28 @@ async def trial(peer: Peer, scenario: str, sounds: Sounds, index: int) -> dict[s
             mic.stop()
 
 
-async def run_peer(
-    peer: Peer,
+async def run_trials(
+    peers: list[Peer],
     scenarios: list[str],
     turns: int,
     sounds: Sounds,
-    results: dict[str, list[dict[str, Any]]],
+    results: dict[str, dict[str, list[dict[str, Any]]]],
     save: Callable[[], None],
 ) -> None:
-    """Fill `results` trial by trial, saving after each, so an interrupted run keeps data."""
-    for scenario in scenarios:
-        results[scenario] = []
-    for index in range(turns):  # round robin: a stopped run still has every scenario
+    """Fill `results[peer][scenario]` trial by trial (round robin over scenarios, then
+    over `peers`), saving after each, so a stopped run keeps balanced data."""
+    for index in range(turns):
         for scenario in scenarios:
-            result = await trial(peer, scenario, sounds, index)
-            results[scenario].append(result)
-            brief = {k: v for k, v in result.items() if k not in ("speech_end", "first_audio")}
-            print(json.dumps({"peer": peer.name, "scenario": scenario, **brief}), file=sys.stderr)
-            save()
-            await asyncio.sleep(0.5)  # let the peer tear the call down
+            for peer in peers:
+                result = await trial(peer, scenario, sounds, index)
+                result["load_1m"] = round(os.getloadavg()[0], 2)  # how busy the machine was
+                results[peer.name].setdefault(scenario, []).append(result)
+                brief = {k: v for k, v in result.items() if k not in ("speech_end", "first_audio")}
+                print(
+                    json.dumps({"peer": peer.name, "scenario": scenario, **brief}), file=sys.stderr
+                )
+                save()
+                await asyncio.sleep(0.5)  # let the peer tear the call down
 
 
 # Summary ---------------------------------------------------------------------------------
@@ -383,6 +388,7 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         ),
         "echo_speech_honoured": rate([r.get("honoured") for r in echo_barge]),
         "echo_speech_stop_client_ms": stats([r.get("stop_client_ms") for r in echo_barge]),
+        "load_1m_mean": stats([r.get("load_1m") for rs in results.values() for r in rs])["mean"],
         "errors": sum(1 for rs in results.values() for r in rs if "error" in r),
     }
 
@@ -416,6 +422,11 @@ def main() -> None:
         help="JSON session for Hark's client secrets, e.g. "
         '\'{"audio": {"input": {"turn_detection": {"type": "semantic_vad"}}}}\'',
     )
+    parser.add_argument(
+        "--interleave",
+        action="store_true",
+        help="start all peers, then alternate them trial by trial (never two calls at once)",
+    )
     parser.add_argument("--details", default=".bench/turn_taking.json", help="every trial")
     parser.add_argument("--summarize", metavar="DETAILS", help="only print the summary of a run")
     args = parser.parse_args()
@@ -438,14 +449,24 @@ def main() -> None:
         path.write_text(json.dumps(saved, indent=1))
 
     for peer in peers:
-        started = time.monotonic()
-        results: dict[str, list[dict[str, Any]]] = {}
-        saved["trials"][peer.name] = results
+        saved["trials"][peer.name] = {}
         saved["info"][peer.name] = peer.info
-        with peer.running():
-            asyncio.run(run_peer(peer, scenarios, args.turns, sounds, results, save))
-        peer.info["wall_s"] = round(time.monotonic() - started, 1)
-        save()
+    if args.interleave:
+        # Both peers up at once (idle unless in a trial), trials alternating, so load from
+        # elsewhere on the machine falls on both alike.
+        with contextlib.ExitStack() as stack:
+            for peer in peers:
+                stack.enter_context(peer.running())
+            asyncio.run(run_trials(peers, scenarios, args.turns, sounds, saved["trials"], save))
+    else:
+        for peer in peers:
+            started = time.monotonic()
+            with peer.running():
+                asyncio.run(
+                    run_trials([peer], scenarios, args.turns, sounds, saved["trials"], save)
+                )
+            peer.info["wall_s"] = round(time.monotonic() - started, 1)
+    save()
     report = report_from(saved)
     report["details"] = str(path)
     print(json.dumps(report, indent=2))
