@@ -131,7 +131,9 @@ def test_pipecat_interruptions_count_only_while_a_reply_is_under_way() -> None:
         {"t": 9.0, "type": "interruption"},  # after the reply finished: nothing to cancel
     ]
     signals = signals_from_log(log)
-    assert signals.cancels == [4.0]
+    assert signals.cancels == [(4.0, 2.1)]
+    assert signals.reply_cancel(playing_at=3.9) == 4.0
+    assert signals.reply_cancel(playing_at=6.6) is None  # the second reply was not cut
     assert signals.responses == [2.1, 6.0]
     assert signals.transcripts == [(2.0, "What is the capital of France?")]
     assert not signals.transcripts_are_turns

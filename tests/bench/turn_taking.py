@@ -85,7 +85,10 @@ BARGE_AFTER_S = 0.5  # into the reply: long enough to be speaking, short enough 
 NOISE_AFTER_S = 0.6
 QUIET_HOLD_MS = 500.0  # silence this long means the audio stopped (word gaps are shorter)
 REPLY_DONE_HOLD_MS = 1500.0  # silence this long means the reply is over
-ENDED_BY_ITSELF_MS = 150.0  # quiet this soon after an onset, and not cancelled: it just ended
+# A reply that went quiet within this of an onset without being cancelled ended by itself
+# before the peer had to decide: the trial says nothing about barge-in (Pipecat needs
+# ~0.6-0.9 s to react; a peer that ignores barge-ins keeps talking past this).
+REACTION_BUDGET_MS = 1000.0
 CANCEL_WAIT_S = 8.0  # after an interruption's onset, for the peer to cancel
 METRICS_WAIT_S = 1.0  # after the cancel, for Hark's hark.metrics
 TRIAL_TIMEOUT_S = 120.0
@@ -142,19 +145,17 @@ async def interrupt(call: Call, sounds: Sounds, at: float) -> dict[str, Any]:
     assert barge.onset is not None
     quiet = await call.ear.wait_quiet(barge.onset, QUIET_HOLD_MS, 15)
     signals = await settled_signals(call, barge.onset)
-    cancel = signals.first_cancel_after(barge.onset - 0.05)
+    cancel = signals.reply_cancel(playing_at=barge.onset)
     server_stop = [v for t, v in signals.barge_in_stop_ms if t >= barge.onset]
     stop = ms(quiet, barge.onset)
-    # A reply that went quiet at the onset without being cancelled simply ended there:
-    # nothing was interrupted, so the trial says nothing about barge-in.
-    ended_by_itself = cancel is None and stop is not None and stop < ENDED_BY_ITSELF_MS
+    ended_by_itself = cancel is None and stop is not None and stop < REACTION_BUDGET_MS
     applicable = playing_at(call.ear, barge.onset) and not ended_by_itself
     return {
         "reply_playing_at_onset": applicable,
-        "reply_ended_at_onset": ended_by_itself,
-        "stop_client_ms": stop if applicable else None,
+        "reply_ended_by_itself": ended_by_itself,
+        "stop_client_ms": stop if applicable and cancel is not None else None,
         "stop_server_ms": server_stop[0] if server_stop else None,
-        "honoured": cancel is not None,
+        "honoured": cancel is not None if applicable else None,
         "cancel_after_ms": ms(cancel, barge.onset),
         "transcripts": [text for _, text in signals.transcripts],
     }
@@ -167,7 +168,7 @@ async def settled_signals(call: Call, onset: float) -> Signals:
     deadline = onset + CANCEL_WAIT_S
     while True:
         signals = await call.signals()
-        cancel = signals.first_cancel_after(onset - 0.05)
+        cancel = signals.reply_cancel(playing_at=onset)
         if cancel is not None or time.monotonic() >= deadline:
             break
         await asyncio.sleep(0.25)
@@ -206,7 +207,12 @@ async def paused_question(call: Call, sounds: Sounds, index: int) -> dict[str, A
     return {
         "question": " … ".join(PAUSED[index % len(PAUSED)][:2]),
         "pause_ms": gap,
-        "cut_off": early_audio or early_response or split,
+        # What the user notices: an answer starts over their words, or (where the peer
+        # reports whole committed turns) half the question became a turn of its own.
+        "cut_off": early_audio or split,
+        # Also the peer's own early decisions the user may not hear (a reply begun, then
+        # dropped when the second half came).
+        "premature_turn_end": early_audio or early_response or split,
         "reply_before_second_half": early_audio,
         "response_started_before_second_half": early_response,
         "transcript_split": split,
@@ -228,9 +234,9 @@ async def noise_during_reply(call: Call, sounds: Sounds, index: int) -> dict[str
     end = await call.ear.wait_quiet(noise.end or onset, REPLY_DONE_HOLD_MS, 40)
     await asyncio.sleep(0.5)
     signals = await call.signals()
-    cancelled = signals.cancelled_after(onset - 0.05)
+    cancelled = signals.reply_cancel(playing_at=onset) is not None
     quiet = ms(call.ear.silent_from(onset, QUIET_HOLD_MS), onset)
-    if not cancelled and quiet is not None and quiet < ENDED_BY_ITSELF_MS:
+    if not cancelled and quiet is not None and quiet < REACTION_BUDGET_MS:
         playing = False  # the reply ended as the noise began: nothing to judge
     return {
         **result,
@@ -302,7 +308,18 @@ async def trial(peer: Peer, scenario: str, sounds: Sounds, index: int) -> dict[s
         if isinstance(mic, EchoingMicrophone):
             call.ear.listeners.append(mic.hear)
         await asyncio.sleep(0.5)  # let RTP start flowing both ways
-        return await asyncio.wait_for(run(call, sounds, index), TRIAL_TIMEOUT_S)
+        t0 = time.monotonic()
+        result = await asyncio.wait_for(run(call, sounds, index), TRIAL_TIMEOUT_S)
+        signals = await call.signals()  # kept, so verdicts can be re-judged offline
+        result["peer_events_s"] = {
+            "t0": round(t0, 3),
+            "responses": [round(t - t0, 3) for t in signals.responses],
+            "cancels": [[round(w - t0, 3), round(b - t0, 3)] for w, b in signals.cancels],
+        }
+        for key in ("speech_end", "first_audio"):
+            if isinstance(result.get(key), float):
+                result[key] = round(result[key] - t0, 3)
+        return result
     except Exception as exc:  # one bad trial is reported, not fatal
         return {"error": f"{type(exc).__name__}: {exc}"}
     finally:
@@ -328,7 +345,8 @@ async def run_trials(
                 result = await trial(peer, scenario, sounds, index)
                 result["load_1m"] = round(os.getloadavg()[0], 2)  # how busy the machine was
                 results[peer.name].setdefault(scenario, []).append(result)
-                brief = {k: v for k, v in result.items() if k not in ("speech_end", "first_audio")}
+                skip = ("speech_end", "first_audio", "peer_events_s")
+                brief = {k: v for k, v in result.items() if k not in skip}
                 print(
                     json.dumps({"peer": peer.name, "scenario": scenario, **brief}), file=sys.stderr
                 )
@@ -374,12 +392,14 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
     plain = ("reply_barge_in", "noise_during_reply", "echo", "echo_speech")
     barge = [r for r in results.get("reply_barge_in", []) if r.get("reply_playing_at_onset")]
     echo_barge = [r for r in results.get("echo_speech", []) if r.get("reply_playing_at_onset")]
+    # stop times come from honoured barge-ins only; the rest show in the honoured rate
     return {
         "voice_to_voice_ms": stats([v for s in plain for v in column(s, "voice_to_voice_ms")]),
         "barge_in_stop_client_ms": stats([r.get("stop_client_ms") for r in barge]),
         "barge_in_stop_server_ms": stats([r.get("stop_server_ms") for r in barge]),
         "barge_in_honoured": rate([r.get("honoured") for r in barge]),
         "false_cutoff_paused": rate(column("paused_question", "cut_off")),
+        "premature_turn_end_paused": rate(column("paused_question", "premature_turn_end")),
         "paused_voice_to_voice_ms": stats(column("paused_question", "voice_to_voice_ms")),
         "false_barge_in_noise": rate(column("noise_during_reply", "false_barge_in")),
         "echo_self_interruptions": rate(column("echo", "self_interrupted")),
@@ -431,7 +451,7 @@ def main() -> None:
     parser.add_argument("--summarize", metavar="DETAILS", help="only print the summary of a run")
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the peers' servers are stopped, not orphaned.
-    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
+    signal.signal(signal.SIGTERM, signal.default_int_handler)
     scenarios = [s for s in args.scenarios.split(",") if s]
     unknown = set(scenarios) - set(SCENARIOS)
     if unknown:

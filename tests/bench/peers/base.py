@@ -23,7 +23,8 @@ class Signals:
 
     transcripts: list[tuple[float, str]] = field(default_factory=list)  # committed user turns
     responses: list[float] = field(default_factory=list)  # a reply started being generated
-    cancels: list[float] = field(default_factory=list)  # a reply was cancelled (barge-in)
+    # (when, started): a reply that began at `started` was cancelled at `when`
+    cancels: list[tuple[float, float]] = field(default_factory=list)
     # (arrival, ms): the server's own barge-in stop time, if it reports one
     barge_in_stop_ms: list[tuple[float, float]] = field(default_factory=list)
     # True if each transcript is a whole committed user turn, False if a VAD segment
@@ -31,10 +32,15 @@ class Signals:
     raw: list[dict[str, Any]] = field(default_factory=list)
 
     def cancelled_after(self, t: float) -> bool:
-        return any(at >= t for at in self.cancels)
+        return any(when >= t for when, _ in self.cancels)
 
-    def first_cancel_after(self, t: float) -> float | None:
-        return min((at for at in self.cancels if at >= t), default=None)
+    def reply_cancel(self, playing_at: float) -> float | None:
+        """When the reply under way at `playing_at` (begun before it) was cancelled, if it
+        was, by something at or after `playing_at`; later replies' cancels don't count."""
+        return min(
+            (when for when, started in self.cancels if started <= playing_at <= when + 0.05),
+            default=None,
+        )
 
 
 class Call(Protocol):

@@ -45,14 +45,17 @@ class HarkCall:
 
     async def signals(self) -> Signals:
         signals = Signals()
+        created: dict[str, float] = {}
         for event in self.client.events:
             kind, data = event.type, event.data
             if kind.endswith("input_audio_transcription.completed"):
                 signals.transcripts.append((event.at, str(data.get("transcript", ""))))
             elif kind == "response.created":
                 signals.responses.append(event.at)
+                created[str(data.get("response", {}).get("id"))] = event.at
             elif kind == "response.done" and data.get("response", {}).get("status") == "cancelled":
-                signals.cancels.append(event.at)
+                started = created.get(str(data["response"].get("id")), event.at)
+                signals.cancels.append((event.at, started))
             elif kind == "hark.metrics":
                 stop = find_number(data, "barge_in_stop_ms")
                 if stop is not None:

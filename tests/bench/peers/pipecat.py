@@ -91,9 +91,12 @@ def signals_from_log(events: list[dict[str, Any]]) -> Signals:
         at, kind = float(event["t"]), event["type"]
         if kind == "transcript":
             signals.transcripts.append((at, str(event.get("text", "")).strip()))
-        elif kind == "interruption" and any(a <= at <= b for a, b in windows):
-            if not signals.cancels or at - signals.cancels[-1] > 0.05:  # sent both ways
-                signals.cancels.append(at)
+        elif kind == "interruption":
+            started = next((a for a, b in windows if a <= at <= b), None)
+            if started is None:
+                continue
+            if not signals.cancels or at - signals.cancels[-1][0] > 0.05:  # sent both ways
+                signals.cancels.append((at, started))
     return signals
 
 
