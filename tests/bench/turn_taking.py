@@ -2,18 +2,23 @@
 
     /work/main/.venv/bin/python -m tests.bench.turn_taking --turns 20 --peers hark,pipecat
 
-Each peer is started in turn (never both at once: they share the CPU), then every
-scenario runs `--turns` trials, each on a fresh call with Piper speaking into the
-client's microphone (tests/acoustic.py):
+Each peer is started in turn, then every scenario runs `--turns` trials (round robin),
+each on a fresh call with Piper speaking into the client's microphone
+(tests/acoustic.py); with `--interleave` all peers are started first and take turns
+trial by trial. Never two calls at once: the peers share the CPU.
+
 
 - `reply_barge_in`: a question; voice-to-voice (last voiced frame sent → first audible
   reply frame received); 0.5 s into the reply, a real interruption; barge-in stop at
   the client (its onset sent → reply audio silent for 0.5 s) and, for Hark, on the
-  server clock (`barge_in_stop_ms` in `hark.metrics`, null if not reported).
+  server clock (`barge_in_stop_ms` in `hark.metrics`, null if not reported). Only a
+  cancel of the reply that was playing counts as honouring it; a reply that ended by
+  itself within 1 s of the onset, uncancelled, is not judged. Stop times are from
+  honoured barge-ins.
 - `paused_question`: a question with a 300-700 ms pause mid-sentence. Cut off if reply
-  audio arrives before the second half has been sent, or the peer started a reply
-  before then, or (where transcripts are whole committed turns, as Hark's) a committed
-  transcript lacks the second half.
+  audio arrives before the second half has been sent or (where transcripts are whole
+  committed turns, as Hark's) a committed transcript lacks the second half; a premature
+  turn end also counts a reply the peer began before the second half and then dropped.
 - `noise_during_reply`: "uh-huh", "mm-hmm", "yeah", a cough or a click (< 400 ms) 0.6 s
   into the reply. False barge-in if the peer cancelled the reply (a pause that resumes
   is fine; its silent gaps are reported).
