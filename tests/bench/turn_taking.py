@@ -453,7 +453,11 @@ def main() -> None:
         help="start all peers, then alternate them trial by trial (never two calls at once)",
     )
     parser.add_argument("--details", default=".bench/turn_taking.json", help="every trial")
-    parser.add_argument("--summarize", metavar="DETAILS", help="only print the summary of a run")
+    parser.add_argument(
+        "--summarize",
+        metavar="DETAILS[,DETAILS…]",
+        help="only print the summary of saved runs (several are pooled)",
+    )
     args = parser.parse_args()
     # SIGTERM unwinds like Ctrl-C, so the peers' servers are stopped, not orphaned.
     signal.signal(signal.SIGTERM, signal.default_int_handler)
@@ -463,7 +467,8 @@ def main() -> None:
         raise SystemExit(f"unknown scenarios {sorted(unknown)}: use {', '.join(SCENARIOS)}")
     path = Path(args.details)
     if args.summarize:
-        print(json.dumps(report_from(json.loads(Path(args.summarize).read_text())), indent=2))
+        runs = [json.loads(Path(f).read_text()) for f in args.summarize.split(",")]
+        print(json.dumps(report_from(merged(runs)), indent=2))
         return
     peers = [make_peer(name.strip(), args) for name in args.peers.split(",") if name.strip()]
     sounds = Sounds()
@@ -495,6 +500,18 @@ def main() -> None:
     report = report_from(saved)
     report["details"] = str(path)
     print(json.dumps(report, indent=2))
+
+
+def merged(runs: list[dict[str, Any]]) -> dict[str, Any]:
+    """Several saved runs as one: their trials pooled per peer and scenario."""
+    out: dict[str, Any] = {"turns_per_scenario": 0, "info": {}, "trials": {}}
+    for run in runs:
+        out["turns_per_scenario"] += run["turns_per_scenario"]
+        for name, scenarios in run["trials"].items():
+            out["info"].setdefault(name, run["info"].get(name, {}))
+            for scenario, trials in scenarios.items():
+                out["trials"].setdefault(name, {}).setdefault(scenario, []).extend(trials)
+    return out
 
 
 def report_from(saved: dict[str, Any]) -> dict[str, Any]:
