@@ -68,6 +68,7 @@ class CallManager:
             session_config,
             max_event_bytes=self._config.max_event_bytes,
             ice_timeout_s=self._config.ice_timeout_s,
+            echo_guard=self._config.echo_guard,
             on_closed=self._forget,
         )
         self._calls[call_id] = session

@@ -22,6 +22,7 @@ import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 
+from media.echo_guard import EchoGuard
 from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack
@@ -63,6 +64,7 @@ class RealtimeSession:
         max_event_bytes: int,
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
+        echo_guard: bool = True,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")
@@ -76,11 +78,15 @@ class RealtimeSession:
         self.track = OutboundAudioTrack()
         self.track.on_playback_started = self._on_playback_started
         self.track.on_playback_stopped = self._on_playback_stopped
+        self.echo_guard = EchoGuard() if echo_guard else None
+        if self.echo_guard is not None:
+            self.track.on_frame_sent = self.echo_guard.far_end
         self._turns = TurnTaking(
             SileroVad(vad_model),
             engines.stt,
             session_config.turn_detection or TurnDetectionConfig(),
             self,
+            echo=self.echo_guard,
         )
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._channel: Any = None

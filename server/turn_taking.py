@@ -22,6 +22,7 @@ from typing import Protocol
 
 import numpy as np
 
+from media.echo_guard import EchoGuard
 from media.segmenter import (
     SpeechPaused,
     SpeechResumed,
@@ -65,8 +66,10 @@ class TurnTaking:
         host: TurnHost,
         *,
         clock: Callable[[], float] = now,
+        echo: EchoGuard | None = None,
     ) -> None:
         self.config = config
+        self._echo = echo
         self._vad = vad
         self._host = host
         self._clock = clock
@@ -106,7 +109,15 @@ class TurnTaking:
 
     def push(self, frame: np.ndarray, audio_end_ms: int) -> None:
         at = self._clock()
-        probability = self._vad(frame)
+        if self._echo is not None:
+            # The bot's own voice coming back (glasses have no AEC) must not start a turn.
+            verdict = self._echo.near_end(frame, audio_end_ms)
+            frame = verdict.frame
+            probability = self._vad(frame)  # always run: the VAD's state stays continuous
+            if verdict.echo_only:
+                probability = 0.0
+        else:
+            probability = self._vad(frame)
         if not self._segmenter.speaking:
             if probability >= self.config.threshold:
                 self._voice_since = self._voice_since or at
