@@ -142,8 +142,11 @@ class Config:
     log_format: str = "auto"
     log_transcripts: bool = False
     quality_interval_s: float = 2.0
-    # Cancel and gate the bot's own voice in the caller's audio (clients without AEC).
-    echo_guard: bool = True
+    # Cancel and gate the bot's own voice in the caller's audio, for deployments whose
+    # clients have no echo cancellation (glasses). Off by default: until it has measured
+    # the echo path it treats speech at the bot's own level as possible echo, which makes
+    # barge-in on a call's first reply harder for clients that do cancel echo (browsers).
+    echo_guard: bool = False
     # Default turn detection of new sessions (clients may change it with session.update).
     turn_detection: str = "semantic_vad"
     min_interruption_ms: int = 500
@@ -230,7 +233,7 @@ class Config:
             rate_per_address=_int(env, "HARK_RATE_PER_ADDRESS_PER_MIN", 600),
             log_format=_choice(env, "HARK_LOG_FORMAT", "auto", ("auto", "json", "text")),
             log_transcripts=bool(_bool(env, "HARK_LOG_TRANSCRIPTS")),
-            echo_guard=_bool(env, "HARK_ECHO_GUARD") is not False,
+            echo_guard=_bool(env, "HARK_ECHO_GUARD") is True,
             turn_detection=_choice(
                 env, "HARK_TURN_DETECTION", "semantic_vad", ("semantic_vad", "server_vad")
             ),

@@ -64,7 +64,7 @@ class RealtimeSession:
         max_event_bytes: int,
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
-        echo_guard: bool = True,
+        echo_guard: bool = False,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")

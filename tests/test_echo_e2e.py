@@ -14,6 +14,16 @@ from tests.bench.peers.hark import HarkPeer
 
 pytestmark = pytest.mark.slow
 
+
+@pytest.fixture(scope="module")
+def hark():
+    """A server for clients without echo cancellation: HARK_ECHO_GUARD=1."""
+    from tests.server_process import running_server
+
+    with running_server({"HARK_ECHO_GUARD": "1"}) as server:
+        yield server
+
+
 STORYTELLER = {"instructions": "You are a storyteller. Always answer with three long sentences."}
 
 
@@ -48,20 +58,29 @@ async def test_the_bot_does_not_interrupt_itself_through_its_echo(hark, delay_ms
 
 
 async def test_a_user_talking_over_the_echo_still_interrupts(hark):
+    """Barge-in over a later reply: the guard has measured the echo path on the first one
+    (on a call's first reply it needs a voice louder than the bot's; see README)."""
+    first = utterance("Tell me a story about a cat.")
     question = utterance("Tell me a long story about a brave dragon and a knight.")
     stop = utterance("Stop, stop. Tell me about dogs instead.")
     client, mic = await echo_call(hark, 250, -9)
     try:
+        await mic.say(first).sent()
+        await client.wait_for("response.done", timeout=90)
+        await asyncio.sleep(1.0)
+        mark = len(client.events)
         await mic.say(question).sent()
-        started = await client.wait_for("output_audio_buffer.started", timeout=90)
+        started = await client.wait_for("output_audio_buffer.started", after=mark, timeout=90)
         await asyncio.sleep(0.3)
-        if any(e.type == "response.done" for e in client.events):
+        response_id = started.data["response_id"]
+        if any(
+            e.type == "response.done" and e.data["response"]["id"] == response_id
+            for e in client.events
+        ):
             pytest.skip("the reply was over before the barge-in could be tried")
         await mic.say(stop).sent()
         done = await client.wait_for(
-            "response.done",
-            lambda d: d["response"]["id"] == started.data["response_id"],
-            timeout=30,
+            "response.done", lambda d: d["response"]["id"] == response_id, timeout=30
         )
         assert done.data["response"]["status"] == "cancelled"
     finally:
