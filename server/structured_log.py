@@ -34,7 +34,9 @@ class JsonFormatter(logging.Formatter):
         entry.update(getattr(record, FIELDS_ATTR, {}))
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str, ensure_ascii=False)
+        # ASCII only: a path with U+2028 or U+0085 in it must not split a line for a reader
+        # that splits on every Unicode line break.
+        return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):

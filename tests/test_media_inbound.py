@@ -121,10 +121,13 @@ async def test_a_sender_gone_quiet_is_heard_as_silence_on_the_audio_clock():
     while track.pos < 24000:  # noqa: ASYNC110 - half a second of audio
         await asyncio.sleep(0.001)
     track.gate = asyncio.Event()  # the line goes quiet
+    # A frame already in flight and the resampler's held samples may still come out
+    # loud: judge only what is emitted once the gap is well under way.
+    await asyncio.sleep(0.15)
     loud = len(frames)
-    await asyncio.sleep(0.6)
-    quiet = frames[loud + 1 :]  # the frame straddling the gap may hold both
-    assert len(quiet) >= 10  # ~0.6 s of filled silence, 32 ms per frame
+    await asyncio.sleep(0.5)
+    quiet = frames[loud:]
+    assert len(quiet) >= 8  # ~0.5 s of filled silence, 32 ms per frame
     assert all(not f.any() for f, _ in quiet)
     assert [ms for _, ms in frames] == [32 * (n + 1) for n in range(len(frames))]
     assert inbound.last_frame_monotonic is not None
