@@ -237,7 +237,7 @@ class Config:
             turn_detection=_choice(
                 env, "HARK_TURN_DETECTION", "semantic_vad", ("semantic_vad", "server_vad")
             ),
-            min_interruption_ms=_int(env, "HARK_MIN_INTERRUPTION_MS", 500),
+            min_interruption_ms=_int(env, "HARK_MIN_INTERRUPTION_MS", 1000),
             false_interruption_timeout_ms=_int(env, "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", 2000),
             quality_interval_s=min(60.0, max(0.25, _float(env, "HARK_QUALITY_INTERVAL", 2.0))),
         )

@@ -25,7 +25,7 @@ _WORD = re.compile(r"[a-z'-]+")
 
 @dataclass(frozen=True)
 class InterruptionOptions:
-    min_duration_ms: int = 500
+    min_duration_ms: int = 1000
     min_words: int = 1
     false_interruption_timeout_ms: int = 2000
 

@@ -78,16 +78,15 @@ class RealtimeSession:
         self.track = OutboundAudioTrack()
         self.track.on_playback_started = self._on_playback_started
         self.track.on_playback_stopped = self._on_playback_stopped
-        self.echo_guard = EchoGuard() if echo_guard else None
-        if self.echo_guard is not None:
-            self.track.on_frame_sent = self.echo_guard.far_end
+        self._echo_guard_default = echo_guard
+        self.echo_guard: EchoGuard | None = None
         self._turns = TurnTaking(
             SileroVad(vad_model),
             engines.stt,
             session_config.turn_detection or TurnDetectionConfig(),
             self,
-            echo=self.echo_guard,
         )
+        self._use_echo_guard(session_config.turn_detection)
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self._channel: Any = None
         self._pending: list[str] = []
@@ -315,7 +314,20 @@ class RealtimeSession:
             self.clear_input()
             if updated.turn_detection is not None:
                 self._turns.update(updated.turn_detection)
+            self._use_echo_guard(updated.turn_detection)
         self.config = updated
+
+    def _use_echo_guard(self, turn: TurnDetectionConfig | None) -> None:
+        """The session's `echo_guard` wins over the server default; a guard is only
+        built (and fed every sent frame) for calls that want it."""
+        wanted = (
+            self._echo_guard_default if turn is None or turn.echo_guard is None else turn.echo_guard
+        )
+        if wanted == (self.echo_guard is not None):
+            return
+        self.echo_guard = EchoGuard() if wanted else None
+        self.track.on_frame_sent = self.echo_guard.far_end if self.echo_guard else None
+        self._turns.echo = self.echo_guard
 
     def clear_input(self) -> None:
         self._manual_buffer.clear()

@@ -43,6 +43,9 @@ class TurnDetectionConfig:
     create_response: bool = True
     interrupt_response: bool = True
     interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
+    # Hark extension: true for a client without echo cancellation (smart glasses), whose
+    # microphone hears the bot; null leaves it to the server's HARK_ECHO_GUARD.
+    echo_guard: bool | None = None
 
     @property
     def semantic(self) -> bool:
@@ -57,6 +60,7 @@ class TurnDetectionConfig:
             "min_interruption_ms": self.interruption.min_duration_ms,
             "min_interruption_words": self.interruption.min_words,
             "false_interruption_timeout_ms": self.interruption.false_interruption_timeout_ms,
+            "echo_guard": self.echo_guard,
         }
         common = {
             "create_response": self.create_response,
@@ -178,6 +182,11 @@ def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
+def _optional_flag(raw: dict[str, Any], key: str, default: bool | None) -> bool | None:
+    value = raw.get(key, default)
+    return None if value is None else _flag({key: value}, key, False)
+
+
 def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetectionConfig | None:
     if raw is None:
         return None
@@ -223,4 +232,5 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
         create_response=_flag(raw, "create_response", base.create_response),
         interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),
         interruption=interruption,
+        echo_guard=_optional_flag(raw, "echo_guard", base.echo_guard),
     )

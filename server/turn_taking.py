@@ -94,6 +94,14 @@ class TurnTaking:
         self.config = config
         self._segmenter.update(config.segmenter_params())
 
+    @property
+    def echo(self) -> EchoGuard | None:
+        return self._echo
+
+    @echo.setter
+    def echo(self, guard: EchoGuard | None) -> None:
+        self._echo = guard
+
     def reset(self) -> None:
         """Forget the turn in progress (input buffer cleared, turn detection changed)."""
         self._segmenter.reset()

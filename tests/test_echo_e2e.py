@@ -15,16 +15,12 @@ from tests.bench.peers.hark import HarkPeer
 pytestmark = pytest.mark.slow
 
 
-@pytest.fixture(scope="module")
-def hark():
-    """A server for clients without echo cancellation: HARK_ECHO_GUARD=1."""
-    from tests.server_process import running_server
-
-    with running_server({"HARK_ECHO_GUARD": "1"}) as server:
-        yield server
-
-
-STORYTELLER = {"instructions": "You are a storyteller. Always answer with three long sentences."}
+# A client without echo cancellation says so in its session (Hark's `echo_guard`); the
+# shared test server keeps the default (off), so this also proves the per-call switch.
+STORYTELLER = {
+    "instructions": "You are a storyteller. Always answer with three long sentences.",
+    "audio": {"input": {"turn_detection": {"type": "semantic_vad", "echo_guard": True}}},
+}
 
 
 async def echo_call(hark, delay_ms: float, gain_db: float) -> tuple[CallClient, EchoingMicrophone]:

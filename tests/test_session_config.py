@@ -75,6 +75,20 @@ def test_semantic_vad_with_eagerness_round_trips_and_waits_by_eagerness():
     assert back.turn_detection.segmenter_params().silence_duration_ms == 700
 
 
+def test_echo_guard_is_a_per_session_switch_over_the_server_default():
+    config = SessionConfig().apply({"turn_detection": {"type": "semantic_vad"}})
+    assert config.turn_detection is not None and config.turn_detection.echo_guard is None
+    on = config.apply({"turn_detection": {"echo_guard": True}})
+    assert on.turn_detection is not None and on.turn_detection.echo_guard is True
+    assert on.to_dict("sess_1")["audio"]["input"]["turn_detection"]["echo_guard"] is True
+    kept = on.apply({"turn_detection": {"eagerness": "high"}})
+    assert kept.turn_detection is not None and kept.turn_detection.echo_guard is True
+    back = on.apply({"turn_detection": {"echo_guard": None}})
+    assert back.turn_detection is not None and back.turn_detection.echo_guard is None
+    with pytest.raises(SessionConfigError, match="echo_guard"):
+        config.apply({"turn_detection": {"echo_guard": "yes"}})
+
+
 def test_interruption_options_are_hark_extensions_of_turn_detection():
     config = SessionConfig().apply(
         {

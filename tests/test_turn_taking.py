@@ -179,7 +179,7 @@ async def test_speaking_again_after_a_false_interruption_pauses_again():
     await rig.feed(0.0, 192)
     await rig.settle()
     assert rig.host.log[-1] == "resume"
-    await rig.feed(0.9, 544)  # same turn (silence < 500 ms), long enough now
+    await rig.feed(0.9, 1056)  # same turn (silence < 500 ms), long enough now
     assert rig.host.log == ["started", "pause", "resume", "pause", "interrupt"]
 
 
