@@ -135,6 +135,12 @@ class SpeechSegmenter:
         """Inside a turn and silent for at least `pause_ms`."""
         return self._paused
 
+    def audio(self) -> np.ndarray:
+        """The current turn's audio so far (empty when idle)."""
+        if not self._segment:
+            return np.zeros(0, np.int16)
+        return np.concatenate(self._segment).astype(np.int16, copy=False)
+
     def update(self, params: TurnDetection) -> None:
         """Apply new parameters (a `session.update`) without losing the current turn."""
         self.params = params
@@ -205,12 +211,11 @@ class SpeechSegmenter:
             return [*events, self._stop(end_ms)]
         if not self._paused and silent >= self.pause_ms:
             self._paused = True
-            audio = np.concatenate(self._segment).astype(np.int16, copy=False)
-            events.append(SpeechPaused(end_ms, audio))
+            events.append(SpeechPaused(end_ms, self.audio()))
         return events
 
     def _stop(self, end_ms: int) -> SpeechStopped:
-        audio = np.concatenate(self._segment).astype(np.int16, copy=False)
+        audio = self.audio()
         silent = self._silent_ms
         self.reset()
         return SpeechStopped(audio_end_ms=end_ms, audio=audio, trailing_silence_ms=silent)

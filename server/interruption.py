@@ -3,8 +3,9 @@
 Cancelling a reply at every speech onset makes coughs, clicks and "uh-huh" cut the
 assistant off (LiveKit #4039, pipecat #1391). Hark pauses the reply's audio at onset,
 which is instant and loses nothing, then confirms the interruption when the speech has
-lasted `min_duration_ms` or its transcript holds real words, and otherwise resumes the
-reply where it stopped. A pause that no evidence confirms within
+lasted `min_duration_ms` and its transcript so far holds real words (a long "mmm-hmm"
+is not a turn), or has gone on for twice that whatever Whisper heard, and otherwise
+resumes the reply where it stopped. A pause that no evidence confirms within
 `false_interruption_timeout_ms` resumes too, so the assistant can never stay paused.
 """
 
@@ -20,6 +21,8 @@ BACKCHANNELS = frozenset(
     """uh huh uh-huh mm mhm mm-hmm mmhmm hmm hm um umm uh ah oh aha yeah yep yes yup
     okay ok right sure cool nice wow you thank thanks bye""".split()
 )
+# What Whisper writes for a hum or a breath ("And", "All.", "I"): not words on their own.
+FILLERS = frozenset("and all so the a i".split())
 _WORD = re.compile(r"[a-z'-]+")
 
 
@@ -38,8 +41,8 @@ class InterruptionOptions:
 
 def meaningful_words(text: str) -> list[str]:
     """The words of `text` that are not backchannels or noise transcriptions."""
-    words = _WORD.findall(text.lower())
-    return [w for w in words if w.strip("-'") and w not in BACKCHANNELS]
+    words = [w for w in _WORD.findall(text.lower()) if w.strip("-'") and w not in BACKCHANNELS]
+    return [] if all(w in FILLERS for w in words) else words
 
 
 class Verdict(enum.Enum):
@@ -60,9 +63,15 @@ class PendingInterruption:
     def decided(self) -> bool:
         return self.verdict is not Verdict.UNDECIDED
 
+    def long_enough(self, voiced_ms: int) -> bool:
+        """Voiced for `min_duration_ms`: time to ask the transcript so far for words."""
+        return voiced_ms >= self.options.min_duration_ms
+
     def on_voiced(self, voiced_ms: int) -> Verdict:
-        """The interrupting speech has been voiced for `voiced_ms` so far."""
-        if not self.decided and voiced_ms >= self.options.min_duration_ms:
+        """The interrupting speech has been voiced for `voiced_ms` so far: twice the
+        minimum confirms it whatever the words (with `min_words` 0, the minimum does)."""
+        limit = self.options.min_duration_ms * (2 if self.options.min_words else 1)
+        if not self.decided and voiced_ms >= limit:
             self.verdict = Verdict.CONFIRMED
         return self.verdict
 

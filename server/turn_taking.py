@@ -80,6 +80,7 @@ class TurnTaking:
         self._end_after_ms: int | None = None  # semantic_vad: silence that ends this turn
         self._pending: PendingInterruption | None = None
         self._voiced_base = 0  # segmenter.voiced_ms when the pending interruption began
+        self._asked_words = False  # the pending interruption's words were asked for
         self._false_this_turn = False
 
     @property
@@ -165,7 +166,11 @@ class TurnTaking:
                 self._pending = None  # the reply ended by itself (or was cancelled)
             else:
                 voiced_now = self._segmenter.speaking and not self._segmenter.paused
-                verdict = pending.on_voiced(self._segmenter.voiced_ms - self._voiced_base)
+                voiced = self._segmenter.voiced_ms - self._voiced_base
+                verdict = pending.on_voiced(voiced)
+                if verdict is Verdict.UNDECIDED and not self._asked_words:
+                    if voiced_now and pending.long_enough(voiced):
+                        self._ask_for_words(pending)
                 if verdict is Verdict.UNDECIDED:
                     verdict = pending.on_tick(at, voiced_now=voiced_now)
                 self._settle(verdict)
@@ -218,8 +223,20 @@ class TurnTaking:
 
     # ---- interruptions --------------------------------------------------------------------
 
+    def _ask_for_words(self, pending: PendingInterruption) -> None:
+        """Long enough to be a turn: does what was said so far hold real words?"""
+        self._asked_words = True
+        job = self._transcriber.peek(self._segmenter.audio())
+
+        def judge(task: asyncio.Task[Transcript]) -> None:
+            if pending is self._pending and not task.cancelled() and task.exception() is None:
+                self._settle(pending.on_transcript(_words_of(task.result()), still_speaking=True))
+
+        job.add_done_callback(judge)
+
     def _begin_interruption(self, onset_at: float, *, voiced_base: int) -> None:
         self._pending = PendingInterruption(self.config.interruption, onset_at)
+        self._asked_words = False
         self._voiced_base = voiced_base
         self._host.pause_reply(onset_at)
 

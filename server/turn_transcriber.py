@@ -45,6 +45,12 @@ class TurnTranscriber:
         self._job_samples = len(audio)
         return self._job
 
+    def peek(self, audio: np.ndarray) -> asyncio.Task[Transcript]:
+        """Transcribe `audio` on the side, leaving the turn's own job alone."""
+        job = asyncio.create_task(self._stt.transcribe_detailed(audio), name="stt-peek")
+        job.add_done_callback(_consume)
+        return job
+
     def discard(self) -> None:
         """The speaker went on: the running job no longer covers the turn."""
         self._job = None

@@ -69,6 +69,9 @@ def test_waits_grow_as_eagerness_falls_and_as_words_look_unfinished():
         ("Stop.", ["stop"]),
         ("Wait, what about Berlin?", ["wait", "what", "about", "berlin"]),
         ("No", ["no"]),
+        ("And", []),  # Whisper on a hum
+        ("All.", []),
+        ("And stop", ["and", "stop"]),
     ],
 )
 def test_backchannels_and_noise_words_are_not_meaningful(text, words):
@@ -82,12 +85,18 @@ def test_pending_interruption_verdicts():
     assert pending.on_transcript("", still_speaking=True) is Verdict.UNDECIDED
     assert pending.on_tick(10.9, voiced_now=False) is Verdict.UNDECIDED
     assert pending.on_tick(11.5, voiced_now=True) is Verdict.UNDECIDED  # still talking
-    assert pending.on_voiced(500) is Verdict.CONFIRMED
+    assert pending.long_enough(500)  # time to ask for words, not yet proof
+    assert pending.on_voiced(500) is Verdict.UNDECIDED
+    assert pending.on_transcript("mm-hmm", still_speaking=True) is Verdict.UNDECIDED
+    assert pending.on_voiced(1000) is Verdict.CONFIRMED  # twice the minimum: taking the turn
     # Once decided, later evidence does not flip it.
     assert pending.on_transcript("", still_speaking=False) is Verdict.CONFIRMED
 
     quiet = PendingInterruption(options, onset_at=10.0)
     assert quiet.on_tick(11.0, voiced_now=False) is Verdict.FALSE
+
+    no_words_needed = PendingInterruption(InterruptionOptions(min_words=0), onset_at=0.0)
+    assert no_words_needed.on_voiced(1000) is Verdict.CONFIRMED
 
     two_words = PendingInterruption(InterruptionOptions(min_words=2), onset_at=0.0)
     assert two_words.on_transcript("stop", still_speaking=True) is Verdict.UNDECIDED

@@ -135,8 +135,27 @@ async def test_long_speech_over_a_reply_confirms_the_interruption_by_duration():
     rig = Rig(server_vad(min_duration_ms=500), FakeSTT(text=""), FakeHost(replying=True))
     await rig.feed(0.9, 448)
     assert rig.host.log == ["started", "pause"]
-    await rig.feed(0.9, 96)
+    await rig.feed(0.9, 544)  # past the minimum, but no words heard yet
+    assert rig.host.log == ["started", "pause"]
+    await rig.feed(0.9, 96)  # twice the minimum: taking the turn whatever the words
     assert rig.host.log == ["started", "pause", "interrupt"]
+
+
+async def test_words_at_the_minimum_duration_confirm_before_the_speech_ends():
+    stt = FakeSTT(text="Wait, tell me about dogs")
+    rig = Rig(server_vad(min_duration_ms=500), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 544)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "interrupt"]
+    assert len(stt.calls) == 1  # the transcript of the speech so far, asked at 500 ms
+
+
+async def test_a_long_hum_over_a_reply_is_not_an_interruption():
+    rig = Rig(server_vad(min_duration_ms=500), FakeSTT(text="Mm-hmm."), FakeHost(replying=True))
+    await rig.feed(0.9, 800)  # long enough to ask, but only a backchannel
+    await rig.feed(0.0, 320)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
 
 
 async def test_a_short_word_confirms_the_interruption_by_its_transcript():
@@ -179,7 +198,7 @@ async def test_speaking_again_after_a_false_interruption_pauses_again():
     await rig.feed(0.0, 192)
     await rig.settle()
     assert rig.host.log[-1] == "resume"
-    await rig.feed(0.9, 1056)  # same turn (silence < 500 ms), long enough now
+    await rig.feed(0.9, 2080)  # same turn (silence < 500 ms), twice the minimum now
     assert rig.host.log == ["started", "pause", "resume", "pause", "interrupt"]
 
 
