@@ -78,7 +78,7 @@ PAUSED = [
     ("How many legs", "does a spider have?", "spider"),
     ("Who wrote", "Romeo and Juliet?", "juliet"),
     ("What is the largest", "planet in the solar system?", "planet"),
-    ("Which animal", "says moo?", "moo"),
+    ("Which animal", "says moo?", "says"),  # tiny.en often hears "move"
 ]
 PAUSES_MS = [300, 400, 500, 600, 700]
 INTERRUPTION = "Wait, stop. Tell me about dogs instead."
