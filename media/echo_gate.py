@@ -16,8 +16,13 @@ both above `floor_power` (-55 dBFS).
 
 - `echo_gain` is the speaker-to-mic coupling assumed: at most `max_echo_gain_db` (-3 dB;
   smart glasses measure -6 to -12 dB), lowered once 16 echo-only frames have shown the
-  real coupling: their 95th-percentile mic/echo_bound ratio plus 3 dB. It is relearned
-  when the delay is first measured (the echo window narrows, so the ratios grow).
+  real coupling: their 95th-percentile mic/echo_bound ratio plus 4 dB. When the delay is
+  first measured, the guard re-reads the last ~2 s of echo-only frames against the
+  narrow window at that delay (`relearn_coupling`), so even a short first reply teaches
+  it; a moved delay starts it over. From then on only frames the canceller visibly
+  cancelled (>= 15 dB removed, output not muted) teach it, always against the narrow
+  window: a voice the gate missed passes AEC3 uncancelled, so it cannot raise the
+  coupling and make the next barge-in harder still.
 - `erle` is learned: total mic power / total residual power over the last 96 echo-only
   frames, counted once AEC3 left its start-up phase (`settle_frames`, 1.3 s of echo); it
   starts at 1 (0 dB). It is capped by the cancellation over the last 16 frames no louder
@@ -71,8 +76,10 @@ class GateParams:
     max_erle_db: float = 30.0
     coupling_frames: int = 96
     coupling_percentile: float = 95.0
-    coupling_margin_db: float = 3.0
+    coupling_margin_db: float = 4.0
     coupling_min_frames: int = 16
+    certified_cancellation_db: float = -15.0  # keep learning the coupling from frames the
+    muted_power: float = 100.0  # canceller cut this much, unless its output was muted
     geigel_margin_db: float = 3.0
     recent_frames: int = 16  # the canceller's recent record, to notice it losing the echo
 
@@ -119,25 +126,47 @@ class EchoGate:
         mic, residual = np.sum(np.array(self._recent), axis=0)
         return float(max(10 * np.log10(mic / max(residual, 1.0)), 0.0))
 
+    def _cancelled_well(self, mic: float, residual: float) -> bool:
+        """The canceller took most of this frame yet left some of it (AEC3 mutes its
+        output outright when it is unsure, voice included): it held the bot's echo, not a
+        person, whom a canceller cannot remove. Only such frames keep teaching the coupling
+        once the delay is known, so a voice the gate missed cannot raise it."""
+        p = self.params
+        return p.muted_power < residual <= mic * 10 ** (p.certified_cancellation_db / 10)
+
     def forget_erle(self) -> None:
         """The canceller restarted: what it achieved before no longer holds."""
         self._powers.clear()
         self._recent.clear()
         self._age = 0
 
-    def decide(self, echo_bound: float, mic: float, residual: float, aligned: bool) -> bool:
-        """True if the frame is echo only: a speech onset in it must be ignored."""
+    def relearn_coupling(self, frames: list[tuple[float, float]]) -> None:
+        """Learn the coupling afresh from (mic, narrow echo bound) pairs of echo-only
+        frames: the delay was just measured (or moved), so the ratios learned against the
+        old window no longer hold."""
+        self._coupling.clear()
+        self._aligned = True
+        for mic, bound in frames:
+            if bound >= ACTIVE_FRAME_POWER and mic > 10 * self.params.floor_power:
+                self._coupling.append(mic / bound)
+
+    def decide(
+        self,
+        echo_bound: float,
+        mic: float,
+        residual: float,
+        aligned: bool,
+        narrow_bound: float | None = None,
+    ) -> bool:
+        """True if the frame is echo only: a speech onset in it must be ignored.
+        `narrow_bound` is the bound at the measured delay, when there is one, even where
+        `echo_bound` had to be the wide one: the coupling is learned against it."""
         p = self.params
         if echo_bound < ACTIVE_FRAME_POWER:
             self._hold = 0
             self._evidence = 0
             self._onset = p.onset_frames
             return False
-        if aligned and not self._aligned:
-            # The echo window just narrowed to the measured delay: ratios learned against
-            # the wide window (always the larger bound) would understate the coupling.
-            self._coupling.clear()
-            self._aligned = True
         max_echo = echo_bound * 10 ** (self.echo_gain_db / 10)
         if (
             aligned
@@ -175,6 +204,10 @@ class EchoGate:
         settled = aligned and self._age > p.settle_frames
         if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
             self._powers.append((mic, residual))
-        if (aligned or not self._aligned) and not self._evidence and mic > 10 * p.floor_power:
-            self._coupling.append(mic / echo_bound)
+        if not self._evidence and mic > 10 * p.floor_power:
+            if narrow_bound is None:
+                if not self._aligned:
+                    self._coupling.append(mic / echo_bound)
+            elif narrow_bound >= ACTIVE_FRAME_POWER and self._cancelled_well(mic, residual):
+                self._coupling.append(mic / narrow_bound)
         return True

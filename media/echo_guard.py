@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -49,6 +50,8 @@ AEC_LEAD_SECONDS = 0.08  # the reference handed to AEC3 leads the echo by this m
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
 ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
+RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
+RELEARN_SHIFT_SECONDS = 0.05  # ... and again when the delay moves by more than this
 
 
 _DITHER = np.random.default_rng(0).integers(-1, 2, FRAME_SAMPLES).astype(np.int32)
@@ -80,6 +83,10 @@ class EchoGuard:
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
         self._burst = 0  # consecutive frames with reference at the measured delay
+        # (last block, mic power) of recent echo-only frames, and the delay the coupling
+        # was last learned at: a first (or moved) delay re-reads them against the new window.
+        self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
+        self._coupling_delay: float | None = None
 
     @property
     def delay_ms(self) -> float | None:
@@ -113,11 +120,32 @@ class EchoGuard:
 
         samples = frame.astype(np.float64)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
+        self._relearn_coupling()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)
+        if verdict.echo_only:
+            self._echo_frames.append((last_block, float(np.mean(mic_blocks))))
         # Only frames judged pure echo teach the delay estimator: a person talking (over the
         # echo or after it) would pull the correlation peak to a wrong lag.
         self._delay.push(mic_blocks, last_block, self._reference.power, use=verdict.echo_only)
         return verdict
+
+    def _relearn_coupling(self) -> None:
+        """When the delay is first measured, the echo-only frames of the last ~2 s are read
+        again against the narrow window at that delay, so the gate knows the real
+        speaker-to-mic coupling at once instead of after 16 more frames of echo (on a short
+        first reply those never came, and the next reply's barge-in met the worst case).
+        When the delay moves, those frames held echo at the old delay: start over."""
+        delay = self._delay.delay_seconds
+        if delay is None:
+            return
+        if self._coupling_delay is None:
+            frames = [(mic, self._echo_bound(block, delay)) for block, mic in self._echo_frames]
+        elif abs(delay - self._coupling_delay) > RELEARN_SHIFT_SECONDS:
+            frames = []
+        else:
+            return
+        self._coupling_delay = delay
+        self._gate.relearn_coupling(frames)
 
     def _judge(
         self, frame: np.ndarray, mic_blocks: np.ndarray, end_index: float, last_block: int
@@ -125,6 +153,7 @@ class EchoGuard:
         delay = self._delay.delay_seconds
         echo_bound = self._echo_bound(last_block, delay)
         aligned = delay is not None
+        narrow = echo_bound if aligned else None
         self._burst = self._burst + 1 if aligned and echo_bound >= ACTIVE_FRAME_POWER else 0
         if aligned and self._burst <= ONSET_FRAMES:
             # Nothing at the measured delay yet, but something within the whole searched
@@ -144,7 +173,11 @@ class EchoGuard:
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
         echo_only = self._gate.decide(
-            echo_bound, float(np.mean(mic_blocks)), float(residual), aligned=aligned
+            echo_bound,
+            float(np.mean(mic_blocks)),
+            float(residual),
+            aligned=aligned,
+            narrow_bound=narrow,
         )
         # Near-end speech: hand on the microphone as it was. AEC3's residual suppressor
         # carves the echo's frequencies out of the mix, which left Silero deaf to some

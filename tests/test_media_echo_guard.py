@@ -4,6 +4,8 @@ network into real Silero and the real segmenter (see tests/echo_path.py).
 The figures (ERLE, onset delays, cost) are printed by `python -m tests.bench.echo_guard`.
 """
 
+from dataclasses import replace
+
 import numpy as np
 import pytest
 
@@ -148,3 +150,26 @@ def test_bad_frames_are_rejected_clearly():
         guard.near_end(np.zeros(480, np.int16), 30)
     with pytest.raises(ValueError, match="512 int16"):
         guard.near_end(np.zeros(512, np.float32), 32)
+
+
+SHORT_REPLIES = ["It is sunny today.", "Ten minutes, starting now.", "At three o'clock."]
+
+
+def test_a_user_talking_at_once_over_the_reply_after_a_short_one_starts_a_turn():
+    """The call's first reply was short (the delay was measured near its end) and the
+    user talks over the very start of the next one, while its first echo is judged
+    against the whole window: the coupling heard on the short reply must already count
+    (a real call through WebRTC missed these barge-ins when it had to be relearned)."""
+    added = []
+    for i, case in enumerate(echo_cases(12, user=True, seed=7)):
+        case = replace(case, user_at=0.15 + 0.05 * (i % 6))
+        warm = SHORT_REPLIES[i % len(SHORT_REPLIES)]
+        guarded = run_case(case, EchoGuard(), warm_reply=warm)
+        alone = run_case(case, None, warm_reply=warm, with_echo=False)
+        assert guarded.user_onset_ms is not None and alone.detected_ms
+        hits = [d for d in guarded.detected_ms if d >= guarded.user_onset_ms - 200]
+        assert hits, f"barge-in missed: {case}"
+        assert len(hits) == len(guarded.detected_ms), f"an echo started a turn: {case}"
+        added.append(hits[0] - alone.detected_ms[-1])
+    print(f"barge-in 12/12 at the start of a reply after a short one, added ms: {added}")
+    assert np.median(added) <= 500  # 672 ms when the coupling had to be relearned
