@@ -33,7 +33,7 @@ from media.segmenter import (
 from media.vad import SileroVad
 from server.end_of_turn import WAITS, completeness
 from server.engines.base import SpeechToText, Transcript
-from server.interruption import PendingInterruption, Verdict
+from server.interruption import PendingInterruption, Verdict, meaningful_words
 from server.session_config import TurnDetectionConfig
 from server.turn_metrics import TurnTimings, now
 from server.turn_transcriber import TurnTranscriber
@@ -203,13 +203,23 @@ class TurnTaking:
     def _on_stopped(self, stopped: SpeechStopped, at: float) -> None:
         self._pause_seq += 1
         self._end_after_ms = None
+        pending = self._pending
+        rejudge = (
+            pending is None
+            and self._false_this_turn
+            and self.config.interrupt_response
+            and self._host.reply_in_progress()
+        )
         self._false_this_turn = False
-        transcript, early = self._transcriber.final(stopped.audio)
+        transcript, early = self._transcriber.final(stopped.audio, reuse=not rejudge)
         timings = TurnTimings(speech_stopped=at, stt_preemptive=early)
         timings.speech_end = at - stopped.trailing_silence_ms / 1000
-        pending = self._pending
+        # Both callbacks run before the host's own wait on the transcript resumes, so a
+        # reply cancelled here leaves the way clear for the turn to be answered.
         if pending is not None:
             transcript.add_done_callback(lambda task: self._on_final_transcript(pending, task))
+        elif rejudge:
+            transcript.add_done_callback(self._on_whole_turn_transcript)
         self._host.on_turn_ended(stopped, transcript, timings)
 
     def _on_final_transcript(
@@ -220,6 +230,19 @@ class TurnTaking:
         failed = task.cancelled() or task.exception() is not None
         text = "" if failed else _words_of(task.result())
         self._settle(pending.on_transcript(text, still_speaking=self._segmenter.speaking))
+
+    def _on_whole_turn_transcript(self, task: asyncio.Task[Transcript]) -> None:
+        """A turn that was judged a false interruption early on (its first sound was a
+        breath, or its first words were hidden in the bot's echo) has ended with the reply
+        still playing: if the whole turn holds words after all, the user did take the turn.
+        Without this the turn was committed, never answered, and the reply played on."""
+        if task.cancelled() or task.exception() is not None or self._pending is not None:
+            return
+        if not self._host.reply_in_progress():
+            return
+        words = meaningful_words(_words_of(task.result()))
+        if len(words) >= max(self.config.interruption.min_words, 1):
+            self._host.interrupt_reply()
 
     # ---- interruptions --------------------------------------------------------------------
 

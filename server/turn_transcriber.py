@@ -56,15 +56,18 @@ class TurnTranscriber:
         self._job = None
         self._job_samples = 0
 
-    def final(self, audio: np.ndarray) -> tuple[asyncio.Task[Transcript], bool]:
+    def final(
+        self, audio: np.ndarray, *, reuse: bool = True
+    ) -> tuple[asyncio.Task[Transcript], bool]:
         """The transcript of the finished turn `audio`, and whether it was made early.
 
         The early job is reused when it covers everything but the trailing silence and
-        has not failed; otherwise the whole turn is transcribed now.
+        has not failed; otherwise (or with `reuse=False`: the "silence" may hold words
+        the echo gate hid) the whole turn is transcribed now.
         """
         job, covered = self._job, self._job_samples
         self.discard()
-        usable = job is not None and covered <= len(audio)
+        usable = reuse and job is not None and covered <= len(audio)
         if usable and job is not None and job.done() and (job.cancelled() or job.exception()):
             log.warning("preemptive transcription failed; transcribing the turn again")
             usable = False

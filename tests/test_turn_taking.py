@@ -277,3 +277,30 @@ async def test_semantic_vad_ends_an_unfinished_turn_at_its_longest_wait():
     assert rig.host.log == ["started"]
     await rig.feed(0.0, 224)  # past high eagerness's 1200 ms limit
     assert rig.host.log == ["started", "ended"]
+
+
+async def test_a_turn_judged_false_early_that_ends_with_words_interrupts_the_reply():
+    """The first sound was judged a false interruption (its pause transcript had no words)
+    and the reply resumed; the user went on talking, unheard as a new onset (as when the
+    bot's echo hides it), and the whole turn's transcript holds words: the reply stops,
+    so the turn can be answered instead of ignored."""
+    stt = FakeSTT(text="")
+    rig = Rig(server_vad(min_duration_ms=5000), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 192)
+    await rig.feed(0.0, 224)  # a pause: its transcript is empty, a false interruption
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
+    stt.text = "Stop. Tell me about dogs instead."
+    await rig.feed(0.0, 320)  # the turn ends: the whole of it is transcribed again
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume", "ended", "interrupt"]
+
+
+async def test_a_backchannel_turn_is_not_judged_twice():
+    """A turn that was only "uh-huh" resumes the reply once; its end does not stop it."""
+    rig = Rig(server_vad(), FakeSTT(text="Uh-huh."), FakeHost(replying=True))
+    await rig.feed(0.9, 256)
+    await rig.feed(0.0, 640)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume", "ended"]
+    assert rig.host.replying
