@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from typing import Any, Literal
 
 import numpy as np
@@ -68,6 +68,9 @@ class ResponseRun:
         self._heard = HeardText()
         self._previous_item_id: str | None = None
         self._task: asyncio.Task[None] | None = None
+        # Set once the first clause has audio (or none to give): until then the LLM
+        # stream is not read, so an in-process LLM leaves the CPU to the first TTS.
+        self._first_audio = asyncio.Event()
 
     @property
     def active(self) -> bool:
@@ -144,6 +147,8 @@ class ResponseRun:
                     self._emit(events.transcript_delta(self.id, self.item.id, delta))
                     for clause in splitter.push(delta):
                         clauses.put_nowait(clause)
+                    if not clauses.empty() and not self._first_audio.is_set():
+                        await self._first_audio.wait()  # first audio first
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
         finally:
@@ -152,19 +157,39 @@ class ResponseRun:
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         rate = self._tts.sample_rate
         first = True
-        while (clause := await clauses.get()) is not None:
-            self.timings.mark("first_clause")
-            span = self._heard.locate(clause)
-            async with contextlib.aclosing(self._tts.synthesize(clause, self._voice)) as audio:
-                async for pcm in audio:
+        try:
+            while (clause := await clauses.get()) is not None:
+                self.timings.mark("first_clause")
+                span = self._heard.locate(clause)
+                async for pcm in self._clause_audio(clause):
                     if first:
                         pcm = trim_leading_silence(pcm, rate)
                         first = len(pcm) == 0
                     if len(pcm) == 0:
                         continue
                     self.timings.mark("tts_first_audio")
+                    self._first_audio.set()
                     self._track.push(pcm, rate)
                     self._heard.add_audio(span, len(pcm) * 1000 / rate)
+                self._first_audio.set()
+        finally:
+            self._first_audio.set()
+
+    async def _clause_audio(self, clause: str) -> AsyncIterator[np.ndarray]:
+        """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
+        of the silence TTS leaves after a finished utterance, so the sentence flows on."""
+        mid_sentence = clause[-1:].isalnum()
+        held: np.ndarray | None = None
+        async with contextlib.aclosing(self._tts.synthesize(clause, self._voice)) as audio:
+            async for pcm in audio:
+                if not mid_sentence:
+                    yield pcm
+                    continue
+                if held is not None:
+                    yield held
+                held = pcm
+        if held is not None:
+            yield trim_trailing_silence(held, self._tts.sample_rate)
 
     def _finish(self, status: str, transcript: str, reason: CancelReason | None = None) -> None:
         if not self.active:
@@ -182,6 +207,17 @@ class ResponseRun:
 
 LEAD_IN_LEVEL = 200  # int16 amplitude below which a TTS lead-in counts as silence
 LEAD_IN_KEEP_S = 0.01
+
+
+MID_SENTENCE_TAIL_S = 0.04
+
+
+def trim_trailing_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Keep 40 ms of the quiet after the last sound: a phrase, not a sentence, ended."""
+    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_IN_LEVEL)
+    if len(loud) == 0:
+        return pcm
+    return pcm[: int(loud[-1]) + 1 + int(MID_SENTENCE_TAIL_S * rate)]
 
 
 def trim_leading_silence(pcm: np.ndarray, rate: int) -> np.ndarray:

@@ -10,7 +10,8 @@ from server.engines.sentences import SentenceSplitter
 
 
 def split_all(text: str, deltas: list[str] | None = None, **options: int) -> list[str]:
-    splitter = SentenceSplitter(**options)
+    """Punctuation rules alone (no first-phrase cut) unless `first_phrase_words` is given."""
+    splitter = SentenceSplitter(**{"first_phrase_words": 0, **options})
     chunks: list[str] = []
     for delta in deltas if deltas is not None else [text]:
         chunks += splitter.push(delta)
@@ -30,7 +31,7 @@ def squash(text: str) -> str:
 
 
 def test_sentences_are_cut_as_soon_as_the_next_word_shows() -> None:
-    splitter = SentenceSplitter()
+    splitter = SentenceSplitter(first_phrase_words=0)
     assert splitter.push("Paris is the capital of France.") == []  # could still be "France.5"
     assert splitter.push(" It") == ["Paris is the capital of France."]
     assert splitter.push(" is lovely!") == []
@@ -141,3 +142,36 @@ def test_chunks_reproduce_the_text_for_any_delta_boundaries() -> None:
         assert squash(" ".join(chunks)) == squash(text)
         # Where the deltas fall must not change where the text is cut.
         assert chunks == split_all(text)
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Paris is the capital of France.", "Paris is the capital"),
+        ("Jupiter is the largest planet in our solar system.", "Jupiter is the largest planet"),
+        ("The sky is blue because of scattering.", "The sky is blue"),
+        ("It has 8 legs.", "It has 8 legs."),  # no phrase starter: the sentence
+        ("It is in the box.", "It is in the box."),  # "in" after three words: too soon
+        ("Well, sure, of course.", "Well, sure, of course."),
+    ],
+)
+def test_the_first_chunk_ends_before_a_word_that_opens_a_phrase(text: str, first: str) -> None:
+    chunks = split_all(text, tokens(text), first_phrase_words=4)
+    assert chunks[0] == first
+    assert " ".join(chunks) == text
+
+
+def test_a_phrase_starter_must_be_a_whole_word() -> None:
+    splitter = SentenceSplitter()
+    assert splitter.push("The answer is often") == []  # "often" could still be "of…"
+    assert splitter.push(" of") == []  # "of" could still be "offer"
+    assert splitter.push(" use") == ["The answer is often"]
+
+
+def test_only_the_first_chunk_is_cut_at_a_phrase() -> None:
+    text = "Paris is the capital of France. Its river is the Seine and it is long."
+    assert split_all(text, tokens(text), first_phrase_words=4) == [
+        "Paris is the capital",
+        "of France.",
+        "Its river is the Seine and it is long.",
+    ]

