@@ -22,7 +22,7 @@ BACKCHANNELS = frozenset(
     okay ok right sure cool nice wow you thank thanks bye""".split()
 )
 # What Whisper writes for a hum or a breath ("And", "All.", "I"): not words on their own.
-FILLERS = frozenset("and all so the a i".split())
+FILLERS = frozenset("and all so the".split())
 _WORD = re.compile(r"[a-z'-]+")
 
 
@@ -41,7 +41,11 @@ class InterruptionOptions:
 
 def meaningful_words(text: str) -> list[str]:
     """The words of `text` that are not backchannels or noise transcriptions."""
-    words = [w for w in _WORD.findall(text.lower()) if w.strip("-'") and w not in BACKCHANNELS]
+    words = [
+        w
+        for w in _WORD.findall(text.lower())
+        if len(w.strip("-'")) > 1 and w not in BACKCHANNELS  # "M. H." is a hum
+    ]
     return [] if all(w in FILLERS for w in words) else words
 
 

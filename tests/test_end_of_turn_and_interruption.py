@@ -72,6 +72,9 @@ def test_waits_grow_as_eagerness_falls_and_as_words_look_unfinished():
         ("And", []),  # Whisper on a hum
         ("All.", []),
         ("And stop", ["and", "stop"]),
+        ("M. H. M. H", []),  # tiny.en on a 0.4 s "mhm"
+        ("I", []),
+        ("I want dogs", ["want", "dogs"]),
     ],
 )
 def test_backchannels_and_noise_words_are_not_meaningful(text, words):

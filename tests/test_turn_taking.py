@@ -184,6 +184,18 @@ async def test_words_whisper_puts_to_noise_do_not_confirm_an_interruption():
     assert rig.host.log == ["started", "pause", "resume"]
 
 
+async def test_unsure_words_do_not_confirm_an_interruption():
+    """tiny.en heard a 0.4 s "mm-hmm" as "in a month", unsure of it (avg_logprob -1.13):
+    real words, but not a bid for the turn."""
+    stt = FakeSTT(text="in a month")
+    stt.no_speech_prob, stt.logprob = 0.31, -1.13
+    rig = Rig(server_vad(), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 384)
+    await rig.feed(0.0, 640)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume", "ended"]
+
+
 async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
     host = FakeHost(replying=True)
     rig = Rig(server_vad(false_interruption_timeout_ms=600), FakeSTT("Stop.", delay=5), host)
