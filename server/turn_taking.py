@@ -280,13 +280,20 @@ def _words_of(transcript: Transcript) -> str:
     return transcript.text if transcript.has_words else ""
 
 
-# Words that cut the bot off must be words Whisper is sure of: for a 0.4 s "mm-hmm"
-# tiny.en wrote "in a month" (avg_logprob -1.13) or "NMR" (-1.12), while short real
-# interruptions ("Wait.", "Stop.", "Hold on.") scored -0.73 or better (measured here).
+# Words that cut the bot off must be words Whisper is sure of, or enough of them: for a
+# 0.4 s "mm-hmm" tiny.en wrote "in a month" (avg_logprob -1.13) or "NMR" (-1.12), while
+# short real interruptions ("Wait.", "Stop.", "Hold on.") scored -0.73 or better; a
+# person talking over the bot's echo comes out garbled and unsure, but as a phrase
+# ("What are you about", "out dogs and").
 BID_MIN_AVG_LOGPROB = -0.9
+UNSURE_BID_MIN_WORDS = 3
 
 
 def _bid_of(transcript: Transcript) -> str:
     """The transcript's text if it can count as a bid for the turn, else nothing."""
+    if not transcript.has_words:
+        return ""
     sure = transcript.avg_logprob >= BID_MIN_AVG_LOGPROB
-    return transcript.text if transcript.has_words and sure else ""
+    if sure or len(meaningful_words(transcript.text)) >= UNSURE_BID_MIN_WORDS:
+        return transcript.text
+    return ""

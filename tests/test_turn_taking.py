@@ -196,6 +196,16 @@ async def test_unsure_words_do_not_confirm_an_interruption():
     assert rig.host.log == ["started", "pause", "resume", "ended"]
 
 
+async def test_a_phrase_heard_unsure_over_the_echo_still_confirms():
+    stt = FakeSTT(text="What are you about,")
+    stt.no_speech_prob, stt.logprob = 0.3, -1.2
+    rig = Rig(server_vad(), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 384)
+    await rig.feed(0.0, 640)
+    await rig.settle()
+    assert rig.host.log[:3] == ["started", "pause", "interrupt"]
+
+
 async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
     host = FakeHost(replying=True)
     rig = Rig(server_vad(false_interruption_timeout_ms=600), FakeSTT("Stop.", delay=5), host)
