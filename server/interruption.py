@@ -15,6 +15,8 @@ import enum
 import re
 from dataclasses import dataclass
 
+from server.engines.base import Transcript
+
 # Listening noises people make while someone else talks, and what Whisper tiny writes
 # for breaths, clicks and coughs. None of them is a bid for the turn.
 BACKCHANNELS = frozenset(
@@ -23,7 +25,7 @@ BACKCHANNELS = frozenset(
 )
 # What Whisper writes for a hum or a breath ("And", "All.", "I"): not words on their own.
 FILLERS = frozenset("and all so the".split())
-_WORD = re.compile(r"[a-z'-]+")
+_WORD = re.compile(r"[A-Za-z'-]+")
 
 
 @dataclass(frozen=True)
@@ -40,11 +42,12 @@ class InterruptionOptions:
 
 
 def meaningful_words(text: str) -> list[str]:
-    """The words of `text` that are not backchannels or noise transcriptions."""
+    """The words of `text` that are not backchannels or noise transcriptions. Single
+    letters ("M. H.") and words in capitals ("NMR", "MM") are how Whisper spells a hum."""
     words = [
-        w
-        for w in _WORD.findall(text.lower())
-        if len(w.strip("-'")) > 1 and w not in BACKCHANNELS  # "M. H." is a hum
+        w.lower()
+        for w in _WORD.findall(text)
+        if len(w.strip("-'")) > 1 and not w.isupper() and w.lower() not in BACKCHANNELS
     ]
     return [] if all(w in FILLERS for w in words) else words
 
@@ -96,3 +99,21 @@ class PendingInterruption:
         if not self.decided and not voiced_now and now - self.onset_at >= timeout:
             self.verdict = Verdict.FALSE
         return self.verdict
+
+
+# Words that cut the bot off must be words Whisper is sure of, or enough of them: for a
+# 0.4 s "mm-hmm" tiny.en wrote "in a month" (avg_logprob -1.13) or "NMR" (-1.12), while
+# short real interruptions ("Wait.", "Stop.", "Hold on.") scored -0.73 or better; a
+# person talking over the bot's echo comes out garbled and unsure, but as a phrase
+# ("What are you about", "out dogs and").
+BID_MIN_AVG_LOGPROB = -0.9
+UNSURE_BID_MIN_WORDS = 3
+
+
+def bid_text(transcript: Transcript) -> str:
+    """The transcript's text if it can count as a bid for the turn, else nothing."""
+    words = meaningful_words(transcript.text) if transcript.has_words else []
+    sure = transcript.avg_logprob >= BID_MIN_AVG_LOGPROB
+    if words and (sure or len(words) >= UNSURE_BID_MIN_WORDS):
+        return transcript.text
+    return ""

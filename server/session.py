@@ -33,6 +33,7 @@ from server.client_events import ClientEventDispatcher
 from server.conversation import Conversation, Item, new_id
 from server.engines.base import Engines, Transcript
 from server.heard_text import HeardText
+from server.interruption import bid_text
 from server.response import CancelReason, ResponseRun
 from server.session_config import SessionConfig, TurnDetectionConfig
 from server.turn_metrics import TurnTimings
@@ -226,14 +227,24 @@ class RealtimeSession:
         self.state = State.USER_SPEAKING
 
     def on_turn_ended(
-        self, stopped: SpeechStopped, transcript: asyncio.Task[Transcript], timings: TurnTimings
+        self,
+        stopped: SpeechStopped,
+        transcript: asyncio.Task[Transcript],
+        timings: TurnTimings,
+        *,
+        noise_over_reply: bool = False,
     ) -> None:
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
         self.send(events.speech_stopped(stopped.audio_end_ms, item_id))
         turn = self.config.turn_detection or TurnDetectionConfig()
         self.commit_audio(
-            item_id, stopped.audio, timings, respond=turn.create_response, transcript=transcript
+            item_id,
+            stopped.audio,
+            timings,
+            respond=turn.create_response,
+            transcript=transcript,
+            only_a_bid=noise_over_reply,
         )
 
     def reply_in_progress(self) -> bool:
@@ -282,6 +293,7 @@ class RealtimeSession:
         *,
         respond: bool,
         transcript: asyncio.Task[Transcript] | None = None,
+        only_a_bid: bool = False,
     ) -> None:
         item = Item(id=item_id, role="user", kind="input_audio", text=None)
         previous = self.conversation.add(item)
@@ -295,7 +307,10 @@ class RealtimeSession:
             )
         seq = self._turn_seq
         self._spawn(
-            self._complete_turn(item, previous, audio, transcript, timings, respond, seq), "turn"
+            self._complete_turn(
+                item, previous, audio, transcript, timings, respond, seq, only_a_bid
+            ),
+            "turn",
         )
 
     def take_manual_buffer(self) -> np.ndarray:
@@ -343,11 +358,14 @@ class RealtimeSession:
         timings: TurnTimings,
         respond: bool,
         seq: int,
+        only_a_bid: bool = False,
     ) -> None:
         try:
             heard = await stt
             # Whisper's words for a cough or a click ("Okay.", "you") are not a turn.
             transcript = heard.text.strip() if heard.has_words else ""
+            if only_a_bid and not bid_text(heard):
+                respond = False  # an "uh-huh" over the reply: heard, not answered
         except Exception as exc:
             log.exception("call %s: transcription failed", self.call_id)
             self.send(events.error("server_error", "transcription_failed", f"STT failed: {exc}"))

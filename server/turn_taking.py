@@ -33,7 +33,7 @@ from media.segmenter import (
 from media.vad import SileroVad
 from server.end_of_turn import WAITS, completeness
 from server.engines.base import SpeechToText, Transcript
-from server.interruption import PendingInterruption, Verdict, meaningful_words
+from server.interruption import PendingInterruption, Verdict, bid_text, meaningful_words
 from server.session_config import TurnDetectionConfig
 from server.turn_metrics import TurnTimings, now
 from server.turn_transcriber import TurnTranscriber
@@ -45,8 +45,15 @@ class TurnHost(Protocol):
     def on_speech_started(self, audio_start_ms: int) -> None: ...
 
     def on_turn_ended(
-        self, stopped: SpeechStopped, transcript: asyncio.Task[Transcript], timings: TurnTimings
-    ) -> None: ...
+        self,
+        stopped: SpeechStopped,
+        transcript: asyncio.Task[Transcript],
+        timings: TurnTimings,
+        *,
+        noise_over_reply: bool = False,
+    ) -> None:
+        """`noise_over_reply`: the turn began over a reply and was judged noise; answer it
+        only if its transcript turns out to be a bid for the turn (`bid_text`)."""
 
     def reply_in_progress(self) -> bool: ...
 
@@ -195,7 +202,7 @@ class TurnTaking:
         text = _words_of(task.result())
         current = pause_id == self._pause_seq and self._segmenter.speaking
         if self._pending is not None:
-            bid = _bid_of(task.result())
+            bid = bid_text(task.result())
             self._settle(self._pending.on_transcript(bid, still_speaking=not current))
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
@@ -205,12 +212,8 @@ class TurnTaking:
         self._pause_seq += 1
         self._end_after_ms = None
         pending = self._pending
-        rejudge = (
-            pending is None
-            and self._false_this_turn
-            and self.config.interrupt_response
-            and self._host.reply_in_progress()
-        )
+        judged_noise = pending is None and self._false_this_turn
+        rejudge = judged_noise and self.config.interrupt_response and self._host.reply_in_progress()
         self._false_this_turn = False
         transcript, early = self._transcriber.final(stopped.audio, reuse=not rejudge)
         timings = TurnTimings(speech_stopped=at, stt_preemptive=early)
@@ -221,7 +224,7 @@ class TurnTaking:
             transcript.add_done_callback(lambda task: self._on_final_transcript(pending, task))
         elif rejudge:
             transcript.add_done_callback(self._on_whole_turn_transcript)
-        self._host.on_turn_ended(stopped, transcript, timings)
+        self._host.on_turn_ended(stopped, transcript, timings, noise_over_reply=judged_noise)
 
     def _on_final_transcript(
         self, pending: PendingInterruption, task: asyncio.Task[Transcript]
@@ -229,7 +232,7 @@ class TurnTaking:
         if pending is not self._pending:
             return
         failed = task.cancelled() or task.exception() is not None
-        text = "" if failed else _bid_of(task.result())
+        text = "" if failed else bid_text(task.result())
         self._settle(pending.on_transcript(text, still_speaking=self._segmenter.speaking))
 
     def _on_whole_turn_transcript(self, task: asyncio.Task[Transcript]) -> None:
@@ -241,7 +244,7 @@ class TurnTaking:
             return
         if not self._host.reply_in_progress():
             return
-        words = meaningful_words(_bid_of(task.result()))
+        words = meaningful_words(bid_text(task.result()))
         if len(words) >= max(self.config.interruption.min_words, 1):
             self._host.interrupt_reply()
 
@@ -254,7 +257,7 @@ class TurnTaking:
 
         def judge(task: asyncio.Task[Transcript]) -> None:
             if pending is self._pending and not task.cancelled() and task.exception() is None:
-                self._settle(pending.on_transcript(_bid_of(task.result()), still_speaking=True))
+                self._settle(pending.on_transcript(bid_text(task.result()), still_speaking=True))
 
         job.add_done_callback(judge)
 
@@ -278,22 +281,3 @@ class TurnTaking:
 def _words_of(transcript: Transcript) -> str:
     """The transcript's text, or nothing when Whisper was putting words to noise."""
     return transcript.text if transcript.has_words else ""
-
-
-# Words that cut the bot off must be words Whisper is sure of, or enough of them: for a
-# 0.4 s "mm-hmm" tiny.en wrote "in a month" (avg_logprob -1.13) or "NMR" (-1.12), while
-# short real interruptions ("Wait.", "Stop.", "Hold on.") scored -0.73 or better; a
-# person talking over the bot's echo comes out garbled and unsure, but as a phrase
-# ("What are you about", "out dogs and").
-BID_MIN_AVG_LOGPROB = -0.9
-UNSURE_BID_MIN_WORDS = 3
-
-
-def _bid_of(transcript: Transcript) -> str:
-    """The transcript's text if it can count as a bid for the turn, else nothing."""
-    if not transcript.has_words:
-        return ""
-    sure = transcript.avg_logprob >= BID_MIN_AVG_LOGPROB
-    if sure or len(meaningful_words(transcript.text)) >= UNSURE_BID_MIN_WORDS:
-        return transcript.text
-    return ""

@@ -73,6 +73,9 @@ def test_waits_grow_as_eagerness_falls_and_as_words_look_unfinished():
         ("All.", []),
         ("And stop", ["and", "stop"]),
         ("M. H. M. H", []),  # tiny.en on a 0.4 s "mhm"
+        ("NMR.", []),  # ... and on a 0.4 s "mm-hmm" over WebRTC
+        ("MM.", []),
+        ("Stop. NASA", ["stop"]),
         ("I", []),
         ("I want dogs", ["want", "dogs"]),
     ],

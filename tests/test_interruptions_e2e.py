@@ -84,6 +84,8 @@ async def test_a_backchannel_pauses_the_reply_which_then_resumes_and_completes(h
         assert metrics.data["turn"]["false_interruptions"] >= 1
         assert metrics.data["turn"]["barge_in_stop_ms"] is not None
         assert "output_audio_buffer.cleared" not in client.types()[mark:]
+        await asyncio.sleep(2.0)  # the "uh-huh" is a turn of its own, heard, not answered
+        assert "response.created" not in client.types()[mark:]
     finally:
         await client.hangup()
 

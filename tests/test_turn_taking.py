@@ -58,13 +58,15 @@ class FakeHost:
         self.replying = replying
         self.log: list[str] = []
         self.turns: list[tuple[asyncio.Task[str], object]] = []
+        self.noise_over_reply: list[bool] = []
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self.log.append("started")
 
-    def on_turn_ended(self, stopped, transcript, timings) -> None:
+    def on_turn_ended(self, stopped, transcript, timings, noise_over_reply=False) -> None:
         self.log.append("ended")
         self.turns.append((transcript, timings))
+        self.noise_over_reply.append(noise_over_reply)
 
     def reply_in_progress(self) -> bool:
         return self.replying
@@ -326,3 +328,4 @@ async def test_a_backchannel_turn_is_not_judged_twice():
     await rig.settle()
     assert rig.host.log == ["started", "pause", "resume", "ended"]
     assert rig.host.replying
+    assert rig.host.noise_over_reply == [True]  # answered only if it proves a bid
