@@ -96,8 +96,10 @@ async def test_round_trip_piper_to_whisper(piper: PiperTTS) -> None:
     ]
     audio = np.concatenate([*parts, resampler.flush()])
     text = (await stt.transcribe(audio)).lower()
-    for word in ("quick", "brown", "fox", "lazy", "dog"):
-        assert word in text, text
+    # Piper's VITS samples noise, so one word may come out slurred ("quit" for "quick",
+    # seen in CI); garbled audio or a wrong sample rate loses most of them.
+    heard = [word for word in ("quick", "brown", "fox", "jumps", "lazy", "dog") if word in text]
+    assert len(heard) >= 5, text
 
 
 @pytest.mark.slow
