@@ -163,8 +163,10 @@ class RealtimeHttpApi:
             ttl = seconds
         # `user` is accepted as an alias of `sub`; both are checked (found by schemathesis).
         for name in ("sub", "user"):
-            value = body.get(name)
-            if value is not None and (not isinstance(value, str) or len(value) > 256):
+            if name not in body:
+                continue
+            value = body[name]
+            if not isinstance(value, str) or len(value) > 256:
                 raise ApiError(
                     400,
                     "invalid_value",
