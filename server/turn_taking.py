@@ -233,6 +233,7 @@ class TurnTaking:
             return
         failed = task.cancelled() or task.exception() is not None
         text = "" if failed else bid_text(task.result())
+        log.debug("interrupting turn ended: %r", "" if failed else task.result().text)
         self._settle(pending.on_transcript(text, still_speaking=self._segmenter.speaking))
 
     def _on_whole_turn_transcript(self, task: asyncio.Task[Transcript]) -> None:
@@ -257,12 +258,15 @@ class TurnTaking:
 
         def judge(task: asyncio.Task[Transcript]) -> None:
             if pending is self._pending and not task.cancelled() and task.exception() is None:
-                self._settle(pending.on_transcript(bid_text(task.result()), still_speaking=True))
+                heard = task.result()
+                log.debug("barge-in so far: %r (avg_logprob %.2f)", heard.text, heard.avg_logprob)
+                self._settle(pending.on_transcript(bid_text(heard), still_speaking=True))
 
         job.add_done_callback(judge)
 
     def _begin_interruption(self, onset_at: float, *, voiced_base: int) -> None:
         self._pending = PendingInterruption(self.config.interruption, onset_at)
+        log.debug("speech over the reply: paused")
         self._asked_words = False
         self._voiced_base = voiced_base
         self._host.pause_reply(onset_at)
@@ -271,6 +275,7 @@ class TurnTaking:
         if verdict is Verdict.UNDECIDED or self._pending is None:
             return
         self._pending = None
+        log.debug("interruption %s", verdict.value)
         if verdict is Verdict.CONFIRMED:
             self._host.interrupt_reply()
         else:
