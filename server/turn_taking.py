@@ -203,7 +203,11 @@ class TurnTaking:
         current = pause_id == self._pause_seq and self._segmenter.speaking
         if self._pending is not None:
             bid = bid_text(task.result())
-            self._settle(self._pending.on_transcript(bid, still_speaking=not current))
+            # Words Whisper is unsure of at a pause are no verdict yet: wait for the turn's
+            # end (or the timeout). Resuming now would bring the echo back over a user
+            # who goes on talking (glasses), hiding the rest of the bid from the gate.
+            unsure = not bid and bool(meaningful_words(text))
+            self._settle(self._pending.on_transcript(bid, still_speaking=not current or unsure))
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))

@@ -193,9 +193,29 @@ async def test_unsure_words_do_not_confirm_an_interruption():
     stt.no_speech_prob, stt.logprob = 0.31, -1.13
     rig = Rig(server_vad(), stt, FakeHost(replying=True))
     await rig.feed(0.9, 384)
+    await rig.feed(0.0, 320)  # the pause transcript is unsure: still paused, no verdict
+    await rig.settle()
+    assert rig.host.log == ["started", "pause"]
+    await rig.feed(0.0, 320)  # the turn's end: the same words decide, and the reply resumes
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "ended", "resume"]
+
+
+async def test_unsure_words_at_a_pause_keep_the_reply_paused_for_the_rest_of_the_bid():
+    """Over a client's echo the first words of "Ah, tell me about dogs" came out unsure;
+    resuming at that pause let the echo hide the rest. Paused, the rest is heard."""
+    stt = FakeSTT(text="ah, tell me")
+    stt.no_speech_prob, stt.logprob = 0.23, -1.01
+    rig = Rig(server_vad(min_duration_ms=2000), stt, FakeHost(replying=True))
+    await rig.feed(0.9, 384)
+    await rig.feed(0.0, 224)  # a pause: the transcript so far is unsure
+    await rig.settle()
+    stt.text, stt.logprob = "Ah, tell me about dogs instead.", -0.4
+    await rig.feed(0.9, 640)
     await rig.feed(0.0, 640)
     await rig.settle()
-    assert rig.host.log == ["started", "pause", "resume", "ended"]
+    assert rig.host.log[:3] == ["started", "pause", "interrupt"]
+    assert "resume" not in rig.host.log
 
 
 async def test_a_phrase_heard_unsure_over_the_echo_still_confirms():
