@@ -117,3 +117,10 @@ def bid_text(transcript: Transcript) -> str:
     if words and (sure or len(words) >= UNSURE_BID_MIN_WORDS):
         return transcript.text
     return ""
+
+
+def unsure_words(transcript: Transcript) -> bool:
+    """Real words that are not (yet) a bid: the start of a sentence heard over the echo,
+    or a hum Whisper put words to. Only the end of the turn can tell which."""
+    heard = meaningful_words(transcript.text) if transcript.has_words else []
+    return bool(heard) and not bid_text(transcript)

@@ -205,16 +205,18 @@ class ResponseRun:
         self._on_finished(self)
 
 
-LEAD_IN_LEVEL = 200  # int16 amplitude below which a TTS lead-in counts as silence
+SILENCE_LEVEL = 200  # int16 amplitude below which TTS output counts as silence
 LEAD_IN_KEEP_S = 0.01
-
-
 MID_SENTENCE_TAIL_S = 0.04
+
+
+def _loud_samples(pcm: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.abs(pcm.astype(np.int32)) > SILENCE_LEVEL)
 
 
 def trim_trailing_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
     """Keep 40 ms of the quiet after the last sound: a phrase, not a sentence, ended."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_IN_LEVEL)
+    loud = _loud_samples(pcm)
     if len(loud) == 0:
         return pcm
     return pcm[: int(loud[-1]) + 1 + int(MID_SENTENCE_TAIL_S * rate)]
@@ -223,7 +225,7 @@ def trim_trailing_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
 def trim_leading_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
     """Drop the quiet lead-in TTS puts before a reply's first word (~40 ms for Piper):
     it only delays the moment the user hears the answer. Keeps 10 ms before the voice."""
-    loud = np.flatnonzero(np.abs(pcm.astype(np.int32)) > LEAD_IN_LEVEL)
+    loud = _loud_samples(pcm)
     if len(loud) == 0:
         return pcm[:0]
     return pcm[max(0, int(loud[0]) - int(LEAD_IN_KEEP_S * rate)) :]

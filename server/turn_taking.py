@@ -33,7 +33,13 @@ from media.segmenter import (
 from media.vad import SileroVad
 from server.end_of_turn import WAITS, completeness
 from server.engines.base import SpeechToText, Transcript
-from server.interruption import PendingInterruption, Verdict, bid_text, meaningful_words
+from server.interruption import (
+    PendingInterruption,
+    Verdict,
+    bid_text,
+    meaningful_words,
+    unsure_words,
+)
 from server.session_config import TurnDetectionConfig
 from server.turn_metrics import TurnTimings, now
 from server.turn_transcriber import TurnTranscriber
@@ -202,12 +208,12 @@ class TurnTaking:
         text = _words_of(task.result())
         current = pause_id == self._pause_seq and self._segmenter.speaking
         if self._pending is not None:
-            bid = bid_text(task.result())
-            # Words Whisper is unsure of at a pause are no verdict yet: wait for the turn's
-            # end (or the timeout). Resuming now would bring the echo back over a user
-            # who goes on talking (glasses), hiding the rest of the bid from the gate.
-            unsure = not bid and bool(meaningful_words(text))
-            self._settle(self._pending.on_transcript(bid, still_speaking=not current or unsure))
+            heard = task.result()
+            # Unsure words at a pause are no verdict yet: wait for the turn's end (or the
+            # timeout). Resuming now would bring the echo back over a user who goes on
+            # talking (glasses), hiding the rest of the bid from the gate.
+            waiting = not current or unsure_words(heard)
+            self._settle(self._pending.on_transcript(bid_text(heard), still_speaking=waiting))
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))
