@@ -87,7 +87,11 @@ def completeness(text: str) -> Completeness:
         return "incomplete"
     wh_question = words[0] in _QUESTION_WORDS or words[0].split("'")[0] in _QUESTION_WORDS
     question = wh_question or words[0] in _VERBS
-    stranded = question and stripped.endswith("?") and words[-1] in _STRANDED
+    punctuated = stripped.endswith(("?", ".", "!"))
+    # tiny.en often leaves a finished question bare ("who wrote Romeo and Juliet"): for a
+    # question, no punctuation reads like "?", whose shape is judged below anyway.
+    asks = question and (stripped.endswith("?") or not punctuated)
+    stranded = asks and words[-1] in _STRANDED
     if words[-1] in _DANGLING and not (stranded and _has_verb(words[:-1])):
         return "unsure" if len(words) == 1 and wh_question else "incomplete"
     if len(words) >= 2 and words[-2] == "the" and words[-1].endswith("est"):
@@ -96,13 +100,20 @@ def completeness(text: str) -> Completeness:
         shape = _question_shape(words)
         if shape is not None:
             return shape
-    if stripped.endswith(("?", ".", "!")):
+        if not punctuated:
+            return "complete"  # a wh-question with its verb and object: "who wrote Romeo…"
+    elif question and not punctuated:
+        return "complete" if len(words) >= 4 else "unsure"  # "is it going to rain"
+    if punctuated:
         return "complete" if len(words) >= 2 else "unsure"
     return "unsure"
 
 
 def _has_verb(words: list[str]) -> bool:
-    return "'" in words[0] or any(w in _VERBS or w.endswith("ed") for w in words)
+    """A verb among `words`; the second word of a wh-question ending in "-s" counts too
+    ("what makes rain", and Whisper's "what colors the sky")."""
+    third_person = len(words) >= 3 and words[1].endswith("s") and not words[1].endswith("ss")
+    return "'" in words[0] or third_person or any(w in _VERBS or w.endswith("ed") for w in words)
 
 
 def _question_shape(words: list[str]) -> Completeness | None:

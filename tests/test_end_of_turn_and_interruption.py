@@ -43,6 +43,18 @@ from server.interruption import (
         ("What about tomorrow?", "complete"),
         ("Why?", "unsure"),
         ("Tell me", "incomplete"),
+        # tiny.en often leaves a finished question bare: judged by its shape, as with "?".
+        ("who wrote Romito and Juliet", "complete"),
+        ("How many legs does a spider have", "complete"),
+        ("what is the capital of France", "complete"),
+        ("Is it going to rain", "complete"),
+        ("Do you know", "unsure"),
+        ("How many legs", "incomplete"),
+        ("what is the capital of", "incomplete"),
+        # A wh-word then an "-s" word is a verb: Whisper heard "what color is" this way.
+        ("What colors the sky.", "complete"),
+        ("What makes rain", "complete"),
+        ("What colors?", "incomplete"),
     ],
 )
 def test_completeness(text, expected):
