@@ -46,6 +46,8 @@ _STRANDED = frozenset(
     """have has had do does did like be been is are was were am can could would should will
     about from for with to me you it them us""".split()
 )
+# Requests that are finished once their object is said: "tell me about the moon".
+_IMPERATIVES = frozenset("tell describe explain give show name list define teach recommend".split())
 # Verbless questions that are finished: "what about tomorrow?", "which one?".
 _NO_VERB_NEEDED = frozenset("about if else now then not so one ones for".split())
 # Nouns that ask for an "of …" ("the capital", "the name"): a question ending in one
@@ -104,6 +106,8 @@ def completeness(text: str) -> Completeness:
             return "complete"  # a wh-question with its verb and object: "who wrote Romeo…"
     elif question and not punctuated:
         return "complete" if len(words) >= 4 else "unsure"  # "is it going to rain"
+    elif words[0] in _IMPERATIVES and not punctuated and len(words) >= 3:
+        return "complete"  # "describe a forest", "tell me about the moon"
     if punctuated:
         return "complete" if len(words) >= 2 else "unsure"
     return "unsure"

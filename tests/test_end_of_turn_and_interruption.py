@@ -24,7 +24,7 @@ from server.interruption import (
         ("Hello", "unsure"),
         ("Yes.", "unsure"),
         ("", "unsure"),
-        ("Tell me a joke", "unsure"),
+        ("Tell me a joke", "complete"),
         # Whisper's "?" after half a question does not make it finished.
         ("What is the largest?", "incomplete"),
         ("How many legs?", "incomplete"),
@@ -55,6 +55,9 @@ from server.interruption import (
         ("What colors the sky.", "complete"),
         ("What makes rain", "complete"),
         ("What colors?", "incomplete"),
+        ("tell me about the moon", "complete"),
+        ("Describe a forest", "complete"),
+        ("tell me about the", "incomplete"),
     ],
 )
 def test_completeness(text, expected):

@@ -12,9 +12,10 @@ trial by trial. Never two calls at once: the peers share the CPU.
   reply frame received); 0.5 s into the reply, a real interruption; barge-in stop at
   the client (its onset sent → reply audio silent for 0.5 s) and, for Hark, on the
   server clock (`barge_in_stop_ms` in `hark.metrics`, null if not reported). Only a
-  cancel of the reply that was playing counts as honouring it; a reply that ended by
-  itself within 1 s of the onset, uncancelled, is not judged. Stop times are from
-  honoured barge-ins.
+  cancel of the reply that was playing counts as honouring it; an uncancelled reply not
+  heard again from 1 s after the onset (a pause that resumes is heard again) ended by
+  itself and is not judged. Stop times are from honoured barge-ins. The scenarios that
+  act during a reply ask TOPICS, which get 2-3 s replies.
 - `paused_question`: a question with a 300-700 ms pause mid-sentence. Cut off if reply
   audio arrives before the second half has been sent or (where transcripts are whole
   committed turns, as Hark's) a committed transcript lacks the second half; a premature
@@ -60,7 +61,7 @@ from tests.acoustic import (
 )
 from tests.bench.peers.base import Call, Peer, Signals
 
-QUESTIONS = [
+QUESTIONS = [  # plain questions: voice-to-voice, and the echo scenario
     "What is the capital of France?",
     "How many legs does a spider have?",
     "What color is the sky?",
@@ -71,6 +72,20 @@ QUESTIONS = [
     "Which animal says moo?",
     "How many days are in a week?",
     "What is the tallest mountain in the world?",
+]
+# Asked where something happens during the reply: these get replies of 2-3 s from the
+# embedded model (one-line answers such as "A cow." would end before any verdict).
+TOPICS = [
+    "Tell me about the moon.",
+    "How does rain form?",
+    "Tell me about the ocean.",
+    "What do you know about elephants?",
+    "Tell me about the sun.",
+    "What is a rainbow?",
+    "What is the weather like in spring?",
+    "How do plants grow?",
+    "Tell me about trees.",
+    "Describe a forest.",
 ]
 # (first half, second half, a word of the second half Whisper hears reliably)
 PAUSED = [
@@ -90,10 +105,12 @@ BARGE_AFTER_S = 0.5  # into the reply: long enough to be speaking, short enough 
 NOISE_AFTER_S = 0.6
 QUIET_HOLD_MS = 500.0  # silence this long means the audio stopped (word gaps are shorter)
 REPLY_DONE_HOLD_MS = 1500.0  # silence this long means the reply is over
+NOISE_DONE_HOLD_MS = 2500.0  # ... after a noise: longer than a paused reply waits to resume
 # A reply that went quiet within this of an onset without being cancelled ended by itself
 # before the peer had to decide: the trial says nothing about barge-in (Pipecat needs
 # ~0.6-0.9 s to react; a peer that ignores barge-ins keeps talking past this).
 REACTION_BUDGET_MS = 1000.0
+CONTINUED_LOOK_S = 5.0  # how far past the budget to look for the same reply's audio
 CANCEL_WAIT_S = 8.0  # after an interruption's onset, for the peer to cancel
 METRICS_WAIT_S = 1.0  # after the cancel, for Hark's hark.metrics
 TRIAL_TIMEOUT_S = 120.0
@@ -111,6 +128,17 @@ def playing_at(ear: ReplyRecorder, t: float) -> bool:
     return ear.audible_between(t - 0.15, t)
 
 
+def continued(ear: ReplyRecorder, signals: Signals, onset: float) -> bool:
+    """The reply under way at `onset` was still heard after the reaction budget, paused
+    and resumed included: a peer that meant to cancel it had its chance. Audio of a reply
+    begun after the onset (an answer to the interruption) does not count. A reply that
+    did not continue ended by itself: it says nothing about how the peer judged the sound
+    (before, a peer that paused for over 0.5 s and then resumed was wrongly left out)."""
+    start = onset + REACTION_BUDGET_MS / 1000
+    end = min((t for t in signals.responses if t > onset), default=start + CONTINUED_LOOK_S)
+    return end > start and ear.audible_between(start, end)
+
+
 async def sleep_until(t: float) -> None:
     await asyncio.sleep(max(0.0, t - time.monotonic()))
 
@@ -121,21 +149,21 @@ class Sounds:
 
     def __init__(self) -> None:
         self.questions = [utterance(q) for q in QUESTIONS]
+        self.topics = [utterance(q) for q in TOPICS]
         self.paused = [(utterance(a), utterance(b), key) for a, b, key in PAUSED]
         self.interruption = utterance(INTERRUPTION)
         self.noises = noises()
         self.lead_in = pause(300)
 
 
-async def ask(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
-    """Say question `index`; wait for the first reply audio."""
-    question = call.mic.say(
-        np.concatenate([sounds.lead_in, sounds.questions[index % len(QUESTIONS)]]), "question"
-    )
+async def ask(call: Call, sounds: Sounds, index: int, *, topic: bool = False) -> dict[str, Any]:
+    """Say question `index` (of TOPICS with `topic`); wait for the first reply audio."""
+    texts, pcms = (TOPICS, sounds.topics) if topic else (QUESTIONS, sounds.questions)
+    question = call.mic.say(np.concatenate([sounds.lead_in, pcms[index % len(texts)]]), "question")
     await question.sent()
     first = await call.ear.wait_audible(question.end or time.monotonic(), REPLY_TIMEOUT_S)
     return {
-        "question": QUESTIONS[index % len(QUESTIONS)],
+        "question": texts[index % len(texts)],
         "speech_end": question.end,
         "first_audio": first,
         "voice_to_voice_ms": ms(first, question.end),
@@ -153,7 +181,7 @@ async def interrupt(call: Call, sounds: Sounds, at: float) -> dict[str, Any]:
     cancel = signals.reply_cancel(playing_at=barge.onset)
     server_stop = [v for t, v in signals.barge_in_stop_ms if t >= barge.onset]
     stop = ms(quiet, barge.onset)
-    ended_by_itself = cancel is None and stop is not None and stop < REACTION_BUDGET_MS
+    ended_by_itself = cancel is None and not continued(call.ear, signals, barge.onset)
     applicable = playing_at(call.ear, barge.onset) and not ended_by_itself
     return {
         "reply_playing_at_onset": applicable,
@@ -184,7 +212,7 @@ async def settled_signals(call: Call, onset: float) -> Signals:
 
 
 async def reply_barge_in(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
-    result = await ask(call, sounds, index)
+    result = await ask(call, sounds, index, topic=True)
     if result["first_audio"] is None:
         return {**result, "error": "no reply"}
     return {**result, **await interrupt(call, sounds, result["first_audio"] + BARGE_AFTER_S)}
@@ -227,7 +255,7 @@ async def paused_question(call: Call, sounds: Sounds, index: int) -> dict[str, A
 
 
 async def noise_during_reply(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
-    result = await ask(call, sounds, index)
+    result = await ask(call, sounds, index, topic=True)
     if result["first_audio"] is None:
         return {**result, "error": "no reply"}
     label, pcm = sounds.noises[index % len(sounds.noises)]
@@ -236,12 +264,11 @@ async def noise_during_reply(call: Call, sounds: Sounds, index: int) -> dict[str
     await noise.sent()
     onset = noise.onset or noise.started or time.monotonic()
     playing = playing_at(call.ear, onset)
-    end = await call.ear.wait_quiet(noise.end or onset, REPLY_DONE_HOLD_MS, 40)
+    end = await call.ear.wait_quiet(noise.end or onset, NOISE_DONE_HOLD_MS, 40)
     await asyncio.sleep(0.5)
     signals = await call.signals()
     cancelled = signals.reply_cancel(playing_at=onset) is not None
-    quiet = ms(call.ear.silent_from(onset, QUIET_HOLD_MS), onset)
-    if not cancelled and quiet is not None and quiet < REACTION_BUDGET_MS:
+    if not cancelled and not continued(call.ear, signals, onset):
         playing = False  # the reply ended as the noise began: nothing to judge
     return {
         **result,
@@ -282,7 +309,7 @@ async def echo(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
 
 
 async def echo_speech(call: Call, sounds: Sounds, index: int) -> dict[str, Any]:
-    result = await ask(call, sounds, index)
+    result = await ask(call, sounds, index, topic=True)
     if result["first_audio"] is None:
         return {**result, "error": "no reply"}
     barge = await interrupt(call, sounds, result["first_audio"] + BARGE_AFTER_S)
@@ -316,6 +343,8 @@ async def trial(peer: Peer, scenario: str, sounds: Sounds, index: int) -> dict[s
         t0 = time.monotonic()
         result = await asyncio.wait_for(run(call, sounds, index), TRIAL_TIMEOUT_S)
         signals = await call.signals()  # kept, so verdicts can be re-judged offline
+        if signals.metrics:
+            result["breakdown"] = signals.metrics[0]  # the peer's own, for its first reply
         result["peer_events_s"] = {
             "t0": round(t0, 3),
             "responses": [round(t - t0, 3) for t in signals.responses],

@@ -27,6 +27,8 @@ class Signals:
     cancels: list[tuple[float, float]] = field(default_factory=list)
     # (arrival, ms): the server's own barge-in stop time, if it reports one
     barge_in_stop_ms: list[tuple[float, float]] = field(default_factory=list)
+    # the peer's own latency breakdown of each reply, where it reports one (Hark's hark.metrics)
+    metrics: list[dict[str, Any]] = field(default_factory=list)
     # True if each transcript is a whole committed user turn, False if a VAD segment
     transcripts_are_turns: bool = True
     raw: list[dict[str, Any]] = field(default_factory=list)

@@ -67,6 +67,8 @@ class HarkCall:
                 started = created.get(str(data["response"].get("id")), event.at)
                 signals.cancels.append((event.at, started))
             elif kind == "hark.metrics":
+                if isinstance(data.get("turn"), dict):
+                    signals.metrics.append(data["turn"])
                 stop = find_number(data, "barge_in_stop_ms")
                 if stop is not None:
                     signals.barge_in_stop_ms.append((event.at, stop))
