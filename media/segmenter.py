@@ -28,7 +28,7 @@ import numpy as np
 START_FRAMES = 2
 HYSTERESIS = 0.15
 MAX_SEGMENT_MS = 30_000
-PAUSE_MS = 160
+PAUSE_MS = 64
 
 
 @dataclass

@@ -4,6 +4,11 @@ The LLM writes into a clause splitter; each clause is synthesized as soon as it 
 complete and its audio queued on the track while the LLM is still writing, so the first
 audio goes out after one clause, not one reply. The response lasts until its audio has
 been played: barge-in at any point cancels it, and the item keeps only the heard text.
+
+A run may start *held* (a speculative reply, begun while the user's pause is not yet the
+end of the turn): it generates and synthesizes as usual, but its events and audio wait
+until `release()`, and `discard()` drops it without a trace. The client never sees a
+held run that was discarded.
 """
 
 from __future__ import annotations
@@ -45,6 +50,7 @@ class ResponseRun:
         voice: str,
         timings: TurnTimings,
         on_finished: Callable[[ResponseRun], None],
+        held: bool = False,
     ) -> None:
         self.id = response_id
         self.item = Item(
@@ -71,27 +77,91 @@ class ResponseRun:
         # Set once the first clause has audio (or none to give): until then the LLM
         # stream is not read, so an in-process LLM leaves the CPU to the first TTS.
         self._first_audio = asyncio.Event()
+        # A held run keeps what it would emit and play until it is released.
+        self._held = held
+        self._released = asyncio.Event()
+        self._held_events: list[dict[str, Any]] = []
+        self._held_audio: list[tuple[np.ndarray, int]] = []
+        self._held_failed = False
+        if not held:
+            self._released.set()
 
     @property
     def active(self) -> bool:
         return self.status == "in_progress"
 
     @property
+    def held(self) -> bool:
+        """Speculative and not yet released: nothing of it has reached the client."""
+        return self._held
+
+    @property
     def spoken(self) -> HeardText:
         return self._heard
 
     def start(self) -> None:
+        if not self._held:
+            self._open()
+        self.timings.response_start = now()
+        self._task = asyncio.create_task(self._run(), name=f"response-{self.id}")
+
+    def _open(self) -> None:
+        """What the client sees when a response begins: its events, its item, the track."""
         self._emit(events.response_created(self.id, self._voice))
         self._previous_item_id = self._conversation.add(self.item)
         self._emit(events.output_item_added(self.id, self.item))
         self._emit(events.item_added(self._previous_item_id, self.item))
         self._emit(events.content_part_added(self.id, self.item.id))
         self._track.begin_response(self.id)
-        self.timings.response_start = now()
-        self._task = asyncio.create_task(self._run(), name=f"response-{self.id}")
+
+    def release(self) -> bool:
+        """A held run becomes the response: its events and audio so far go out now and the
+        rest as it comes. False (and nothing sent) if it failed or was discarded."""
+        if not self._held or not self.active or self._held_failed:
+            return False
+        self._held = False
+        self._open()
+        for event in self._held_events:
+            self._emit(event)
+        for pcm, rate in self._held_audio:
+            self._track.push(pcm, rate)
+        self._held_events.clear()
+        self._held_audio.clear()
+        self._released.set()
+        return True
+
+    def adopt_turn(self, turn: TurnTimings) -> bool:
+        """Take the stamps of the turn this held run turned out to answer."""
+        if not self._held:
+            return False
+        self.timings.adopt_turn(turn)
+        return True
+
+    def discard(self) -> None:
+        """Drop a held run silently: the turn it guessed did not end there."""
+        if not self._held or not self.active:
+            return
+        self.status = "discarded"
+        if self._task is not None:
+            self._task.cancel()
+
+    def _out(self, event: dict[str, Any]) -> None:
+        if self._held:
+            self._held_events.append(event)
+        else:
+            self._emit(event)
+
+    def _play(self, pcm: np.ndarray, rate: int) -> None:
+        if self._held:
+            self._held_audio.append((pcm, rate))
+        else:
+            self._track.push(pcm, rate)
 
     def cancel(self, reason: CancelReason) -> None:
         """Stop at once: silence the track, stop LLM and TTS, keep only the heard text."""
+        if self._held:
+            self.discard()
+            return
         if not self.active:
             return
         audio_started = self.timings.first_frame_sent is not None
@@ -110,6 +180,7 @@ class ResponseRun:
     async def _run(self) -> None:
         try:
             await self._generate_and_speak()
+            await self._released.wait()
             self._track.end_response()
             await self._track.wait_drained()
             self._finish("completed", self._heard.heard(self._heard.audio_ms))
@@ -117,6 +188,9 @@ class ResponseRun:
             raise
         except Exception as exc:
             log.exception("response %s failed", self.id)
+            if self._held:
+                self._held_failed = True  # never seen: the turn's end starts a fresh one
+                return
             if self._track.response_id == self.id:
                 self._track.clear()
             self._emit(events.error("server_error", "response_failed", f"Response failed: {exc}"))
@@ -144,7 +218,7 @@ class ResponseRun:
                         continue
                     self.timings.mark("llm_first_token")
                     self._heard.add_text(delta)
-                    self._emit(events.transcript_delta(self.id, self.item.id, delta))
+                    self._out(events.transcript_delta(self.id, self.item.id, delta))
                     for clause in splitter.push(delta):
                         clauses.put_nowait(clause)
                     if not clauses.empty() and not self._first_audio.is_set():
@@ -169,7 +243,7 @@ class ResponseRun:
                         continue
                     self.timings.mark("tts_first_audio")
                     self._first_audio.set()
-                    self._track.push(pcm, rate)
+                    self._play(pcm, rate)
                     self._heard.add_audio(span, len(pcm) * 1000 / rate)
                 self._first_audio.set()
         finally:

@@ -31,7 +31,7 @@ from media.vad import SileroModel, SileroVad
 from server import events
 from server.client_events import ClientEventDispatcher
 from server.conversation import Conversation, Item, new_id
-from server.engines.base import Engines, Transcript
+from server.engines.base import ChatMessage, Engines, Transcript
 from server.heard_text import HeardText
 from server.interruption import bid_text
 from server.response import CancelReason, ResponseRun
@@ -74,6 +74,9 @@ class RealtimeSession:
         self.state = State.LISTENING
         self.conversation = Conversation()
         self.response: ResponseRun | None = None
+        # A reply begun at the user's pause, held until the pause proves to end the turn.
+        self._speculation: ResponseRun | None = None
+        self._speculation_key: tuple[Any, ...] | None = None
         self.closed = False
         self.max_event_bytes = max_event_bytes
         self.track = OutboundAudioTrack()
@@ -129,6 +132,7 @@ class RealtimeSession:
         log.info("call %s closing: %s", self.call_id, reason)
         if self.response is not None:
             self.response.cancel("client_cancelled")
+        self.drop_speculation()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -250,6 +254,43 @@ class RealtimeSession:
     def reply_in_progress(self) -> bool:
         return self.response is not None and self.response.active
 
+    def speculate(self, transcript: str) -> None:
+        """The user paused after `transcript`: start its reply now, held (no events, no
+        audio) until the turn really ends, so the wait for the end of the turn and the
+        reply's first clause overlap. A pause that was not the end costs only CPU."""
+        turn = self.config.turn_detection
+        if self.response is not None or turn is None or not turn.create_response:
+            return
+        self.drop_speculation()
+        history = [*self.conversation.messages(), ChatMessage("user", transcript)]
+        run = self._new_run(history, self.config.instructions, TurnTimings(), held=True)
+        self._speculation = run
+        self._speculation_key = self._reply_key(history, self.config.instructions)
+        run.start()
+
+    def drop_speculation(self) -> None:
+        if self._speculation is not None:
+            self._speculation.discard()
+        self._speculation = None
+        self._speculation_key = None
+
+    def _reply_key(self, history: list[ChatMessage], instructions: str) -> tuple[Any, ...]:
+        return (tuple(history), instructions, self.config.voice)
+
+    def _adopt_speculation(self, timings: TurnTimings) -> ResponseRun | None:
+        """The held reply, released, if it answers exactly the conversation as it now is."""
+        run, key = self._speculation, self._speculation_key
+        self._speculation = self._speculation_key = None
+        if run is None:
+            return None
+        current = self._reply_key(self.conversation.messages(), self.config.instructions)
+        if key != current or not run.adopt_turn(timings) or not run.release():
+            run.discard()
+            return None
+        self.response = run
+        self.state = State.SPEAKING if self.track.playing else State.THINKING
+        return run
+
     def pause_reply(self, onset_at: float) -> None:
         run = self.response
         if run is None:
@@ -345,6 +386,7 @@ class RealtimeSession:
         self._turns.echo = self.echo_guard
 
     def clear_input(self) -> None:
+        self.drop_speculation()
         self._manual_buffer.clear()
         self._turns.reset()
         self._user_item_id = None
@@ -376,34 +418,52 @@ class RealtimeSession:
         self.send(events.item_done(previous, item))
         still_current = seq == self._turn_seq and not self._turns.speaking
         if not transcript or not respond or not still_current or self.response is not None:
+            if still_current:
+                self.drop_speculation()
             if self.state == State.THINKING and self.response is None:
                 self.state = State.LISTENING
             return
-        self.start_response(timings)
+        if self._adopt_speculation(timings) is None:
+            self.start_response(timings)
 
     # ---- responses ----------------------------------------------------------------------
 
     def start_response(
         self, timings: TurnTimings | None = None, instructions: str | None = None
     ) -> ResponseRun:
-        history = self.conversation.messages()
-        run = ResponseRun(
+        self.drop_speculation()
+        run = self._new_run(
+            self.conversation.messages(),
+            self.config.instructions if instructions is None else instructions,
+            timings or TurnTimings(),
+        )
+        self.response = run
+        self.state = State.THINKING
+        run.start()
+        return run
+
+    def _new_run(
+        self,
+        history: list[ChatMessage],
+        instructions: str,
+        timings: TurnTimings,
+        *,
+        held: bool = False,
+    ) -> ResponseRun:
+        return ResponseRun(
             response_id=new_id("resp"),
             conversation=self.conversation,
             llm=self.engines.llm,
             tts=self.engines.tts,
             track=self.track,
             emit=self.send,
-            instructions=self.config.instructions if instructions is None else instructions,
+            instructions=instructions,
             history=history,
             voice=self.config.voice,
-            timings=timings or TurnTimings(),
+            timings=timings,
             on_finished=self._on_response_finished,
+            held=held,
         )
-        self.response = run
-        self.state = State.THINKING
-        run.start()
-        return run
 
     def cancel_response(self, reason: CancelReason) -> bool:
         if self.response is None:

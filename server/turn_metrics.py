@@ -27,6 +27,7 @@ class TurnTimings:
     tts_first_audio: float | None = None
     first_frame_sent: float | None = None
     stt_preemptive: bool = False  # the transcript was started at a pause, before the turn end
+    speculative: bool = False  # the reply was begun at the pause, before the turn end
     # Barge-in on this response: onset of the user's speech (its first voiced frame's
     # arrival) and the moment the outbound track sent its first silent frame after it.
     barge_in_onset: float | None = None
@@ -37,6 +38,14 @@ class TurnTimings:
         """Set stamp `name` to now, unless it is already set (only the first counts)."""
         if getattr(self, name) is None:
             setattr(self, name, now())
+
+    def adopt_turn(self, turn: TurnTimings) -> None:
+        """A reply begun speculatively takes the stamps of the turn it answers."""
+        self.speech_end = turn.speech_end
+        self.speech_stopped = turn.speech_stopped
+        self.stt_done = turn.stt_done
+        self.stt_preemptive = turn.stt_preemptive
+        self.speculative = True
 
     def to_dict(self) -> dict[str, Any]:
         origin = self.speech_end if self.speech_end is not None else self.response_start
@@ -55,6 +64,7 @@ class TurnTimings:
             "first_frame_sent_ms": since(self.first_frame_sent),
             "response_start_ms": since(self.response_start),
             "stt_preemptive": self.stt_preemptive,
+            "speculative": self.speculative,
             "barge_in_stop_ms": since(self.barge_in_silenced, self.barge_in_onset),
             "false_interruptions": self.false_interruptions,
             "measured_from": "speech_end" if self.speech_end is not None else "response_start",

@@ -6,6 +6,9 @@ Every inbound 32 ms frame goes through here on the event loop (Silero costs ~0.3
   (`TurnTranscriber`), so the text is ready when the turn ends.
 - `semantic_vad` ends a turn as soon as the pause has lasted as long as the words so far
   deserve (`server.end_of_turn`); `server_vad` waits its fixed silence.
+- When that pause transcript could be a whole turn, the host starts the reply at once,
+  held (`speculate`): it is released if the pause ends the turn and dropped if the user
+  speaks again, so the wait for the end of the turn overlaps the reply's first clause.
 - Speech while a reply is in progress pauses the reply at once (the host silences its
   track on the next 20 ms frame) and opens a `PendingInterruption`: long or wordy speech
   confirms it and the reply is cancelled; a cough or an "uh-huh" resumes the reply.
@@ -62,6 +65,12 @@ class TurnHost(Protocol):
         only if its transcript turns out to be a bid for the turn (`bid_text`)."""
 
     def reply_in_progress(self) -> bool: ...
+
+    def speculate(self, transcript: str) -> None:
+        """The user paused after `transcript`, which may be the whole turn: begin its
+        reply without showing it."""
+
+    def drop_speculation(self) -> None: ...
 
     def pause_reply(self, onset_at: float) -> None: ...
 
@@ -120,6 +129,7 @@ class TurnTaking:
         """Forget the turn in progress (input buffer cleared, turn detection changed)."""
         self._segmenter.reset()
         self._transcriber.discard()
+        self._host.drop_speculation()
         self._voice_since = None
         self._pause_seq += 1
         self._end_after_ms = None
@@ -164,6 +174,7 @@ class TurnTaking:
         elif isinstance(event, SpeechResumed):
             self._pause_seq += 1
             self._transcriber.discard()
+            self._host.drop_speculation()
             self._end_after_ms = None
             resumed_noise = self._false_this_turn and self._pending is None
             if resumed_noise and self.config.interrupt_response and self._host.reply_in_progress():
@@ -217,6 +228,10 @@ class TurnTaking:
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))
+        unfinished = self.config.semantic and completeness(text) == "incomplete"
+        if current and text and not unfinished and self._pending is None:
+            if not self._host.reply_in_progress() and not self._false_this_turn:
+                self._host.speculate(text.strip())
 
     def _on_stopped(self, stopped: SpeechStopped, at: float) -> None:
         self._pause_seq += 1

@@ -3,8 +3,9 @@
 Whisper costs about the same whatever the length, so the transcript of "audio up to the
 pause" is the transcript of the whole turn if the user stays quiet: the audio after a
 pause is only silence. The job started at the pause is handed over when the turn ends;
-if the user speaks again, the job is dropped (it still runs to its end on the STT worker,
-which is the price of guessing) and the next pause starts a new one.
+if the user speaks again, the job is dropped (one already running on the STT worker runs
+to its end, which is the price of guessing; one still queued never runs) and the next
+pause starts a new one.
 """
 
 from __future__ import annotations
@@ -52,7 +53,11 @@ class TurnTranscriber:
         return job
 
     def discard(self) -> None:
-        """The speaker went on: the running job no longer covers the turn."""
+        """The speaker went on: the job no longer covers the turn. One still queued behind
+        the STT worker's current job is cancelled before it runs, so pauses that come
+        and go never pile up work ahead of the pause that ends the turn."""
+        if self._job is not None and not self._job.done():
+            self._job.cancel()
         self._job = None
         self._job_samples = 0
 
@@ -66,12 +71,14 @@ class TurnTranscriber:
         the echo gate hid) the whole turn is transcribed now.
         """
         job, covered = self._job, self._job_samples
-        self.discard()
+        self._job, self._job_samples = None, 0
         usable = reuse and job is not None and covered <= len(audio)
         if usable and job is not None and job.done() and (job.cancelled() or job.exception()):
             log.warning("preemptive transcription failed; transcribing the turn again")
             usable = False
         if usable and job is not None:
             return job, True
+        if job is not None and not job.done():
+            job.cancel()  # superseded by the whole turn's own job
         task = asyncio.create_task(self._stt.transcribe_detailed(audio), name="stt-turn")
         return task, False

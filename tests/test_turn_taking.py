@@ -59,6 +59,7 @@ class FakeHost:
         self.log: list[str] = []
         self.turns: list[tuple[asyncio.Task[str], object]] = []
         self.noise_over_reply: list[bool] = []
+        self.speculations: list[str] = []  # replies begun at a pause ("<dropped>": undone)
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self.log.append("started")
@@ -70,6 +71,13 @@ class FakeHost:
 
     def reply_in_progress(self) -> bool:
         return self.replying
+
+    def speculate(self, transcript: str) -> None:
+        self.speculations.append(transcript)
+
+    def drop_speculation(self) -> None:
+        if self.speculations and self.speculations[-1] != "<dropped>":
+            self.speculations.append("<dropped>")
 
     def pause_reply(self, onset_at: float) -> None:
         self.log.append("pause")
@@ -349,3 +357,52 @@ async def test_a_backchannel_turn_is_not_judged_twice():
     assert rig.host.log == ["started", "pause", "resume", "ended"]
     assert rig.host.replying
     assert rig.host.noise_over_reply == [True]  # answered only if it proves a bid
+
+
+async def test_a_finished_pause_begins_the_reply_before_the_turn_ends():
+    rig = Rig(semantic(), FakeSTT(text="What is the capital of France?"), FakeHost())
+    await rig.feed(0.9, 960)
+    await rig.feed(0.0, 192)  # pause → transcript: the reply starts, held
+    await rig.settle()
+    assert rig.host.speculations == ["What is the capital of France?"]
+    assert rig.host.log == ["started"]  # the turn itself has not ended yet
+    await rig.feed(0.0, 96)
+    assert rig.host.log == ["started", "ended"]
+    assert rig.host.speculations == ["What is the capital of France?"]  # kept: released
+
+
+async def test_speaking_again_drops_the_reply_begun_at_the_pause():
+    rig = Rig(server_vad(), FakeSTT(text="Tell me about Paris."), FakeHost())
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 224)
+    await rig.settle()
+    assert rig.host.speculations == ["Tell me about Paris."]
+    await rig.feed(0.9, 320)  # the user goes on: that was not the end of the turn
+    assert rig.host.speculations == ["Tell me about Paris.", "<dropped>"]
+    await rig.feed(0.0, 640)
+    await rig.settle()
+    assert rig.host.speculations[-1] == "Tell me about Paris."  # the new pause's guess
+
+
+async def test_unfinished_words_or_noise_begin_no_reply():
+    rig = Rig(semantic(), FakeSTT(text="What is the capital of"), FakeHost())
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 224)
+    await rig.settle()
+    assert rig.host.speculations == []
+    stt = FakeSTT(text="Okay.")
+    stt.no_speech_prob, stt.logprob = 0.8, -1.5  # Whisper's words for a cough
+    cough = Rig(server_vad(), stt, FakeHost())
+    await cough.feed(0.9, 320)
+    await cough.feed(0.0, 224)
+    await cough.settle()
+    assert cough.host.speculations == []
+
+
+async def test_speech_over_a_reply_begins_no_second_reply():
+    rig = Rig(server_vad(), FakeSTT(text="Mm-hmm."), FakeHost(replying=True))
+    await rig.feed(0.9, 320)
+    await rig.feed(0.0, 320)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "resume"]
+    assert rig.host.speculations == []

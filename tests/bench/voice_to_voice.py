@@ -40,6 +40,7 @@ QUESTIONS = [
 
 BREAKDOWN = (
     "vad_wait_ms",
+    "response_start_ms",
     "stt_ms",
     "llm_first_token_ms",
     "first_clause_ms",
@@ -85,6 +86,7 @@ async def one_turn(client: CallClient, question: str, pcm: np.ndarray) -> dict[s
         "status": done.data["response"]["status"],
         "voice_to_voice_ms": v2v,
         **{key: turn.get(key) for key in BREAKDOWN},
+        "speculative": turn.get("speculative"),  # the reply was begun at the pause
         "transport_ms": None if v2v is None or sent is None else round(v2v - sent, 1),
         # The outbound track must keep its 20 ms pace while STT, LLM and TTS work.
         "max_frame_gap_ms": max_frame_gap_ms(client, mark_time),
