@@ -77,6 +77,7 @@ class RealtimeSession:
         # A reply begun at the user's pause, held until the pause proves to end the turn.
         self._speculation: ResponseRun | None = None
         self._speculation_key: tuple[Any, ...] | None = None
+        self._dropped_replies = 0  # speculative replies dropped in the current turn
         self.closed = False
         self.max_event_bytes = max_event_bytes
         self.track = OutboundAudioTrack()
@@ -226,6 +227,7 @@ class RealtimeSession:
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self._turn_seq += 1
+        self._dropped_replies = 0
         self._user_item_id = new_id("item")
         self.send(events.speech_started(audio_start_ms, self._user_item_id))
         self.state = State.USER_SPEAKING
@@ -240,6 +242,7 @@ class RealtimeSession:
     ) -> None:
         item_id = self._user_item_id or new_id("item")
         self._user_item_id = None
+        timings.dropped_replies = self._dropped_replies
         self.send(events.speech_stopped(stopped.audio_end_ms, item_id))
         turn = self.config.turn_detection or TurnDetectionConfig()
         self.commit_audio(
@@ -271,6 +274,7 @@ class RealtimeSession:
     def drop_speculation(self) -> None:
         if self._speculation is not None:
             self._speculation.discard()
+            self._dropped_replies += 1
         self._speculation = None
         self._speculation_key = None
 

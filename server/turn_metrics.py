@@ -28,6 +28,7 @@ class TurnTimings:
     first_frame_sent: float | None = None
     stt_preemptive: bool = False  # the transcript was started at a pause, before the turn end
     speculative: bool = False  # the reply was begun at the pause, before the turn end
+    dropped_replies: int = 0  # replies begun at earlier pauses of the turn, then dropped
     # Barge-in on this response: onset of the user's speech (its first voiced frame's
     # arrival) and the moment the outbound track sent its first silent frame after it.
     barge_in_onset: float | None = None
@@ -45,6 +46,7 @@ class TurnTimings:
         self.speech_stopped = turn.speech_stopped
         self.stt_done = turn.stt_done
         self.stt_preemptive = turn.stt_preemptive
+        self.dropped_replies = turn.dropped_replies
         self.speculative = True
 
     def to_dict(self) -> dict[str, Any]:
@@ -65,6 +67,7 @@ class TurnTimings:
             "response_start_ms": since(self.response_start),
             "stt_preemptive": self.stt_preemptive,
             "speculative": self.speculative,
+            "dropped_replies": self.dropped_replies,
             "barge_in_stop_ms": since(self.barge_in_silenced, self.barge_in_onset),
             "false_interruptions": self.false_interruptions,
             "measured_from": "speech_end" if self.speech_end is not None else "response_start",

@@ -125,7 +125,7 @@ async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
         started = await client.wait_for("output_audio_buffer.started", timeout=90)
         await asyncio.sleep(0.5)  # let some of the reply be heard
         mark = len(client.events)
-        await client.say(interruption, 48000)
+        interruption_end = await client.say(interruption, 48000)
 
         onset = await client.wait_for("input_audio_buffer.speech_started", after=mark, timeout=10)
         cleared = await client.wait_for("output_audio_buffer.cleared", after=mark, timeout=10)
@@ -156,11 +156,12 @@ async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
         assert stored.data["item"]["content"][0]["transcript"] == heard
         assert stored.data["item"]["status"] == "incomplete"
 
-        # The bot went silent: nothing audible from shortly after the clear until the user
-        # has finished the interruption (the next reply cannot start before that).
+        # The bot went silent: paused at the onset, then cleared, nothing audible until the
+        # user has finished the interruption (the next reply cannot start before that).
         await client.finish_saying()
-        quiet_from = cleared.at + 0.3
-        assert client.recorder.audible_ms_between(quiet_from, quiet_from + 1.0) == 0
+        quiet_from = onset.at + 0.3
+        assert interruption_end - quiet_from > 0.5  # time enough for stale audio to show
+        assert client.recorder.audible_ms_between(quiet_from, interruption_end) == 0
         assert started.at < cleared.at
 
         # Not stuck: the interruption itself gets an answer.
@@ -171,5 +172,35 @@ async def test_barge_in_cancels_and_keeps_only_what_was_heard(hark):
             timeout=90,
         )
         assert answer.data["response"]["output"][0]["content"][0]["transcript"].strip()
+    finally:
+        await client.hangup()
+
+
+async def test_a_reply_begun_at_a_pause_is_dropped_when_the_user_goes_on(hark):
+    """The pause after a whole question starts its reply, held; the user goes on, so that
+    reply must never show: one turn, one response, answering the whole of it."""
+    first = utterance("What is the capital of France?", tail_ms=0)
+    second = utterance("And what is the capital of Germany?", lead_ms=600, tail_ms=1500)
+    turn = {"type": "server_vad", "silence_duration_ms": 1200}
+    client = await connect(hark, {"audio": {"input": {"turn_detection": turn}}})
+    try:
+        await client.say(np.concatenate([first, second]), 48000)
+        done = await client.wait_for("response.done", timeout=90)
+        assert done.data["response"]["status"] == "completed"
+        await asyncio.sleep(1.0)
+        types = client.types()
+        assert types.count("response.created") == 1, types
+        assert types.count("conversation.item.input_audio_transcription.completed") == 1
+        heard = next(
+            e.data["transcript"]
+            for e in client.events
+            if e.type == "conversation.item.input_audio_transcription.completed"
+        )
+        assert "france" in words(heard) and "germany" in words(heard), heard
+        metrics = await client.wait_for("hark.metrics", timeout=5)
+        # The reply that went out was begun at the final pause, not the dropped one.
+        assert metrics.data["turn"]["speculative"] is True
+        assert metrics.data["turn"]["dropped_replies"] >= 1  # the one begun after "France?"
+        assert metrics.data["turn"]["response_start_ms"] > 0
     finally:
         await client.hangup()
