@@ -264,6 +264,8 @@ class RealtimeSession:
         turn = self.config.turn_detection
         if self.response is not None or turn is None or not turn.create_response:
             return
+        if not turn.speculative_reply:
+            return
         self.drop_speculation()
         history = [*self.conversation.messages(), ChatMessage("user", transcript)]
         run = self._new_run(history, self.config.instructions, TurnTimings(), held=True)

@@ -46,6 +46,9 @@ class TurnDetectionConfig:
     # Hark extension: true for a client without echo cancellation (smart glasses), whose
     # microphone hears the bot; null leaves it to the server's HARK_ECHO_GUARD.
     echo_guard: bool | None = None
+    # Hark extension: begin the reply at a pause that may end the turn, held until it does
+    # (`server.response`); off saves the CPU spent on pauses that were not the end.
+    speculative_reply: bool = True
 
     @property
     def semantic(self) -> bool:
@@ -61,6 +64,7 @@ class TurnDetectionConfig:
             "min_interruption_words": self.interruption.min_words,
             "false_interruption_timeout_ms": self.interruption.false_interruption_timeout_ms,
             "echo_guard": self.echo_guard,
+            "speculative_reply": self.speculative_reply,
         }
         common = {
             "create_response": self.create_response,
@@ -233,4 +237,5 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
         interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),
         interruption=interruption,
         echo_guard=_optional_flag(raw, "echo_guard", base.echo_guard),
+        speculative_reply=_flag(raw, "speculative_reply", base.speculative_reply),
     )

@@ -75,6 +75,16 @@ def test_semantic_vad_with_eagerness_round_trips_and_waits_by_eagerness():
     assert back.turn_detection.segmenter_params().silence_duration_ms == 700
 
 
+def test_speculative_reply_is_on_unless_a_session_turns_it_off():
+    config = SessionConfig()
+    assert config.turn_detection is not None and config.turn_detection.speculative_reply
+    off = config.apply({"turn_detection": {"speculative_reply": False}})
+    assert off.turn_detection is not None and not off.turn_detection.speculative_reply
+    assert off.to_dict("sess_1")["audio"]["input"]["turn_detection"]["speculative_reply"] is False
+    with pytest.raises(SessionConfigError, match="speculative_reply"):
+        config.apply({"turn_detection": {"speculative_reply": "yes"}})
+
+
 def test_echo_guard_is_a_per_session_switch_over_the_server_default():
     config = SessionConfig().apply({"turn_detection": {"type": "semantic_vad"}})
     assert config.turn_detection is not None and config.turn_detection.echo_guard is None

@@ -1,12 +1,15 @@
 """Voice-to-voice latency benchmark: N spoken turns through real WebRTC, printed as JSON.
 
     .venv/bin/python -m tests.bench.voice_to_voice [--turns 10] [--url URL --api-key KEY]
+        [--versus '{"audio": {"input": {"turn_detection": {"speculative_reply": false}}}}']
 
 Starts its own server on the embedded defaults unless --url is given. Each turn is a
 fresh question spoken by Piper into the `call` client's microphone; voice-to-voice is the
 client-side time from the last voiced sample sent to the first audible reply frame
-received. The server's `hark.metrics` event gives the breakdown. It measures and prints;
-it never fails on a number.
+received. The server's `hark.metrics` event gives the breakdown. With `--versus SESSION`,
+every other turn's call uses that session instead, and each arm is summarized apart: a
+comparison within one run, so other load on the machine falls on both. It measures and
+prints; it never fails on a number.
 """
 
 from __future__ import annotations
@@ -99,24 +102,38 @@ def max_frame_gap_ms(client: CallClient, since: float) -> float | None:
     return round(max(gaps) * 1000, 1) if gaps else None
 
 
-async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
+async def run(
+    url: str, api_key: str, turns: int, versus: dict[str, Any] | None = None
+) -> dict[str, Any]:
     results = []
     # Synthesize up front: Piper blocks, and a blocked client loop would make its
     # microphone burst audio to catch up, corrupting the "speech ended" timestamp.
     questions = [QUESTIONS[index % len(QUESTIONS)] for index in range(turns)]
     utterances = {question: utterance(question) for question in set(questions)}
-    for question in questions:
-        token = await mint_client_secret(url, api_key)
+    for index, question in enumerate(questions):
+        arm = "versus" if versus is not None and index % 2 else "default"
+        token = await mint_client_secret(url, api_key, versus if arm == "versus" else None)
         client = CallClient(url, token)
         try:
             await client.connect()
             await client.finish_saying()
-            results.append(await one_turn(client, question, utterances[question]))
+            results.append({"arm": arm, **await one_turn(client, question, utterances[question])})
             print(json.dumps(results[-1]), file=sys.stderr, flush=True)
         except CallError as exc:
-            results.append({"error": str(exc)})
+            results.append({"arm": arm, "error": str(exc)})
         finally:
             await client.hangup()
+    if versus is None:
+        return {"turns": results, "summary": summarize(results)}
+    return {
+        "turns": results,
+        "versus": versus,
+        "summary": summarize([r for r in results if r["arm"] == "default"]),
+        "summary_versus": summarize([r for r in results if r["arm"] == "versus"]),
+    }
+
+
+def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
     for key in ("voice_to_voice_ms", *BREAKDOWN, "transport_ms", "max_frame_gap_ms"):
         values = [r[key] for r in results if isinstance(r.get(key), int | float)]
@@ -126,7 +143,7 @@ async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
             "median": round(statistics.median(values), 1) if values else None,
             "n": len(values),
         }
-    return {"turns": results, "summary": summary}
+    return summary
 
 
 def main() -> None:
@@ -134,14 +151,16 @@ def main() -> None:
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--url")
     parser.add_argument("--api-key", default="")
+    parser.add_argument("--versus", help="a session (JSON) for every other turn, compared")
     args = parser.parse_args()
+    versus = json.loads(args.versus) if args.versus else None
     if args.url:
-        report = asyncio.run(run(args.url, args.api_key, args.turns))
+        report = asyncio.run(run(args.url, args.api_key, args.turns, versus))
     else:
         from tests.server_process import running_server
 
         with running_server() as server:
-            report = asyncio.run(run(server.url, server.api_key, args.turns))
+            report = asyncio.run(run(server.url, server.api_key, args.turns, versus))
     print(json.dumps(report, indent=2))
 
 
