@@ -93,6 +93,11 @@ class EchoDelayEstimator:
             return
         self._track(estimate.delay_seconds)
 
+    def adopt(self, delay_seconds: float) -> None:
+        """Take a delay measured another way (the waveform search) as the one in use."""
+        self.delay_seconds = delay_seconds
+        self._candidate = None
+
     def _measure(self, zero_lag_block: int, reference: History) -> DelayEstimate | None:
         n = self._mic_filled
         x = self._mic.get(self._mic.end - n, self._mic.end)

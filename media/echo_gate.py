@@ -78,10 +78,13 @@ class GateParams:
     coupling_percentile: float = 95.0
     coupling_margin_db: float = 4.0
     coupling_min_frames: int = 16
+    coupling_quick_frames: int = 4  # at a freshly measured delay, fewer frames will do,
+    coupling_quick_margin_db: float = 3.0  # ... judged by their loudest, with more margin
     certified_cancellation_db: float = -15.0  # keep learning the coupling from frames the
     muted_power: float = 100.0  # canceller cut this much, unless its output was muted
     geigel_margin_db: float = 3.0
     recent_frames: int = 16  # the canceller's recent record, to notice it losing the echo
+    model_certified_db: float = 10.0  # the spectral model cancelled this much: echo only
 
 
 class EchoGate:
@@ -97,16 +100,47 @@ class EchoGate:
         self._coupling: deque[float] = deque(maxlen=self.params.coupling_frames)
         self._aligned = False  # the coupling was learned against an aligned echo window
         self._recent: deque[tuple[float, float]] = deque(maxlen=self.params.recent_frames)
+        self._model: deque[float] = deque(maxlen=self.params.coupling_frames)
+
+    @property
+    def model_gain_db(self) -> float:
+        """What the spectral echo model leaves of the loudest echo-able reference, learned
+        like the coupling (the same percentile and margins) from echo-only frames; never
+        more than the coupling itself (a useless model leaves the microphone as it was)."""
+        return min(self._learned_db(self._model), self.echo_gain_db)
+
+    def forget_model(self, record: list[tuple[float, float, float]] = ()) -> None:  # type: ignore[assignment]
+        """The spectral model restarted: its record no longer holds. `record` is the new
+        model's (mic, residual, narrow bound) on the echo-only frames it was fitted to,
+        each predicted before it was learned."""
+        self._model.clear()
+        for mic, left, bound in record:
+            if bound >= ACTIVE_FRAME_POWER and mic > 10 * self.params.floor_power:
+                self._model.append(left / bound)
 
     @property
     def echo_gain_db(self) -> float:
         """The echo path gain the gate assumes: the configured worst case, or less once
         echo-only frames showed the coupling is weaker."""
+        return self._learned_db(self._coupling)
+
+    def _learned_db(self, ratios: deque[float]) -> float:
+        """A high percentile of echo-only frames' power over the loudest echo-able
+        reference, plus a margin, never above the configured worst case."""
         p = self.params
-        if len(self._coupling) < p.coupling_min_frames:
+        n = len(ratios)
+        if n >= p.coupling_min_frames:
+            ratio = float(np.percentile(ratios, p.coupling_percentile))
+            margin = p.coupling_margin_db
+        elif self._aligned and n >= p.coupling_quick_frames:
+            # A short stretch of echo at the measured delay: its loudest frame is a floor
+            # under the ratio, not an estimate of it; the extra margin covers the rest.
+            ratio = max(ratios)
+            margin = p.coupling_margin_db + p.coupling_quick_margin_db
+        else:
             return p.max_echo_gain_db
-        learned = 10 * np.log10(max(np.percentile(self._coupling, p.coupling_percentile), 1e-6))
-        return float(min(p.max_echo_gain_db, learned + p.coupling_margin_db))
+        learned = 10 * np.log10(max(ratio, 1e-6))
+        return float(min(p.max_echo_gain_db, learned + margin))
 
     @property
     def erle_db(self) -> float:
@@ -126,13 +160,18 @@ class EchoGate:
         mic, residual = np.sum(np.array(self._recent), axis=0)
         return float(max(10 * np.log10(mic / max(residual, 1.0)), 0.0))
 
-    def _cancelled_well(self, mic: float, residual: float) -> bool:
+    def _cancelled_well(self, mic: float, residual: float, model: float | None) -> bool:
         """The canceller took most of this frame yet left some of it (AEC3 mutes its
         output outright when it is unsure, voice included): it held the bot's echo, not a
         person, whom a canceller cannot remove. Only such frames keep teaching the coupling
-        once the delay is known, so a voice the gate missed cannot raise it."""
+        once the delay is known, so a voice the gate missed cannot raise it. While AEC3 is
+        new (`settle_frames`) its suppression proves nothing (it mutes a voice as well):
+        then only the spectral model's cancellation certifies a frame."""
         p = self.params
-        return p.muted_power < residual <= mic * 10 ** (p.certified_cancellation_db / 10)
+        if model is not None and model * 10 ** (p.model_certified_db / 10) <= mic:
+            return True
+        settled = self._age > p.settle_frames
+        return settled and p.muted_power < residual <= mic * 10 ** (p.certified_cancellation_db / 10)
 
     def forget_erle(self) -> None:
         """The canceller restarted: what it achieved before no longer holds."""
@@ -157,10 +196,12 @@ class EchoGate:
         residual: float,
         aligned: bool,
         narrow_bound: float | None = None,
+        model: float | None = None,
     ) -> bool:
         """True if the frame is echo only: a speech onset in it must be ignored.
         `narrow_bound` is the bound at the measured delay, when there is one, even where
-        `echo_bound` had to be the wide one: the coupling is learned against it."""
+        `echo_bound` had to be the wide one: the coupling is learned against it. `model`
+        is the frame's power left by the spectral echo model, once it has one."""
         p = self.params
         if echo_bound < ACTIVE_FRAME_POWER:
             self._hold = 0
@@ -185,7 +226,13 @@ class EchoGate:
         # Geigel's rule as well: a microphone louder than any echo could be holds a person,
         # whatever the canceller made of it (a new AEC3 suppresses near-end speech too).
         louder = mic > max_echo * 10 ** (p.geigel_margin_db / 10) and mic > p.floor_power
-        if cancelled or louder:
+        # The spectral model's residual, like the canceller's, against the loudest echo
+        # less what the model is seen to remove (a voice at the echo's level stays in it).
+        modelled = False
+        if model is not None and aligned:
+            left = echo_bound * 10 ** ((self.model_gain_db + p.geigel_margin_db) / 10)
+            modelled = model > left and model > p.floor_power and model > mic * share
+        if cancelled or louder or modelled:
             self._evidence += 1
         else:
             self._evidence = 0
@@ -205,9 +252,11 @@ class EchoGate:
         if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
             self._powers.append((mic, residual))
         if not self._evidence and mic > 10 * p.floor_power:
+            if model is not None and aligned:
+                self._model.append(model / echo_bound)
             if narrow_bound is None:
                 if not self._aligned:
                     self._coupling.append(mic / echo_bound)
-            elif narrow_bound >= ACTIVE_FRAME_POWER and self._cancelled_well(mic, residual):
+            elif narrow_bound >= ACTIVE_FRAME_POWER and self._cancelled_well(mic, residual, model):
                 self._coupling.append(mic / narrow_bound)
         return True

@@ -37,16 +37,18 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from media.echo_align import WaveformDelay
 from media.echo_canceller import EchoCanceller
 from media.echo_delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo_gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
+from media.echo_model import SpectralEchoModel
 from media.echo_reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME_SAMPLES = 512
 FRAME_BLOCKS = FRAME_SAMPLES // BLOCK
 REVERB_TAIL_SECONDS = 0.15  # echo energy still arriving after the direct path
 DELAY_SLACK_SECONDS = 0.04  # error allowed in the delay estimate when bounding the echo
-AEC_LEAD_SECONDS = 0.08  # the reference handed to AEC3 leads the echo by this much
+AEC_LEAD_SECONDS = 0.065  # the reference handed to AEC3 leads the echo by this much
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
 ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
@@ -78,6 +80,11 @@ class EchoGuard:
         self._clock = clock
         self._reference = ReferenceTimeline(keep_seconds=max_delay_seconds + 4.5)
         self._delay = EchoDelayEstimator(max_delay_seconds=max_delay_seconds)
+        self._waveform = WaveformDelay(max_delay_seconds=max_delay_seconds)
+        self._frames = 0
+        self._model = SpectralEchoModel()
+        self._model_delay: int | None = None  # samples: the waveform delay the model uses
+        self._checked = False  # ... and the waveforms confirmed it in this burst of echo
         self._gate = EchoGate(gate)
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
@@ -127,7 +134,56 @@ class EchoGuard:
         # Only frames judged pure echo teach the delay estimator: a person talking (over the
         # echo or after it) would pull the correlation peak to a wrong lag.
         self._delay.push(mic_blocks, last_block, self._reference.power, use=verdict.echo_only)
+        self._search_waveform(frame, verdict.echo_only, round(end_index))
         return verdict
+
+    def _search_waveform(self, frame: np.ndarray, echo_only: bool, end_index: int) -> None:
+        """Look for the delay in the waveforms every other frame of echo until found in
+        this burst of echo (~150 ms of it; the envelopes need ~0.6 s). A first delay is
+        adopted, and so is one far from the tracked delay (the path moved between
+        replies: found again in this burst, where the envelopes took ~1 s); one near it
+        only moves the spectral model, which needs the delay to the sample."""
+        self._waveform.push(frame, use=echo_only)
+        self._frames += 1
+        if self._checked or not echo_only or self._frames % 2:
+            return
+        delay = self._waveform.search(self._reference.samples, end_index)
+        if delay is None:
+            return
+        self._checked = True
+        if self._model_delay is not None and abs(delay * RATE - self._model_delay) <= 32:
+            return  # the model's delay holds
+        tracked = self._delay.delay_seconds
+        if tracked is None or abs(delay - tracked) > DELAY_SLACK_SECONDS:
+            self._delay.adopt(delay)
+            self._burst = ONSET_FRAMES  # measured on this very burst: no need to doubt it
+        self._model_delay = round(delay * RATE)
+        self._fit_model(end_index, self._delay.delay_seconds)
+
+    def _fit_model(self, end_index: int, delay: float) -> None:
+        """A new spectral model, fitted at once to the echo-only frames of the last 0.5 s
+        (the echo heard while the delay was being found) with the reference at the new
+        delay; the gate gets its record on them."""
+        assert self._model_delay is not None
+        self._model.reset()
+        frames, bounds = [], []
+        for ago, mic in self._waveform.recent():
+            end = end_index - ago * FRAME_SAMPLES
+            bound = self._echo_bound(math.floor(end / BLOCK) - 1, delay)
+            ref = self._reference.samples.get(
+                end - self._model_delay - FRAME_SAMPLES, end - self._model_delay
+            )
+            if bound >= ACTIVE_FRAME_POWER:
+                frames.append((mic, ref.astype(np.float64)))
+                bounds.append(bound)
+        record = self._model.fit(frames)
+        self._gate.forget_model(
+            [
+                (float(np.mean(mic * mic)), left, bound)
+                for (mic, _), left, bound in zip(frames, record, bounds, strict=True)
+                if left is not None
+            ]
+        )
 
     def _relearn_coupling(self) -> None:
         """When the delay is first measured, the echo-only frames of the last ~2 s are read
@@ -142,6 +198,9 @@ class EchoGuard:
             frames = [(mic, self._echo_bound(block, delay)) for block, mic in self._echo_frames]
         elif abs(delay - self._coupling_delay) > RELEARN_SHIFT_SECONDS:
             frames = []
+            model = self._model_delay
+            if model is not None and abs(model / RATE - delay) > DELAY_SLACK_SECONDS:
+                self._model_delay, self._checked = None, False  # find it again
         else:
             return
         self._coupling_delay = delay
@@ -155,6 +214,11 @@ class EchoGuard:
         aligned = delay is not None
         narrow = echo_bound if aligned else None
         self._burst = self._burst + 1 if aligned and echo_bound >= ACTIVE_FRAME_POWER else 0
+        if not self._burst and self._checked:
+            # A pause: the next burst of echo may come back along another path (a client's
+            # jitter buffer resizes in silence); the model waits for the waveforms again.
+            self._checked = False
+            self._waveform.reset()
         if aligned and self._burst <= ONSET_FRAMES:
             # Nothing at the measured delay yet, but something within the whole searched
             # range: if the path just shrank or grew (a client's jitter buffer adapting),
@@ -172,17 +236,30 @@ class EchoGuard:
             return EchoVerdict(frame, False, self.delay_ms)
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
+        modelled = aligned and self._checked and self._model_delay is not None
+        model = self._model_residual(frame, end_index) if modelled else None
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),
             float(residual),
             aligned=aligned,
             narrow_bound=narrow,
+            model=model,
         )
+        if echo_only and modelled:
+            self._model.learn()
         # Near-end speech: hand on the microphone as it was. AEC3's residual suppressor
         # carves the echo's frequencies out of the mix, which left Silero deaf to some
         # barge-ins; the echo under a person's voice does not fool it.
         return EchoVerdict(cleaned if echo_only else frame, echo_only, self.delay_ms)
+
+    def _model_residual(self, frame: np.ndarray, end_index: float) -> float | None:
+        """The frame's power left by the spectral model of the echo, once it has one."""
+        if self._model_delay is None:
+            return None
+        end = round(end_index) - self._model_delay
+        ref = self._reference.samples.get(end - FRAME_SAMPLES, end).astype(np.float64)
+        return self._model.residual(frame.astype(np.float64), ref)
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:
         """The loudest 32 ms of reference that can echo in the frame ending at `last_block`."""

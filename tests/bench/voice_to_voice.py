@@ -7,7 +7,7 @@ Starts its own server on the embedded defaults unless --url is given. Each turn 
 fresh question spoken by Piper into the `call` client's microphone; voice-to-voice is the
 client-side time from the last voiced sample sent to the first audible reply frame
 received. The server's `hark.metrics` event gives the breakdown. With `--versus SESSION`,
-every other turn's call uses that session instead, and each arm is summarized apart: a
+each question is asked twice, once with that session, and each arm is summarized apart: a
 comparison within one run, so other load on the machine falls on both. It measures and
 prints; it never fails on a number.
 """
@@ -108,10 +108,14 @@ async def run(
     results = []
     # Synthesize up front: Piper blocks, and a blocked client loop would make its
     # microphone burst audio to catch up, corrupting the "speech ended" timestamp.
-    questions = [QUESTIONS[index % len(QUESTIONS)] for index in range(turns)]
+    pairs = versus is not None  # each question asked in both arms, in turn
+    questions = [
+        QUESTIONS[(index // 2 if pairs else index) % len(QUESTIONS)] for index in range(turns)
+    ]
     utterances = {question: utterance(question) for question in set(questions)}
     for index, question in enumerate(questions):
-        arm = "versus" if versus is not None and index % 2 else "default"
+        # Arms alternate, and so does which arm asks a question first.
+        arm = "versus" if pairs and (index + index // 2) % 2 else "default"
         token = await mint_client_secret(url, api_key, versus if arm == "versus" else None)
         client = CallClient(url, token)
         try:
