@@ -37,7 +37,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.echo_align import WaveformDelay
+from media.echo_align import WaveformDelay, shift_of
 from media.echo_canceller import EchoCanceller
 from media.echo_delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo_gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
@@ -54,6 +54,11 @@ ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its f
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
 RELEARN_SHIFT_SECONDS = 0.05  # ... and again when the delay moves by more than this
+REALIGN_SHIFT_SAMPLES = 640  # a frame the model explains poorly: did the echo move by <= 40 ms?
+REALIGN_CHECK_DB = 6.0  # ... asked when the model removed less than this of the frame,
+REALIGN_FIT_DB = 10.0  # ... and believed when the moved model removes this much
+MODEL_USEFUL_DB = 6.0  # the spectral model's echo is subtracted from a voice when it is
+# seen to leave this much less of the echo than there was
 
 
 _DITHER = np.random.default_rng(0).integers(-1, 2, FRAME_SAMPLES).astype(np.int32)
@@ -85,6 +90,7 @@ class EchoGuard:
         self._model = SpectralEchoModel()
         self._model_delay: int | None = None  # samples: the waveform delay the model uses
         self._checked = False  # ... and the waveforms confirmed it in this burst of echo
+        self._last_frames: deque[np.ndarray] = deque(maxlen=3)  # the microphone, for realigning
         self._gate = EchoGate(gate)
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
@@ -126,6 +132,7 @@ class EchoGuard:
         last_block = math.floor(end_index / BLOCK) - 1
 
         samples = frame.astype(np.float64)
+        self._last_frames.append(samples)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
         self._relearn_coupling()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)
@@ -237,7 +244,8 @@ class EchoGuard:
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
         modelled = aligned and self._checked and self._model_delay is not None
-        model = self._model_residual(frame, end_index) if modelled else None
+        useful = self._gate.model_gain_db <= self._gate.echo_gain_db - MODEL_USEFUL_DB
+        model = self._model_residual(frame, end_index, realign=useful) if modelled else None
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),
@@ -248,18 +256,54 @@ class EchoGuard:
         )
         if echo_only and modelled:
             self._model.learn()
-        # Near-end speech: hand on the microphone as it was. AEC3's residual suppressor
-        # carves the echo's frequencies out of the mix, which left Silero deaf to some
-        # barge-ins; the echo under a person's voice does not fool it.
-        return EchoVerdict(cleaned if echo_only else frame, echo_only, self.delay_ms)
+        if echo_only and not self._gate.suspects_speech:
+            return EchoVerdict(cleaned, True, self.delay_ms)
+        # Near-end speech: hand on the microphone as it was, or with only the model's
+        # echo subtracted where the model is seen to remove it well. AEC3's residual
+        # suppressor carves the echo's frequencies out of the mix, which left Silero deaf
+        # to some barge-ins (and Whisper unsure of a first "Wait").
+        # A frame with evidence not yet confirmed is still echo only for the VAD, but its
+        # audio goes on like a voice's: it is the first 32 ms of the word, if it is one.
+        if model is not None and useful:
+            frame = self._subtract_model(frame, end_index)
+        return EchoVerdict(frame, echo_only, self.delay_ms)
 
-    def _model_residual(self, frame: np.ndarray, end_index: float) -> float | None:
-        """The frame's power left by the spectral model of the echo, once it has one."""
-        if self._model_delay is None:
-            return None
-        end = round(end_index) - self._model_delay
-        ref = self._reference.samples.get(end - FRAME_SAMPLES, end).astype(np.float64)
-        return self._model.residual(frame.astype(np.float64), ref)
+    def _subtract_model(self, frame: np.ndarray, end_index: float) -> np.ndarray:
+        assert self._model_delay is not None
+        end = round(end_index) - self._model_delay + FRAME_SAMPLES // 2
+        ref = self._reference.samples.get(end - 2 * FRAME_SAMPLES, end).astype(np.float64)
+        out = frame - self._model.echo(ref)
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+    def _model_residual(self, frame: np.ndarray, end_index: float, realign: bool) -> float | None:
+        """The frame's power left by the spectral model of the echo, once it has one. With
+        `realign` (the model usually removes the echo well), a frame it explains poorly is
+        checked for a small jump of the echo path (a client's playout buffer slipping by a
+        packet), which would leave the whole echo in the residual: if the model at the
+        moved delay removes the echo, the delay moves."""
+        assert self._model_delay is not None
+        samples = frame.astype(np.float64)
+        end = round(end_index)
+        left = self._model.residual(samples, self._ref_frame(end, self._model_delay))
+        mic = float(np.mean(samples * samples))
+        if not realign or left is None or left * 10 ** (REALIGN_CHECK_DB / 10) <= mic:
+            return left
+        mics = np.concatenate(self._last_frames)
+        lo = end - self._model_delay - len(mics) - REALIGN_SHIFT_SAMPLES
+        ref = self._reference.samples.get(lo, end - self._model_delay + REALIGN_SHIFT_SAMPLES)
+        shift = shift_of(mics, ref.astype(np.float64), REALIGN_SHIFT_SAMPLES)
+        if shift:
+            moved = self._model.residual(samples, self._ref_frame(end, self._model_delay + shift))
+            if moved is not None and moved * 10 ** (REALIGN_FIT_DB / 10) <= mic:
+                self._model_delay += shift
+                return moved
+            self._model.residual(samples, self._ref_frame(end, self._model_delay))
+        return left
+
+    def _ref_frame(self, end: int, delay: int) -> np.ndarray:
+        return self._reference.samples.get(end - delay - FRAME_SAMPLES, end - delay).astype(
+            np.float64
+        )
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:
         """The loudest 32 ms of reference that can echo in the frame ending at `last_block`."""

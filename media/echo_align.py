@@ -1,0 +1,149 @@
+"""The echo delay from the waveforms, within the first ~150 ms of echo: GCC-PHAT.
+
+`EchoDelayEstimator` correlates envelopes and needs ~0.6 s of echo; until then the gate
+must judge each frame against everything sent in the last 1.65 s with a worst-case
+coupling, which hid a person talking at the bot's own level over a call's first reply.
+The waveform itself pins the delay much sooner: the echo is a filtered, attenuated copy
+of what was sent, so the cross-correlation of microphone and reference has one sharp
+peak at the delay. With the phase transform (each frequency weighted alike, so the
+reference's loud low vowels do not smear the peak over a pitch period) ~100-200 ms of
+echo give a peak 15-100 times the spread of the rest, where the lags of unrelated sound
+(a voice, noise, the window's own edges once tapered) stay under ~11.
+
+Both streams are halved to 8 kHz first (speech's echo is coherent below 4 kHz and it
+halves the cost: ~1 ms per search over 0.5 s of microphone and 1.5 s of lags). The
+microphone window is tapered at both ends: cut edges are broadband and would correlate
+with the reference's own cut at lag zero.
+
+Frames the gate did not judge pure echo (a person talking, or the bot silent) are
+blanked, with the same ramps at each blank's edges: a hard step from silence to noise
+correlates with the reference's own onset at a few ms (noise alone peaked 12-27 times
+the spread at 2-5 ms). A search needs `min_loud_frames` frames louder than
+`loud_power` in the window: noise has no echo to find.
+
+A delay is reported once two searches in a row agree within 2 ms, each with a peak at
+least `min_peak_ratio` times the standard deviation of all lags.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+
+import numpy as np
+
+from media.echo_reference import RATE, History
+
+FRAME = 512
+DECIMATE = 2
+TAPER = 256  # samples at 8 kHz: a 32 ms raised-cosine ramp at each end of the window
+_RAMP = 0.5 - 0.5 * np.cos(np.pi * (np.arange(TAPER) + 0.5) / TAPER)
+
+
+def _halve(x: np.ndarray) -> np.ndarray:
+    """16 kHz to 8 kHz: the mean of each pair of samples (a low-pass with its zero at
+    8 kHz; what aliases does so alike in both streams)."""
+    return x[: len(x) // 2 * 2].reshape(-1, 2).mean(axis=1, dtype=np.float64)
+
+
+class WaveformDelay:
+    """Feed it every microphone frame (`push`); `search` when a delay is wanted."""
+
+    def __init__(
+        self,
+        max_delay_seconds: float = 1.5,
+        window_seconds: float = 0.5,
+        min_peak_ratio: float = 15.0,
+        agree_seconds: float = 0.002,
+        loud_power: float = 30000.0,
+        min_loud_frames: int = 2,
+    ) -> None:
+        self.max_lag = round(max_delay_seconds * RATE)
+        self.frames = round(window_seconds * RATE / FRAME)
+        self.window = self.frames * FRAME
+        self.min_peak_ratio = min_peak_ratio
+        self.agree = agree_seconds
+        self.loud_power = loud_power
+        self.min_loud_frames = min_loud_frames
+        self._mic = History(self.window, np.float64)
+        self._used: deque[bool] = deque([False] * self.frames, maxlen=self.frames)
+        self._loud: deque[bool] = deque([False] * self.frames, maxlen=self.frames)
+        self._last: float | None = None
+        self.peak_ratio = 0.0  # the last search's peak over the spread of all lags
+
+    def push(self, frame: np.ndarray, use: bool = True) -> None:
+        """One 512-sample microphone frame (16 kHz); `use=False` (a person talking)
+        blanks it."""
+        samples = frame.astype(np.float64)
+        self._mic.append(samples)
+        self._used.append(use)
+        self._loud.append(use and float(np.mean(samples * samples)) > self.loud_power)
+
+    def reset(self) -> None:
+        self._last = None
+
+    def recent(self) -> list[tuple[int, np.ndarray]]:
+        """The frames in the window that were used, as (frames ago, samples), oldest
+        first: 0 is the newest frame."""
+        mic = self._mic.get(self._mic.end - self.window, self._mic.end)
+        return [
+            (self.frames - 1 - i, mic[i * FRAME : (i + 1) * FRAME])
+            for i, used in enumerate(self._used)
+            if used
+        ]
+
+    def search(self, reference: History, end_index: int) -> float | None:
+        """The delay (s) of the echo in the microphone window that ends at reference
+        sample `end_index`, once confident; None if not (yet)."""
+        if sum(self._loud) < self.min_loud_frames:
+            return None
+        n = self.window
+        mic = _halve(self._mic.get(self._mic.end - n, self._mic.end)) * self._weights()
+        ref = _halve(reference.get(end_index - n - self.max_lag, end_index))
+        # Lags 0..max_lag never wrap around a transform as long as the reference.
+        size = 1 << int(np.ceil(np.log2(len(ref))))
+        cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size))
+        cross /= np.abs(cross) + 1e-9
+        # corr[k] = sum_i ref[i + k] mic[i]; the mic's sample i is ref's i + max_lag at
+        # zero delay, so lag (in samples at 8 kHz) = max_lag / 2 - k.
+        lags = self.max_lag // DECIMATE
+        corr = np.fft.irfft(cross, size)[: lags + 1]
+        k = int(np.argmax(corr))
+        spread = float(np.std(corr))
+        self.peak_ratio = float(corr[k]) / spread if spread > 0 else 0.0
+        if self.peak_ratio < self.min_peak_ratio:
+            self._last = None
+            return None
+        delay = (lags - k) * DECIMATE / RATE
+        agreed = self._last is not None and abs(delay - self._last) <= self.agree
+        self._last = delay
+        return delay if agreed else None
+
+    def _weights(self) -> np.ndarray:
+        """Per sample at 8 kHz: 1 in used frames, 0 in blanked ones, raised-cosine ramps
+        inside the used side of every edge (the window's ends count as edges)."""
+        step = FRAME // DECIMATE
+        used = np.repeat(np.array(self._used, dtype=np.float64), step)
+        weights = used.copy()
+        edges = np.flatnonzero(np.diff(np.concatenate([[0.0], used, [0.0]])))
+        for edge in edges:  # rises at `edge`, falls just before it
+            if edge < len(used) and used[edge]:
+                weights[edge : edge + TAPER] *= _RAMP[: len(weights[edge : edge + TAPER])]
+            elif edge > 0 and used[edge - 1]:
+                lo = max(edge - TAPER, 0)
+                weights[lo:edge] *= _RAMP[::-1][TAPER - (edge - lo) :]
+        return weights
+
+
+def shift_of(mic: np.ndarray, ref: np.ndarray, max_shift: int) -> int:
+    """How many samples later than expected the echo in `mic` comes: `ref` is the
+    reference at the expected delay with `max_shift` extra samples on each side. GCC-PHAT
+    at 16 kHz over a short window; the caller verifies the answer."""
+    size = 1 << int(np.ceil(np.log2(len(ref))))
+    tapered = mic.astype(np.float64).copy()
+    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(64) + 0.5) / 64)
+    tapered[:64] *= ramp
+    tapered[-64:] *= ramp[::-1]
+    cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(tapered, size))
+    cross /= np.abs(cross) + 1e-9
+    corr = np.fft.irfft(cross, size)[: 2 * max_shift + 1]
+    return max_shift - int(np.argmax(corr))
