@@ -11,7 +11,7 @@ echo give a peak 15-100 times the spread of the rest, where the lags of unrelate
 (a voice, noise, the window's own edges once tapered) stay under ~11.
 
 Both streams are halved to 8 kHz first (speech's echo is coherent below 4 kHz and it
-halves the cost: ~1 ms per search over 0.5 s of microphone and 1.5 s of lags). The
+halves the cost: ~0.8 ms per search over 0.5 s of microphone and 1.5 s of lags). The
 microphone window is tapered at both ends: cut edges are broadband and would correlate
 with the reference's own cut at lag zero.
 
@@ -22,7 +22,12 @@ the spread at 2-5 ms). A search needs `min_loud_frames` frames louder than
 `loud_power` in the window: noise has no echo to find.
 
 A delay is reported once two searches in a row agree within 2 ms, each with a peak at
-least `min_peak_ratio` times the standard deviation of all lags.
+least `min_peak_ratio` times the standard deviation of all lags. On the simulated room
+(tests/echo_path.py) it found 20 delays in 20 after 120-360 ms of echo, exact to the
+sample but one (+28 ms: a strong reflection), and over real WebRTC after 64-100 ms.
+
+`shift_of` is a plain correlation over a short window and +-80 ms: how far the echo
+slipped from a known delay (a client's playout buffer dropping or adding a packet).
 """
 
 from __future__ import annotations
@@ -134,16 +139,18 @@ class WaveformDelay:
         return weights
 
 
-def shift_of(mic: np.ndarray, ref: np.ndarray, max_shift: int) -> int:
+def shift_of(mic: np.ndarray, ref: np.ndarray, max_shift: int) -> tuple[int, float, float]:
     """How many samples later than expected the echo in `mic` comes: `ref` is the
-    reference at the expected delay with `max_shift` extra samples on each side. GCC-PHAT
-    at 16 kHz over a short window; the caller verifies the answer."""
+    reference at the expected delay with `max_shift` extra samples on each side. Returns
+    the shift with the highest correlation coefficient, that coefficient, and the one at
+    no shift. Plain correlation, each lag normalized by the reference's own energy there:
+    over one 32 ms frame the phase transform let noisy quiet frequencies bury the peak."""
+    n = len(mic)
     size = 1 << int(np.ceil(np.log2(len(ref))))
-    tapered = mic.astype(np.float64).copy()
-    ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(64) + 0.5) / 64)
-    tapered[:64] *= ramp
-    tapered[-64:] *= ramp[::-1]
-    cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(tapered, size))
-    cross /= np.abs(cross) + 1e-9
-    corr = np.fft.irfft(cross, size)[: 2 * max_shift + 1]
-    return max_shift - int(np.argmax(corr))
+    raw = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size)), size)
+    raw = raw[: 2 * max_shift + 1]
+    squares = np.concatenate([[0.0], np.cumsum(ref * ref)])
+    energy = squares[n : n + 2 * max_shift + 1] - squares[: 2 * max_shift + 1]
+    corr = raw / np.sqrt(np.maximum(energy * float(np.dot(mic, mic)), 1e-9))
+    k = int(np.argmax(corr))
+    return max_shift - k, float(corr[k]), float(corr[max_shift])

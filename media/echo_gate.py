@@ -1,28 +1,41 @@
 """Per frame: is the microphone hearing only the bot's own echo, or a person too?
 
-Inputs are three powers (mean squares over the 32 ms frame):
+Inputs are powers (mean squares over the 32 ms frame):
 - `echo_bound`: the loudest 32 ms of reference that can be echoing in this frame: the
   window from the estimated delay back through the room's reverb tail (or, before the
   delay is known, everything sent within the longest delay considered);
 - `mic`: the raw microphone frame;
-- `residual`: the frame after the canceller.
+- `residual`: the frame after the canceller (AEC3);
+- `model`: the frame less the spectral echo model's prediction, once there is one.
 
-Evidence of near-end speech in a frame is either of:
+Evidence of near-end speech in a frame is any of:
 
     residual > echo_bound * echo_gain / max(erle / margin, 1)   (what cancellation left)
     mic      > echo_bound * echo_gain * 2                       (Geigel: louder than echo)
+    model    > echo_bound * model_gain * 2                      (what the model left)
 
-both above `floor_power` (-55 dBFS).
+all above `floor_power` (-55 dBFS).
 
 - `echo_gain` is the speaker-to-mic coupling assumed: at most `max_echo_gain_db` (-3 dB;
   smart glasses measure -6 to -12 dB), lowered once 16 echo-only frames have shown the
   real coupling: their 95th-percentile mic/echo_bound ratio plus 4 dB. When the delay is
   first measured, the guard re-reads the last ~2 s of echo-only frames against the
   narrow window at that delay (`relearn_coupling`), so even a short first reply teaches
-  it; a moved delay starts it over. From then on only frames the canceller visibly
-  cancelled (>= 15 dB removed, output not muted) teach it, always against the narrow
-  window: a voice the gate missed passes AEC3 uncancelled, so it cannot raise the
-  coupling and make the next barge-in harder still.
+  it; a moved delay starts it over. From 4 such frames on (the delay found from the
+  waveforms after ~150 ms of echo) their loudest ratio plus 7 dB stands in: a floor under
+  the coupling, with more margin. From then on only frames certified echo teach it,
+  always against the narrow window: frames AEC3 visibly cancelled (>= 15 dB removed,
+  output not muted) once it has settled (new, it mutes a voice too), or frames the
+  spectral model cancelled by >= 10 dB. A voice the gate missed is cancelled by neither,
+  so it cannot raise the coupling and make the next barge-in harder still.
+- `model_gain` is learned the same way from what the spectral model leaves of echo-only
+  frames (model/echo_bound: 95th percentile plus 6 dB, its tail being longer; from 4
+  frames, the median plus 12 dB, as the record it starts from, the echo heard while the
+  delay was being found, may end in a voice hidden in it), and is never above
+  `echo_gain`. Over real WebRTC it sits 15-25 dB under the coupling after ~150 ms of
+  echo, so a voice at the bot's own level shows at its first syllable; where the model
+  cancels little (a long reverb tail) the rule is no stronger than Geigel. A residual
+  above the microphone itself is the model mispredicting, not a voice: no evidence.
 - `erle` is learned: total mic power / total residual power over the last 96 echo-only
   frames, counted once AEC3 left its start-up phase (`settle_frames`, 1.3 s of echo); it
   starts at 1 (0 dB). It is capped by the cancellation over the last 16 frames no louder
@@ -30,25 +43,25 @@ both above `floor_power` (-55 dBFS).
   loses the echo path. `margin` (10 dB) covers the spread of the residual: the gate
   credits the canceller with 10 dB less than it achieves, and never with less than nothing.
 - The Geigel rule catches a loud voice even when AEC3 (new, or confused by double talk)
-  suppresses it; the residual rule catches a voice quieter than the echo once AEC3 works.
-- Evidence must hold for `confirm_frames` (2) frames in a row, and for the residual rule
-  the canceller must have removed less than 15 dB of the frame: a one-frame AEC3 glitch,
-  or a frame it mostly cancelled, is echo. This costs barge-in one frame (32 ms).
+  suppresses it; the residual and model rules catch a voice quieter than the echo.
+- Evidence must hold for `confirm_frames` (2) frames in a row, and for the residual and
+  model rules the frame must not have been mostly (15 dB) removed: a one-frame glitch, or
+  a frame mostly cancelled, is echo. This costs barge-in one frame (32 ms).
 - Each burst of reference (the bot starting to speak again) gets no ERLE credit for its
   first `onset_frames` (256 ms): the canceller's filter lags the onset of the echo.
 - Once near-end speech is confirmed, the verdict holds for `hangover_frames` (160 ms) so
   the dips between syllables do not break the segmenter's run of speech frames, unless
   the canceller removes over 20 dB of a frame: then it is echo again at once.
-- Only frames judged echo-only teach `echo_gain` and `erle`: one loud frame of a person
-  would otherwise wipe out the credit just when it is needed.
+- Only frames judged echo-only teach `echo_gain`, `model_gain` and `erle`: one loud frame
+  of a person would otherwise wipe out the credit just when it is needed.
 
 A frame with no reference in its window is never "echo only": with the bot silent, the
-gate is out of the way. Limits: before the delay is known and while AEC3 is new, only a
-voice louder than the loudest possible echo counts (barge-in on a call's first reply is
-slower); a person no louder than the echo is heard only once the bot pauses; an echo
-path louder than `max_echo_gain_db` before 16 frames of it were seen can pass as speech;
-nonlinear speaker distortion lowers the achievable `erle`, which the learned ratio
-absorbs (barge-in then needs a louder voice).
+gate is out of the way. Limits: before the delay is known (the first ~150 ms of echo in
+a call) only a voice louder than the loudest possible echo counts; where the model cannot
+follow the echo (a reverberant room, a distorting speaker) and AEC3 is new, a person no
+louder than the echo is heard late; an echo path louder than `max_echo_gain_db` before
+any of it was seen can pass as speech; nonlinear speaker distortion lowers the
+achievable `erle`, which the learned ratios absorb (barge-in then needs a louder voice).
 """
 
 from __future__ import annotations
@@ -86,6 +99,8 @@ class GateParams:
     geigel_margin_db: float = 3.0
     recent_frames: int = 16  # the canceller's recent record, to notice it losing the echo
     model_certified_db: float = 10.0  # the spectral model cancelled this much: echo only
+    model_margin_db: float = 6.0  # over its 95th-percentile ratio (its tail is longer)
+    model_quick_margin_db: float = 12.0  # over its median ratio, until 16 frames are in
 
 
 class EchoGate:
@@ -114,7 +129,7 @@ class EchoGate:
         """What the spectral echo model leaves of the loudest echo-able reference, learned
         like the coupling (the same percentile and margins) from echo-only frames; never
         more than the coupling itself (a useless model leaves the microphone as it was)."""
-        return min(self._learned_db(self._model), self.echo_gain_db)
+        return min(self._learned_db(self._model, model=True), self.echo_gain_db)
 
     def forget_model(self, record: Sequence[tuple[float, float, float]] = ()) -> None:
         """The spectral model restarted: its record no longer holds. `record` is the new
@@ -132,18 +147,29 @@ class EchoGate:
         echo-only frames showed the coupling is weaker."""
         return self._learned_db(self._coupling)
 
-    def _learned_db(self, ratios: deque[float]) -> float:
+    def _learned_db(self, ratios: deque[float], model: bool = False) -> float:
         """A high percentile of echo-only frames' power over the loudest echo-able
-        reference, plus a margin, never above the configured worst case."""
+        reference, plus a margin, never above the configured worst case. The model's
+        residual has a longer tail (a sound it has not heard yet), so it gets a wider
+        margin."""
         cached = self._learned.get(id(ratios))
         if cached is None:
-            cached = self._learned[id(ratios)] = self._learn_db(ratios)
+            cached = self._learned[id(ratios)] = self._learn_db(ratios, model)
         return cached
 
-    def _learn_db(self, ratios: deque[float]) -> float:
+    def _learn_db(self, ratios: deque[float], model: bool) -> float:
         p = self.params
         n = len(ratios)
-        if n >= p.coupling_min_frames:
+        if model and n >= p.coupling_min_frames:
+            ratio = _percentile(ratios, p.coupling_percentile)
+            margin = p.model_margin_db
+        elif model and n >= p.coupling_quick_frames:
+            # Fitted to the echo heard while the delay was being found, which may end in
+            # a voice hidden in it (a user who spoke at once): the middle of the record,
+            # not its loudest, with a wide margin.
+            ratio = _percentile(ratios, 50.0)
+            margin = p.model_quick_margin_db
+        elif n >= p.coupling_min_frames:
             ratio = _percentile(ratios, p.coupling_percentile)
             margin = p.coupling_margin_db
         elif self._aligned and n >= p.coupling_quick_frames:
@@ -244,8 +270,10 @@ class EchoGate:
         louder = mic > max_echo * 10 ** (p.geigel_margin_db / 10) and mic > p.floor_power
         # The spectral model's residual, like the canceller's, against the loudest echo
         # less what the model is seen to remove (a voice at the echo's level stays in it).
+        # A residual above the microphone itself is the model mispredicting (the echo
+        # slipped, or new sounds), not a voice: no evidence either way.
         modelled = False
-        if model is not None and aligned:
+        if model is not None and aligned and model < mic:
             left = echo_bound * 10 ** ((self.model_gain_db + p.geigel_margin_db) / 10)
             modelled = model > left and model > p.floor_power and model > mic * share
         if cancelled or louder or modelled:
@@ -268,7 +296,7 @@ class EchoGate:
         if settled and not self._evidence and mic > 10 * p.floor_power and mic > max_echo * 1e-3:
             self._powers.append((mic, residual))
         if not self._evidence and mic > 10 * p.floor_power:
-            if model is not None and aligned:
+            if model is not None and aligned and model < mic:
                 self._model.append(model / echo_bound)
                 self._learned.clear()
             if narrow_bound is None:

@@ -13,18 +13,26 @@ jitter buffer. The server knows exactly what it sent and when; this module uses 
 1. `ReferenceTimeline` keeps the sent audio at 16 kHz on the server clock.
 2. The microphone's audio clock is put on the same clock with one offset: the smallest
    `now - audio_end_ms` seen (the least-delayed arrival), so arrival jitter moves nothing.
-3. `EchoDelayEstimator` finds the round-trip delay from the two envelopes and tracks it.
+3. `WaveformDelay` finds the round-trip delay to the sample from the waveforms (GCC-PHAT)
+   after ~150 ms of echo, again at each burst of echo until it confirms the delay in use;
+   `EchoDelayEstimator` (envelopes, ~0.6 s) tracks it from then on.
 4. `EchoCanceller` (WebRTC AEC3) gets the reference shifted by that delay less a small
-   lead, which its own fine delay search covers, and removes the echo.
-5. `EchoGate` compares what is left with the loudest echo the frame could hold and says
-   whether the frame is echo only. The first 256 ms of each burst of echo, and frames
-   with nothing at the measured delay but something within the whole searched range,
-   are judged against that whole range with no credit for cancellation: a client's jitter
-   buffer may have moved the echo since the delay was measured.
+   lead, which its own fine delay search covers, and removes the echo; it needs ~1.3 s.
+5. `AlignedEchoModel`, fitted at once to the echo heard while the delay was being found,
+   predicts each frame's echo from the reference at the waveform delay: on a call's first
+   reply it is what tells a voice from the echo, long before AEC3 can.
+6. `EchoGate` compares what the canceller and the model leave, and the microphone itself,
+   with the loudest echo the frame could hold and says whether the frame is echo only.
+   The first 256 ms of each later burst of echo, and frames with nothing at the measured
+   delay but something within the whole searched range, are judged against that whole
+   range with no credit for cancellation: a client's jitter buffer may have moved the
+   echo since the delay was measured (the model is used only once the waveforms have
+   confirmed its delay in the burst).
 
 While nothing was sent within the possible echo window (the bot is silent), frames pass
 through untouched and are never flagged. Everything here is synchronous numpy and one
-GIL-free AEC3 call, well under 1 ms per frame: it runs inline on the event loop.
+GIL-free AEC3 call, ~0.7 ms per frame (~1.5 ms in a frame with a waveform search): it
+runs inline on the event loop.
 """
 
 from __future__ import annotations
@@ -37,11 +45,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.echo_align import WaveformDelay, shift_of
+from media.echo_align import WaveformDelay
 from media.echo_canceller import EchoCanceller
 from media.echo_delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo_gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
-from media.echo_model import SpectralEchoModel
+from media.echo_model import AlignedEchoModel
 from media.echo_reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME_SAMPLES = 512
@@ -54,11 +62,9 @@ ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its f
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
 RELEARN_SHIFT_SECONDS = 0.05  # ... and again when the delay moves by more than this
-REALIGN_SHIFT_SAMPLES = 640  # a frame the model explains poorly: did the echo move by <= 40 ms?
-REALIGN_CHECK_DB = 6.0  # ... asked when the model removed less than this of the frame,
-REALIGN_FIT_DB = 10.0  # ... and believed when the moved model removes this much
-MODEL_USEFUL_DB = 6.0  # the spectral model's echo is subtracted from a voice when it is
-# seen to leave this much less of the echo than there was
+SAME_DELAY_SAMPLES = 32  # a waveform delay this close (2 ms) to the model's confirms it
+MODEL_USEFUL_DB = 6.0  # the model is trusted to follow slips and to clean a voice once it
+# is seen to leave this much less of the echo than the raw coupling does
 
 
 _DITHER = np.random.default_rng(0).integers(-1, 2, FRAME_SAMPLES).astype(np.int32)
@@ -87,10 +93,8 @@ class EchoGuard:
         self._delay = EchoDelayEstimator(max_delay_seconds=max_delay_seconds)
         self._waveform = WaveformDelay(max_delay_seconds=max_delay_seconds)
         self._frames = 0
-        self._model = SpectralEchoModel()
-        self._model_delay: int | None = None  # samples: the waveform delay the model uses
-        self._checked = False  # ... and the waveforms confirmed it in this burst of echo
-        self._last_frames: deque[np.ndarray] = deque(maxlen=3)  # the microphone, for realigning
+        self._model = AlignedEchoModel(self._reference.samples)
+        self._checked = False  # the waveforms confirmed the model's delay in this burst
         self._gate = EchoGate(gate)
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
@@ -127,12 +131,17 @@ class EchoGuard:
         if not self._reference.started:
             return EchoVerdict(frame, False, None)
         now = self._clock() if now is None else now
-        self._anchor = min(self._anchor, now - audio_end_ms / 1000)
+        anchor = min(self._anchor, now - audio_end_ms / 1000)
+        if anchor < self._anchor < math.inf:
+            # A less-delayed arrival moved the whole mapping earlier, so the same echo now
+            # sits that much nearer in reference samples: the model's delay must follow.
+            self._model.move((anchor - self._anchor) * RATE)
+        self._anchor = anchor
         end_index = self._reference.index_at(self._anchor + audio_end_ms / 1000)
         last_block = math.floor(end_index / BLOCK) - 1
 
         samples = frame.astype(np.float64)
-        self._last_frames.append(samples)
+        self._model.hear(frame)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
         self._relearn_coupling()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)
@@ -158,36 +167,31 @@ class EchoGuard:
         if delay is None:
             return
         self._checked = True
-        if self._model_delay is not None and abs(delay * RATE - self._model_delay) <= 32:
+        model = self._model.delay
+        if model is not None and abs(delay * RATE - model) <= SAME_DELAY_SAMPLES:
             return  # the model's delay holds
         tracked = self._delay.delay_seconds
         if tracked is None or abs(delay - tracked) > DELAY_SLACK_SECONDS:
             self._delay.adopt(delay)
             self._burst = ONSET_FRAMES  # measured on this very burst: no need to doubt it
-        self._model_delay = round(delay * RATE)
-        self._fit_model(end_index, self._delay.delay_seconds)
+        self._fit_model(end_index, round(delay * RATE), self._delay.delay_seconds)
 
-    def _fit_model(self, end_index: int, delay: float) -> None:
-        """A new spectral model, fitted at once to the echo-only frames of the last 0.5 s
-        (the echo heard while the delay was being found) with the reference at the new
-        delay; the gate gets its record on them."""
-        assert self._model_delay is not None
-        self._model.reset()
+    def _fit_model(self, end_index: int, model_delay: int, delay: float) -> None:
+        """A new spectral model at `model_delay`, fitted at once to the echo-only frames of
+        the last 0.5 s (the echo heard while the delay was being found); the gate gets its
+        record on them, against the narrow window at `delay`."""
         frames, bounds = [], []
         for ago, mic in self._waveform.recent():
             end = end_index - ago * FRAME_SAMPLES
             bound = self._echo_bound(math.floor(end / BLOCK) - 1, delay)
-            ref = self._reference.samples.get(
-                end - self._model_delay - FRAME_SAMPLES, end - self._model_delay
-            )
             if bound >= ACTIVE_FRAME_POWER:
-                frames.append((mic, ref.astype(np.float64)))
+                frames.append((end, mic))
                 bounds.append(bound)
-        record = self._model.fit(frames)
+        record = self._model.refit(model_delay, frames)
         self._gate.forget_model(
             [
                 (float(np.mean(mic * mic)), left, bound)
-                for (mic, _), left, bound in zip(frames, record, bounds, strict=True)
+                for (_, mic), left, bound in zip(frames, record, bounds, strict=True)
                 if left is not None
             ]
         )
@@ -205,9 +209,10 @@ class EchoGuard:
             frames = [(mic, self._echo_bound(block, delay)) for block, mic in self._echo_frames]
         elif abs(delay - self._coupling_delay) > RELEARN_SHIFT_SECONDS:
             frames = []
-            model = self._model_delay
+            model = self._model.delay
             if model is not None and abs(model / RATE - delay) > DELAY_SLACK_SECONDS:
-                self._model_delay, self._checked = None, False  # find it again
+                self._model.forget()  # the path moved: find it again in the waveforms
+                self._checked = False
         else:
             return
         self._coupling_delay = delay
@@ -243,9 +248,10 @@ class EchoGuard:
             return EchoVerdict(frame, False, self.delay_ms)
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
-        modelled = aligned and self._checked and self._model_delay is not None
+        end = round(end_index)
+        modelled = aligned and self._checked and self._model.delay is not None
         useful = self._gate.model_gain_db <= self._gate.echo_gain_db - MODEL_USEFUL_DB
-        model = self._model_residual(frame, end_index, realign=useful) if modelled else None
+        model = self._model.residual(frame, end, follow_slips=useful) if modelled else None
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),
@@ -258,52 +264,15 @@ class EchoGuard:
             self._model.learn()
         if echo_only and not self._gate.suspects_speech:
             return EchoVerdict(cleaned, True, self.delay_ms)
-        # Near-end speech: hand on the microphone as it was, or with only the model's
-        # echo subtracted where the model is seen to remove it well. AEC3's residual
-        # suppressor carves the echo's frequencies out of the mix, which left Silero deaf
-        # to some barge-ins (and Whisper unsure of a first "Wait").
-        # A frame with evidence not yet confirmed is still echo only for the VAD, but its
-        # audio goes on like a voice's: it is the first 32 ms of the word, if it is one.
+        # Near-end speech (or a frame with evidence not yet confirmed: still echo only for
+        # the VAD, but it is the first 32 ms of the word if it is one). Hand on the
+        # microphone as it was, or with only the model's echo subtracted where the model
+        # is seen to remove it well: AEC3's residual suppressor carves the echo's
+        # frequencies out of a voice over it, which left Silero deaf to some barge-ins and
+        # Whisper unsure of a first "Wait".
         if model is not None and useful:
-            frame = self._subtract_model(frame, end_index)
+            frame = self._model.subtract(frame, end)
         return EchoVerdict(frame, echo_only, self.delay_ms)
-
-    def _subtract_model(self, frame: np.ndarray, end_index: float) -> np.ndarray:
-        assert self._model_delay is not None
-        end = round(end_index) - self._model_delay + FRAME_SAMPLES // 2
-        ref = self._reference.samples.get(end - 2 * FRAME_SAMPLES, end).astype(np.float64)
-        out = frame - self._model.echo(ref)
-        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
-
-    def _model_residual(self, frame: np.ndarray, end_index: float, realign: bool) -> float | None:
-        """The frame's power left by the spectral model of the echo, once it has one. With
-        `realign` (the model usually removes the echo well), a frame it explains poorly is
-        checked for a small jump of the echo path (a client's playout buffer slipping by a
-        packet), which would leave the whole echo in the residual: if the model at the
-        moved delay removes the echo, the delay moves."""
-        assert self._model_delay is not None
-        samples = frame.astype(np.float64)
-        end = round(end_index)
-        left = self._model.residual(samples, self._ref_frame(end, self._model_delay))
-        mic = float(np.mean(samples * samples))
-        if not realign or left is None or left * 10 ** (REALIGN_CHECK_DB / 10) <= mic:
-            return left
-        mics = np.concatenate(self._last_frames)
-        lo = end - self._model_delay - len(mics) - REALIGN_SHIFT_SAMPLES
-        ref = self._reference.samples.get(lo, end - self._model_delay + REALIGN_SHIFT_SAMPLES)
-        shift = shift_of(mics, ref.astype(np.float64), REALIGN_SHIFT_SAMPLES)
-        if shift:
-            moved = self._model.residual(samples, self._ref_frame(end, self._model_delay + shift))
-            if moved is not None and moved * 10 ** (REALIGN_FIT_DB / 10) <= mic:
-                self._model_delay += shift
-                return moved
-            self._model.residual(samples, self._ref_frame(end, self._model_delay))
-        return left
-
-    def _ref_frame(self, end: int, delay: int) -> np.ndarray:
-        return self._reference.samples.get(end - delay - FRAME_SAMPLES, end - delay).astype(
-            np.float64
-        )
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:
         """The loudest 32 ms of reference that can echo in the frame ending at `last_block`."""

@@ -3,24 +3,48 @@
 AEC3 needs ~1.3 s of echo to converge and, while new, suppresses a person's voice along
 with the echo, so on a call's first reply its output proves nothing. Once the delay is
 known to the sample (`WaveformDelay`), the echo in a 32 ms frame is close to the
-reference 32 ms earlier by that delay times one complex gain per frequency (the
-speaker, codec and room as a short filter). Those gains follow in closed form from the
-frames heard so far (the Wiener solution `sum(M X*) / sum(|X|^2)`), so after ~5 frames of
-echo the model predicts the next frame; over real WebRTC (Opus both ways) it removed
-10-25 dB of each new frame after 150 ms of echo. A person's voice is not in the
-reference and stays in the residual: that is the evidence the gate needs. A voice hidden
-in training frames does not bias the fit (it is uncorrelated with the reference), it only
-adds noise. What it cannot model, a reverb tail longer than the frame, stays in the
-residual too, and the gate credits the model only with what it is seen to remove.
+reference 32 ms at that delay times one complex gain per frequency (speaker, codec and
+room as a short filter). The gains follow in closed form from the frames heard so far
+(the Wiener solution `sum(M X*) / sum(|X|^2)`), so after a few frames of echo the model
+predicts the next one: over real WebRTC (Opus both ways) it removed 10-25 dB of each new
+frame after ~150 ms of echo. A person's voice is not in the reference and stays in the
+residual: the evidence the gate needs. A voice hidden in training frames does not bias
+the fit (it is uncorrelated with the reference), it only adds noise. What it cannot
+model (a reverb tail longer than a frame, a distorting speaker) stays in the residual
+too; the gate credits the model only with what it is seen to remove.
+
+`AlignedEchoModel` keeps the model at its delay on the reference timeline. A client's
+playout buffer can slip by a packet mid-reply (the echo then comes 10-40 ms later or
+earlier), which leaves the whole echo in the residual, a false voice. A frame the model
+explains poorly is therefore checked for a slip (the best-correlated shift over the
+last 32, 64 or 192 ms, within 80 ms): where the model moved there leaves 3 dB less, the
+echo moved: the delay follows it, and the model has no say for four frames (the gate's
+other rules judge them). Otherwise the echo is where the model has it and what is left
+is not echo (over a voice, the correlation is best at the delay).
 """
 
 from __future__ import annotations
 
+from collections import deque
+
 import numpy as np
+
+from media.echo_align import shift_of
+from media.echo_reference import History
 
 FRAME = 512
 HALF = FRAME // 2
 _WINDOW = np.hanning(FRAME)
+SLIP_SAMPLES = 1280  # a playout slip the model follows: up to 80 ms either way
+SLIP_WINDOWS = (1, 2, 6)  # frames of microphone searched for it, newest first
+SLIP_CHECK_DB = 12.0  # a frame the model removed less than this of is checked for a slip,
+SLIP_MIN_SAMPLES = 8  # ... one of at least 0.5 ms,
+SLIP_MIN_PEAK = 0.7  # ... where the frame correlates with the reference this well,
+SLIP_MIN_GAIN = 0.2  # ... and this much better than at the model's delay,
+SLIP_GAIN_DB = 3.0  # ... is followed if the model moved there leaves this much less
+SLIP_DOUBT_FRAMES = 3  # ... and the model has no say for this frame and the next three
+TRUST_FRAMES = 4.0  # a frequency counts in the residual once it has carried this many
+# times the current frame's reference energy in the fit (else its gain is a guess)
 
 
 class SpectralEchoModel:
@@ -29,11 +53,11 @@ class SpectralEchoModel:
     def __init__(self, forget: float = 0.97, min_frames: int = 3) -> None:
         self.forget = forget  # per learned frame: ~1 s of memory
         self.min_frames = min_frames
-        self._cross = np.zeros(FRAME // 2 + 1, np.complex128)
-        self._power = np.zeros(FRAME // 2 + 1)
+        self._cross = np.zeros(HALF + 1, np.complex128)
+        self._power = np.zeros(HALF + 1)
+        self._gain = np.zeros(HALF + 1, np.complex128)
         self._frames = 0
         self._last: tuple[np.ndarray, np.ndarray] | None = None
-        self._gain = np.zeros(FRAME // 2 + 1, np.complex128)
 
     @property
     def ready(self) -> bool:
@@ -54,10 +78,14 @@ class SpectralEchoModel:
         if not self.ready:
             return None
         # Regularized: a frequency the reference has barely carried gets no gain.
-        self._gain = gain = self._cross / (self._power + 1e-3 * float(np.max(self._power)) + 1.0)
-        left = m - gain * x
+        self._gain = self._cross / (self._power + 1e-3 * float(np.max(self._power)) + 1.0)
+        left = np.abs(m - self._gain * x) ** 2
+        # A frequency the fit has seen little of, next to what the reference carries now
+        # (the first "s" of a reply), is left out: what is there may be unmodelled echo.
+        power = np.abs(x) ** 2
+        trust = self._power / (self._power + TRUST_FRAMES * power + 1e-9)
         # Parseval, with the Hann window's mean square (3/8) undone: a mean power per sample.
-        return float(np.sum(np.abs(left) ** 2) * 2 / (FRAME * FRAME * 0.375))
+        return float(np.sum(left * trust) * 2 / (FRAME * FRAME * 0.375))
 
     def echo(self, ref: np.ndarray) -> np.ndarray:
         """The model's echo waveform in the frame last given to `residual`, from `ref`:
@@ -81,6 +109,10 @@ class SpectralEchoModel:
             self.learn()
         return record
 
+    def drop(self) -> None:
+        """Forget the last frame given to `residual`: it is not to be learned."""
+        self._last = None
+
     def learn(self) -> None:
         """Fit the last frame given to `residual`: it held echo and nothing else."""
         if self._last is None:
@@ -92,3 +124,113 @@ class SpectralEchoModel:
         self._power += np.abs(x) ** 2
         self._frames += 1
         self._last = None
+
+
+class AlignedEchoModel:
+    """The spectral model at its delay on the reference timeline. Frames are addressed
+    by `end`, the reference sample index sent at the same nominal time as the frame's
+    last sample; `delay` is in samples."""
+
+    def __init__(self, reference: History) -> None:
+        self._reference = reference
+        self._fit = SpectralEchoModel()
+        self._recent: deque[np.ndarray] = deque(maxlen=6)  # the microphone, for slips
+        self._moved = 0.0  # a fraction of a sample the delay still owes `move`
+        self._doubt = 0  # frames left in which a slip makes the residual meaningless
+        self.delay: int | None = None
+
+    def hear(self, frame: np.ndarray) -> None:
+        """Every microphone frame, in order (the slip check looks at the last six)."""
+        self._recent.append(frame.astype(np.float64))
+
+    def refit(self, delay: int, frames: list[tuple[int, np.ndarray]]) -> list[float | None]:
+        """Start over at `delay`, fitted to (end, mic) frames of echo heard so far, oldest
+        first; returns the residual of each as predicted before it was learned."""
+        self.delay = delay
+        self._doubt = 0
+        self._fit.reset()
+        return self._fit.fit([(mic, self._ref(end, delay)) for end, mic in frames])
+
+    def forget(self) -> None:
+        self.delay = None
+        self._doubt = 0
+        self._fit.reset()
+
+    def move(self, samples: float) -> None:
+        """The frames' reference indices moved by `samples` (the audio clock's anchor
+        was corrected): the echo's delay in those indices moves with them."""
+        self._moved += samples
+        whole = round(self._moved)
+        if self.delay is not None and whole:
+            self.delay += whole
+        self._moved -= whole
+
+    def residual(self, frame: np.ndarray, end: int, follow_slips: bool) -> float | None:
+        """The frame's power left by the model; None until it has seen enough echo, and
+        for a few frames after the echo slipped (its residual then is echo, not voice).
+        With `follow_slips` (the model usually removes the echo well), a frame it
+        explains poorly is checked for a slip of the echo path, and the delay follows."""
+        assert self.delay is not None
+        mic = frame.astype(np.float64)
+        left = self._fit.residual(mic, self._ref(end, self.delay))
+        if self._doubt:
+            self._doubt -= 1
+            self._fit.drop()
+            return None
+        power = float(np.mean(mic * mic))
+        if not follow_slips or left is None or left * 10 ** (SLIP_CHECK_DB / 10) <= power:
+            return left
+        slips, here = self._slips(end)
+        for shift in slips:
+            # The peak is exact to a sample or so, and a sample matters above 2 kHz.
+            tried = [
+                (self._fit.residual(mic, self._ref(end, self.delay + s)), s)
+                for s in (shift - 1, shift, shift + 1)
+            ]
+            moved, best = min((r, s) for r, s in tried if r is not None)  # ready: all are
+            if moved * 10 ** (SLIP_GAIN_DB / 10) <= left:
+                self.delay += best  # the echo moved: the model follows it
+                self._doubt = SLIP_DOUBT_FRAMES
+                self._fit.drop()
+                return None
+        self._fit.residual(mic, self._ref(end, self.delay))  # back to the frame as it was
+        # The echo is where the model has it, so what is left is not echo, unless the
+        # frame's gains are off (a sound the fit has barely heard, such as a first loud
+        # "s"): one gain at the delay leaves 1 - r^2 of the frame, and may leave less.
+        return min(left, (1 - here * here) * power)
+
+    def _slips(self, end: int) -> tuple[list[int], float]:
+        """Where the echo in the newest frames may have moved from the model's delay: the
+        best-correlated shift over the newest frame, two, and six (a window reaching back
+        past a slip holds more echo at the old delay), where it is off the delay and
+        clearly better than the delay; and the newest frame's correlation at the delay."""
+        assert self.delay is not None
+        found: list[int] = []
+        at_delay = 0.0
+        for frames in SLIP_WINDOWS:
+            recent = np.concatenate(list(self._recent)[-frames:])
+            start = end - self.delay - len(recent) - SLIP_SAMPLES
+            ref = self._reference.get(start, end - self.delay + SLIP_SAMPLES)
+            shift, peak, here = shift_of(recent, ref.astype(np.float64), SLIP_SAMPLES)
+            if frames == SLIP_WINDOWS[0]:
+                at_delay = here
+            moved = abs(shift) >= SLIP_MIN_SAMPLES and peak - here >= SLIP_MIN_GAIN
+            if moved and peak >= SLIP_MIN_PEAK and shift not in found:
+                found.append(shift)
+        return found, at_delay
+
+    def learn(self) -> None:
+        """The frame last given to `residual` held echo and nothing else."""
+        self._fit.learn()
+
+    def subtract(self, frame: np.ndarray, end: int) -> np.ndarray:
+        """The frame last given to `residual` with the model's echo waveform removed
+        (and nothing else: no suppression to carve a voice)."""
+        assert self.delay is not None
+        stop = end - self.delay + HALF
+        ref = self._reference.get(stop - 2 * FRAME, stop).astype(np.float64)
+        out = frame - self._fit.echo(ref)
+        return np.clip(np.rint(out), -32768, 32767).astype(np.int16)
+
+    def _ref(self, end: int, delay: int) -> np.ndarray:
+        return self._reference.get(end - delay - FRAME, end - delay).astype(np.float64)
