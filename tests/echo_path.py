@@ -7,11 +7,16 @@ decaying reverb tail, a tinny speaker's band limit) at `gain_db`, a little noise
 added, and optionally a real user utterance. The microphone stream then travels back
 and reaches the server as 32 ms 16 kHz frames with arrival jitter. Every event is fed to
 the guard in server-time order, exactly as the session would see it.
+
+With `room=False` the echo is the reply itself, delayed and attenuated, as the test
+client over real WebRTC makes it (tests/acoustic.py) and as a speaker a few cm from the
+microphone (glasses) mostly is. `early_barge_in_cases` put the user 150-400 ms into the
+echo of a call's first reply, as `echo_speech` in tests/bench/turn_taking.py does.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -65,6 +70,7 @@ class EchoCase:
     user: str | None = None
     user_at: float = 0.0  # user onset, seconds after the reply starts
     user_gain_db: float = 0.0
+    room: bool = True  # False: the echo is a delayed, attenuated copy (no reverb)
 
     @property
     def delay_ms(self) -> float:
@@ -79,6 +85,7 @@ class CaseResult:
     mic: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     cleaned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     echo: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
+    user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # as mixed in
     user_onset_ms: int | None = None  # first voiced 10 ms of the user, mic audio clock
     reply_echo_ms: int = 0  # when the (last) reply's echo reaches the server, mic clock
     delay_ms: float | None = None
@@ -102,6 +109,21 @@ def echo_cases(n: int, user: bool, seed: int = 0) -> list[EchoCase]:
             )
         )
     return cases
+
+
+def early_barge_in_cases(n: int, *, room: bool, seed: int = 11) -> list[EchoCase]:
+    """First-reply barge-ins 150-400 ms into the echo, the user at the bot's level
+    (+-3 dB): the delay is barely known and nothing has converged."""
+    rng = np.random.default_rng(seed)
+    return [
+        replace(
+            case,
+            user_at=case.delay_ms / 1000 + float(rng.uniform(0.15, 0.4)),
+            user_gain_db=float(rng.uniform(-3, 3)),
+            room=room,
+        )
+        for case in echo_cases(n, user=True, seed=seed)
+    ]
 
 
 def room_response(rng: np.random.Generator) -> np.ndarray:
@@ -143,13 +165,15 @@ def run_case(
     tail_seconds: float = 2.0,
     with_echo: bool = True,
     delay_change_ms: float = 0.0,
+    slip_ms: float = 0.0,
 ) -> CaseResult:
     """Play the case through `guard` (None: no echo handling) into real Silero and the
     real segmenter. `warm_reply` first plays another reply through the same guard, as
     earlier turns of a call would, so the delay is already known. `with_echo=False`
     gives the user's voice alone: the baseline for onset delays. `delay_change_ms` moves
     the echo path by that much just before the (last) reply, as a client's jitter buffer
-    growing or shrinking would."""
+    growing or shrinking would; `slip_ms` moves it by that much 1 s into the (last) reply's
+    echo, as a client's playout buffer slipping by a packet mid-reply would."""
     rng = np.random.default_rng(case.seed)
     reply48 = speak(case.reply, 48000)
     lead = np.zeros(int(REPLY_AT * 48000), np.int16)
@@ -165,13 +189,18 @@ def run_case(
     # What reaches the server at server time t (s) lives at mic index (t - MIC_T0) * RATE.
     duration = len(sent48) / 48000
     n_mic = int((duration - MIC_T0) * RATE) // 512 * 512
-    echo = np.convolve(sent16, room_response(rng))[: len(sent16)] * 10 ** (case.gain_db / 20)
+    response = room_response(rng)  # drawn either way: the rest of the case stays the same
+    path = np.convolve(sent16, response)[: len(sent16)] if case.room else sent16
+    echo = path * 10 ** (case.gain_db / 20)
     if not with_echo:
         echo[:] = 0.0
     echo_at_mic = delayed(echo, case.delay_ms, n_mic)
     if delay_change_ms:
         switch = int((reply_at - 0.1 - MIC_T0) * RATE)
         echo_at_mic[switch:] = delayed(echo, case.delay_ms + delay_change_ms, n_mic)[switch:]
+    if slip_ms:
+        slip = int((reply_at + case.delay_ms / 1000 + 1.0 - MIC_T0) * RATE)
+        echo_at_mic[slip:] = delayed(echo, case.delay_ms + slip_ms, n_mic)[slip:]
     mic = echo_at_mic + rng.standard_normal(n_mic) * 30.0  # ~ -61 dBFS of noise
     result = CaseResult(case=case, echo=echo_at_mic)
     result.reply_echo_ms = round((reply_at + case.delay_ms / 1000 - MIC_T0) * 1000)
@@ -179,6 +208,8 @@ def run_case(
         user = speak(case.user).astype(float) * 10 ** (case.user_gain_db / 20)
         at = int((reply_at + case.user_at - MIC_T0) * RATE)
         mic[at : at + len(user)] += user[: n_mic - at]
+        result.user = np.zeros(n_mic)
+        result.user[at : at + len(user)] = user[: n_mic - at]
         result.user_onset_ms = at * 1000 // RATE + voiced_onset_ms(user.astype(np.int16))
     mic_pcm = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
 

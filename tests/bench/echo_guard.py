@@ -5,7 +5,11 @@
 Prints JSON: self-interruptions over echo-only replies (the first reply of a call, cold
 guard, and a later reply, after the guard heard another one), barge-in detection and
 onset delay over echo + user speech (first and later reply), the canceller's ERLE, and
-the guard's cost per 32 ms frame. Measures and prints; never fails.
+the guard's cost per 32 ms frame. The `..._early` figures put the user 150-400 ms into
+the echo of a call's first reply (as the WebRTC `echo_speech` trials do), in the room and
+without it (`no_room`: the echo a delayed, attenuated copy, as the WebRTC test client
+makes it); `no_room` echo-only replies are also played with the echo slipping 20 ms
+later mid-reply (a client's playout buffer). Measures and prints; never fails.
 """
 
 from __future__ import annotations
@@ -13,11 +17,12 @@ from __future__ import annotations
 import argparse
 import json
 import time
+from dataclasses import replace
 
 import numpy as np
 
 from media.echo_guard import EchoGuard
-from tests.echo_path import REPLIES, echo_cases, erle_db, run_case
+from tests.echo_path import REPLIES, early_barge_in_cases, echo_cases, erle_db, run_case
 
 
 class TimedGuard(EchoGuard):
@@ -61,8 +66,21 @@ def barge_in(cases, warm: bool) -> dict:
     return {
         "cases": len(cases),
         "detected": detected,
+        "detected_within_400ms": sum(d <= 400 for d in delays),
         "onset_to_speech_started_ms": {"p50": pct(delays, 50), "p95": pct(delays, 95)},
         "added_vs_no_echo_ms": {"p50": pct(added, 50), "p95": pct(added, 95)},
+    }
+
+
+def no_room(n: int) -> dict:
+    """Self-interruptions on first replies echoed without a room, steady and slipping."""
+    cases = [replace(c, room=False) for c in echo_cases(n, user=False, seed=9)]
+    return {
+        "cases": n,
+        "self_interruptions": sum(bool(run_case(c, EchoGuard()).started_ms) for c in cases),
+        "self_interruptions_slip_20ms": sum(
+            bool(run_case(c, EchoGuard(), slip_ms=20.0).started_ms) for c in cases
+        ),
     }
 
 
@@ -118,6 +136,13 @@ def main() -> None:
             "self_interruptions": path_changes,
         },
         "barge_in_first_reply": barge_in(echo_cases(args.cases, user=True), warm=False),
+        "barge_in_first_reply_early": barge_in(
+            early_barge_in_cases(args.cases, room=True), warm=False
+        ),
+        "barge_in_first_reply_early_no_room": barge_in(
+            early_barge_in_cases(args.cases, room=False), warm=False
+        ),
+        "echo_only_no_room": no_room(args.cases),
         "barge_in_later_reply": barge_in(echo_cases(args.cases, user=True), warm=True),
         "cpu_ms_per_32ms_frame": {
             "p50": pct([c * 1000 for c in costs], 50),
