@@ -1,7 +1,11 @@
-"""Shared test setup: make `from tests.speech import speak` work however pytest is started."""
+"""Shared test setup: make `from tests.speech import speak` work however pytest is started,
+and give engines loaded in the test process the server's OpenMP setting (server/__main__.py)."""
 
+import os
 import sys
 from pathlib import Path
+
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 _ROOT = str(Path(__file__).resolve().parent.parent)
 if _ROOT not in sys.path:
