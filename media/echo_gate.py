@@ -125,6 +125,11 @@ class EchoGate:
         return self._evidence > 0
 
     @property
+    def hearing_speech(self) -> bool:
+        """A person's voice was confirmed and its hangover still runs."""
+        return self._hold > 0
+
+    @property
     def model_gain_db(self) -> float:
         """What the spectral echo model leaves of the loudest echo-able reference, learned
         like the coupling (the same percentile and margins) from echo-only frames; never

@@ -95,6 +95,8 @@ class EchoGuard:
         self._frames = 0
         self._model = AlignedEchoModel(self._reference.samples)
         self._checked = False  # the waveforms confirmed the model's delay in this burst
+        # (end index, delay, anchor) of a delay just found, to fit the model at next frame
+        self._refit: tuple[int, int, float] | None = None
         self._gate = EchoGate(gate)
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
@@ -144,6 +146,7 @@ class EchoGuard:
         self._model.hear(frame)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
         self._relearn_coupling()
+        self._fit_model()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)
         if verdict.echo_only:
             self._echo_frames.append((last_block, float(np.mean(mic_blocks))))
@@ -174,20 +177,28 @@ class EchoGuard:
         if tracked is None or abs(delay - tracked) > DELAY_SLACK_SECONDS:
             self._delay.adopt(delay)
             self._burst = ONSET_FRAMES  # measured on this very burst: no need to doubt it
-        self._fit_model(end_index, round(delay * RATE), self._delay.delay_seconds)
+        # Fitted at the next frame, before it is judged: a frame with a search in it
+        # has spent ~1.5 ms already.
+        self._refit = (end_index, round(delay * RATE), self._anchor)
 
-    def _fit_model(self, end_index: int, model_delay: int, delay: float) -> None:
-        """A new spectral model at `model_delay`, fitted at once to the echo-only frames of
-        the last 0.5 s (the echo heard while the delay was being found); the gate gets its
-        record on them, against the narrow window at `delay`."""
+    def _fit_model(self) -> None:
+        """A new spectral model at the delay just found, fitted at once to the echo-only
+        frames of the last 0.5 s (the echo heard while the delay was being found); the
+        gate gets its record on them, against the narrow window at the tracked delay."""
+        if self._refit is None:
+            return
+        (end_index, model_delay, anchor), self._refit = self._refit, None
+        delay = self._delay.delay_seconds
+        assert delay is not None
         frames, bounds = [], []
-        for ago, mic in self._waveform.recent():
+        for ago, mic in self._waveform.recent():  # up to the frame the search ended on
             end = end_index - ago * FRAME_SAMPLES
             bound = self._echo_bound(math.floor(end / BLOCK) - 1, delay)
             if bound >= ACTIVE_FRAME_POWER:
                 frames.append((end, mic))
                 bounds.append(bound)
         record = self._model.refit(model_delay, frames)
+        self._model.move((self._anchor - anchor) * RATE)  # if the anchor moved since
         self._gate.forget_model(
             [
                 (float(np.mean(mic * mic)), left, bound)
@@ -251,7 +262,10 @@ class EchoGuard:
         end = round(end_index)
         modelled = aligned and self._checked and self._model.delay is not None
         useful = self._gate.model_gain_db <= self._gate.echo_gain_db - MODEL_USEFUL_DB
-        model = self._model.residual(frame, end, follow_slips=useful) if modelled else None
+        # While a person is heard, the echo is not chased to another delay: a voice like
+        # the bot's can match some lag of the reply as well as a moved echo does.
+        follow = useful and not self._gate.hearing_speech
+        model = self._model.residual(frame, end, follow_slips=follow) if modelled else None
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),
@@ -262,6 +276,10 @@ class EchoGuard:
         )
         if echo_only and modelled:
             self._model.learn()
+        if model is not None and self._model.delay is not None and delay is not None:
+            if abs(self._model.delay / RATE - delay) > DELAY_SLACK_SECONDS:
+                # The model followed the echo out of the window the gate judges against.
+                self._delay.adopt(self._model.delay / RATE)
         if echo_only and not self._gate.suspects_speech:
             return EchoVerdict(cleaned, True, self.delay_ms)
         # Near-end speech (or a frame with evidence not yet confirmed: still echo only for

@@ -14,13 +14,16 @@ model (a reverb tail longer than a frame, a distorting speaker) stays in the res
 too; the gate credits the model only with what it is seen to remove.
 
 `AlignedEchoModel` keeps the model at its delay on the reference timeline. A client's
-playout buffer can slip by a packet mid-reply (the echo then comes 10-40 ms later or
-earlier), which leaves the whole echo in the residual, a false voice. A frame the model
-explains poorly is therefore checked for a slip (the best-correlated shift over the
-last 32, 64 or 192 ms, within 80 ms): where the model moved there leaves 3 dB less, the
-echo moved: the delay follows it, and the model has no say for four frames (the gate's
-other rules judge them). Otherwise the echo is where the model has it and what is left
-is not echo (over a voice, the correlation is best at the delay).
+playout buffer can slip by a packet mid-reply, or jump after a stall (the echo then
+comes 10-400 ms later or earlier), which leaves the whole echo in the residual, a false
+voice. A frame the model explains poorly is therefore checked: the best-correlated lags
+within 400 ms of its delay (over the newest 32 and 64 ms) are tried, and one where the
+moved model leaves 3 dB less of the frame, and again of the next frame, is where the
+echo went: the delay follows it, and the model has no say for 256 ms (the gate's other
+rules judge those frames), as it has none in the frame in between. A voice like the
+bot's can correlate with some lag of the reply as well as the echo does (0.95), and the
+model moved there can even remove some of one frame of it, but not at the same lag
+twice. Otherwise the echo is where the model has it and what is left is not echo.
 """
 
 from __future__ import annotations
@@ -35,14 +38,15 @@ from media.echo_reference import History
 FRAME = 512
 HALF = FRAME // 2
 _WINDOW = np.hanning(FRAME)
-SLIP_SAMPLES = 1280  # a playout slip the model follows: up to 80 ms either way
-SLIP_WINDOWS = (1, 2, 6)  # frames of microphone searched for it, newest first
+SLIP_SAMPLES = 6400  # a jump of the echo the model follows: up to 400 ms either way
+SLIP_WINDOWS = (1, 2)  # frames of microphone searched for it, newest first
 SLIP_CHECK_DB = 12.0  # a frame the model removed less than this of is checked for a slip,
 SLIP_MIN_SAMPLES = 8  # ... one of at least 0.5 ms,
 SLIP_MIN_PEAK = 0.7  # ... where the frame correlates with the reference this well,
 SLIP_MIN_GAIN = 0.2  # ... and this much better than at the model's delay,
 SLIP_GAIN_DB = 3.0  # ... is followed if the model moved there leaves this much less
-SLIP_DOUBT_FRAMES = 3  # ... and the model has no say for this frame and the next three
+SLIP_MIN_DELAY, SLIP_MAX_DELAY = 480, 24000  # samples: 30 ms to 1.5 s
+SLIP_DOUBT_FRAMES = 8  # ... and the model has no say for this frame and the next 256 ms
 TRUST_FRAMES = 4.0  # a frequency counts in the residual once it has carried this many
 # times the current frame's reference energy in the fit (else its gain is a guess)
 
@@ -137,11 +141,16 @@ class AlignedEchoModel:
         self._recent: deque[np.ndarray] = deque(maxlen=6)  # the microphone, for slips
         self._moved = 0.0  # a fraction of a sample the delay still owes `move`
         self._doubt = 0  # frames left in which a slip makes the residual meaningless
+        self._candidate: int | None = None  # a shift the last frame suggested
         self.delay: int | None = None
 
     def hear(self, frame: np.ndarray) -> None:
         """Every microphone frame, in order (the slip check looks at the last six)."""
         self._recent.append(frame.astype(np.float64))
+
+    def newest(self, frames: int) -> np.ndarray:
+        """The last `frames` microphone frames heard, oldest first."""
+        return np.concatenate(list(self._recent)[-frames:])
 
     def refit(self, delay: int, frames: list[tuple[int, np.ndarray]]) -> list[float | None]:
         """Start over at `delay`, fitted to (end, mic) frames of echo heard so far, oldest
@@ -178,19 +187,24 @@ class AlignedEchoModel:
             self._fit.drop()
             return None
         power = float(np.mean(mic * mic))
+        candidate, self._candidate = self._candidate, None
         if not follow_slips or left is None or left * 10 ** (SLIP_CHECK_DB / 10) <= power:
             return left
-        slips, here = self._slips(end)
-        for shift in slips:
-            # The peak is exact to a sample or so, and a sample matters above 2 kHz.
-            tried = [
-                (self._fit.residual(mic, self._ref(end, self.delay + s)), s)
-                for s in (shift - 1, shift, shift + 1)
-            ]
-            moved, best = min((r, s) for r, s in tried if r is not None)  # ready: all are
-            if moved * 10 ** (SLIP_GAIN_DB / 10) <= left:
-                self.delay += best  # the echo moved: the model follows it
-                self._doubt = SLIP_DOUBT_FRAMES
+        # A shift that explains this frame is followed only once it explains the next one
+        # too: a voice like the bot's can match some lag of the reply for a frame, but
+        # seldom the same lag twice. The frame in between has no say.
+        confirmed = None if candidate is None else self._shifted(mic, end, candidate, left)
+        if confirmed is not None:
+            self.delay += confirmed  # the echo moved: the model follows it
+            self._doubt = SLIP_DOUBT_FRAMES
+            self._fit.drop()
+            return None
+        here = 0.0
+        for frames in SLIP_WINDOWS:  # the newest frame alone first: the one before it
+            shift, at_delay = self._slip(end, frames)  # may straddle the slip
+            here = at_delay if frames == SLIP_WINDOWS[0] else here
+            self._candidate = None if shift is None else self._shifted(mic, end, shift, left)
+            if self._candidate is not None:
                 self._fit.drop()
                 return None
         self._fit.residual(mic, self._ref(end, self.delay))  # back to the frame as it was
@@ -199,25 +213,31 @@ class AlignedEchoModel:
         # "s"): one gain at the delay leaves 1 - r^2 of the frame, and may leave less.
         return min(left, (1 - here * here) * power)
 
-    def _slips(self, end: int) -> tuple[list[int], float]:
-        """Where the echo in the newest frames may have moved from the model's delay: the
-        best-correlated shift over the newest frame, two, and six (a window reaching back
-        past a slip holds more echo at the old delay), where it is off the delay and
-        clearly better than the delay; and the newest frame's correlation at the delay."""
+    def _shifted(self, mic: np.ndarray, end: int, shift: int, left: float) -> int | None:
+        """`shift`, refined to the sample, if the model moved by it leaves 3 dB less of
+        the frame than where it is; else None."""
         assert self.delay is not None
-        found: list[int] = []
-        at_delay = 0.0
-        for frames in SLIP_WINDOWS:
-            recent = np.concatenate(list(self._recent)[-frames:])
-            start = end - self.delay - len(recent) - SLIP_SAMPLES
-            ref = self._reference.get(start, end - self.delay + SLIP_SAMPLES)
-            shift, peak, here = shift_of(recent, ref.astype(np.float64), SLIP_SAMPLES)
-            if frames == SLIP_WINDOWS[0]:
-                at_delay = here
-            moved = abs(shift) >= SLIP_MIN_SAMPLES and peak - here >= SLIP_MIN_GAIN
-            if moved and peak >= SLIP_MIN_PEAK and shift not in found:
-                found.append(shift)
-        return found, at_delay
+        # The peak is exact to a sample or so, and a sample matters above 2 kHz.
+        tried = [
+            (self._fit.residual(mic, self._ref(end, self.delay + s)), s)
+            for s in (shift - 1, shift, shift + 1)
+        ]
+        moved, best = min((r, s) for r, s in tried if r is not None)  # ready: all are
+        if not SLIP_MIN_DELAY <= self.delay + best <= SLIP_MAX_DELAY:
+            return None  # no echo comes back that fast, or is searched that late
+        return best if moved * 10 ** (SLIP_GAIN_DB / 10) <= left else None
+
+    def _slip(self, end: int, frames: int) -> tuple[int | None, float]:
+        """Where the echo in the newest `frames` frames may have moved from the model's
+        delay (the best-correlated shift, if off the delay and clearly better than it),
+        and the correlation at the delay."""
+        assert self.delay is not None
+        recent = self.newest(frames)
+        start = end - self.delay - len(recent) - SLIP_SAMPLES
+        ref = self._reference.get(start, end - self.delay + SLIP_SAMPLES)
+        shift, peak, here = shift_of(recent, ref.astype(np.float64), SLIP_SAMPLES)
+        moved = abs(shift) >= SLIP_MIN_SAMPLES and peak - here >= SLIP_MIN_GAIN
+        return (shift if moved and peak >= SLIP_MIN_PEAK else None), here
 
     def learn(self) -> None:
         """The frame last given to `residual` held echo and nothing else."""

@@ -86,6 +86,7 @@ class CaseResult:
     cleaned: np.ndarray = field(default_factory=lambda: np.zeros(0, np.int16))
     echo: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))
     user: np.ndarray = field(default_factory=lambda: np.zeros(0, np.float64))  # as mixed in
+    echo_only: list[bool] = field(default_factory=list)  # the guard's verdict, per frame
     user_onset_ms: int | None = None  # first voiced 10 ms of the user, mic audio clock
     reply_echo_ms: int = 0  # when the (last) reply's echo reaches the server, mic clock
     delay_ms: float | None = None
@@ -230,6 +231,7 @@ def run_case(
         if guard is not None:
             verdict = guard.near_end(frame, end_ms, now=float(arrivals[k]))
             frame, echo_only = verdict.frame, verdict.echo_only
+            result.echo_only.append(echo_only)
         cleaned.append(frame)
         p = vad(frame)
         for event in segmenter.push(frame, 0.0 if echo_only else p, end_ms):

@@ -66,22 +66,32 @@ def test_a_few_frames_of_echo_fit_a_model_that_removes_the_next_ones():
 
 
 def test_a_voice_over_the_echo_stays_in_the_residual():
+    """A voice is not in the reference: the model leaves it whole, and is not moved by it
+    (a voice synthesized like the bot's can match some lag of the reply for a frame; a
+    frame where one does has no say, the rest keep the voice)."""
     history, mic = setup()
     start = RATE + DELAY
-    model = fitted(history, mic, start, 8)
     voice = speak("Wait, stop. Tell me about dogs instead.").astype(np.float64)
     at = start + 8 * FRAME
-    talk = mic.copy()
-    talk[at : at + len(voice)] += voice
-    kept = []
-    for end in loud_frames(voice_only := np.pad(voice, (at, 0)), at, at + len(voice)):
-        frame = np.clip(talk[end - FRAME : end], -32768, 32767).astype(np.int16)
+    alone = np.zeros(len(mic))
+    alone[at : at + len(voice)] = voice
+    talk = np.clip(mic + alone, -32768, 32767)
+    model = fitted(history, mic, start, 8)
+    kept, silent = [], 0
+    for end in range(at + FRAME, at + len(voice), FRAME):
+        frame = talk[end - FRAME : end].astype(np.int16)
         model.hear(frame)
         left = model.residual(frame, end, follow_slips=True)
-        assert left is not None
-        kept.append(db(left / np.mean(voice_only[end - FRAME : end] ** 2)))
-    assert len(kept) > 10
+        voice_power = np.mean(alone[end - FRAME : end] ** 2)
+        if voice_power > 1e6:  # a loud frame of the voice (-35 dBFS and up)
+            if left is None:
+                silent += 1
+            else:
+                kept.append(db(left / voice_power))
+    assert len(kept) > 20
+    assert silent <= len(kept) // 5
     assert np.median(kept) > -1.5, kept  # the voice's own power, give or take
+    assert model.delay is not None and abs(model.delay - DELAY) <= 2
 
 
 def test_the_model_follows_the_echo_when_the_playout_slips():

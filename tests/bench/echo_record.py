@@ -117,7 +117,9 @@ def recording_server(root: Path) -> Iterator[tuple[str, str]]:
         log.close()
 
 
-def record(root: Path, turns: int, scenarios: list[str]) -> None:
+def record(
+    root: Path, turns: int, scenarios: list[str], session: dict[str, Any] | None = None
+) -> None:
     from tests.acoustic import EchoingMicrophone
     from tests.bench import turn_taking
     from tests.bench.peers.hark import HarkPeer
@@ -142,7 +144,7 @@ def record(root: Path, turns: int, scenarios: list[str]) -> None:
     sounds = turn_taking.Sounds()
     trials: list[dict[str, Any]] = []
     with recording_server(root) as (url, key):
-        peer = HarkPeer(url, key)
+        peer = HarkPeer(url, key, session)
 
         async def run() -> None:
             for index in range(turns):
@@ -292,12 +294,14 @@ def main() -> None:
     parser.add_argument("--dir", default=".bench/echo_calls")
     parser.add_argument("--turns", type=int, default=10)
     parser.add_argument("--scenarios", default="echo,echo_speech")
+    parser.add_argument("--session", help="JSON session for the calls (e.g. instructions)")
     args = parser.parse_args()
     root = Path(args.dir)
     if args.command == "serve":
         serve(root)
     elif args.command == "record":
-        record(root, args.turns, args.scenarios.split(","))
+        session = json.loads(args.session) if args.session else None
+        record(root, args.turns, args.scenarios.split(","), session)
     else:
         replay_all(root)
 
