@@ -7,8 +7,8 @@ The waveform itself pins the delay much sooner: the echo is a filtered, attenuat
 of what was sent, so the cross-correlation of microphone and reference has one sharp
 peak at the delay. With the phase transform (each frequency weighted alike, so the
 reference's loud low vowels do not smear the peak over a pitch period) ~100-200 ms of
-echo give a peak 15-100 times the spread of the rest, where the lags of unrelated sound
-(a voice, noise, the window's own edges once tapered) stay under ~11.
+echo give a peak 15-100 times the spread of the rest, where noise (and the window's own
+edges, once tapered) stays under ~11.
 
 Both streams are halved to 8 kHz first (speech's echo is coherent below 4 kHz and it
 halves the cost: ~0.8 ms per search over 0.5 s of microphone and 1.5 s of lags). The
@@ -28,14 +28,14 @@ the reply, with no echo at all, can peak as high, where its onset lines up with 
 the reply's, and a voice synthesized like the bot's (F0 and all) held such a peak for
 up to 450 ms (15-33 times the spread, 2 in 42 trials); but a loud frame of echo
 correlates with the reference at the delay (median coefficient 0.25-0.58 through the
-simulated room, 0.8-0.95 over WebRTC) where a voice does not (~0).
-Lags under 30 ms are not searched: no echo comes back over a network that fast, and a
-voice starting with the reply peaked there. On the simulated room
-(tests/echo_path.py) it found 20 delays in 20 after 120-360 ms of echo, exact to the
-sample but one (+28 ms: a strong reflection), and over real WebRTC after 64-100 ms.
+simulated room, 0.8-0.95 over WebRTC) where a voice does not (~0). Lags under 30 ms are
+not searched: no echo comes back over a network that fast, and a voice starting with
+the reply peaked there. Through the simulated room (tests/echo_path.py) it found 20
+delays in 20 after 120-360 ms of echo, exact to the sample but one (+28 ms: a strong
+reflection); over real WebRTC after 64-100 ms.
 
-`shift_of` is a plain correlation over a short window and +-80 ms: how far the echo
-slipped from a known delay (a client's playout buffer dropping or adding a packet).
+`shift_of` is a plain correlation over a short window: how far the echo moved from a
+known delay (a client's playout buffer slipping or jumping mid-reply).
 """
 
 from __future__ import annotations

@@ -22,8 +22,9 @@ moved model leaves 3 dB less of the frame, and again of the next frame, is where
 echo went: the delay follows it, and the model has no say for 256 ms (the gate's other
 rules judge those frames), as it has none in the frame in between. A voice like the
 bot's can correlate with some lag of the reply as well as the echo does (0.95), and the
-model moved there can even remove some of one frame of it, but not at the same lag
-twice. Otherwise the echo is where the model has it and what is left is not echo.
+model moved there can even remove some of one frame of it, but seldom at the same lag
+twice (the guard chases no slip while a voice is confirmed). Otherwise the echo is
+where the model has it and what is left is not echo.
 """
 
 from __future__ import annotations
@@ -44,9 +45,10 @@ SLIP_CHECK_DB = 12.0  # a frame the model removed less than this of is checked f
 SLIP_MIN_SAMPLES = 8  # ... one of at least 0.5 ms,
 SLIP_MIN_PEAK = 0.7  # ... where the frame correlates with the reference this well,
 SLIP_MIN_GAIN = 0.2  # ... and this much better than at the model's delay,
-SLIP_GAIN_DB = 3.0  # ... is followed if the model moved there leaves this much less
+SLIP_GAIN_DB = 3.0  # ... is followed if the model moved there leaves this much less of
+# the frame, and of the next one
 SLIP_MIN_DELAY, SLIP_MAX_DELAY = 480, 24000  # samples: 30 ms to 1.5 s
-SLIP_DOUBT_FRAMES = 8  # ... and the model has no say for this frame and the next 256 ms
+SLIP_DOUBT_FRAMES = 8  # ... after which the model has no say for 256 ms
 TRUST_FRAMES = 4.0  # a frequency counts in the residual once it has carried this many
 # times the current frame's reference energy in the fit (else its gain is a guess)
 
