@@ -145,6 +145,13 @@ class RealtimeHttpApi:
                 raise ApiError(
                     400, "invalid_value", "expires_after must be an object", param="expires_after"
                 )
+            if expires_after.get("anchor", "created_at") != "created_at":
+                raise ApiError(
+                    400,
+                    "invalid_value",
+                    "expires_after.anchor must be 'created_at'",
+                    param="expires_after.anchor",
+                )
             seconds = expires_after.get("seconds", ttl)
             if isinstance(seconds, float) and seconds.is_integer():
                 seconds = int(seconds)  # JSON Schema counts 60.0 as an integer

@@ -135,7 +135,14 @@ async def test_client_secrets_refuse_bad_bodies(hark):
         headers=auth,
     )
     assert_error(status, body, 400, "invalid_session")
-    for bad in ({"sub": None}, {"user": 7}, {"sub": "x" * 257}):  # null sub: schemathesis
+    bad_bodies = (
+        {"sub": None},  # schemathesis
+        {"user": 7},
+        {"sub": "x" * 257},
+        {"expires_after": {"anchor": [1]}},  # schemathesis
+        {"expires_after": {"anchor": "now", "seconds": 60}},
+    )
+    for bad in bad_bodies:
         status, _, body = await request("POST", url, json=bad, headers=auth)
         assert_error(status, body, 400, "invalid_value")
     secret = (await mint(hark))["value"]
