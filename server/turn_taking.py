@@ -49,6 +49,10 @@ from server.turn_transcriber import TurnTranscriber
 
 log = logging.getLogger("hark.turns")
 
+# Silence after wordless speech over a reply before it is judged noise and the reply
+# resumes: the gaps inside "Wait, stop, ..." reach ~200 ms, a cough is over by then.
+NOISE_SILENCE_MS = 250
+
 
 class TurnHost(Protocol):
     def on_speech_started(self, audio_start_ms: int) -> None: ...
@@ -104,6 +108,7 @@ class TurnTaking:
         self._voiced_base = 0  # segmenter.voiced_ms when the pending interruption began
         self._asked_words = False  # the pending interruption's words were asked for
         self._false_this_turn = False
+        self._noise_at_pause = -1  # the pause whose transcript held no words over a reply
 
     @property
     def speaking(self) -> bool:
@@ -195,6 +200,13 @@ class TurnTaking:
                 if verdict is Verdict.UNDECIDED and not self._asked_words:
                     if voiced_now and pending.long_enough(voiced):
                         self._ask_for_words(pending)
+                if (
+                    verdict is Verdict.UNDECIDED
+                    and self._noise_at_pause == self._pause_seq
+                    and self._segmenter.paused
+                    and self._segmenter.silent_ms >= NOISE_SILENCE_MS
+                ):
+                    verdict = pending.on_transcript("", still_speaking=False)
                 if verdict is Verdict.UNDECIDED:
                     verdict = pending.on_tick(at, voiced_now=voiced_now)
                 self._settle(verdict)
@@ -224,7 +236,13 @@ class TurnTaking:
             # timeout). Resuming now would bring the echo back over a user who goes on
             # talking (glasses), hiding the rest of the bid from the gate.
             waiting = not current or unsure_words(heard)
-            self._settle(self._pending.on_transcript(bid_text(heard), still_speaking=waiting))
+            bid = bid_text(heard)
+            if not bid and not waiting and self._segmenter.silent_ms < NOISE_SILENCE_MS:
+                # No words yet, but a 64 ms pause is the gap after "Wait," as often as the
+                # end of a cough: call it noise once the silence has lasted (_after_frame).
+                self._noise_at_pause = pause_id
+            else:
+                self._settle(self._pending.on_transcript(bid, still_speaking=waiting))
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))

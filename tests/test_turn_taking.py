@@ -247,11 +247,25 @@ async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
 async def test_speaking_again_after_a_false_interruption_pauses_again():
     rig = Rig(server_vad(), FakeSTT(text=""), FakeHost(replying=True))
     await rig.feed(0.9, 192)
-    await rig.feed(0.0, 192)
+    await rig.feed(0.0, 288)  # wordless, and quiet for NOISE_SILENCE_MS: noise
     await rig.settle()
     assert rig.host.log[-1] == "resume"
     await rig.feed(0.9, 2080)  # same turn (silence < 500 ms), twice the minimum now
     assert rig.host.log == ["started", "pause", "resume", "pause", "interrupt"]
+
+
+async def test_a_short_gap_after_wordless_speech_does_not_resume_the_reply():
+    """ "Wait, stop, ...": the pause after "Wait," is transcribed before Whisper can hear a
+    word in it; the reply stays paused until the silence has lasted NOISE_SILENCE_MS."""
+    rig = Rig(server_vad(), FakeSTT(text=""), FakeHost(replying=True))
+    await rig.feed(0.9, 192)
+    await rig.feed(0.0, 128)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause"]
+    rig.stt.text = "Wait, stop, tell me about dogs."
+    await rig.feed(0.9, 1024)
+    await rig.settle()
+    assert rig.host.log == ["started", "pause", "interrupt"]
 
 
 async def test_no_reply_means_no_pause():
@@ -339,11 +353,11 @@ async def test_a_turn_judged_false_early_that_ends_with_words_interrupts_the_rep
     stt = FakeSTT(text="")
     rig = Rig(server_vad(min_duration_ms=5000), stt, FakeHost(replying=True))
     await rig.feed(0.9, 192)
-    await rig.feed(0.0, 224)  # a pause: its transcript is empty, a false interruption
+    await rig.feed(0.0, 288)  # a pause: its transcript is empty, a false interruption
     await rig.settle()
     assert rig.host.log == ["started", "pause", "resume"]
     stt.text = "Stop. Tell me about dogs instead."
-    await rig.feed(0.0, 320)  # the turn ends: the whole of it is transcribed again
+    await rig.feed(0.0, 256)  # the turn ends: the whole of it is transcribed again
     await rig.settle()
     assert rig.host.log == ["started", "pause", "resume", "ended", "interrupt"]
 
