@@ -110,18 +110,19 @@ class SessionConfig:
         if not isinstance(audio, dict):
             raise SessionConfigError("session.audio", "session.audio must be an object")
         output = _object(audio.get("output", {}), "session.audio.output")
-        voice = output.get("voice", update.get("voice"))
-        if voice is not None:
-            changes["voice"] = _string(voice, "session.audio.output.voice", 100)
+        # Both shapes are checked even when both are given; the GA one wins.
+        for voice, param in (
+            (update.get("voice"), "session.voice"),
+            (output.get("voice"), "session.audio.output.voice"),
+        ):
+            if voice is not None:
+                changes["voice"] = _string(voice, param, 100)
         audio_input = _object(audio.get("input", {}), "session.audio.input")
-        if "turn_detection" in audio_input:
-            changes["turn_detection"] = _turn_detection(
-                audio_input["turn_detection"], self.turn_detection
-            )
-        elif "turn_detection" in update:
-            changes["turn_detection"] = _turn_detection(
-                update["turn_detection"], self.turn_detection
-            )
+        for shape in (update, audio_input):
+            if "turn_detection" in shape:
+                changes["turn_detection"] = _turn_detection(
+                    shape["turn_detection"], self.turn_detection
+                )
         return dataclasses.replace(self, **changes)
 
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:

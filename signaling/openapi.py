@@ -31,17 +31,49 @@ ERRORS: dict[str, Any] = {
 }
 
 CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+
+
+def _number(lo: float, hi: float) -> dict[str, Any]:
+    return {"type": "number", "minimum": lo, "maximum": hi}
+
+
+# OpenAI's turn_detection, with Hark's extensions (server/session_config.py); null turns
+# turn detection off.
+TURN_DETECTION = {
+    "type": ["object", "null"],
+    "properties": {
+        "type": {"enum": ["server_vad", "semantic_vad"]},
+        "eagerness": {"enum": ["low", "medium", "high", "auto"]},
+        "threshold": _number(0, 1),
+        "prefix_padding_ms": _number(0, 5000),
+        "silence_duration_ms": _number(0, 10_000),
+        "create_response": {"type": "boolean"},
+        "interrupt_response": {"type": "boolean"},
+        "min_interruption_ms": _number(0, 10_000),
+        "min_interruption_words": _number(0, 20),
+        "false_interruption_timeout_ms": _number(0, 30_000),
+        "echo_guard": {"type": ["boolean", "null"]},
+        "speculative_reply": {"type": "boolean"},
+    },
+}
+VOICE = {"type": ["string", "null"], "maxLength": 100}
 SESSION = {
     "type": "object",
-    "description": "A Realtime session configuration. Fields not listed are ignored; "
-    "`audio` (input.turn_detection, output.voice) follows OpenAI's session object and "
-    "is not described here.",
+    "description": "A Realtime session configuration (OpenAI's session object, GA or beta "
+    "shape). Fields not listed are ignored.",
     "properties": {
         "type": {"const": "realtime"},
         "model": {"type": "string", "maxLength": 200},
         "instructions": {"type": "string", "maxLength": 16000},
-        "voice": {"type": "string", "maxLength": 100},
-        "audio": {"type": "object", "maxProperties": 0},
+        "voice": VOICE,
+        "turn_detection": TURN_DETECTION,
+        "audio": {
+            "type": "object",
+            "properties": {
+                "input": {"type": "object", "properties": {"turn_detection": TURN_DETECTION}},
+                "output": {"type": "object", "properties": {"voice": VOICE}},
+            },
+        },
     },
 }
 

@@ -30,9 +30,9 @@ MAX_TOKEN_TTL_S = REVOCATION_TTL_S
 
 
 def _sub(body: dict[str, Any], *, required: bool) -> str | None:
-    sub = body.get("sub")
-    if sub is None and not required:
+    if "sub" not in body and not required:
         return None
+    sub = body.get("sub")
     if not isinstance(sub, str) or not sub or len(sub) > MAX_SUB_CHARS:
         raise ApiError(
             400,

@@ -44,6 +44,13 @@ def test_beta_shape_and_disabling_turn_detection():
         ({"audio": {"input": {"turn_detection": {"eagerness": "extreme"}}}}, "eagerness"),
         ({"audio": {"input": {"turn_detection": {"min_interruption_ms": -1}}}}, "min_interr"),
         ({"audio": "loud"}, "session.audio"),
+        # Both shapes are checked when both are given (schemathesis: the one not used
+        # was never looked at).
+        ({"voice": 5, "audio": {"output": {"voice": "joe"}}}, "session.voice"),
+        (
+            {"turn_detection": {"threshold": 9}, "audio": {"input": {"turn_detection": None}}},
+            "threshold",
+        ),
         ("not an object", "session"),
     ],
 )
