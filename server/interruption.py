@@ -28,6 +28,11 @@ FILLERS = frozenset("and all so the".split())
 _WORD = re.compile(r"[A-Za-z'-]+")
 
 
+# Silence after wordless speech over a reply before it is judged noise and the reply
+# resumes: the gaps inside "Wait, stop, ..." reach ~200 ms, a cough is over by then.
+NOISE_SILENCE_MS = 250
+
+
 @dataclass(frozen=True)
 class InterruptionOptions:
     min_duration_ms: int = 1000
@@ -65,6 +70,7 @@ class PendingInterruption:
         self.options = options
         self.onset_at = onset_at
         self.verdict = Verdict.UNDECIDED
+        self._wordless_pause = False  # a pause's transcript held no words; voice since?
 
     @property
     def decided(self) -> bool:
@@ -93,10 +99,26 @@ class PendingInterruption:
             self.verdict = Verdict.FALSE
         return self.verdict
 
-    def on_tick(self, now: float, *, voiced_now: bool) -> Verdict:
-        """Give up waiting once the timeout has passed and the user is quiet."""
+    def on_wordless_pause(self, silent_ms: int) -> Verdict:
+        """A pause's transcript held no words. A 64 ms pause is the gap after "Wait," as
+        often as the end of a cough: noise once the silence reaches NOISE_SILENCE_MS."""
+        if not self.decided:
+            self._wordless_pause = True
+            if silent_ms >= NOISE_SILENCE_MS:
+                self.verdict = Verdict.FALSE
+        return self.verdict
+
+    def on_tick(self, now: float, *, voiced_now: bool, silent_ms: int = 0) -> Verdict:
+        """Give up waiting once the timeout has passed and the user is quiet, or once a
+        wordless pause has lasted; voice after that pause makes it no verdict."""
+        if self.decided:
+            return self.verdict
+        if voiced_now:
+            self._wordless_pause = False
+            return self.verdict
         timeout = self.options.false_interruption_timeout_ms / 1000
-        if not self.decided and not voiced_now and now - self.onset_at >= timeout:
+        noise = self._wordless_pause and silent_ms >= NOISE_SILENCE_MS
+        if noise or now - self.onset_at >= timeout:
             self.verdict = Verdict.FALSE
         return self.verdict
 

@@ -17,8 +17,22 @@ from server.end_of_turn import EAGERNESS, Eagerness, max_wait_ms
 from server.interruption import InterruptionOptions
 
 TurnDetectionType = Literal["server_vad", "semantic_vad"]
+TURN_DETECTION_TYPES: tuple[TurnDetectionType, ...] = ("server_vad", "semantic_vad")
 
+MAX_MODEL_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 16_000
+MAX_VOICE_CHARS = 100
+# turn_detection's numbers and their accepted ranges (also published by the OpenAPI
+# document, signaling/openapi.py); the flags are true/false, echo_guard also null.
+TURN_DETECTION_RANGES: dict[str, tuple[float, float]] = {
+    "threshold": (0.0, 1.0),
+    "prefix_padding_ms": (0, 5000),
+    "silence_duration_ms": (0, 10_000),
+    "min_interruption_ms": (0, 10_000),
+    "min_interruption_words": (0, 20),
+    "false_interruption_timeout_ms": (0, 30_000),
+}
+TURN_DETECTION_FLAGS = ("create_response", "interrupt_response", "speculative_reply")
 
 
 class SessionConfigError(ValueError):
@@ -101,7 +115,7 @@ class SessionConfig:
                 "session.type", f"Unsupported session type {kind!r}; use 'realtime'"
             )
         if "model" in update:
-            changes["model"] = _string(update["model"], "session.model", 200)
+            changes["model"] = _string(update["model"], "session.model", MAX_MODEL_CHARS)
         if "instructions" in update:
             changes["instructions"] = _string(
                 update["instructions"], "session.instructions", MAX_INSTRUCTIONS_CHARS
@@ -116,7 +130,7 @@ class SessionConfig:
             (output.get("voice"), "session.audio.output.voice"),
         ):
             if voice is not None:
-                changes["voice"] = _string(voice, param, 100)
+                changes["voice"] = _string(voice, param, MAX_VOICE_CHARS)
         audio_input = _object(audio.get("input", {}), "session.audio.input")
         for shape in (update, audio_input):
             if "turn_detection" in shape:
@@ -169,7 +183,8 @@ def _object(value: Any, param: str) -> dict[str, Any]:
     return value
 
 
-def _number(raw: dict[str, Any], key: str, default: float, lo: float, hi: float) -> float:
+def _number(raw: dict[str, Any], key: str, default: float) -> float:
+    lo, hi = TURN_DETECTION_RANGES[key]
     value = raw.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or not lo <= value <= hi:
         raise SessionConfigError(
@@ -198,7 +213,7 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
     raw = _object(raw, "session.audio.input.turn_detection")
     base = current or TurnDetectionConfig()
     kind = raw.get("type", base.type)
-    if kind not in ("server_vad", "semantic_vad"):
+    if kind not in TURN_DETECTION_TYPES:
         raise SessionConfigError(
             "session.audio.input.turn_detection.type",
             f"turn_detection type {kind!r} is not supported; "
@@ -212,27 +227,19 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
         )
     interruption = base.interruption
     interruption = InterruptionOptions(
-        min_duration_ms=int(
-            _number(raw, "min_interruption_ms", interruption.min_duration_ms, 0, 10_000)
-        ),
-        min_words=int(_number(raw, "min_interruption_words", interruption.min_words, 0, 20)),
+        min_duration_ms=int(_number(raw, "min_interruption_ms", interruption.min_duration_ms)),
+        min_words=int(_number(raw, "min_interruption_words", interruption.min_words)),
         false_interruption_timeout_ms=int(
             _number(
-                raw,
-                "false_interruption_timeout_ms",
-                interruption.false_interruption_timeout_ms,
-                0,
-                30_000,
+                raw, "false_interruption_timeout_ms", interruption.false_interruption_timeout_ms
             )
         ),
     )
     return TurnDetectionConfig(
         type=kind,
-        threshold=float(_number(raw, "threshold", base.threshold, 0.0, 1.0)),
-        prefix_padding_ms=int(_number(raw, "prefix_padding_ms", base.prefix_padding_ms, 0, 5000)),
-        silence_duration_ms=int(
-            _number(raw, "silence_duration_ms", base.silence_duration_ms, 0, 10_000)
-        ),
+        threshold=float(_number(raw, "threshold", base.threshold)),
+        prefix_padding_ms=int(_number(raw, "prefix_padding_ms", base.prefix_padding_ms)),
+        silence_duration_ms=int(_number(raw, "silence_duration_ms", base.silence_duration_ms)),
         eagerness=eagerness,
         create_response=_flag(raw, "create_response", base.create_response),
         interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),

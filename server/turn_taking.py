@@ -49,10 +49,6 @@ from server.turn_transcriber import TurnTranscriber
 
 log = logging.getLogger("hark.turns")
 
-# Silence after wordless speech over a reply before it is judged noise and the reply
-# resumes: the gaps inside "Wait, stop, ..." reach ~200 ms, a cough is over by then.
-NOISE_SILENCE_MS = 250
-
 
 class TurnHost(Protocol):
     def on_speech_started(self, audio_start_ms: int) -> None: ...
@@ -108,7 +104,6 @@ class TurnTaking:
         self._voiced_base = 0  # segmenter.voiced_ms when the pending interruption began
         self._asked_words = False  # the pending interruption's words were asked for
         self._false_this_turn = False
-        self._noise_at_pause = -1  # the pause whose transcript held no words over a reply
 
     @property
     def speaking(self) -> bool:
@@ -200,15 +195,9 @@ class TurnTaking:
                 if verdict is Verdict.UNDECIDED and not self._asked_words:
                     if voiced_now and pending.long_enough(voiced):
                         self._ask_for_words(pending)
-                if (
-                    verdict is Verdict.UNDECIDED
-                    and self._noise_at_pause == self._pause_seq
-                    and self._segmenter.paused
-                    and self._segmenter.silent_ms >= NOISE_SILENCE_MS
-                ):
-                    verdict = pending.on_transcript("", still_speaking=False)
                 if verdict is Verdict.UNDECIDED:
-                    verdict = pending.on_tick(at, voiced_now=voiced_now)
+                    silent_ms = self._segmenter.silent_ms if self._segmenter.paused else 0
+                    verdict = pending.on_tick(at, voiced_now=voiced_now, silent_ms=silent_ms)
                 self._settle(verdict)
         seg = self._segmenter
         wait = self._end_after_ms
@@ -237,12 +226,10 @@ class TurnTaking:
             # talking (glasses), hiding the rest of the bid from the gate.
             waiting = not current or unsure_words(heard)
             bid = bid_text(heard)
-            if not bid and not waiting and self._segmenter.silent_ms < NOISE_SILENCE_MS:
-                # No words yet, but a 64 ms pause is the gap after "Wait," as often as the
-                # end of a cough: call it noise once the silence has lasted (_after_frame).
-                self._noise_at_pause = pause_id
-            else:
+            if bid or waiting:
                 self._settle(self._pending.on_transcript(bid, still_speaking=waiting))
+            else:
+                self._settle(self._pending.on_wordless_pause(self._segmenter.silent_ms))
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))

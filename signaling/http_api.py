@@ -26,7 +26,7 @@ from server.call_registry import CallRegistry
 from server.calls import NegotiationError
 from server.config import Config
 from server.session import RealtimeSession
-from server.session_config import SessionConfig, SessionConfigError
+from server.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
 from signaling.rate_limits import RateLimiter
@@ -256,7 +256,7 @@ class RealtimeHttpApi:
         session = _session_config(self.base_session, caller.session)
         model = request.query.get("model")
         if model:
-            session = _session_config(session, {"model": model[:200]})
+            session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
         calls = self.calls  # 503 while starting, before the offer is even read
         offer, session = await self._read_offer(request, session)
         registry = self.registry

@@ -10,6 +10,16 @@ from typing import Any
 
 from aiohttp import web
 
+from server.end_of_turn import EAGERNESS
+from server.session_config import (
+    MAX_INSTRUCTIONS_CHARS,
+    MAX_MODEL_CHARS,
+    MAX_VOICE_CHARS,
+    TURN_DETECTION_FLAGS,
+    TURN_DETECTION_RANGES,
+    TURN_DETECTION_TYPES,
+)
+
 
 def _error(description: str) -> dict[str, Any]:
     return {
@@ -33,38 +43,30 @@ ERRORS: dict[str, Any] = {
 CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
 
 
-def _number(lo: float, hi: float) -> dict[str, Any]:
-    return {"type": "number", "minimum": lo, "maximum": hi}
-
-
-# OpenAI's turn_detection, with Hark's extensions (server/session_config.py); null turns
-# turn detection off.
+# OpenAI's turn_detection with Hark's extensions, built from the tables the server checks
+# against (server/session_config.py); null turns turn detection off.
 TURN_DETECTION = {
     "type": ["object", "null"],
     "properties": {
-        "type": {"enum": ["server_vad", "semantic_vad"]},
-        "eagerness": {"enum": ["low", "medium", "high", "auto"]},
-        "threshold": _number(0, 1),
-        "prefix_padding_ms": _number(0, 5000),
-        "silence_duration_ms": _number(0, 10_000),
-        "create_response": {"type": "boolean"},
-        "interrupt_response": {"type": "boolean"},
-        "min_interruption_ms": _number(0, 10_000),
-        "min_interruption_words": _number(0, 20),
-        "false_interruption_timeout_ms": _number(0, 30_000),
+        "type": {"enum": list(TURN_DETECTION_TYPES)},
+        "eagerness": {"enum": list(EAGERNESS)},
+        **{
+            key: {"type": "number", "minimum": lo, "maximum": hi}
+            for key, (lo, hi) in TURN_DETECTION_RANGES.items()
+        },
+        **{key: {"type": "boolean"} for key in TURN_DETECTION_FLAGS},
         "echo_guard": {"type": ["boolean", "null"]},
-        "speculative_reply": {"type": "boolean"},
     },
 }
-VOICE = {"type": ["string", "null"], "maxLength": 100}
+VOICE = {"type": ["string", "null"], "maxLength": MAX_VOICE_CHARS}
 SESSION = {
     "type": "object",
     "description": "A Realtime session configuration (OpenAI's session object, GA or beta "
     "shape). Fields not listed are ignored.",
     "properties": {
         "type": {"const": "realtime"},
-        "model": {"type": "string", "maxLength": 200},
-        "instructions": {"type": "string", "maxLength": 16000},
+        "model": {"type": "string", "maxLength": MAX_MODEL_CHARS},
+        "instructions": {"type": "string", "maxLength": MAX_INSTRUCTIONS_CHARS},
         "voice": VOICE,
         "turn_detection": TURN_DETECTION,
         "audio": {

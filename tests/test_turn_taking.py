@@ -247,7 +247,7 @@ async def test_no_evidence_within_the_timeout_resumes_even_if_stt_is_slow():
 async def test_speaking_again_after_a_false_interruption_pauses_again():
     rig = Rig(server_vad(), FakeSTT(text=""), FakeHost(replying=True))
     await rig.feed(0.9, 192)
-    await rig.feed(0.0, 288)  # wordless, and quiet for NOISE_SILENCE_MS: noise
+    await rig.feed(0.0, 288)  # wordless, and quiet for interruption.NOISE_SILENCE_MS: noise
     await rig.settle()
     assert rig.host.log[-1] == "resume"
     await rig.feed(0.9, 2080)  # same turn (silence < 500 ms), twice the minimum now
