@@ -1,9 +1,10 @@
-"""The aiohttp application: routes, static pages, and model loading at start-up.
+"""The composition root: builds the node's parts, wires them together, serves them over HTTP.
 
 The HTTP server answers at once (`/healthz` says 503 "starting") while the models are
 assembled, loaded and warmed up in the background, with a progress line per step. Calls
 are accepted once everything is loaded, so the first turn of the first call is as fast as
-any other.
+any other. This module (with `cli.py`) is the only place that knows both the domain and
+the HTTP face (`signaling`).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,24 +20,27 @@ from typing import Any
 from aiohttp import web
 
 from media.vad import SileroModel
-from server.call_log import CallLog
-from server.call_monitor import CallMonitor
-from server.call_registry import CallRegistry
-from server.call_watchdog import CallWatchdog
-from server.calls import CallManager
+from server.call.session import RealtimeSession
+from server.calls.manager import CallManager
+from server.calls.runtime import NodeRuntime, Readiness
+from server.calls.watchdog import CallWatchdog
+from server.cluster.registry import CallRegistry
+from server.cluster.shared_state import SharedState, open_shared_state
 from server.config import Config
 from server.engines.base import Engines
-from server.prometheus_metrics import HarkMetrics
-from server.session import RealtimeSession
-from server.shared_state import open_shared_state
+from server.errors import HarkError
+from server.ops.call_log import CallLog
+from server.ops.monitor import CallMonitor
+from server.ops.prometheus import HarkMetrics
 from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
 from signaling.cors import cors_middleware
-from signaling.errors import ApiError, error_middleware
+from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
 from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
+from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
 
@@ -44,15 +48,26 @@ log = logging.getLogger("hark.app")
 
 STATIC_DIR = Path(__file__).resolve().parent.parent / "static"
 
-CONFIG_KEY = web.AppKey("config", Config)
-STATE_KEY = web.AppKey("state", dict)
-
 
 @dataclass
-class Readiness:
-    ready: bool = False
-    error: str | None = None
-    detail: dict[str, Any] = field(default_factory=dict)
+class Node:
+    """Everything one running Hark node holds, typed (the app's runtime)."""
+
+    config: Config
+    engines: Engines
+    shared: SharedState
+    ledger: TokenLedger
+    registry: CallRegistry
+    monitor: CallMonitor
+    call_log: CallLog
+    runtime: NodeRuntime = field(default_factory=NodeRuntime)
+    watchdog: CallWatchdog | None = None
+    loader: asyncio.Task[None] | None = None
+    # Called once when the engines are loaded and calls are accepted (the CLI's banner).
+    on_ready: list[Callable[[], None]] = field(default_factory=list)
+
+
+NODE_KEY = web.AppKey("node", Node)
 
 
 async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
@@ -90,99 +105,99 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         ],
         client_max_size=config.max_body_bytes,
     )
-    readiness = Readiness()
-    state: dict[str, Any] = {"readiness": readiness}
-    app[CONFIG_KEY] = config
-    app[STATE_KEY] = state
     shared = open_shared_state(config.redis_url)
-    ledger = TokenLedger(shared, config.jwt_leeway_s)
-    secrets = ClientSecrets(config.key_ring(), config.jwt_leeway_s)
-    auth = Authenticator(config.api_keys, secrets, config.admin_keys, ledger)
-    registry = CallRegistry(
-        shared,
-        config.node_id,
-        ttl_s=config.registry_ttl_s,
-        max_calls=config.max_calls,
-        max_per_key=config.max_calls_per_key,
-        max_per_sub=config.max_calls_per_sub,
+    node = Node(
+        config=config,
+        engines=engines,
+        shared=shared,
+        ledger=TokenLedger(shared, config.jwt_leeway_s),
+        registry=CallRegistry(
+            shared,
+            config.node_id,
+            ttl_s=config.registry_ttl_s,
+            max_calls=config.max_calls,
+            max_per_key=config.max_calls_per_key,
+            max_per_sub=config.max_calls_per_sub,
+        ),
+        monitor=CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s),
+        call_log=CallLog(transcripts=config.log_transcripts),
     )
-    api = RealtimeHttpApi(config, auth, state, readiness, RateLimiter(shared), registry)
+    app[NODE_KEY] = node
+    secrets = ClientSecrets(key_ring_for(config), config.jwt_leeway_s)
+    auth = Authenticator(config.api_keys, secrets, config.admin_keys, node.ledger)
+    api = RealtimeHttpApi(config, auth, node.runtime, RateLimiter(shared), node.registry)
     api.register(app)
-    TrustHttpApi(config, auth, ledger, registry, state, api._json_body).register(app)
-    monitor = CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s)
-    state["monitor"] = monitor
-    operator_api = OperatorApi(auth, monitor, state)
+    TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
+        app
+    )
+    operator_api = OperatorApi(auth, node.monitor, node.runtime)
     operator_api.register(app)
     _register_static(app)
-    call_log = CallLog(transcripts=config.log_transcripts)
 
-    def start_calls(calls: CallManager) -> None:
-        def connected(session: RealtimeSession) -> None:
-            registry.set_state(session.call_id, "connected")
-            call_log.connected(session)
-
-        async def end_revoked(sub: str) -> int:
-            return await registry.end_calls_of(sub, calls)
-
-        registry.attach(calls)
-        call_log.attach(calls)
-        ledger.on_revoked(end_revoked)
-        watchdog = CallWatchdog(
-            calls,
-            max_duration_s=config.max_call_duration_s,
-            idle_timeout_s=config.idle_timeout_s,
-            ice_timeout_s=config.ice_timeout_s,
-            on_connected=connected,
-        )
-        watchdog.start()
-        state["watchdog"] = watchdog
-
-    async def start_loading(app: web.Application) -> None:
-        monitor.start()
+    async def start(app: web.Application) -> None:
+        node.monitor.start()
         try:
-            await ledger.start()
-        except ApiError as exc:
-            readiness.error = f"shared state ({shared.name}) unavailable: {exc.__cause__ or exc}"
-            log.error("%s", readiness.error)
+            await node.ledger.start()
+        except HarkError as exc:
+            error = f"shared state ({shared.name}) unavailable: {exc.__cause__ or exc}"
+            node.runtime.readiness.error = error
+            log.error("%s", error)
             return
         log.info("shared state: %s; node %s", shared.name, config.node_id)
-
-        async def load() -> None:
-            try:
-                vad = await load_engines(engines, readiness)
-            except Exception as exc:
-                readiness.error = f"{type(exc).__name__}: {exc}"
-                log.error("model loading failed: %s", readiness.error)
-                return
-            calls = CallManager(config, engines, vad)
-            monitor.attach(calls)
-            start_calls(calls)
-            state["calls"] = calls
-            readiness.ready = True
-            ready_event = state.get("on_ready")
-            if ready_event is not None:
-                ready_event()
-
-        state["loader"] = asyncio.create_task(load(), name="load-engines")
+        node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:
-        loader = state.get("loader")
-        if loader is not None:
-            loader.cancel()
+        if node.loader is not None:
+            node.loader.cancel()
         operator_api.close_streams()
-        await monitor.stop()
-        watchdog = state.get("watchdog")
-        if watchdog is not None:
-            await watchdog.close()
-        calls = state.get("calls")
-        if calls is not None:
-            await calls.close_all()
-        await registry.close()
+        await node.monitor.stop()
+        if node.watchdog is not None:
+            await node.watchdog.close()
+        if node.runtime.calls is not None:
+            await node.runtime.calls.close_all()
+        await node.registry.close()
         await shared.close()
 
-    app.on_startup.append(start_loading)
+    app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     return app
+
+
+async def _load_and_open(node: Node) -> None:
+    """Load the engines, then open the node for calls, with every view of them attached."""
+    readiness = node.runtime.readiness
+    try:
+        vad = await load_engines(node.engines, readiness)
+    except Exception as exc:
+        readiness.error = f"{type(exc).__name__}: {exc}"
+        log.error("model loading failed: %s", readiness.error)
+        return
+    config = node.config
+    calls = CallManager(config, node.engines, vad)
+    node.monitor.attach(calls)
+    node.registry.attach(calls)
+    node.call_log.attach(calls)
+
+    def connected(session: RealtimeSession) -> None:
+        node.registry.set_state(session.call_id, "connected")
+        node.call_log.connected(session)
+
+    async def end_revoked(sub: str) -> int:
+        return await node.registry.end_calls_of(sub, calls)
+
+    node.ledger.on_revoked(end_revoked)
+    node.watchdog = CallWatchdog(
+        calls,
+        max_duration_s=config.max_call_duration_s,
+        idle_timeout_s=config.idle_timeout_s,
+        ice_timeout_s=config.ice_timeout_s,
+        on_connected=connected,
+    )
+    node.watchdog.start()
+    node.runtime.calls = calls
+    readiness.ready = True
+    for ready in node.on_ready:
+        ready()
 
 
 def _register_static(app: web.Application) -> None:

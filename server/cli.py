@@ -16,7 +16,7 @@ from server.config import Config, ConfigError
 
 
 def _setup_logging(verbose: bool, log_format: str = "text") -> None:
-    from server.structured_log import setup_logging
+    from server.ops.log_format import setup_logging
 
     setup_logging(log_format, verbose)
 
@@ -31,13 +31,18 @@ def _page_url(config: Config) -> str:
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from server.app import STATE_KEY, create_app
+    from server.app import NODE_KEY, create_app
     from server.engines.factory import build_engines
+    from signaling.signing_keys import KeyRingError, key_ring_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     try:
         config = Config.from_env()
         config.validate()
+        try:
+            key_ring_for(config)
+        except KeyRingError as exc:
+            raise ConfigError(f"signing keys: {exc}") from exc
     except ConfigError as exc:
         print(f"hark: configuration error: {exc}", file=sys.stderr)
         return 2
@@ -58,7 +63,7 @@ def serve(args: argparse.Namespace) -> int:
 
     def announce() -> None:
         lines = [f"Hark is ready on {config.host}:{config.port}"]
-        if config.demo:
+        if config.demo_page:
             lines.append(f"Open {_page_url(config)} in a browser and talk.")
         else:
             lines.append("Demo page is off (not on loopback); mint client secrets with an API key.")
@@ -68,7 +73,7 @@ def serve(args: argparse.Namespace) -> int:
         )
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
-    app[STATE_KEY]["on_ready"] = announce
+    app[NODE_KEY].on_ready.append(announce)
     print(
         f"hark: listening on http://{config.host}:{config.port} (loading models…)",
         file=sys.stderr,
@@ -79,7 +84,7 @@ def serve(args: argparse.Namespace) -> int:
 
 
 def call(args: argparse.Namespace) -> int:
-    from server.call_client import run_call_cli
+    from server.tools.call_client import run_call_cli
 
     _setup_logging(args.verbose)
     return asyncio.run(run_call_cli(args))
@@ -87,7 +92,7 @@ def call(args: argparse.Namespace) -> int:
 
 def token(args: argparse.Namespace) -> int:
     from signaling.client_secrets import ClientSecrets
-    from signaling.signing_keys import KeyRingError
+    from signaling.signing_keys import KeyRingError, key_ring_for
 
     try:
         config = Config.from_env()
@@ -96,7 +101,7 @@ def token(args: argparse.Namespace) -> int:
                 "set the server's signing key (HARK_JWT_SECRET, HARK_JWT_KEYS or "
                 "HARK_JWT_KEYS_FILE); a token signed with a random key would verify nowhere"
             )
-        secrets = ClientSecrets(config.key_ring())
+        secrets = ClientSecrets(key_ring_for(config))
     except (ConfigError, KeyRingError) as exc:
         print(f"hark: {exc}", file=sys.stderr)
         return 2

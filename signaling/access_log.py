@@ -13,7 +13,7 @@ import time
 
 from aiohttp import web
 
-from server.structured_log import log_event
+from server.ops.log_format import log_event
 from signaling.errors import Handler
 
 log = logging.getLogger("hark.http")

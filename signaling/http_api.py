@@ -17,42 +17,20 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any, Protocol
+from typing import Any
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from server.call_registry import CallRegistry
-from server.calls import NegotiationError
+from server.calls.runtime import NodeRuntime
+from server.cluster.registry import CallRegistry
 from server.config import Config
-from server.session import RealtimeSession
-from server.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
+from server.protocol.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
+from server.turns.options import server_turn_detection
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
 from signaling.rate_limits import RateLimiter
 from signaling.sdp import validate_offer
-
-
-class CallHost(Protocol):
-    def __len__(self) -> int: ...
-
-    def owner(self, call_id: str) -> str | None: ...
-
-    def is_known(self, call_id: str) -> bool: ...
-
-    def get(self, call_id: str) -> RealtimeSession | None: ...
-
-    async def create(
-        self, offer_sdp: str, session_config: SessionConfig, owner: str
-    ) -> tuple[str, str]: ...
-
-    async def hangup(self, call_id: str) -> None: ...
-
-
-class Readiness(Protocol):
-    ready: bool
-    error: str | None
-    detail: dict[str, Any]
 
 
 def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
@@ -74,8 +52,7 @@ class RealtimeHttpApi:
         self,
         config: Config,
         auth: Authenticator,
-        calls_ref: dict[str, Any],
-        readiness: Readiness,
+        runtime: NodeRuntime,
         rate: RateLimiter | None = None,
         registry: CallRegistry | None = None,
     ) -> None:
@@ -83,26 +60,12 @@ class RealtimeHttpApi:
         self.auth = auth
         self.rate = rate
         self.registry = registry
-        # Filled in once engines have loaded; calls are refused with 503 until then.
-        self._calls_ref = calls_ref
-        self.readiness = readiness
+        # The live calls appear once engines have loaded; calls get 503 until then.
+        self.runtime = runtime
         self.base_session = SessionConfig(
             instructions=config.default_instructions,
-            turn_detection=config.default_turn_detection(),
+            turn_detection=server_turn_detection(config),
         )
-
-    @property
-    def calls(self) -> CallHost:
-        calls = self._calls_ref.get("calls")
-        if calls is None or not self.readiness.ready:
-            raise ApiError(
-                503,
-                "server_starting",
-                "Hark is still loading its models; retry in a few seconds",
-                type="server_error",
-                headers={"Retry-After": "5"},
-            )
-        return calls
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -198,7 +161,7 @@ class RealtimeHttpApi:
         return web.json_response(self._mint(await self._json_body(request), azp=caller.key))
 
     async def demo_client_secret(self, request: web.Request) -> web.Response:
-        if not self.config.demo:
+        if not self.config.demo_page:
             raise ApiError(
                 404,
                 "demo_disabled",
@@ -257,18 +220,16 @@ class RealtimeHttpApi:
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
-        calls = self.calls  # 503 while starting, before the offer is even read
+        calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
         offer, session = await self._read_offer(request, session)
         registry = self.registry
         ticket = await registry.admit(caller, len(calls)) if registry is not None else None
         try:
             await self.auth.consume(caller)
             call_id, answer = await calls.create(offer, session, caller.principal)
-        except BaseException as exc:
+        except BaseException:
             if registry is not None and ticket is not None:
                 await registry.release(ticket)
-            if isinstance(exc, NegotiationError):
-                raise ApiError(400, "invalid_sdp", f"The SDP offer was refused: {exc}") from exc
             raise
         if registry is not None and ticket is not None:
             created = calls.get(call_id)
@@ -286,7 +247,7 @@ class RealtimeHttpApi:
     async def hangup(self, request: web.Request) -> web.Response:
         caller = self.auth.require_caller(request, allow_expired=True)
         call_id = request.match_info["call_id"]
-        calls = self.calls
+        calls = self.runtime.require_calls()
         if not calls.is_known(call_id):
             raise ApiError(404, "call_not_found", f"No call with id '{call_id[:64]}'")
         if caller.kind != "api_key" and calls.owner(call_id) != caller.principal:
@@ -297,15 +258,13 @@ class RealtimeHttpApi:
     # ---- health --------------------------------------------------------------------------
 
     async def healthz(self, request: web.Request) -> web.Response:
-        calls = self._calls_ref.get("calls")
+        readiness = self.runtime.readiness
         body: dict[str, Any] = {
-            "status": "ok"
-            if self.readiness.ready
-            else ("error" if self.readiness.error else "starting"),
-            "calls": len(calls) if calls is not None else 0,
+            "status": readiness.status,
+            "calls": self.runtime.live_calls,
             "time": int(time.time()),
-            **self.readiness.detail,
+            **readiness.detail,
         }
-        if self.readiness.error:
-            body["error"] = self.readiness.error
-        return web.json_response(body, status=200 if self.readiness.ready else 503)
+        if readiness.error:
+            body["error"] = readiness.error
+        return web.json_response(body, status=200 if readiness.ready else 503)

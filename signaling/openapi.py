@@ -10,8 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
-from server.end_of_turn import EAGERNESS
-from server.session_config import (
+from server.protocol.session_config import (
     MAX_INSTRUCTIONS_CHARS,
     MAX_MODEL_CHARS,
     MAX_VOICE_CHARS,
@@ -19,6 +18,7 @@ from server.session_config import (
     TURN_DETECTION_RANGES,
     TURN_DETECTION_TYPES,
 )
+from server.turns.end_of_turn import EAGERNESS
 
 
 def _error(description: str) -> dict[str, Any]:
@@ -44,7 +44,7 @@ CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type":
 
 
 # OpenAI's turn_detection with Hark's extensions, built from the tables the server checks
-# against (server/session_config.py); null turns turn detection off.
+# against (server/protocol/session_config.py); null turns turn detection off.
 TURN_DETECTION = {
     "type": ["object", "null"],
     "properties": {

@@ -19,7 +19,8 @@ from typing import Any
 
 from aiohttp import web
 
-from server.call_monitor import CallMonitor
+from server.calls.runtime import NodeRuntime
+from server.ops.monitor import CallMonitor
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
 
@@ -28,12 +29,10 @@ OPERATOR_END_REASON = "operator"
 
 
 class OperatorApi:
-    def __init__(
-        self, auth: Authenticator, monitor: CallMonitor, calls_ref: dict[str, Any]
-    ) -> None:
+    def __init__(self, auth: Authenticator, monitor: CallMonitor, runtime: NodeRuntime) -> None:
         self.auth = auth
         self.monitor = monitor
-        self._calls_ref = calls_ref
+        self.runtime = runtime
         self._streams: set[asyncio.Event] = set()
 
     def register(self, app: web.Application) -> None:
@@ -74,7 +73,7 @@ class OperatorApi:
     async def end_call(self, request: web.Request) -> web.Response:
         self._authorize(request)
         call_id = request.match_info["call_id"]
-        calls = self._calls_ref.get("calls")
+        calls = self.runtime.calls
         session = calls.get(call_id) if calls is not None else None
         if session is not None:
             await session.close(OPERATOR_END_REASON)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 
-from server.shared_state import SharedState
+from server.cluster.shared_state import SharedState
 from signaling.errors import ApiError
 
 WINDOW_S = 60

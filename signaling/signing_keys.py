@@ -15,6 +15,8 @@ import threading
 import time
 from pathlib import Path
 
+from server.config import Config
+
 log = logging.getLogger("hark.keys")
 
 DEFAULT_KID = "default"
@@ -118,3 +120,16 @@ class KeyRing:
                 return
             self._keys, self._active, self._mtime = keys, active, mtime
             log.info("signing keys reloaded: active %s, verifying %s", active, sorted(keys))
+
+
+def key_ring_for(config: Config) -> KeyRing:
+    """The server's signing keys: a keys file, else HARK_JWT_KEYS (with HARK_JWT_SECRET kept
+    as `default`, so tokens minted before a rotation still verify), else one secret."""
+    if config.jwt_keys_file:
+        return KeyRing.from_file(Path(config.jwt_keys_file))
+    if config.jwt_keys:
+        keys = parse_keys(config.jwt_keys)
+        if config.jwt_secret and not config.jwt_secret_generated:
+            keys.setdefault(DEFAULT_KID, config.jwt_secret)
+        return KeyRing(keys, config.jwt_active_kid or next(iter(keys)))
+    return KeyRing.single(config.jwt_secret)

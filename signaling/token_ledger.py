@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 
-from server.shared_state import SharedState
+from server.cluster.shared_state import SharedState
 from signaling.client_secrets import ClientSecretClaims
 from signaling.errors import unauthorized
 

@@ -18,7 +18,8 @@ from typing import Any
 from aiohttp import web
 from aiortc import RTCPeerConnection
 
-from server.call_registry import CallRegistry
+from server.calls.runtime import NodeRuntime
+from server.cluster.registry import CallRegistry
 from server.config import Config
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
@@ -70,14 +71,14 @@ class TrustHttpApi:
         auth: Authenticator,
         ledger: TokenLedger,
         registry: CallRegistry,
-        state: dict[str, Any],
+        runtime: NodeRuntime,
         json_body: Any,
     ) -> None:
         self.config = config
         self.auth = auth
         self.ledger = ledger
         self.registry = registry
-        self._state = state
+        self.runtime = runtime
         self._json_body = json_body
 
     def register(self, app: web.Application) -> None:
@@ -120,11 +121,10 @@ class TrustHttpApi:
 
     async def diagnostics(self, request: web.Request) -> web.Response:
         self.auth.require_operator(request)
-        calls = self._state.get("calls")
         body = {
             "node": self.config.node_id,
             "shared_state": self.ledger.state.name,
-            "calls": len(calls) if calls is not None else 0,
+            "calls": self.runtime.live_calls,
             "registered_calls": len(self.registry.local),
             "cluster_calls": len(await self.registry.all_calls()),
             **process_counters(),

@@ -2,7 +2,7 @@
 //
 // aiortc on the server cannot see the receiving side's jitter buffer or how much audio had
 // to be concealed; the browser can. Each report is the compact summary the server accepts
-// (see server/client_stats.py): interval figures are computed from the difference with the
+// (see server/protocol/client_stats.py): interval figures are computed from the difference with the
 // previous getStats() reading.
 
 const INTERVAL_MS = 2000;

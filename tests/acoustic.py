@@ -39,7 +39,7 @@ from tests.speech import silence, speak
 RATE = 48_000
 FRAME = 960  # 20 ms
 FRAME_S = FRAME / RATE
-AUDIBLE_RMS = 300.0  # int16 RMS over 20 ms that counts as sound (same as server.call_client)
+AUDIBLE_RMS = 300.0  # int16 RMS over 20 ms that counts as sound (same as server.tools.call_client)
 _TIME_BASE = fractions.Fraction(1, RATE)
 
 
@@ -255,7 +255,7 @@ class EchoingMicrophone(ScriptedMicrophone):
 class ReplyRecorder:
     """Received audio (48 kHz mono chunks) with arrival times and per-chunk RMS.
 
-    Has the `add(pcm)` interface of server.call_client.ReplyRecorder, so it can replace
+    Has the `add(pcm)` interface of server.tools.call_client.ReplyRecorder, so it can replace
     it in a CallClient; `listeners` get every chunk too (an EchoingMicrophone's `hear`).
     """
 

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field, replace
 
 import numpy as np
 
-from media.echo_guard import EchoGuard
+from media.echo.guard import EchoGuard
 from media.resample import Resampler
 from media.segmenter import SpeechSegmenter, SpeechStarted, TurnDetection
 from media.vad import SileroModel, SileroVad

@@ -9,7 +9,7 @@ import re
 import numpy as np
 import pytest
 
-from server.call_client import CallClient, mint_client_secret
+from server.tools.call_client import CallClient, mint_client_secret
 from tests.speech import silence, speak
 
 pytestmark = pytest.mark.slow

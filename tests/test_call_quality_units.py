@@ -6,11 +6,12 @@ import math
 
 import pytest
 
-from server.call_monitor import CallMonitor, CallRecord, grade, worst_first
-from server.call_quality import QualityTracker, StatsReading, reading_from_report
-from server.client_stats import ClientStatsError, parse_client_stats
-from server.mos import delay_impairment, estimate_mos, loss_impairment, mos_from_r, r_factor
-from server.prometheus_metrics import HarkMetrics
+from server.call.observer import ResponseOutcome
+from server.ops.monitor import CallMonitor, MonitoredCall, _Watch, grade, worst_first
+from server.ops.mos import delay_impairment, estimate_mos, loss_impairment, mos_from_r, r_factor
+from server.ops.prometheus import HarkMetrics
+from server.ops.quality import QualityTracker, StatsReading, reading_from_report
+from server.protocol.client_stats import ClientStatsError, parse_client_stats
 
 
 def test_emodel_reference_points() -> None:
@@ -87,7 +88,7 @@ def test_monitor_orders_worst_first_and_feeds_metrics() -> None:
     monitor = CallMonitor(HarkMetrics())
     records = {}
     for call_id, lost in (("rtc_good", 0), ("rtc_bad", 30), ("rtc_new", None)):
-        record = CallRecord(call_id, None)
+        record = MonitoredCall(call_id, None)
         records[call_id] = record
         monitor._live[call_id] = record
         if lost is None:
@@ -107,30 +108,26 @@ def test_monitor_orders_worst_first_and_feeds_metrics() -> None:
 
 def test_monitor_records_turns_barge_ins_and_errors() -> None:
     monitor = CallMonitor(HarkMetrics())
-    record = CallRecord("rtc_x", None)
-    monitor._on_event(record, {"type": "output_audio_buffer.started", "response_id": "r1"})
-    monitor._on_event(record, {"type": "input_audio_buffer.speech_started"})
-    monitor._on_event(record, {"type": "output_audio_buffer.cleared", "response_id": "r1"})
-    monitor._on_event(
-        record,
-        {
-            "type": "response.done",
-            "response": {
-                "id": "r1",
-                "status": "cancelled",
-                "status_details": {"type": "cancelled", "reason": "turn_detected"},
+    record = MonitoredCall("rtc_x", None)
+    watch = _Watch(monitor, record)
+    watch.playback_started("r1")
+    watch.speech_started()
+    watch.response_finished(
+        ResponseOutcome(
+            response_id="r1",
+            status="cancelled",
+            reason="turn_detected",
+            transcript="Once upon",
+            timings={
+                "stt_ms": 700.0,
+                "first_frame_sent_ms": 1500.0,
+                "measured_from": "speech_end",
+                "barge_in_stop_ms": None,
             },
-        },
+            audio_cut=True,
+        )
     )
-    monitor._on_event(
-        record,
-        {
-            "type": "hark.metrics",
-            "response_id": "r1",
-            "turn": {"stt_ms": 700.0, "first_frame_sent_ms": 1500.0, "measured_from": "speech_end"},
-        },
-    )
-    monitor._on_event(record, {"type": "error", "error": {"code": "invalid_value"}})
+    watch.error("invalid_value")
     turn = record.turns[-1]
     assert turn["status"] == "cancelled" and turn["reason"] == "turn_detected"
     assert turn["voice_to_voice_ms"] == 1500.0 and turn["barge_in_stop_ms"] is not None
@@ -139,6 +136,18 @@ def test_monitor_records_turns_barge_ins_and_errors() -> None:
     assert "hark_barge_in_stop_seconds_count 1.0" in text
     assert 'hark_errors_total{type="invalid_value"} 1.0' in text
     assert "hark_voice_to_voice_seconds_count 1.0" in text
+
+
+def test_a_cut_before_the_user_spoke_is_no_barge_in_stop() -> None:
+    """The client cleared the buffer itself while nobody spoke over the reply."""
+    monitor = CallMonitor(HarkMetrics())
+    record = MonitoredCall("rtc_y", None)
+    watch = _Watch(monitor, record)
+    watch.speech_started()
+    watch.playback_started("r2")
+    outcome = ResponseOutcome("r2", "cancelled", "client_cancelled", "", {}, audio_cut=True)
+    watch.response_finished(outcome)
+    assert record.turns[-1]["barge_in_stop_ms"] is None and record.barge_ins == 0
 
 
 def test_client_stats_validation() -> None:
@@ -162,7 +171,7 @@ def test_client_stats_validation() -> None:
 
 
 def test_issues_say_why_a_call_suffers() -> None:
-    from server.call_monitor import quality_issues
+    from server.ops.monitor import quality_issues
 
     assert quality_issues({"loss_in_pct": 0.5, "rtt_ms": 40, "jitter_in_ms": 5}, None) == []
     issues = quality_issues(
@@ -179,7 +188,7 @@ def test_issues_say_why_a_call_suffers() -> None:
 
 
 async def test_a_slow_stream_reader_gets_a_fresh_snapshot_instead_of_a_backlog() -> None:
-    from server.call_monitor import SUBSCRIBER_QUEUE
+    from server.ops.monitor import SUBSCRIBER_QUEUE
 
     monitor = CallMonitor(HarkMetrics())
     subscription = monitor.subscribe()

@@ -6,7 +6,7 @@ import asyncio
 
 import pytest
 
-from server.call_client import CallClient, mint_client_secret
+from server.tools.call_client import CallClient, mint_client_secret
 
 pytestmark = pytest.mark.slow
 

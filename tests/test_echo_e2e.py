@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from server.call_client import CallClient
+from server.tools.call_client import CallClient
 from tests.acoustic import EchoingMicrophone, utterance
 from tests.bench.peers.hark import HarkPeer
 

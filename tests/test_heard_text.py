@@ -1,6 +1,6 @@
 """Heard-only transcripts: the text of a reply cut at a playout position."""
 
-from server.heard_text import HeardText
+from server.reply.heard_text import HeardText
 
 
 def build(clauses: list[tuple[str, float]]) -> HeardText:

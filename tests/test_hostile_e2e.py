@@ -24,7 +24,7 @@ from hypothesis.errors import Unsatisfiable
 from schemathesis import GenerationMode
 from schemathesis.specs.openapi.checks import positive_data_acceptance
 
-from server.call_client import CallClient
+from server.tools.call_client import CallClient
 from tests.trust_cluster import (
     ADMIN_KEY,
     API_KEY,

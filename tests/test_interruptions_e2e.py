@@ -8,7 +8,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from server.call_client import CallClient, ReceivedEvent
+from server.tools.call_client import CallClient, ReceivedEvent
 from tests.speech import silence, speak
 from tests.test_call_e2e import connect
 

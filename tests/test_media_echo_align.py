@@ -2,8 +2,8 @@
 
 import numpy as np
 
-from media.echo_align import WaveformDelay, shift_of
-from media.echo_reference import History
+from media.echo.align import WaveformDelay, shift_of
+from media.echo.reference import History
 from tests.speech import speak
 
 RATE = 16000

@@ -1,7 +1,7 @@
 """EchoGate's decision rule on exact powers (the end-to-end behaviour is in
 test_media_echo_guard.py)."""
 
-from media.echo_gate import EchoGate, GateParams
+from media.echo.gate import EchoGate, GateParams
 
 
 def db(x: float) -> float:

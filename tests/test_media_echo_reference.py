@@ -4,8 +4,8 @@ import itertools
 
 import numpy as np
 
-from media.echo_delay import EchoDelayEstimator
-from media.echo_reference import BLOCK, History, ReferenceTimeline
+from media.echo.delay import EchoDelayEstimator
+from media.echo.reference import BLOCK, History, ReferenceTimeline
 from media.outbound import OutboundAudioTrack
 from tests.speech import speak
 

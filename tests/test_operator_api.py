@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from server.call_client import CallClient, CallError, mint_client_secret
+from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests.speech import silence, speak
 
 pytestmark = pytest.mark.slow

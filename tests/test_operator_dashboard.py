@@ -22,7 +22,7 @@ import aiohttp
 import numpy as np
 import pytest
 
-from server.call_client import CallClient, mint_client_secret
+from server.tools.call_client import CallClient, mint_client_secret
 from tests.speech import silence, speak, write_wav
 from tests.udp_relay import Impairment, UdpRelay, local_ipv4
 

@@ -16,7 +16,7 @@ import statistics
 import aiohttp
 import pytest
 
-from server.call_client import CallClient, mint_client_secret
+from server.tools.call_client import CallClient, mint_client_secret
 from tests.udp_relay import Impairment, UdpRelay, local_ipv4
 
 pytestmark = pytest.mark.slow

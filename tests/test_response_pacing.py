@@ -12,11 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 
-from server.conversation import Conversation
 from server.engines.base import ChatMessage
 from server.engines.threaded import EngineWorker
-from server.response import ResponseRun
-from server.turn_metrics import TurnTimings
+from server.protocol.conversation import Conversation
+from server.reply.response import ResponseRun
+from server.turns.timings import TurnTimings
 
 RATE = 16_000
 

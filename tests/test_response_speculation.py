@@ -10,10 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from server.conversation import Conversation
 from server.engines.base import ChatMessage
-from server.response import ResponseRun
-from server.turn_metrics import TurnTimings
+from server.protocol.conversation import Conversation
+from server.reply.response import ResponseRun
+from server.turns.timings import TurnTimings
 from tests.test_response_pacing import FakeLLM, FakeTrack, FakeTTS
 
 

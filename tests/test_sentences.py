@@ -6,7 +6,7 @@ import random
 
 import pytest
 
-from server.engines.sentences import SentenceSplitter
+from server.reply.sentences import SentenceSplitter
 
 
 def split_all(text: str, deltas: list[str] | None = None, **options: int) -> list[str]:

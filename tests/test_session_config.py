@@ -2,7 +2,8 @@
 
 import pytest
 
-from server.session_config import SessionConfig, SessionConfigError, TurnDetectionConfig
+from server.protocol.session_config import SessionConfig, SessionConfigError
+from server.turns.options import TurnDetectionConfig
 
 
 def test_ga_update_applies_instructions_voice_and_turn_detection():

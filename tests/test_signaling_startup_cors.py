@@ -112,9 +112,9 @@ async def test_demo_is_off_when_not_on_loopback_unless_enabled():
         assert (await resp.json())["error"]["code"] == "demo_disabled"
     finally:
         await client.close()
-    assert Config.from_env({"HARK_HOST": "0.0.0.0", "HARK_DEMO": "1"}).demo
-    assert Config.from_env({"HARK_HOST": "127.0.0.1"}).demo
-    assert not Config.from_env({"HARK_HOST": "127.0.0.1", "HARK_DEMO": "0"}).demo
+    assert Config.from_env({"HARK_HOST": "0.0.0.0", "HARK_DEMO": "1"}).demo_page
+    assert Config.from_env({"HARK_HOST": "127.0.0.1"}).demo_page
+    assert not Config.from_env({"HARK_HOST": "127.0.0.1", "HARK_DEMO": "0"}).demo_page
 
 
 def test_config_defaults_and_errors():

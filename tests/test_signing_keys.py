@@ -15,7 +15,7 @@ import pytest
 
 from signaling.client_secrets import ClientSecrets
 from signaling.errors import ApiError
-from signaling.signing_keys import KeyRing, KeyRingError
+from signaling.signing_keys import KeyRing, KeyRingError, key_ring_for
 
 KEY_A = "a" * 40
 KEY_B = "b" * 40
@@ -169,7 +169,7 @@ def test_tokens_without_kid_verify_with_the_default_key():
     config = Config.from_env(
         {"HARK_JWT_SECRET": KEY_A, "HARK_JWT_KEYS": f"k2:{KEY_B}", "HARK_JWT_ACTIVE_KID": "k2"}
     )
-    secrets = ClientSecrets(config.key_ring())
+    secrets = ClientSecrets(key_ring_for(config))
     legacy = "ek_" + jwt.encode(claims(), KEY_A, algorithm="HS256")  # minted before rotation
     assert secrets.verify(legacy).jti == "j1"
     assert jwt.get_unverified_header(secrets.mint({}, 60)[0][3:])["kid"] == "k2"

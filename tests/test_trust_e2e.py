@@ -13,7 +13,7 @@ import time
 import pytest
 from aiortc import RTCSessionDescription
 
-from server.call_client import CallClient
+from server.tools.call_client import CallClient
 from tests.server_process import ROOT
 from tests.trust_cluster import (
     ADMIN_KEY,

@@ -8,11 +8,12 @@ import uuid
 
 import pytest
 
-from server.call_registry import CallRegistry
-from server.shared_state import MemoryState, RedisState, SharedState
+from server.cluster.registry import CallRegistry
+from server.cluster.shared_state import MemoryState, RedisState, SharedState
+from server.errors import HarkError, LimitReached, Overloaded
 from signaling.auth import Caller
 from signaling.client_secrets import ClientSecrets
-from signaling.errors import ApiError
+from signaling.errors import ApiError, from_domain
 from signaling.rate_limits import RateLimiter
 from signaling.token_ledger import TokenLedger
 
@@ -144,21 +145,27 @@ async def test_admission_limits_per_node_sub_and_key(shared):
     other_node = CallRegistry(shared, "node-b", ttl_s=5, max_calls=3, max_per_key=2, max_per_sub=1)
     sub, key = unique("user"), unique("key")
     first = await registry.admit(caller(sub, key), live_here=0)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(LimitReached) as info:
         await other_node.admit(caller(sub, None), live_here=0)  # same sub on another node
-    assert (info.value.status, info.value.code) == (429, "sub_call_limit")
+    assert http(info.value) == (429, "sub_call_limit")
     second = await other_node.admit(caller(unique("user"), key), live_here=0)
-    with pytest.raises(ApiError) as info:
+    with pytest.raises(LimitReached) as info:
         await registry.admit(caller(unique("user"), key), live_here=1)
-    assert (info.value.status, info.value.code) == (429, "key_call_limit")
-    with pytest.raises(ApiError) as info:
+    assert http(info.value) == (429, "key_call_limit")
+    with pytest.raises(Overloaded) as full:
         await registry.admit(caller(None, None), live_here=3)
-    assert (info.value.status, info.value.code) == (503, "server_full")
-    assert info.value.headers["Retry-After"]
+    assert http(full.value) == (503, "server_full")
+    assert from_domain(full.value).headers["Retry-After"] == "5"
     await registry.release(first)
     await other_node.release(second)
     again = await registry.admit(caller(sub, key), live_here=0)
     await registry.release(again)
+
+
+def http(error: HarkError) -> tuple[int, str]:
+    """What a client sees of a domain refusal."""
+    api = from_domain(error)
+    return api.status, api.code
 
 
 async def test_a_dead_nodes_slots_lapse(shared):
@@ -166,7 +173,7 @@ async def test_a_dead_nodes_slots_lapse(shared):
     dead = CallRegistry(shared, "dead", ttl_s=0.5, max_calls=0, max_per_key=0, max_per_sub=1)
     await dead.admit(caller(sub, None), live_here=0)  # never released, never refreshed
     alive = CallRegistry(shared, "alive", ttl_s=5, max_calls=0, max_per_key=0, max_per_sub=1)
-    with pytest.raises(ApiError):
+    with pytest.raises(LimitReached):
         await alive.admit(caller(sub, None), live_here=0)
     await asyncio.sleep(0.7)
     await alive.release(await alive.admit(caller(sub, None), live_here=0))

@@ -12,9 +12,8 @@ import asyncio
 import numpy as np
 
 from server.engines.base import Transcript
-from server.interruption import InterruptionOptions
-from server.session_config import TurnDetectionConfig
-from server.turn_taking import TurnTaking
+from server.turns.options import InterruptionOptions, TurnDetectionConfig
+from server.turns.turn_taking import TurnTaking
 
 FRAME = np.zeros(512, dtype=np.int16)
 

@@ -21,7 +21,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from media.echo_guard import EchoGuard
+from media.echo.guard import EchoGuard
 from tests.echo_path import REPLIES, early_barge_in_cases, echo_cases, erle_db, run_case
 
 

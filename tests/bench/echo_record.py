@@ -235,7 +235,7 @@ def replay(
 
 def replay_all(root: Path) -> None:
     """Replay every recorded call through the current EchoGuard; print one line each."""
-    from media.echo_guard import EchoGuard
+    from media.echo.guard import EchoGuard
 
     trials = json.loads((root / "trials.json").read_text())
     recordings = [Recording.load(p) for p in sorted(root.glob("call-*"))]

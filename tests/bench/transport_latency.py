@@ -39,7 +39,7 @@ from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack
 from media.resample import Resampler
-from server.call_client import AUDIBLE_RMS, RATE, ReplyRecorder
+from server.tools.call_client import AUDIBLE_RMS, RATE, ReplyRecorder
 from tests.speech import silence, speak
 
 BURST_MS = 200
@@ -195,7 +195,7 @@ def vad_end_lag_ms(texts: list[str]) -> dict[str, Any]:
     """
     from media.segmenter import SpeechSegmenter, SpeechStopped, TurnDetection
     from media.vad import SileroModel, SileroVad
-    from server.call_client import last_voiced_ms
+    from server.tools.call_client import last_voiced_ms
 
     model = SileroModel.load()
     params = TurnDetection()

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from server.call_client import CallClient, CallError, mint_client_secret
+from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests.speech import silence, speak
 
 QUESTIONS = [

@@ -15,7 +15,7 @@ import contextlib
 from collections.abc import Iterator
 from typing import Any
 
-from server.call_client import CallClient, mint_client_secret
+from server.tools.call_client import CallClient, mint_client_secret
 from tests.acoustic import EchoingMicrophone, ReplyRecorder, ScriptedMicrophone
 from tests.bench.peers.base import Signals
 

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from server.conversation import Item, new_id
+from server.protocol.conversation import Item, new_id
 
 Event = dict[str, Any]
 

@@ -1,7 +1,8 @@
 """The operator's view of every call: quality samples, turns, barge-ins, the client's own stats.
 
-`CallMonitor` hooks into the `CallManager` (call started/ended) and into each session's
-event listeners (`hark.metrics`, `response.done`, barge-ins, `error`). A single sampler
+`CallMonitor` hooks into the `CallManager` (call started/ended) and observes each call
+through typed hooks (`server.call.observer`): replies finished with their timings,
+barge-ins, errors, the client's own stats. A single sampler
 task reads every live call's `getStats()` every `interval` seconds, so 50 calls cost 50
 cheap reads per tick, not 50 timers. Each tick publishes one batch with the summaries of
 the calls that changed, which the dashboard's live stream applies row by row.
@@ -22,11 +23,12 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 
-from server.call_quality import QualitySample, QualityTracker, reading_from_report
-from server.prometheus_metrics import HarkMetrics
+from server.call.observer import CallObserver, ResponseOutcome
+from server.ops.prometheus import HarkMetrics
+from server.ops.quality import QualitySample, QualityTracker, reading_from_report
 
 if TYPE_CHECKING:
-    from server.session import RealtimeSession
+    from server.call.session import RealtimeSession
 
 log = logging.getLogger("hark.monitor")
 
@@ -102,7 +104,9 @@ def worst_first(summary: dict[str, Any]) -> tuple[int, float, float]:
 
 
 @dataclass
-class CallRecord:
+class MonitoredCall:
+    """What the operator sees of one call, live or recently ended."""
+
     call_id: str
     session: RealtimeSession | None
     started_at: float = field(default_factory=time.time)
@@ -118,11 +122,23 @@ class CallRecord:
     barge_ins: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     dirty: bool = True
-    # Barge-in bookkeeping (monotonic times) and the status of recent responses.
-    _playing_since: float | None = None
-    _speech_started: float | None = None
-    _stop_ms: dict[str, float] = field(default_factory=dict)
-    _status: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    # When a reply last began playing and the user last started speaking (monotonic), to
+    # time a reply's audio cut by speech over it.
+    playing_since: float | None = None
+    speech_started_at: float | None = None
+
+    def count_error(self, code: str) -> None:
+        self.errors[code] = self.errors.get(code, 0) + 1
+        self.dirty = True
+
+    def add_turn(self, turn: dict[str, Any]) -> None:
+        self.turns.append(turn)
+        self.turn_count += 1
+        self.dirty = True
+
+    def add_client_stats(self, stats: dict[str, Any]) -> None:
+        self.client_stats.append({"at": round(time.time(), 3), **stats})
+        self.dirty = True
 
     @property
     def state(self) -> str:
@@ -186,8 +202,8 @@ class CallMonitor:
     def __init__(self, metrics: HarkMetrics, interval_s: float = 2.0) -> None:
         self.metrics = metrics
         self.interval_s = interval_s
-        self._live: dict[str, CallRecord] = {}
-        self._ended: OrderedDict[str, CallRecord] = OrderedDict()
+        self._live: dict[str, MonitoredCall] = {}
+        self._ended: OrderedDict[str, MonitoredCall] = OrderedDict()
         self._subscribers: set[Subscription] = set()
         self._task: asyncio.Task[None] | None = None
 
@@ -210,12 +226,9 @@ class CallMonitor:
             self._task = None
 
     def call_started(self, session: RealtimeSession) -> None:
-        record = CallRecord(session.call_id, session, started_at=session.created_at)
+        record = MonitoredCall(session.call_id, session, started_at=session.created_at)
         self._live[session.call_id] = record
-        session.listeners.append(lambda event: self._on_event(record, event))
-        hooks = getattr(session, "client_stats_listeners", None)
-        if hooks is not None:
-            hooks.append(lambda stats: self.client_stats(record, stats))
+        session.observers.append(_Watch(self, record))
         self.metrics.calls_started.inc()
         self._publish({"type": "call.started", "call": record.summary()})
 
@@ -238,7 +251,7 @@ class CallMonitor:
 
     # ---- reading -------------------------------------------------------------------------
 
-    def get(self, call_id: str) -> CallRecord | None:
+    def get(self, call_id: str) -> MonitoredCall | None:
         return self._live.get(call_id) or self._ended.get(call_id)
 
     def summaries(self) -> list[dict[str, Any]]:
@@ -259,75 +272,37 @@ class CallMonitor:
         for subscription in list(self._subscribers):
             subscription.offer(message)
 
-    # ---- session events ------------------------------------------------------------------
+    # ---- what happens in a call --------------------------------------------------------
 
-    def _on_event(self, record: CallRecord, event: dict[str, Any]) -> None:
-        kind = event.get("type")
-        if kind == "output_audio_buffer.started":
-            record._playing_since = time.monotonic()
-        elif kind == "input_audio_buffer.speech_started":
-            record._speech_started = time.monotonic()
-        elif kind == "output_audio_buffer.cleared":
-            self._on_cleared(record, str(event.get("response_id") or ""))
-        elif kind == "response.done":
-            response = event.get("response") or {}
-            details = response.get("status_details") or {}
-            status = str(response.get("status") or "unknown")
-            reason = details.get("reason") if isinstance(details, dict) else None
-            record._status[str(response.get("id"))] = (status, reason)
-            if status == "cancelled" and reason == "turn_detected":
-                record.barge_ins += 1
-                self.metrics.barge_ins.inc()
-            elif status == "failed":
-                self._count_error(record, "response_failed")
-            record.dirty = True
-        elif kind == "hark.metrics":
-            self._on_turn(record, event)
-        elif kind == "error":
-            error = event.get("error") or {}
-            self._count_error(record, str(error.get("code") or error.get("type") or "unknown"))
-
-    def _count_error(self, record: CallRecord, code: str) -> None:
-        record.errors[code] = record.errors.get(code, 0) + 1
-        self.metrics.error(code)
-        record.dirty = True
-
-    def _on_cleared(self, record: CallRecord, response_id: str) -> None:
-        """A reply cut off after the user started speaking over it: time the stop."""
-        started, playing = record._speech_started, record._playing_since
-        if started is None or playing is None or started < playing:
-            return
-        record._stop_ms[response_id] = (time.monotonic() - started) * 1000
-        record._playing_since = None
-        while len(record._stop_ms) > 20:
-            del record._stop_ms[next(iter(record._stop_ms))]
-
-    def _on_turn(self, record: CallRecord, event: dict[str, Any]) -> None:
-        timings = event.get("turn")
-        if not isinstance(timings, dict):
-            return
-        response_id = str(event.get("response_id") or "")
-        status, reason = record._status.pop(response_id, ("unknown", None))
+    def response_finished(self, record: MonitoredCall, outcome: ResponseOutcome) -> None:
+        """A reply ended: its turn's timings, whether it was a barge-in, how fast it stopped."""
+        m = self.metrics
+        if outcome.status == "cancelled" and outcome.reason == "turn_detected":
+            record.barge_ins += 1
+            m.barge_ins.inc()
+        elif outcome.status == "failed":
+            record.count_error("response_failed")
+            m.error("response_failed")
         turn: dict[str, Any] = {
-            "response_id": response_id,
+            "response_id": outcome.response_id,
             "at": round(time.time(), 3),
-            "status": status,
-            "reason": reason,
+            "status": outcome.status,
+            "reason": outcome.reason,
         }
-        for key, value in timings.items():
+        for key, value in outcome.timings.items():
             if isinstance(value, int | float | str) or value is None:
                 turn[key] = value
-        stop = _number(timings.get("barge_in_stop_ms"))
-        if stop is None:
-            stop = record._stop_ms.pop(response_id, None)
+        stop = _number(outcome.timings.get("barge_in_stop_ms"))
+        spoke, playing = record.speech_started_at, record.playing_since
+        if stop is None and outcome.audio_cut and spoke is not None and playing is not None:
+            if spoke >= playing:  # the user spoke over the reply, and it was cut
+                stop = (time.monotonic() - spoke) * 1000
         turn["barge_in_stop_ms"] = None if stop is None else round(stop, 1)
-        from_speech = timings.get("measured_from") == "speech_end"
-        first_frame = _number(timings.get("first_frame_sent_ms"))
+        from_speech = outcome.timings.get("measured_from") == "speech_end"
+        first_frame = _number(outcome.timings.get("first_frame_sent_ms"))
         turn["voice_to_voice_ms"] = first_frame if from_speech else None
-        record.turns.append(turn)
-        record.turn_count += 1
-        record.dirty = True
-        m = self.metrics
+        record.add_turn(turn)
+        status = outcome.status
         m.turns.labels(status if status in ("completed", "cancelled", "failed") else "other").inc()
         for histogram, key in (
             (m.voice_to_voice, "voice_to_voice_ms"),
@@ -341,9 +316,12 @@ class CallMonitor:
             if value is not None and value >= 0:
                 histogram.observe(value / 1000)
 
-    def client_stats(self, record: CallRecord, stats: dict[str, Any]) -> None:
-        record.client_stats.append({"at": round(time.time(), 3), **stats})
-        record.dirty = True
+    def error(self, record: MonitoredCall, code: str) -> None:
+        record.count_error(code)
+        self.metrics.error(code)
+
+    def client_stats(self, record: MonitoredCall, stats: dict[str, Any]) -> None:
+        record.add_client_stats(stats)
 
     # ---- sampling ------------------------------------------------------------------------
 
@@ -361,7 +339,7 @@ class CallMonitor:
             if session is None or getattr(session, "closed", False):
                 continue
             try:
-                report = await session.peer_connection.getStats()
+                report = await session.transport.peer_connection.getStats()
             except Exception as exc:  # a peer connection closing under us
                 log.debug("call %s: getStats failed: %s", record.call_id, exc)
                 continue
@@ -372,7 +350,7 @@ class CallMonitor:
         if changed:
             self._publish({"type": "calls.updated", "calls": [r.summary() for r in changed]})
 
-    def add_reading(self, record: CallRecord, reading: Any) -> QualitySample | None:
+    def add_reading(self, record: MonitoredCall, reading: Any) -> QualitySample | None:
         if reading.packets_received == 0 and reading.packets_sent == 0:
             return None  # not connected yet
         client = record.client_stats[-1] if record.client_stats else {}
@@ -401,3 +379,26 @@ def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     return float(value)
+
+
+class _Watch(CallObserver):
+    """Feeds one call's typed hooks into the monitor's record of it."""
+
+    def __init__(self, monitor: CallMonitor, record: MonitoredCall) -> None:
+        self._monitor = monitor
+        self._record = record
+
+    def speech_started(self) -> None:
+        self._record.speech_started_at = time.monotonic()
+
+    def playback_started(self, response_id: str) -> None:
+        self._record.playing_since = time.monotonic()
+
+    def response_finished(self, outcome: ResponseOutcome) -> None:
+        self._monitor.response_finished(self._record, outcome)
+
+    def error(self, code: str) -> None:
+        self._monitor.error(self._record, code)
+
+    def client_stats(self, stats: dict[str, Any]) -> None:
+        self._monitor.client_stats(self._record, stats)

@@ -33,8 +33,8 @@ from collections import deque
 
 import numpy as np
 
-from media.echo_align import shift_of
-from media.echo_reference import History
+from media.echo.align import shift_of
+from media.echo.reference import History
 
 FRAME = 512
 HALF = FRAME // 2

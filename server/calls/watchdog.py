@@ -19,28 +19,11 @@ import time
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from server import events
-
 if TYPE_CHECKING:
-    from server.calls import CallManager
-    from server.session import RealtimeSession
+    from server.call.session import RealtimeSession
+    from server.calls.manager import CallManager
 
 log = logging.getLogger("hark.watchdog")
-
-MESSAGES = {
-    "max_duration": "The call reached its maximum duration and was ended",
-    "idle_timeout": "No audio was received for too long; the call was ended",
-    "ice_timeout": "The call never connected (ICE) and was ended",
-    "revoked": "The user's access was revoked; the call was ended",
-}
-
-
-def end_call(session: RealtimeSession, reason: str) -> asyncio.Task[None]:
-    """Tells the client why (an `error` event) and closes the call with that reason."""
-    session.send(
-        events.error("invalid_request_error", f"session_{reason}", MESSAGES.get(reason, reason))
-    )
-    return asyncio.create_task(session.close(reason), name=f"{session.call_id}-end-{reason}")
 
 
 class CallWatchdog:
@@ -92,13 +75,13 @@ class CallWatchdog:
                 continue
             reason = self._verdict(session, wall, mono)
             if reason is not None:
-                self._ending[session.call_id] = end_call(session, reason)
+                self._ending[session.call_id] = session.end(reason)
 
     def _verdict(self, session: RealtimeSession, wall: float, mono: float) -> str | None:
         age = wall - session.created_at
         if self.max_duration_s > 0 and age > self.max_duration_s:
             return "max_duration"
-        state = session.peer_connection.connectionState
+        state = session.connection_state
         connected_at = self._connected_at.get(session.call_id)
         if state == "connected" and connected_at is None:
             connected_at = self._connected_at[session.call_id] = mono

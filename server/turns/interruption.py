@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import enum
 import re
-from dataclasses import dataclass
 
 from server.engines.base import Transcript
+from server.turns.options import InterruptionOptions
 
 # Listening noises people make while someone else talks, and what Whisper tiny writes
 # for breaths, clicks and coughs. None of them is a bid for the turn.
@@ -31,19 +31,6 @@ _WORD = re.compile(r"[A-Za-z'-]+")
 # Silence after wordless speech over a reply before it is judged noise and the reply
 # resumes: the gaps inside "Wait, stop, ..." reach ~200 ms, a cough is over by then.
 NOISE_SILENCE_MS = 250
-
-
-@dataclass(frozen=True)
-class InterruptionOptions:
-    min_duration_ms: int = 1000
-    min_words: int = 1
-    false_interruption_timeout_ms: int = 2000
-
-    def __post_init__(self) -> None:
-        for name in ("min_duration_ms", "min_words", "false_interruption_timeout_ms"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError(f"{name} must be an integer >= 0, got {value!r}")
 
 
 def meaningful_words(text: str) -> list[str]:

@@ -45,7 +45,7 @@ from collections import deque
 
 import numpy as np
 
-from media.echo_reference import RATE, History
+from media.echo.reference import RATE, History
 
 FRAME = 512
 DECIMATE = 2

@@ -22,12 +22,12 @@ from typing import Any, Literal
 import numpy as np
 
 from media.outbound import OutboundAudioTrack
-from server import events
-from server.conversation import Conversation, Item
 from server.engines.base import ChatMessage, LanguageModel, TextToSpeech
-from server.engines.sentences import SentenceSplitter
-from server.heard_text import HeardText
-from server.turn_metrics import TurnTimings, now
+from server.protocol import events
+from server.protocol.conversation import Conversation, Item
+from server.reply.heard_text import HeardText
+from server.reply.sentences import SentenceSplitter
+from server.turns.timings import TurnTimings, now
 
 log = logging.getLogger("hark.response")
 
@@ -62,6 +62,8 @@ class ResponseRun:
         )
         self.timings = timings
         self.status: str = "in_progress"
+        self.reason: CancelReason | None = None
+        self.audio_cut = False  # its audio was playing when it was cancelled
         self._conversation = conversation
         self._llm = llm
         self._tts = tts
@@ -157,16 +159,18 @@ class ResponseRun:
         else:
             self._track.push(pcm, rate)
 
-    def cancel(self, reason: CancelReason) -> None:
-        """Stop at once: silence the track, stop LLM and TTS, keep only the heard text."""
+    def cancel(self, reason: CancelReason, *, report_clear: bool = False) -> None:
+        """Stop at once: silence the track, stop LLM and TTS, keep only the heard text.
+        `output_audio_buffer.cleared` is sent if audio had started, or always with
+        `report_clear` (the client asked to clear the buffer)."""
         if self._held:
             self.discard()
             return
         if not self.active:
             return
-        audio_started = self.timings.first_frame_sent is not None
+        self.audio_cut = self.timings.first_frame_sent is not None
         played_ms = self._track.clear() if self._track.response_id == self.id else 0
-        if audio_started:
+        if self.audio_cut or report_clear:
             self._emit(events.output_audio_buffer("cleared", self.id))
         self._finish("cancelled", self._heard.heard(played_ms), reason=reason)
         if self._task is not None:
@@ -269,6 +273,7 @@ class ResponseRun:
         if not self.active:
             return
         self.status = status
+        self.reason = reason
         self.item.text = transcript
         self.item.status = "completed" if status == "completed" else "incomplete"
         for event in events.response_finished(

@@ -2,7 +2,7 @@
 
 OpenAI's `semantic_vad` waits less after "What's the capital of France?" than after
 "What's the capital of". Hark does it on CPU with the transcript the session already
-makes when a pause begins (see `server.turn_taking`): a few rules about how English
+makes when a pause begins (see `server.turns.turn_taking`): a few rules about how English
 utterances end, and what shape a finished question has (Whisper writes "Which
 animal?" for the first half of "Which animal says moo?"). It is a heuristic, not a
 model; its limits: it knows English only, trusts Whisper's final punctuation for

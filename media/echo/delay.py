@@ -31,7 +31,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.echo_reference import BLOCK, RATE, History
+from media.echo.reference import BLOCK, RATE, History
 
 BLOCK_SECONDS = BLOCK / RATE
 LOG_FLOOR = 300.0  # block power floor (~ -65 dBFS): digital silence and faint noise look alike

@@ -5,7 +5,7 @@ Every inbound 32 ms frame goes through here on the event loop (Silero costs ~0.3
 - The segmenter cuts turns. At each pause inside a turn the turn so far is transcribed
   (`TurnTranscriber`), so the text is ready when the turn ends.
 - `semantic_vad` ends a turn as soon as the pause has lasted as long as the words so far
-  deserve (`server.end_of_turn`); `server_vad` waits its fixed silence.
+  deserve (`server.turns.end_of_turn`); `server_vad` waits its fixed silence.
 - When that pause transcript could be a whole turn, the host starts the reply at once,
   held (`speculate`): it is released if the pause ends the turn and dropped if the user
   speaks again, so the wait for the end of the turn overlaps the reply's first clause.
@@ -25,7 +25,7 @@ from typing import Protocol
 
 import numpy as np
 
-from media.echo_guard import EchoGuard
+from media.echo.guard import EchoGuard
 from media.segmenter import (
     SpeechPaused,
     SpeechResumed,
@@ -34,18 +34,18 @@ from media.segmenter import (
     SpeechStopped,
 )
 from media.vad import SileroVad
-from server.end_of_turn import WAITS, completeness
 from server.engines.base import SpeechToText, Transcript
-from server.interruption import (
+from server.turns.end_of_turn import WAITS, completeness
+from server.turns.interruption import (
     PendingInterruption,
     Verdict,
     bid_text,
     meaningful_words,
     unsure_words,
 )
-from server.session_config import TurnDetectionConfig
-from server.turn_metrics import TurnTimings, now
-from server.turn_transcriber import TurnTranscriber
+from server.turns.options import TurnDetectionConfig
+from server.turns.timings import TurnTimings, now
+from server.turns.transcriber import TurnTranscriber
 
 log = logging.getLogger("hark.turns")
 

@@ -1,4 +1,4 @@
-"""Client → server events on `oai-events`: parsed, validated and applied to a session.
+"""Client → server events on `oai-events`: parsed, validated and applied to a call.
 
 Anything malformed (not JSON, no `type`, an unknown type, a missing or mistyped field, an
 oversized message) is answered with an `error` event that echoes the client's
@@ -10,29 +10,20 @@ from __future__ import annotations
 import json
 import logging
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from server import events
-from server.client_stats import ClientStatsError, parse_client_stats
-from server.conversation import Item, new_id
-from server.session_config import SessionConfigError
-from server.turn_metrics import TurnTimings, now
-
-if TYPE_CHECKING:
-    from server.session import RealtimeSession
+from server.call.ports import CallControl, CallControlError
+from server.protocol import events
+from server.protocol.client_stats import ClientStatsError, parse_client_stats
+from server.protocol.conversation import Item, new_id
+from server.protocol.session_config import SessionConfigError
 
 log = logging.getLogger("hark.events")
 
 MAX_ITEM_TEXT = 16_000
-MIN_COMMIT_SAMPLES = 1_600  # 100 ms at 16 kHz, as OpenAI requires
 
-
-class ClientEventError(Exception):
-    def __init__(self, code: str, message: str, param: str | None = None) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.param = param
+# A malformed event is refused exactly like a request the call refuses.
+ClientEventError = CallControlError
 
 
 def _field(event: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
@@ -47,8 +38,12 @@ def _field(event: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
 
 
 class ClientEventDispatcher:
-    def __init__(self, session: RealtimeSession) -> None:
-        self.session = session
+    """Parses each client event, checks its fields, and drives the call through its port."""
+
+    def __init__(self, call: CallControl, *, max_event_bytes: int, call_id: str = "") -> None:
+        self.call = call
+        self.max_event_bytes = max_event_bytes
+        self.call_id = call_id
         self._handlers: dict[str, Callable[[dict[str, Any]], None]] = {
             "session.update": self.session_update,
             "input_audio_buffer.append": self.input_append,
@@ -67,10 +62,10 @@ class ClientEventDispatcher:
     def on_message(self, raw: str | bytes) -> None:
         event_id = None
         try:
-            if len(raw) > self.session.max_event_bytes:
+            if len(raw) > self.max_event_bytes:
                 raise ClientEventError(
                     "message_too_large",
-                    f"Event of {len(raw)} bytes exceeds {self.session.max_event_bytes} bytes",
+                    f"Event of {len(raw)} bytes exceeds {self.max_event_bytes} bytes",
                 )
             try:
                 event = json.loads(raw)
@@ -87,36 +82,25 @@ class ClientEventDispatcher:
                 )
             handler(event)
         except ClientEventError as exc:
-            self.session.send(
-                events.error(
-                    "invalid_request_error",
-                    exc.code,
-                    exc.message,
-                    param=exc.param,
-                    event_id=event_id,
-                )
+            self.call.report_error(
+                "invalid_request_error", exc.code, exc.message, param=exc.param, event_id=event_id
             )
         except Exception:
-            log.exception("call %s: client event failed", self.session.call_id)
-            self.session.send(
-                events.error(
-                    "server_error",
-                    "internal_error",
-                    "The event could not be processed",
-                    event_id=event_id,
-                )
+            log.exception("call %s: client event failed", self.call_id)
+            self.call.report_error(
+                "server_error",
+                "internal_error",
+                "The event could not be processed",
+                event_id=event_id,
             )
 
     # ---- session and input ---------------------------------------------------------------
 
     def session_update(self, event: dict[str, Any]) -> None:
-        session = self.session
         try:
-            updated = session.config.apply(_field(event, "session", dict))
+            self.call.update_session(_field(event, "session", dict))
         except SessionConfigError as exc:
             raise ClientEventError("invalid_value", str(exc), exc.param) from exc
-        session.apply_config(updated)
-        session.send(events.session_updated(session.session_dict()))
 
     def input_append(self, event: dict[str, Any]) -> None:
         raise ClientEventError(
@@ -125,25 +109,10 @@ class ClientEventDispatcher:
         )
 
     def input_commit(self, event: dict[str, Any]) -> None:
-        session = self.session
-        if session.config.turn_detection is not None:
-            raise ClientEventError(
-                "input_audio_buffer_commit_empty",
-                "With server_vad, turns are committed by the server; set "
-                "turn_detection to null to commit manually",
-            )
-        audio = session.take_manual_buffer()
-        if len(audio) < MIN_COMMIT_SAMPLES:
-            raise ClientEventError(
-                "input_audio_buffer_commit_empty",
-                "Buffer too small: at least 100 ms of audio is needed",
-            )
-        timings = TurnTimings(speech_stopped=now(), speech_end=now())
-        session.commit_audio(new_id("item"), audio, timings, respond=False)
+        self.call.commit_input()
 
     def input_clear(self, event: dict[str, Any]) -> None:
-        self.session.clear_input()
-        self.session.send(events.input_cleared())
+        self.call.clear_input()
 
     # ---- conversation items --------------------------------------------------------------
 
@@ -184,57 +153,31 @@ class ClientEventDispatcher:
             )
         item_id = raw.get("id") if isinstance(raw.get("id"), str) else new_id("item")
         kind = "output_text" if role == "assistant" else "input_text"
-        item = Item(id=item_id[:64], role=role, kind=kind, text=text)
-        previous = self.session.conversation.add(item)
-        self.session.send(events.item_added(previous, item))
-        self.session.send(events.item_done(previous, item))
+        self.call.add_item(Item(id=item_id[:64], role=role, kind=kind, text=text))
 
     def _item(self, event: dict[str, Any]) -> Item:
         item_id = _field(event, "item_id", str)
-        item = self.session.conversation.get(item_id)
+        item = self.call.find_item(item_id)
         if item is None:
             raise ClientEventError("item_not_found", f"No item with id '{item_id[:64]}'", "item_id")
         return item
 
     def item_retrieve(self, event: dict[str, Any]) -> None:
-        self.session.send(events.item_retrieved(self._item(event)))
+        self.call.send(events.item_retrieved(self._item(event)))
 
     def item_delete(self, event: dict[str, Any]) -> None:
-        item = self._item(event)
-        self.session.conversation.delete(item.id)
-        self.session.send(events.item_deleted(item.id))
+        self.call.delete_item(self._item(event).id)
 
     def item_truncate(self, event: dict[str, Any]) -> None:
         item = self._item(event)
         audio_end_ms = _field(event, "audio_end_ms", int)
-        content_index = event.get("content_index", 0)
-        if content_index != 0:
+        if event.get("content_index", 0) != 0:
             raise ClientEventError("invalid_value", "content_index must be 0", "content_index")
-        spoken = self.session.spoken_text(item.id)
-        if item.role != "assistant" or spoken is None:
-            raise ClientEventError(
-                "invalid_value", "Only assistant audio items can be truncated", "item_id"
-            )
-        if not 0 <= audio_end_ms <= spoken.audio_ms + 1:
-            raise ClientEventError(
-                "invalid_value",
-                f"audio_end_ms {audio_end_ms} is outside the item's {int(spoken.audio_ms)} ms",
-                "audio_end_ms",
-            )
-        response = self.session.response
-        if response is not None and response.item is item:
-            response.cancel("client_cancelled")
-        item.text = spoken.heard(audio_end_ms)
-        self.session.send(events.item_truncated(item.id, 0, audio_end_ms))
+        self.call.truncate(item.id, audio_end_ms)
 
     # ---- responses -----------------------------------------------------------------------
 
     def response_create(self, event: dict[str, Any]) -> None:
-        if self.session.response is not None:
-            raise ClientEventError(
-                "conversation_already_has_active_response",
-                f"Response {self.session.response.id} is still in progress",
-            )
         options = event.get("response", {})
         if not isinstance(options, dict):
             raise ClientEventError("invalid_value", "'response' must be an object", "response")
@@ -243,29 +186,14 @@ class ClientEventDispatcher:
             raise ClientEventError(
                 "invalid_value", "response.instructions must be a string", "response.instructions"
             )
-        self.session.start_response(instructions=instructions)
+        self.call.create_response(instructions)
 
     def response_cancel(self, event: dict[str, Any]) -> None:
-        response = self.session.response
         wanted = event.get("response_id")
-        if response is None or (wanted is not None and wanted != response.id):
-            raise ClientEventError(
-                "response_cancel_not_active", "There is no active response to cancel"
-            )
-        self.session.cancel_response("client_cancelled")
+        self.call.cancel_response(None if wanted is None else str(wanted))
 
     def output_clear(self, event: dict[str, Any]) -> None:
-        session = self.session
-        if session.response is not None:
-            response_id = session.response.id
-            playing = session.response.timings.first_frame_sent is not None
-            session.cancel_response("client_cancelled")
-            if not playing:
-                session.send(events.output_audio_buffer("cleared", response_id))
-            return
-        response_id = session.track.response_id
-        session.track.clear()
-        session.send(events.output_audio_buffer("cleared", response_id or ""))
+        self.call.clear_output()
 
     # ---- Hark extensions -----------------------------------------------------------------
 
@@ -275,5 +203,4 @@ class ClientEventDispatcher:
             stats = parse_client_stats(event.get("stats"))
         except ClientStatsError as exc:
             raise ClientEventError("invalid_value", str(exc), exc.param) from exc
-        for listener in self.session.client_stats_listeners:
-            listener(stats)
+        self.call.client_stats(stats)

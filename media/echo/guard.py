@@ -45,12 +45,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from media.echo_align import WaveformDelay
-from media.echo_canceller import EchoCanceller
-from media.echo_delay import BLOCK_SECONDS, EchoDelayEstimator
-from media.echo_gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
-from media.echo_model import AlignedEchoModel
-from media.echo_reference import BLOCK, RATE, ReferenceTimeline
+from media.echo.align import WaveformDelay
+from media.echo.canceller import EchoCanceller
+from media.echo.delay import BLOCK_SECONDS, EchoDelayEstimator
+from media.echo.gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
+from media.echo.model import AlignedEchoModel
+from media.echo.reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME_SAMPLES = 512
 FRAME_BLOCKS = FRAME_SAMPLES // BLOCK

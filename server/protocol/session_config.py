@@ -10,14 +10,10 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
-from media.segmenter import TurnDetection
-from server.end_of_turn import EAGERNESS, Eagerness, max_wait_ms
-from server.interruption import InterruptionOptions
-
-TurnDetectionType = Literal["server_vad", "semantic_vad"]
-TURN_DETECTION_TYPES: tuple[TurnDetectionType, ...] = ("server_vad", "semantic_vad")
+from server.turns.end_of_turn import EAGERNESS
+from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
 MAX_MODEL_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 16_000
@@ -39,62 +35,6 @@ class SessionConfigError(ValueError):
     def __init__(self, param: str, message: str) -> None:
         super().__init__(message)
         self.param = param
-
-
-@dataclass(frozen=True)
-class TurnDetectionConfig:
-    """OpenAI's `server_vad` / `semantic_vad`, plus Hark's false-interruption options.
-
-    `semantic_vad` ends a turn after a pause whose length depends on whether the words
-    so far sound finished (`server.end_of_turn`); `server_vad` after a fixed silence.
-    """
-
-    type: TurnDetectionType = "server_vad"
-    threshold: float = 0.5
-    prefix_padding_ms: int = 300
-    silence_duration_ms: int = 500
-    eagerness: Eagerness = "auto"
-    create_response: bool = True
-    interrupt_response: bool = True
-    interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
-    # Hark extension: true for a client without echo cancellation (smart glasses), whose
-    # microphone hears the bot; null leaves it to the server's HARK_ECHO_GUARD.
-    echo_guard: bool | None = None
-    # Hark extension: begin the reply at a pause that may end the turn, held until it does
-    # (`server.response`); off saves the CPU spent on pauses that were not the end.
-    speculative_reply: bool = True
-
-    @property
-    def semantic(self) -> bool:
-        return self.type == "semantic_vad"
-
-    def segmenter_params(self) -> TurnDetection:
-        silence = max_wait_ms(self.eagerness) if self.semantic else self.silence_duration_ms
-        return TurnDetection(self.threshold, self.prefix_padding_ms, silence)
-
-    def to_dict(self) -> dict[str, Any]:
-        hark = {
-            "min_interruption_ms": self.interruption.min_duration_ms,
-            "min_interruption_words": self.interruption.min_words,
-            "false_interruption_timeout_ms": self.interruption.false_interruption_timeout_ms,
-            "echo_guard": self.echo_guard,
-            "speculative_reply": self.speculative_reply,
-        }
-        common = {
-            "create_response": self.create_response,
-            "interrupt_response": self.interrupt_response,
-        }
-        if self.semantic:
-            return {"type": "semantic_vad", "eagerness": self.eagerness, **common, **hark}
-        return {
-            "type": "server_vad",
-            "threshold": self.threshold,
-            "prefix_padding_ms": self.prefix_padding_ms,
-            "silence_duration_ms": self.silence_duration_ms,
-            **common,
-            "idle_timeout_ms": None,
-            **hark,
-        }
 
 
 @dataclass(frozen=True)
@@ -161,12 +101,38 @@ class SessionConfig:
                     "transcription": {"model": "whisper-tiny.en", "language": "en"},
                     "noise_reduction": None,
                     "turn_detection": (
-                        self.turn_detection.to_dict() if self.turn_detection else None
+                        turn_detection_dict(self.turn_detection) if self.turn_detection else None
                     ),
                 },
                 "output": {"format": pcm, "voice": self.voice, "speed": 1.0},
             },
         }
+
+
+def turn_detection_dict(turn: TurnDetectionConfig) -> dict[str, Any]:
+    """The `turn_detection` object of a session, OpenAI's fields then Hark's."""
+    hark = {
+        "min_interruption_ms": turn.interruption.min_duration_ms,
+        "min_interruption_words": turn.interruption.min_words,
+        "false_interruption_timeout_ms": turn.interruption.false_interruption_timeout_ms,
+        "echo_guard": turn.echo_guard,
+        "speculative_reply": turn.speculative_reply,
+    }
+    common = {
+        "create_response": turn.create_response,
+        "interrupt_response": turn.interrupt_response,
+    }
+    if turn.semantic:
+        return {"type": "semantic_vad", "eagerness": turn.eagerness, **common, **hark}
+    return {
+        "type": "server_vad",
+        "threshold": turn.threshold,
+        "prefix_padding_ms": turn.prefix_padding_ms,
+        "silence_duration_ms": turn.silence_duration_ms,
+        **common,
+        "idle_timeout_ms": None,
+        **hark,
+    }
 
 
 def _string(value: Any, param: str, max_len: int) -> str:

@@ -18,7 +18,7 @@ import time
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from server.mos import estimate_mos
+from server.ops.mos import estimate_mos
 
 OPUS_CLOCK_RATE = 48_000
 

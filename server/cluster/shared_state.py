@@ -4,7 +4,8 @@ Five primitives cover single-use tokens, rate limits, revocations and the call r
 a set-if-absent with expiry, a fixed-window counter, plain values with expiry, *leases*
 (members of a group that vanish unless refreshed, so a dead node's calls expire) and
 pub/sub. `MemoryState` is the embedded single-node default; `RedisState` makes the same
-calls on a Redis server shared by every node. A Redis failure surfaces as a 503, never a 500.
+calls on a Redis server shared by every node. A Redis failure surfaces as `Unavailable`
+(a 503 over HTTP), never a crash.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import Any, Protocol
 
-from signaling.errors import ApiError
+from server.errors import Unavailable
 
 log = logging.getLogger("hark.state")
 
@@ -24,13 +25,11 @@ Subscriber = Callable[[str], Awaitable[None]]
 PREFIX = "hark:"
 
 
-def unavailable(exc: Exception) -> ApiError:
-    return ApiError(
-        503,
+def unavailable(exc: Exception) -> Unavailable:
+    return Unavailable(
         "shared_state_unavailable",
         "Hark's shared state (Redis) is unreachable; retry shortly",
-        type="server_error",
-        headers={"Retry-After": "2"},
+        retry_after_s=2,
     )
 
 

@@ -17,16 +17,15 @@ import contextlib
 import logging
 import secrets
 from dataclasses import asdict, dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from server.shared_state import SharedState
-from server.structured_log import log_event
-from signaling.errors import ApiError
+from server.cluster.shared_state import SharedState
+from server.errors import LimitReached, Overloaded, Unavailable
+from server.ops.log_format import log_event
 
 if TYPE_CHECKING:
-    from server.calls import CallManager
-    from server.session import RealtimeSession
-    from signaling.auth import Caller
+    from server.call.session import RealtimeSession
+    from server.calls.manager import CallManager
 
 log = logging.getLogger("hark.registry")
 
@@ -42,8 +41,21 @@ class Ticket:
     counted_locally: bool = True
 
 
+class CallerIdentity(Protocol):
+    """Who opens a call, as admission needs it (the HTTP face's credential fits)."""
+
+    @property
+    def sub(self) -> str | None: ...
+
+    @property
+    def key(self) -> str | None: ...
+
+    @property
+    def kind(self) -> str: ...
+
+
 @dataclass
-class CallRecord:
+class RegisteredCall:
     call_id: str
     node: str
     sub: str | None
@@ -58,14 +70,14 @@ class CallRecord:
         return {k: "" if v is None else str(v) for k, v in data.items()}
 
 
-def _limit_error(code: str, message: str) -> ApiError:
-    return ApiError(429, code, message, type="rate_limit_error", headers={"Retry-After": "5"})
+def _limit_error(code: str, message: str) -> LimitReached:
+    return LimitReached(code, message, retry_after_s=5)
 
 
 class CallRegistry:
     def __init__(
         self,
-        state: SharedState,
+        shared: SharedState,
         node_id: str,
         *,
         ttl_s: float,
@@ -73,13 +85,13 @@ class CallRegistry:
         max_per_key: int,
         max_per_sub: int,
     ) -> None:
-        self.state = state
+        self.shared = shared
         self.node_id = node_id
         self.ttl_s = ttl_s
         self.max_calls = max_calls
         self.max_per_key = max_per_key
         self.max_per_sub = max_per_sub
-        self.local: dict[str, CallRecord] = {}
+        self.local: dict[str, RegisteredCall] = {}
         self._pending = 0
         self._queue: asyncio.Queue[tuple[str, Any]] = asyncio.Queue()
         self._tasks: list[asyncio.Task[None]] = []
@@ -104,15 +116,14 @@ class CallRegistry:
 
     # ---- admission -----------------------------------------------------------------------
 
-    async def admit(self, caller: Caller, live_here: int) -> Ticket:
-        """Reserves a slot for `caller`'s call or raises 503/429 naming the limit hit."""
+    async def admit(self, caller: CallerIdentity, live_here: int) -> Ticket:
+        """Reserves a slot for `caller`'s call, or raises `Overloaded` / `LimitReached`
+        naming the limit hit."""
         if self.max_calls and live_here + self._pending >= self.max_calls:
-            raise ApiError(
-                503,
+            raise Overloaded(
                 "server_full",
                 f"This node is at its limit of {self.max_calls} concurrent calls; retry shortly",
-                type="server_error",
-                headers={"Retry-After": "5"},
+                retry_after_s=5,
             )
         self._pending += 1
         ticket = Ticket("tk_" + secrets.token_hex(8))
@@ -124,7 +135,7 @@ class CallRegistry:
                 checks.append((f"calls:key:{caller.key}", self.max_per_key, "key_call_limit"))
             for group, limit, code in checks:
                 ticket.groups.append(group)
-                count = await self.state.lease_add(group, ticket.id, self.ttl_s)
+                count = await self.shared.lease_add(group, ticket.id, self.ttl_s)
                 if count > limit:
                     who = "user (sub)" if code == "sub_call_limit" else "API key"
                     raise _limit_error(
@@ -141,15 +152,15 @@ class CallRegistry:
             ticket.counted_locally = False
             self._pending -= 1
         for group in ticket.groups:
-            with contextlib.suppress(ApiError):
-                await self.state.lease_remove(group, ticket.id)
+            with contextlib.suppress(Unavailable):
+                await self.shared.lease_remove(group, ticket.id)
 
-    def add(self, session: RealtimeSession, caller: Caller, ticket: Ticket) -> None:
+    def add(self, session: RealtimeSession, caller: CallerIdentity, ticket: Ticket) -> None:
         """Records a created call (synchronously; the shared state is written in order)."""
         if ticket.counted_locally:
             ticket.counted_locally = False
             self._pending -= 1
-        record = CallRecord(
+        record = RegisteredCall(
             session.call_id,
             self.node_id,
             caller.sub,
@@ -192,27 +203,27 @@ class CallRegistry:
     async def all_calls(self) -> list[dict[str, str]]:
         """Every live call on every node that shares the state."""
         found = []
-        for call_id in await self.state.lease_members(ALL):
-            record = await self.state.record_get("call:" + call_id)
+        for call_id in await self.shared.lease_members(ALL):
+            record = await self.shared.record_get("call:" + call_id)
             if record is not None:
                 found.append(record)
         return found
 
     # ---- writing to the shared state ------------------------------------------------------
 
-    async def _put(self, record: CallRecord) -> None:
-        await self.state.record_put("call:" + record.call_id, record.fields(), self.ttl_s)
-        await self.state.lease_add(ALL, record.call_id, self.ttl_s)
+    async def _put(self, record: RegisteredCall) -> None:
+        await self.shared.record_put("call:" + record.call_id, record.fields(), self.ttl_s)
+        await self.shared.lease_add(ALL, record.call_id, self.ttl_s)
         if record.ticket is not None:
             for group in record.ticket.groups:
-                await self.state.lease_add(group, record.ticket.id, self.ttl_s)
+                await self.shared.lease_add(group, record.ticket.id, self.ttl_s)
 
-    async def _remove(self, record: CallRecord) -> None:
-        await self.state.lease_remove(ALL, record.call_id)
-        await self.state.record_delete("call:" + record.call_id)
+    async def _remove(self, record: RegisteredCall) -> None:
+        await self.shared.lease_remove(ALL, record.call_id)
+        await self.shared.record_delete("call:" + record.call_id)
         if record.ticket is not None:
             for group in record.ticket.groups:
-                await self.state.lease_remove(group, record.ticket.id)
+                await self.shared.lease_remove(group, record.ticket.id)
 
     async def _writer(self) -> None:
         while True:
@@ -235,12 +246,10 @@ class CallRegistry:
 
     async def end_calls_of(self, sub: str, calls: CallManager) -> int:
         """Ends this node's live calls of `sub` (it was revoked); returns how many."""
-        from server.call_watchdog import end_call
-
         ending = []
         for record in list(self.local.values()):
             session = calls.get(record.call_id)
             if record.sub == sub and session is not None and not session.closed:
-                ending.append(end_call(session, "revoked"))
+                ending.append(session.end("revoked"))
         await asyncio.gather(*ending, return_exceptions=True)
         return len(ending)

@@ -14,18 +14,22 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
 from media.vad import SileroModel
+from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
-from server.session import RealtimeSession
-from server.session_config import SessionConfig
+from server.errors import InvalidInput
+from server.protocol.session_config import SessionConfig
 
 log = logging.getLogger("hark.calls")
 
 MAX_REMEMBERED_ENDED = 10_000
 
 
-class NegotiationError(ValueError):
+class NegotiationError(InvalidInput):
     """aiortc refused the offer (malformed or unsupported SDP)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__("invalid_sdp", f"The SDP offer was refused: {reason}")
 
 
 class CallManager:

@@ -1,0 +1,219 @@
+"""The reply side of one call: the reply in progress, the one held at a pause, and what the
+user heard of past ones.
+
+Every rule about stopping a reply lives here once, whoever asks: barge-in pauses the
+track, then confirms (cancel, keep only what was heard) or resumes; the client may cancel,
+clear the output buffer or truncate an item to what it played. The session decides
+*when*; this decides *how*.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Hashable
+from typing import Any
+
+from media.outbound import OutboundAudioTrack
+from server.call.observer import ResponseOutcome
+from server.call.ports import CallControlError
+from server.engines.base import ChatMessage, Engines
+from server.protocol import events
+from server.protocol.conversation import Conversation, Item, new_id
+from server.reply.heard_text import HeardText
+from server.reply.response import ResponseRun
+from server.reply.speculation import Speculation
+from server.turns.timings import TurnTimings
+
+log = logging.getLogger("hark.replies")
+
+MAX_SPOKEN_ITEMS = 50
+Emit = Callable[[dict[str, Any]], None]
+
+
+class CallReplies:
+    def __init__(
+        self,
+        *,
+        conversation: Conversation,
+        engines: Engines,
+        track: OutboundAudioTrack,
+        emit: Emit,
+        on_finished: Callable[[ResponseOutcome], None],
+    ) -> None:
+        self.current: ResponseRun | None = None
+        self.speculation = Speculation()
+        self._conversation = conversation
+        self._engines = engines
+        self._track = track
+        self._emit = emit
+        self._on_finished = on_finished
+        self._spoken: dict[str, HeardText] = {}
+        self._stamping: set[asyncio.Task[None]] = set()
+
+    @property
+    def in_progress(self) -> bool:
+        return self.current is not None and self.current.active
+
+    @property
+    def playing(self) -> bool:
+        return self.in_progress and self._track.playing
+
+    def close(self) -> None:
+        if self.current is not None:
+            self.current.cancel("client_cancelled")
+        self.speculation.drop()
+        for task in self._stamping:
+            task.cancel()
+
+    # ---- starting ----------------------------------------------------------------------------
+
+    def start(
+        self, history: list[ChatMessage], instructions: str, voice: str, timings: TurnTimings
+    ) -> ResponseRun:
+        self.speculation.drop()
+        run = self._new_run(history, instructions, voice, timings)
+        self.current = run
+        run.start()
+        return run
+
+    def speculate(self, history: list[ChatMessage], instructions: str, voice: str) -> None:
+        """Begin the reply to `history` held (`server.reply.speculation`)."""
+        run = self._new_run(history, instructions, voice, TurnTimings(), held=True)
+        self.speculation.begin(run, reply_key(history, instructions, voice))
+
+    def adopt(
+        self, history: list[ChatMessage], instructions: str, voice: str, timings: TurnTimings
+    ) -> bool:
+        """Release the held reply if it answers exactly this turn."""
+        run = self.speculation.adopt(reply_key(history, instructions, voice), timings)
+        if run is not None:
+            self.current = run
+        return run is not None
+
+    def _new_run(
+        self,
+        history: list[ChatMessage],
+        instructions: str,
+        voice: str,
+        timings: TurnTimings,
+        *,
+        held: bool = False,
+    ) -> ResponseRun:
+        return ResponseRun(
+            response_id=new_id("resp"),
+            conversation=self._conversation,
+            llm=self._engines.llm,
+            tts=self._engines.tts,
+            track=self._track,
+            emit=self._emit,
+            instructions=instructions,
+            history=history,
+            voice=voice,
+            timings=timings,
+            on_finished=self._finished,
+            held=held,
+        )
+
+    def _finished(self, run: ResponseRun) -> None:
+        if self.current is run:
+            self.current = None
+        self._spoken[run.item.id] = run.spoken
+        while len(self._spoken) > MAX_SPOKEN_ITEMS:
+            del self._spoken[next(iter(self._spoken))]
+        self._on_finished(
+            ResponseOutcome(
+                response_id=run.id,
+                status=run.status,
+                reason=run.reason,
+                transcript=run.item.text or "",
+                timings=run.timings.to_dict(),
+                audio_cut=run.audio_cut,
+            )
+        )
+
+    # ---- barge-in ------------------------------------------------------------------------------
+
+    def pause(self, onset_at: float) -> None:
+        """Speech over the reply: silence it on the next frame, undecided yet."""
+        run = self.current
+        if run is None:
+            return
+        audible = self._track.playing
+        self._track.pause()
+        if run.timings.barge_in_onset is None and audible:
+            run.timings.barge_in_onset = onset_at
+            task = asyncio.create_task(self._stamp_silenced(run), name=f"{run.id}-stop")
+            self._stamping.add(task)
+            task.add_done_callback(self._stamping.discard)
+        self._emit(events.hark_interruption("paused", run.id, self._track.playout_ms))
+
+    def resume(self) -> None:
+        """It was a cough or an "uh-huh": play on from where the pause stopped."""
+        run = self.current
+        if run is None:
+            return
+        run.timings.false_interruptions += 1
+        self._track.resume()
+        self._emit(events.hark_interruption("resumed", run.id, self._track.playout_ms))
+
+    def interrupt(self) -> None:
+        """The user took the turn: cancel, keeping only what was heard."""
+        run = self.current
+        if run is not None:
+            self._emit(events.hark_interruption("confirmed", run.id, self._track.playout_ms))
+            run.cancel("turn_detected")
+
+    async def _stamp_silenced(self, run: ResponseRun) -> None:
+        """Stamp when the track really went silent after the barge-in (its next frame)."""
+        for _ in range(50):
+            if self._track.silenced_at is not None:
+                run.timings.barge_in_silenced = self._track.silenced_at
+                return
+            await asyncio.sleep(0.01)
+
+    # ---- what the client may ask -----------------------------------------------------------
+
+    def cancel(self, response_id: str | None) -> None:
+        run = self.current
+        if run is None or (response_id is not None and response_id != run.id):
+            raise CallControlError(
+                "response_cancel_not_active", "There is no active response to cancel"
+            )
+        run.cancel("client_cancelled")
+
+    def clear_output(self) -> None:
+        if self.current is not None:
+            self.current.cancel("client_cancelled", report_clear=True)
+            return
+        response_id = self._track.response_id
+        self._track.clear()
+        self._emit(events.output_audio_buffer("cleared", response_id or ""))
+
+    def truncate(self, item: Item, audio_end_ms: int) -> None:
+        spoken = self._heard_text(item.id)
+        if item.role != "assistant" or spoken is None:
+            raise CallControlError(
+                "invalid_value", "Only assistant audio items can be truncated", "item_id"
+            )
+        if not 0 <= audio_end_ms <= spoken.audio_ms + 1:
+            raise CallControlError(
+                "invalid_value",
+                f"audio_end_ms {audio_end_ms} is outside the item's {int(spoken.audio_ms)} ms",
+                "audio_end_ms",
+            )
+        if self.current is not None and self.current.item is item:
+            self.current.cancel("client_cancelled")
+        item.text = spoken.heard(audio_end_ms)
+        self._emit(events.item_truncated(item.id, 0, audio_end_ms))
+
+    def _heard_text(self, item_id: str) -> HeardText | None:
+        """The text-to-audio map of an assistant item."""
+        if self.current is not None and self.current.item.id == item_id:
+            return self.current.spoken
+        return self._spoken.get(item_id)
+
+
+def reply_key(history: list[ChatMessage], instructions: str, voice: str) -> Hashable:
+    """What a reply answers: a held reply is released only for exactly this."""
+    return (tuple(history), instructions, voice)

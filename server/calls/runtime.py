@@ -1,0 +1,45 @@
+"""This node while it runs: whether its engines are ready, and its live calls once they are.
+
+The HTTP face reads this one typed object (not a dict of loose keys): calls are refused
+with `Overloaded("server_starting")` until the models have loaded, and `/healthz` reports
+the loading step or the failure that stopped it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from server.calls.manager import CallManager
+from server.errors import Overloaded
+
+
+@dataclass
+class Readiness:
+    ready: bool = False
+    error: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def status(self) -> str:
+        return "ok" if self.ready else ("error" if self.error else "starting")
+
+
+@dataclass
+class NodeRuntime:
+    readiness: Readiness = field(default_factory=Readiness)
+    calls: CallManager | None = None
+
+    def require_calls(self) -> CallManager:
+        """The live calls, or `Overloaded` while the engines are still loading."""
+        if self.calls is None or not self.readiness.ready:
+            raise Overloaded(
+                "server_starting",
+                "Hark is still loading its models; retry in a few seconds",
+                retry_after_s=5,
+            )
+        return self.calls
+
+    @property
+    def live_calls(self) -> int:
+        return len(self.calls) if self.calls is not None else 0
