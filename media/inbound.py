@@ -8,7 +8,8 @@ then shifts no positions.
 
 Senders may stop sending in silence (Opus DTX on phones and glasses, and Chromium for a
 digitally silent Web Audio track). A turn would then never end, since the VAD never sees
-the silence. So after `gap_fill_s` without a packet the missing time is fed as silence.
+the silence. So after `gap_fill_s` without a packet the missing time is fed as silence,
+unless the wait only looked long because the event loop itself was stalled.
 """
 
 from __future__ import annotations
@@ -27,6 +28,9 @@ from aiortc.mediastreams import MediaStreamError
 from media.resample import Resampler
 
 log = logging.getLogger(__name__)
+
+# After a gap-fill timeout, how long packets still get to arrive before silence is fed.
+STALL_GRACE_S = 0.02
 
 
 class AudioSource(Protocol):
@@ -125,6 +129,14 @@ class InboundAudio:
             return await self.track.recv()
         try:
             return await asyncio.wait_for(self.track.recv(), self._gap_fill_s)
+        except TimeoutError:
+            pass
+        # A starved event loop fires that timeout late, with the packets that were due
+        # already waiting to be read: let them through before calling it a gap, or
+        # silence is spliced into the middle of a word (Whisper heard "France" as
+        # "friends" on a loaded machine).
+        try:
+            return await asyncio.wait_for(self.track.recv(), STALL_GRACE_S)
         except TimeoutError:
             now = time.monotonic()
             samples = int((now - self._clock_at) * self.sample_rate)

@@ -2,6 +2,7 @@
 
 import asyncio
 import fractions
+import time
 
 import av
 import numpy as np
@@ -135,6 +136,55 @@ async def test_a_sender_gone_quiet_is_heard_as_silence_on_the_audio_clock():
     await asyncio.sleep(0.05)
     assert frames[-1][0].any()
     await inbound.stop()
+
+
+class StalledLine:
+    """Frames handed over by a 'network' task on a schedule, as aiortc's receiver does."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[av.AudioFrame] = asyncio.Queue()
+        self.pts = 0
+
+    def arrive(self, frames: int) -> None:
+        """Packets reach the socket: decoding them takes a few loop hops (aiortc's DTLS,
+        SRTP and decoder steps) before the frames are in the track's queue."""
+
+        async def hops() -> None:
+            for _ in range(3):
+                await asyncio.sleep(0)
+            self.deliver(frames)
+
+        self.task = asyncio.get_running_loop().create_task(hops())
+
+    def deliver(self, frames: int = 1) -> None:
+        for _ in range(frames):
+            stereo = np.full((1, 1920), 4000, dtype=np.int16)
+            frame = av.AudioFrame.from_ndarray(stereo, format="s16", layout="stereo")
+            frame.sample_rate, frame.pts = 48000, self.pts
+            frame.time_base = fractions.Fraction(1, 48000)
+            self.pts += 960
+            self.queue.put_nowait(frame)
+
+    async def recv(self) -> av.AudioFrame:
+        return await self.queue.get()
+
+
+async def test_a_stalled_event_loop_is_no_gap_in_the_audio():
+    """The loop blocks for 150 ms (a CPU-starved server) while the next packets are
+    already due: they must come out as audio, with no silence spliced in before them."""
+    line = StalledLine()
+    frames: list[np.ndarray] = []
+    inbound = InboundAudio(line, lambda f, ms: frames.append(f), gap_fill_s=0.1)
+    inbound.start()
+    line.deliver(10)
+    await asyncio.sleep(0.05)
+    loop = asyncio.get_running_loop()
+    loop.call_later(0.01, line.arrive, 10)  # due long before the gap timeout...
+    time.sleep(0.15)  # ...but the loop is stalled past both
+    await asyncio.sleep(0.1)
+    await inbound.stop()
+    assert len(frames) >= 10
+    assert all(f.any() for f in frames), "silence was spliced into continuous audio"
 
 
 async def test_no_gap_filling_before_the_first_packet_or_when_off():
