@@ -180,7 +180,7 @@ async def test_a_stalled_event_loop_is_no_gap_in_the_audio():
     await asyncio.sleep(0.05)
     loop = asyncio.get_running_loop()
     loop.call_later(0.01, line.arrive, 10)  # due long before the gap timeout...
-    time.sleep(0.15)  # ...but the loop is stalled past both
+    time.sleep(0.15)  # noqa: ASYNC251 - the stall under test: the loop blocked past both
     await asyncio.sleep(0.1)
     await inbound.stop()
     assert len(frames) >= 10
