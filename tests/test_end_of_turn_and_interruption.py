@@ -132,7 +132,7 @@ def test_interruption_options_refuse_negative_values():
 def test_tts_lead_in_is_trimmed_to_10_ms_before_the_voice():
     import numpy as np
 
-    from server.reply.response import trim_leading_silence
+    from server.reply.speech import trim_leading_silence
 
     rate = 22050
     pcm = np.concatenate([np.full(882, 50, np.int16), np.full(441, 3000, np.int16)])  # 40 ms quiet

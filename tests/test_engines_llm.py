@@ -11,6 +11,7 @@ import pytest
 
 from server.config import Config
 from server.engines.base import ChatMessage, EngineUnavailable, LanguageModel
+from server.engines.chat import LLMRequest
 from server.engines.llama_cpp_llm import TOKENS_AHEAD, LlamaCppLLM, assemble_gguf
 from server.engines.prompt import EMPTY_REPLY, FEW_SHOT, build_prompt
 
@@ -102,7 +103,7 @@ async def collect(stream: AsyncIterator[str]) -> list[str]:
 async def test_llm_answers_a_simple_question(llm: LlamaCppLLM) -> None:
     assert isinstance(llm, LanguageModel)
     started = time.perf_counter()
-    stream = llm.stream(PERSONA, [user("What is the capital of France?")])
+    stream = llm.stream(LLMRequest(PERSONA, (user("What is the capital of France?"),)))
     deltas = [await anext(stream)]
     first = time.perf_counter()
     deltas += await collect(stream)
@@ -121,7 +122,7 @@ async def test_llm_follows_the_conversation(llm: LlamaCppLLM) -> None:
         assistant("Paris is the capital of France."),
         user("What is the capital of Italy?"),
     ]
-    answer = "".join(await collect(llm.stream(PERSONA, history)))
+    answer = "".join(await collect(llm.stream(LLMRequest(PERSONA, tuple(history)))))
     assert "rome" in answer.lower(), answer
 
 
@@ -135,7 +136,7 @@ async def test_closing_the_stream_stops_generation_promptly(llm: LlamaCppLLM) ->
         assistant(", ".join(str(n) for n in range(1, 21)) + "."),
         user("Count to one hundred."),
     ]
-    stream = llm.stream("", history)
+    stream = llm.stream(LLMRequest("", tuple(history)))
     deltas = [await anext(stream), await anext(stream)]
     started = time.perf_counter()
     await stream.aclose()
@@ -143,26 +144,31 @@ async def test_closing_the_stream_stops_generation_promptly(llm: LlamaCppLLM) ->
     await llm._worker.run(time.sleep, 0)  # the worker is free again...
     model = llm._llm
     assert model is not None
-    prompt = model.tokenize(llm._fit_prompt(model, "", history).encode(), add_bos=True)
+    fitted = llm._fit_prompt(model, "", history, llm.max_tokens)
+    prompt = model.tokenize(fitted.encode(), add_bos=True)
     generated = model.n_tokens - len(prompt)
     # ... having generated a token or so past those read and those waiting unread, not
     # the rest of the reply (counted in tokens: a busy machine makes seconds meaningless).
     assert 2 <= generated <= len(deltas) + TOKENS_AHEAD + 2 < llm.max_tokens
     assert "".join(deltas).startswith("1")
 
-    answer = "".join(await collect(llm.stream(PERSONA, [user("What is the capital of Italy?")])))
+    answer = "".join(
+        await collect(llm.stream(LLMRequest(PERSONA, (user("What is the capital of Italy?"),))))
+    )
     assert "rome" in answer.lower(), answer
 
 
 @pytest.mark.slow
 async def test_a_cancelled_consumer_leaves_the_engine_usable(llm: LlamaCppLLM) -> None:
     async def consume() -> None:
-        async for _ in llm.stream(PERSONA, [user("Tell me about the ocean.")]):
+        async for _ in llm.stream(LLMRequest(PERSONA, (user("Tell me about the ocean."),))):
             raise RuntimeError("barge-in")
 
     with pytest.raises(RuntimeError, match="barge-in"):
         await consume()
-    answer = "".join(await collect(llm.stream(PERSONA, [user("What is the capital of France?")])))
+    answer = "".join(
+        await collect(llm.stream(LLMRequest(PERSONA, (user("What is the capital of France?"),))))
+    )
     assert "paris" in answer.lower(), answer
 
 
@@ -172,7 +178,7 @@ async def test_token_dense_history_still_fits_the_context(llm: LlamaCppLLM) -> N
     dense = "𝔘𝔫𝔦𝔠𝔬𝔡𝔢 " * 40
     history = [user(dense) if i % 2 == 0 else assistant(dense) for i in range(10)]
     history.append(user("What is the capital of France?"))
-    assert "".join(await collect(llm.stream(PERSONA, history))).strip()
+    assert "".join(await collect(llm.stream(LLMRequest(PERSONA, tuple(history))))).strip()
 
 
 @pytest.mark.slow
@@ -181,12 +187,14 @@ async def test_an_empty_reply_becomes_a_short_apology(
 ) -> None:
     # The model may stop at once (a newline first): the turn must still say something.
     monkeypatch.setattr(llm, "_generate", lambda *args: iter([" ", "\t"]))
-    assert await collect(llm.stream(PERSONA, [user("...")])) == [EMPTY_REPLY]
+    assert await collect(llm.stream(LLMRequest(PERSONA, (user("..."),)))) == [EMPTY_REPLY]
 
 
 async def test_stream_before_load_is_an_error(tmp_path: Path) -> None:
     with pytest.raises(RuntimeError, match="load"):
-        await collect(LlamaCppLLM(cache_dir=tmp_path, threads=1).stream("", [user("hi")]))
+        await collect(
+            LlamaCppLLM(cache_dir=tmp_path, threads=1).stream(LLMRequest("", (user("hi"),)))
+        )
 
 
 def test_a_corrupt_cached_model_is_assembled_again(tmp_path: Path) -> None:

@@ -12,10 +12,11 @@ from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
 
-from server.engines.base import ChatMessage
+from server.engines.chat import LLMRequest
 from server.engines.threaded import EngineWorker
 from server.protocol.conversation import Conversation
 from server.reply.response import ResponseRun
+from server.reply.spec import ReplySpec
 from server.turns.timings import TurnTimings
 
 RATE = 16_000
@@ -33,7 +34,7 @@ class FakeLLM:
     async def load(self) -> None:
         pass
 
-    async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         for delta in self.deltas:
             self.read += 1
             yield delta
@@ -55,7 +56,9 @@ class FakeTTS:
     async def load(self) -> None:
         pass
 
-    async def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
         self.texts.append(text)
         self.llm_read_when_called.append(self.llm.read)
         await asyncio.sleep(self.delay)
@@ -102,9 +105,7 @@ async def run_reply(deltas: list[str]) -> tuple[FakeLLM, FakeTTS, FakeTrack, Res
         tts=tts,  # type: ignore[arg-type]
         track=track,  # type: ignore[arg-type]
         emit=lambda event: None,
-        instructions="",
-        history=[],
-        voice="alloy",
+        spec=ReplySpec(LLMRequest("", ()), voice="alloy"),
         timings=TurnTimings(),
         on_finished=lambda _: done.set(),
     )

@@ -10,9 +10,10 @@ import asyncio
 from collections.abc import AsyncIterator
 from typing import Any
 
-from server.engines.base import ChatMessage
+from server.engines.chat import ChatMessage, LLMRequest
 from server.protocol.conversation import Conversation
 from server.reply.response import ResponseRun
+from server.reply.spec import ReplySpec
 from server.turns.timings import TurnTimings
 from tests.test_response_pacing import FakeLLM, FakeTrack, FakeTTS
 
@@ -30,9 +31,10 @@ class Rig:
             tts=FakeTTS(llm if isinstance(llm, FakeLLM) else FakeLLM([]), delay=0.01),  # type: ignore[arg-type]
             track=self.track,  # type: ignore[arg-type]
             emit=self.events.append,
-            instructions="",
-            history=[ChatMessage("user", "What is the capital of France?")],
-            voice="alloy",
+            spec=ReplySpec(
+                LLMRequest("", (ChatMessage("user", "What is the capital of France?"),)),
+                voice="alloy",
+            ),
             timings=TurnTimings(),
             on_finished=lambda _: self.finished.set(),
             held=True,
@@ -81,7 +83,7 @@ class BrokenLLM:
     async def load(self) -> None:
         pass
 
-    async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         yield "Paris"
         raise RuntimeError("the model server went away")
 

@@ -37,7 +37,7 @@ def test_beta_shape_and_disabling_turn_detection():
     ("update", "param"),
     [
         ({"instructions": 5}, "session.instructions"),
-        ({"type": "transcription"}, "session.type"),
+        ({"type": "translation"}, "session.type"),
         ({"audio": {"input": {"turn_detection": {"threshold": 1.5}}}}, "threshold"),
         ({"audio": {"input": {"turn_detection": {"prefix_padding_ms": "300"}}}}, "prefix"),
         ({"audio": {"input": {"turn_detection": {"create_response": 1}}}}, "create_response"),

@@ -59,6 +59,7 @@ class FakeHost:
         self.turns: list[tuple[asyncio.Task[str], object]] = []
         self.noise_over_reply: list[bool] = []
         self.speculations: list[str] = []  # replies begun at a pause ("<dropped>": undone)
+        self.partials: list[str] = []  # the turn's words at each pause
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self.log.append("started")
@@ -70,6 +71,9 @@ class FakeHost:
 
     def reply_in_progress(self) -> bool:
         return self.replying
+
+    def partial_transcript(self, transcript: str) -> None:
+        self.partials.append(transcript)
 
     def speculate(self, transcript: str) -> None:
         self.speculations.append(transcript)
@@ -410,6 +414,23 @@ async def test_unfinished_words_or_noise_begin_no_reply():
     await cough.feed(0.0, 224)
     await cough.settle()
     assert cough.host.speculations == []
+
+
+async def test_every_pause_with_words_reports_the_turn_so_far():
+    # Unfinished words begin no reply but are still the turn's words so far (transcription
+    # sessions stream them as deltas); noise reports nothing.
+    rig = Rig(semantic(), FakeSTT(text="What is the capital of"), FakeHost())
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 224)
+    await rig.settle()
+    assert rig.host.partials == ["What is the capital of"] and rig.host.speculations == []
+    stt = FakeSTT(text="Okay.")
+    stt.no_speech_prob, stt.logprob = 0.8, -1.5
+    cough = Rig(server_vad(), stt, FakeHost())
+    await cough.feed(0.9, 320)
+    await cough.feed(0.0, 224)
+    await cough.settle()
+    assert cough.host.partials == []
 
 
 async def test_speech_over_a_reply_begins_no_second_reply():

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from server.protocol.conversation import Item
+from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
 
 
@@ -46,7 +47,7 @@ class CallControl(Protocol):
         """An `error` event to the client, counted for operators."""
 
     def update_session(self, update: dict[str, Any]) -> None:
-        """Apply a `session.update`; raises `SessionConfigError` for a bad field."""
+        """Apply a `session.update`; raises `InvalidParam` for a bad field."""
 
     def commit_input(self) -> None:
         """Commit the manual input buffer as a user turn (turn detection off)."""
@@ -55,7 +56,8 @@ class CallControl(Protocol):
         """Forget the audio of the turn in progress."""
 
     def add_item(self, item: Item) -> None:
-        """A client-created conversation item, announced back to the client."""
+        """A client-created conversation item, announced back to the client (refused: a
+        `function_call_output` for a call the conversation does not hold)."""
 
     def find_item(self, item_id: str) -> Item | None: ...
 
@@ -64,8 +66,10 @@ class CallControl(Protocol):
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         """The client played only `audio_end_ms` of an assistant item: keep what was heard."""
 
-    def create_response(self, instructions: str | None) -> None:
-        """Start a reply now (refused while one is in progress)."""
+    def create_response(self, params: ResponseParams) -> None:
+        """Start a reply now with `response.create`'s options (refused while one is in
+        progress, unless it is an out-of-band written reply; refused in transcription
+        sessions)."""
 
     def cancel_response(self, response_id: str | None) -> None:
         """Stop the reply in progress (refused when there is none, or another is named)."""

@@ -5,23 +5,28 @@ Every rule about stopping a reply lives here once, whoever asks: barge-in pauses
 track, then confirms (cancel, keep only what was heard) or resumes; the client may cancel,
 clear the output buffer or truncate an item to what it played. The session decides
 *when*; this decides *how*.
+
+One reply at a time holds the conversation (and, spoken, the track): `current`.
+Out-of-band written replies (`conversation: "none"`, `["text"]`) run beside it, in
+`side`, untouched by barge-in.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Hashable
+from collections.abc import Callable
 from typing import Any
 
 from media.outbound import OutboundAudioTrack
 from server.call.observer import ResponseOutcome
 from server.call.ports import CallControlError
-from server.engines.base import ChatMessage, Engines
+from server.engines.base import Engines
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
 from server.reply.response import ResponseRun
+from server.reply.spec import ReplySpec
 from server.reply.speculation import Speculation
 from server.turns.timings import TurnTimings
 
@@ -42,6 +47,7 @@ class CallReplies:
         on_finished: Callable[[ResponseOutcome], None],
     ) -> None:
         self.current: ResponseRun | None = None
+        self.side: dict[str, ResponseRun] = {}  # out-of-band written replies
         self.speculation = Speculation()
         self._conversation = conversation
         self._engines = engines
@@ -62,44 +68,39 @@ class CallReplies:
     def close(self) -> None:
         if self.current is not None:
             self.current.cancel("client_cancelled")
+        for run in list(self.side.values()):
+            run.cancel("client_cancelled")
         self.speculation.drop()
         for task in self._stamping:
             task.cancel()
 
     # ---- starting ----------------------------------------------------------------------------
 
-    def start(
-        self, history: list[ChatMessage], instructions: str, voice: str, timings: TurnTimings
-    ) -> ResponseRun:
-        self.speculation.drop()
-        run = self._new_run(history, instructions, voice, timings)
-        self.current = run
+    def start(self, spec: ReplySpec, timings: TurnTimings) -> ResponseRun:
+        """Start a reply. An out-of-band written one runs beside the current one; any
+        other becomes `current` (the caller checks that none is in progress)."""
+        run = self._new_run(spec, timings)
+        if spec.in_conversation or spec.spoken:
+            self.speculation.drop()
+            self.current = run
+        else:
+            self.side[run.id] = run
         run.start()
         return run
 
-    def speculate(self, history: list[ChatMessage], instructions: str, voice: str) -> None:
-        """Begin the reply to `history` held (`server.reply.speculation`)."""
-        run = self._new_run(history, instructions, voice, TurnTimings(), held=True)
-        self.speculation.begin(run, reply_key(history, instructions, voice))
+    def speculate(self, spec: ReplySpec) -> None:
+        """Begin the reply `spec` describes, held (`server.reply.speculation`)."""
+        run = self._new_run(spec, TurnTimings(), held=True)
+        self.speculation.begin(run, spec)
 
-    def adopt(
-        self, history: list[ChatMessage], instructions: str, voice: str, timings: TurnTimings
-    ) -> bool:
+    def adopt(self, spec: ReplySpec, timings: TurnTimings) -> bool:
         """Release the held reply if it answers exactly this turn."""
-        run = self.speculation.adopt(reply_key(history, instructions, voice), timings)
+        run = self.speculation.adopt(spec, timings)
         if run is not None:
             self.current = run
         return run is not None
 
-    def _new_run(
-        self,
-        history: list[ChatMessage],
-        instructions: str,
-        voice: str,
-        timings: TurnTimings,
-        *,
-        held: bool = False,
-    ) -> ResponseRun:
+    def _new_run(self, spec: ReplySpec, timings: TurnTimings, *, held: bool = False) -> ResponseRun:
         return ResponseRun(
             response_id=new_id("resp"),
             conversation=self._conversation,
@@ -107,9 +108,7 @@ class CallReplies:
             tts=self._engines.tts,
             track=self._track,
             emit=self._emit,
-            instructions=instructions,
-            history=history,
-            voice=voice,
+            spec=spec,
             timings=timings,
             on_finished=self._finished,
             held=held,
@@ -118,7 +117,9 @@ class CallReplies:
     def _finished(self, run: ResponseRun) -> None:
         if self.current is run:
             self.current = None
-        self._spoken[run.item.id] = run.spoken
+        self.side.pop(run.id, None)
+        if run.speaks:
+            self._spoken[run.item.id] = run.spoken
         while len(self._spoken) > MAX_SPOKEN_ITEMS:
             del self._spoken[next(iter(self._spoken))]
         self._on_finished(
@@ -176,6 +177,8 @@ class CallReplies:
 
     def cancel(self, response_id: str | None) -> None:
         run = self.current
+        if response_id is not None and response_id in self.side:
+            run = self.side[response_id]
         if run is None or (response_id is not None and response_id != run.id):
             raise CallControlError(
                 "response_cancel_not_active", "There is no active response to cancel"
@@ -212,8 +215,3 @@ class CallReplies:
         if self.current is not None and self.current.item.id == item_id:
             return self.current.spoken
         return self._spoken.get(item_id)
-
-
-def reply_key(history: list[ChatMessage], instructions: str, voice: str) -> Hashable:
-    """What a reply answers: a held reply is released only for exactly this."""
-    return (tuple(history), instructions, voice)

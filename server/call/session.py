@@ -31,10 +31,12 @@ from server.call.client_events import ClientEventDispatcher
 from server.call.observer import CallObserver, ResponseOutcome
 from server.call.ports import CallControlError
 from server.call.replies import CallReplies
+from server.call.reply_specs import context_history, reply_spec
 from server.call.transport import WebRtcTransport
 from server.engines.base import ChatMessage, Engines, Transcript
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
+from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
 from server.turns.interruption import bid_text
 from server.turns.options import TurnDetectionConfig
@@ -117,6 +119,7 @@ class RealtimeSession:
             on_failed=lambda reason: self._spawn(self.close(reason), "close"),
         )
         self._user_item_id: str | None = None
+        self._partial = ""  # the turn's words sent as transcription deltas so far
         self._turn_seq = 0
         self._turns_in_flight = 0  # committed turns still being transcribed
         self._manual_buffer: list[np.ndarray] = []
@@ -233,6 +236,7 @@ class RealtimeSession:
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self._turn_seq += 1
+        self._partial = ""
         self.replies.speculation.new_turn()
         self._user_item_id = new_id("item")
         self.send(events.speech_started(audio_start_ms, self._user_item_id))
@@ -263,15 +267,26 @@ class RealtimeSession:
     def reply_in_progress(self) -> bool:
         return self.replies.in_progress
 
+    def partial_transcript(self, transcript: str) -> None:
+        """A transcription session streams the turn's words at each pause, as deltas (only
+        while they extend what was sent; `.completed` has the final words)."""
+        item_id = self._user_item_id
+        if not self.config.transcription_only or item_id is None:
+            return
+        if not transcript.startswith(self._partial) or transcript == self._partial:
+            return
+        delta, self._partial = transcript[len(self._partial) :], transcript
+        self.send(events.transcription_delta(item_id, delta))
+
     def speculate(self, transcript: str) -> None:
         """The user paused after `transcript`: start its reply now, held (no events, no
         audio) until the turn really ends (`server.reply.speculation`)."""
         turn = self.config.turn_detection
         if self.replies.current is not None or turn is None or not turn.create_response:
             return
-        if turn.speculative_reply:
+        if turn.speculative_reply and not self.config.transcription_only:
             history = [*self.conversation.messages(), ChatMessage("user", transcript)]
-            self.replies.speculate(history, self.config.instructions, self.config.voice)
+            self.replies.speculate(reply_spec(self.config, history))
 
     def drop_speculation(self) -> None:
         self.replies.speculation.drop()
@@ -289,6 +304,12 @@ class RealtimeSession:
 
     def update_session(self, update: dict[str, Any]) -> None:
         updated = self.config.apply(update)
+        if updated.type != self.config.type:
+            raise CallControlError(
+                "invalid_value",
+                f"A {self.config.type} session cannot become a {updated.type} session",
+                "session.type",
+            )
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:
@@ -323,6 +344,14 @@ class RealtimeSession:
             self.send(events.input_cleared())
 
     def add_item(self, item: Item) -> None:
+        if item.type == "function_call_output" and (
+            item.call_id is None or self.conversation.find_call(item.call_id) is None
+        ):
+            raise CallControlError(
+                "unknown_call_id",
+                f"No function call with call_id '{(item.call_id or '')[:64]}' in the conversation",
+                "item.call_id",
+            )
         previous = self.conversation.add(item)
         self.send(events.item_added(previous, item))
         self.send(events.item_done(previous, item))
@@ -340,13 +369,20 @@ class RealtimeSession:
             raise CallControlError("item_not_found", f"No item with id '{item_id[:64]}'", "item_id")
         self.replies.truncate(item, audio_end_ms)
 
-    def create_response(self, instructions: str | None) -> None:
-        if self.replies.current is not None:
+    def create_response(self, params: ResponseParams) -> None:
+        if self.config.transcription_only:
+            raise CallControlError(
+                "invalid_request",
+                "A transcription session does not respond; use a realtime session",
+                "type",
+            )
+        spec = reply_spec(self.config, context_history(self.conversation, params), params)
+        if self.replies.current is not None and (spec.in_conversation or spec.spoken):
             raise CallControlError(
                 "conversation_already_has_active_response",
                 f"Response {self.replies.current.id} is still in progress",
             )
-        self._answer(TurnTimings(), instructions)
+        self.replies.start(spec, TurnTimings())
 
     def cancel_response(self, response_id: str | None) -> None:
         self.replies.cancel(response_id)
@@ -418,8 +454,11 @@ class RealtimeSession:
                     respond = False  # an "uh-huh" over the reply: heard, not answered
             except Exception as exc:
                 log.exception("call %s: transcription failed", self.call_id)
-                self.report_error("server_error", "transcription_failed", f"STT failed: {exc}")
-                transcript = ""
+                self.send(events.transcription_failed(item.id, "transcription_failed", f"{exc}"))
+                self._notify(lambda observer: observer.error("transcription_failed"))
+                item.text = ""
+                self.send(events.item_done(previous, item))
+                return
             timings.mark("stt_done")
             item.text = transcript
             self.send(events.transcription_completed(item.id, transcript, len(audio) / SAMPLE_RATE))
@@ -427,28 +466,18 @@ class RealtimeSession:
             self._notify(lambda observer: observer.user_transcript(item.id, transcript))
             still_current = seq == self._turn_seq and not self._turns.speaking
             busy = self.replies.current is not None
+            respond = respond and not self.config.transcription_only
             if not transcript or not respond or not still_current or busy:
                 if still_current:
                     self.replies.speculation.drop()
                 return
-            history = self.conversation.messages()
-            if not self.replies.adopt(
-                history, self.config.instructions, self.config.voice, timings
-            ):
-                self._answer(timings)
+            spec = reply_spec(self.config, self.conversation.messages())
+            if not self.replies.adopt(spec, timings):
+                self.replies.start(spec, timings)
         finally:
             self._turns_in_flight -= 1
 
     # ---- responses ----------------------------------------------------------------------
-
-    def _answer(self, timings: TurnTimings, instructions: str | None = None) -> None:
-        """Reply to the conversation as it is now."""
-        self.replies.start(
-            self.conversation.messages(),
-            self.config.instructions if instructions is None else instructions,
-            self.config.voice,
-            timings,
-        )
 
     def _on_response_finished(self, outcome: ResponseOutcome) -> None:
         self._notify(lambda observer: observer.response_finished(outcome))

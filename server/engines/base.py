@@ -9,18 +9,13 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from typing import Literal, Protocol, runtime_checkable
+from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-Role = Literal["system", "user", "assistant"]
-
-
-@dataclass(frozen=True)
-class ChatMessage:
-    role: Role
-    content: str
-
+# ChatMessage moved to the chat contract; imported from here by older code.
+from server.engines.chat import ChatMessage as ChatMessage
+from server.engines.chat import LLMOutput, LLMRequest
 
 # Whisper's words for a cough, click, breath or hum ("Okay.", "Oh.", "you.") come with
 # no_speech_prob >= 0.5 and avg_logprob <= -1.4; real questions, clean or at 10 dB SNR,
@@ -82,8 +77,9 @@ class LanguageModel(Protocol):
 
     async def load(self) -> None: ...
 
-    def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
-        """Yield the reply as text deltas as they are generated.
+    def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
+        """Yield the reply as it is generated: text deltas (`str`), tool calls
+        (`ToolCallDelta`s), perhaps an `LLMFinish` last (see `server.engines.chat`).
 
         Closing the iterator early (barge-in) stops generation promptly.
         """
@@ -97,8 +93,11 @@ class TextToSpeech(Protocol):
 
     async def load(self) -> None: ...
 
-    def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        """Yield mono int16 PCM chunks at `sample_rate` as soon as each is ready.
+    def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
+        """Yield mono int16 PCM chunks at `sample_rate` as soon as each is ready; `speed`
+        is OpenAI's `audio.output.speed` (0.25-1.5, 1 = the voice's own pace).
 
         Closing the iterator early stops synthesis.
         """

@@ -27,6 +27,9 @@ class WavFormatError(RuntimeError):
     """espeak-ng wrote something other than the 16-bit mono WAV Hark expects."""
 
 
+ESPEAK_WPM = 175  # espeak-ng's default rate
+
+
 class EspeakTTS:
     name = "espeak"
 
@@ -51,13 +54,16 @@ class EspeakTTS:
         self._binary = binary
         log.info("espeak-ng voice %s ready in %.2f s", self.voice, time.perf_counter() - started)
 
-    async def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        """Speak `text` with the configured espeak voice; `voice` (OpenAI's) is ignored."""
+    async def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
+        """Speak `text` with the configured espeak voice; `voice` (OpenAI's) is ignored,
+        `speed` scales espeak's rate (175 words a minute at 1)."""
         if self._binary is None:
             raise RuntimeError("EspeakTTS.load() must finish before synthesize()")
         if not text.strip():
             return
-        proc, rate = await self._start(self._binary, text)
+        proc, rate = await self._start(self._binary, text, speed)
         try:
             if rate != self.sample_rate:
                 raise WavFormatError(f"espeak-ng switched to {rate} Hz from {self.sample_rate}")
@@ -75,13 +81,17 @@ class EspeakTTS:
                 proc.kill()
                 await proc.wait()
 
-    async def _start(self, binary: str, text: str) -> tuple[asyncio.subprocess.Process, int]:
+    async def _start(
+        self, binary: str, text: str, speed: float = 1.0
+    ) -> tuple[asyncio.subprocess.Process, int]:
         """Start espeak-ng on `text`; return it once its WAV header is read, with the rate."""
         proc = await asyncio.create_subprocess_exec(
             binary,
             "--stdout",
             "-v",
             self.voice,
+            "-s",
+            str(round(ESPEAK_WPM * speed)),
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,

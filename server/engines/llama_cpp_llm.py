@@ -10,14 +10,25 @@ from __future__ import annotations
 import ctypes
 import logging
 import os
+import secrets
 import time
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Sequence
 from contextlib import aclosing
 from pathlib import Path
 
 import llama_cpp
 
-from server.engines.base import ChatMessage, EngineUnavailable
+from server.engines.base import EngineUnavailable
+from server.engines.chat import (
+    ChatMessage,
+    LLMFinish,
+    LLMOutput,
+    LLMRequest,
+    ToolCallDelta,
+    ToolSpec,
+)
+from server.engines.json_grammar import arguments_grammar
+from server.engines.llama_tools import UtteranceScorer, arguments_prompt, tool_to_call
 from server.engines.prompt import EMPTY_REPLY, MAX_HISTORY_CHARS, STOP, build_prompt
 from server.engines.threaded import EngineWorker
 
@@ -28,6 +39,9 @@ N_CTX = 2048
 # Tokens generated ahead of the reader: when the reply's first clause is being spoken
 # the reader pauses, and llama.cpp then leaves both cores to the TTS.
 TOKENS_AHEAD = 2
+# A tool call's JSON arguments: the grammar bounds every string and array, so this is
+# only a backstop.
+ARGUMENTS_MAX_TOKENS = 400
 
 
 class LlamaCppLLM:
@@ -51,6 +65,7 @@ class LlamaCppLLM:
         self.warmup_instructions = warmup_instructions
         self._worker = EngineWorker("llm")
         self._llm: llama_cpp.Llama | None = None
+        self._scorer: UtteranceScorer | None = None  # made on the first tool decision
 
     async def load(self) -> None:
         if self._llm is not None:
@@ -76,17 +91,22 @@ class LlamaCppLLM:
             pass
         return llm
 
-    async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
         llm = self._require()
-        history = list(history)  # the session may append while the worker reads it
+        if request.callable_tools:
+            tool = await self._worker.run(self._tool_to_call, llm, request)
+            if tool is not None:
+                call = self._worker.iterate(lambda: self._call(llm, request, tool))
+                async with aclosing(call) as parts:
+                    async for part in parts:
+                        yield part
+                return
         produced = False
-        replies = self._worker.iterate(
-            lambda: self._reply(llm, instructions, history), ahead=TOKENS_AHEAD
-        )
+        replies = self._worker.iterate(lambda: self._reply(llm, request), ahead=TOKENS_AHEAD)
         # aclosing: closing this stream must reach the worker's stop flag at once.
         async with aclosing(replies) as deltas:
             async for delta in deltas:
-                if not produced:
+                if isinstance(delta, str) and not produced:
                     delta = delta.lstrip()  # the model answers " Paris…" after "A:"
                     if not delta:
                         continue
@@ -95,17 +115,50 @@ class LlamaCppLLM:
         if not produced:
             yield EMPTY_REPLY
 
-    def _reply(
-        self, llm: llama_cpp.Llama, instructions: str, history: list[ChatMessage]
-    ) -> Iterator[str]:
-        prompt = self._fit_prompt(llm, instructions, history)
+    def _tool_to_call(self, llm: llama_cpp.Llama, request: LLMRequest) -> ToolSpec | None:
+        if self._scorer is None:
+            self._scorer = UtteranceScorer(llm, self.threads)
+        started = time.perf_counter()
+        tool = tool_to_call(request, self._scorer)
+        log.debug(
+            "llm: %s chosen in %.0f ms",
+            tool.name if tool else "an answer",
+            (time.perf_counter() - started) * 1e3,
+        )
+        return tool
+
+    def _call(
+        self, llm: llama_cpp.Llama, request: LLMRequest, tool: ToolSpec
+    ) -> Iterator[LLMOutput]:
+        """The call's opening delta, then its arguments as the grammar lets them out."""
+        yield ToolCallDelta(0, call_id=f"call_{secrets.token_hex(12)}", name=tool.name)
+        chunks = llm.create_completion(
+            arguments_prompt(tool, request.history),
+            max_tokens=ARGUMENTS_MAX_TOKENS,
+            stream=True,
+            temperature=0.0,
+            grammar=arguments_grammar(tool.parameters),
+        )
+        held = ""  # whitespace the grammar allows after the closing brace is not sent
+        for chunk in chunks:
+            text = held + chunk["choices"][0]["text"]  # type: ignore[index]
+            body = text.rstrip()
+            held = text[len(body) :]
+            if body:
+                yield ToolCallDelta(0, body)
+        yield LLMFinish("tool_calls")
+
+    def _reply(self, llm: llama_cpp.Llama, request: LLMRequest) -> Iterator[LLMOutput]:
+        max_tokens = min(request.max_tokens or self.max_tokens, N_CTX // 2)
+        prompt = self._fit_prompt(llm, request.instructions, request.history, max_tokens)
         started = time.perf_counter()
         first: float | None = None
         count = 0
-        for delta in self._generate(llm, prompt, self.max_tokens):
-            count += 1
-            if first is None:
-                first = time.perf_counter() - started
+        for delta in self._generate(llm, prompt, max_tokens):
+            if isinstance(delta, str):
+                count += 1
+                if first is None:
+                    first = time.perf_counter() - started
             yield delta
         if first is not None and count > 1:
             rate = (count - 1) / max(time.perf_counter() - started - first, 1e-6)
@@ -114,7 +167,11 @@ class LlamaCppLLM:
             )
 
     def _fit_prompt(
-        self, llm: llama_cpp.Llama, instructions: str, history: list[ChatMessage]
+        self,
+        llm: llama_cpp.Llama,
+        instructions: str,
+        history: Sequence[ChatMessage],
+        max_tokens: int,
     ) -> str:
         """The prompt, with less history if text dense in tokens would overflow n_ctx."""
         budget = MAX_HISTORY_CHARS
@@ -123,11 +180,14 @@ class LlamaCppLLM:
                 instructions, history, max_history_chars=budget, max_instruction_chars=budget // 2
             )
             tokens = len(llm.tokenize(prompt.encode(), add_bos=True))
-            if tokens + self.max_tokens <= N_CTX or budget <= 150:
+            if tokens + max_tokens <= N_CTX or budget <= 150:
                 return prompt
             budget //= 2
 
-    def _generate(self, llm: llama_cpp.Llama, prompt: str, max_tokens: int) -> Iterator[str]:
+    def _generate(
+        self, llm: llama_cpp.Llama, prompt: str, max_tokens: int
+    ) -> Iterator[str | LLMFinish]:
+        """The completion's text deltas; `LLMFinish("length")` last if the cap cut it."""
         chunks = llm.create_completion(
             prompt,
             max_tokens=max_tokens,
@@ -138,9 +198,11 @@ class LlamaCppLLM:
             stop=list(STOP),
         )
         for chunk in chunks:
-            text = chunk["choices"][0]["text"]  # type: ignore[index]
-            if text:
-                yield text
+            choice = chunk["choices"][0]  # type: ignore[index]
+            if choice["text"]:
+                yield choice["text"]
+            if choice.get("finish_reason") == "length":
+                yield LLMFinish("length")
 
     def _require(self) -> llama_cpp.Llama:
         if self._llm is None:

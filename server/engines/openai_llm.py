@@ -11,16 +11,21 @@ import json
 import logging
 import time
 from collections.abc import AsyncIterator
+from typing import Any
 
 import aiohttp
 
-from server.engines.base import ChatMessage, EngineUnavailable
+from server.engines.base import EngineUnavailable
+from server.engines.chat import ChatMessage, LLMOutput, LLMRequest, ToolChoice, ToolSpec
+from server.engines.openai_chunks import ChunkError, ChunkReader
 
 log = logging.getLogger("hark.engines")
 
 _CONNECT_TIMEOUT_S = 10.0
 # Between two streamed tokens; a busy server may queue a request for a while first.
 _READ_TIMEOUT_S = 60.0
+# OpenAI's own cap on a Realtime response's max_output_tokens.
+MAX_OUTPUT_TOKENS = 4096
 
 
 class LLMServerError(RuntimeError):
@@ -61,18 +66,11 @@ class OpenAICompatibleLLM:
             time.perf_counter() - started,
         )
 
-    async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
-        messages = [{"role": m.role, "content": m.content} for m in history]
-        if instructions:
-            messages.insert(0, {"role": "system", "content": instructions})
-        payload = {
-            "model": self.model,
-            "messages": messages,
-            "max_tokens": self.max_tokens,
-            "stream": True,
-        }
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
+        payload = chat_payload(request, self.model, self.max_tokens)
         url = f"{self.base_url}/chat/completions"
         response = await self._http().post(url, json=payload)
+        reader = ChunkReader()
         try:
             if response.status != 200:
                 body = await response.text()
@@ -84,9 +82,14 @@ class OpenAICompatibleLLM:
                 data = line[5:].strip()
                 if data == "[DONE]":
                     break
-                delta = _delta(data, url)
-                if delta:
-                    yield delta
+                try:
+                    outputs = reader.feed(data)
+                except ChunkError as exc:
+                    raise LLMServerError(f"{url} {exc}") from exc
+                for output in outputs:
+                    yield output
+            for output in reader.finish():
+                yield output
         finally:
             # Close, not release: a half-read stream must drop the connection so the
             # server notices and stops generating.
@@ -109,19 +112,57 @@ class OpenAICompatibleLLM:
         return self._session
 
 
-def _delta(data: str, url: str) -> str:
-    """The text in one streamed chunk; an error object in the stream is raised."""
-    try:
-        event = json.loads(data)
-    except json.JSONDecodeError as exc:
-        raise LLMServerError(f"{url} streamed invalid JSON: {_excerpt(data)}") from exc
-    if not isinstance(event, dict):
-        raise LLMServerError(f"{url} streamed an unexpected event: {_excerpt(data)}")
-    if "error" in event:
-        raise LLMServerError(f"{url} failed mid-stream: {_excerpt(json.dumps(event['error']))}")
-    choices = event.get("choices") or [{}]
-    content = (choices[0].get("delta") or {}).get("content")
-    return content if isinstance(content, str) else ""
+def chat_payload(request: LLMRequest, model: str, default_max_tokens: int) -> dict[str, Any]:
+    """The `/chat/completions` body for `request`: messages in the chat format (an
+    assistant turn with `tool_calls`, then one `tool` message per output), and the tools
+    with `tool_choice` only when there are tools to offer."""
+    messages: list[dict[str, Any]] = []
+    if request.instructions:
+        messages.append({"role": "system", "content": request.instructions})
+    messages += [_message(m) for m in request.history]
+    max_tokens = request.max_tokens or default_max_tokens
+    payload: dict[str, Any] = {
+        "model": model,
+        "messages": messages,
+        "max_tokens": min(max_tokens, MAX_OUTPUT_TOKENS),
+        "stream": True,
+    }
+    if request.tools:
+        payload["tools"] = [_tool(tool) for tool in request.tools]
+        payload["tool_choice"] = _tool_choice(request.tool_choice)
+    return payload
+
+
+def _message(message: ChatMessage) -> dict[str, Any]:
+    if message.role == "tool":
+        return {"role": "tool", "tool_call_id": message.tool_call_id, "content": message.content}
+    if message.role == "assistant" and message.tool_calls:
+        return {
+            "role": "assistant",
+            "content": message.content or None,
+            "tool_calls": [
+                {
+                    "id": call.call_id,
+                    "type": "function",
+                    "function": {"name": call.name, "arguments": call.arguments},
+                }
+                for call in message.tool_calls
+            ],
+        }
+    return {"role": message.role, "content": message.content}
+
+
+def _tool(tool: ToolSpec) -> dict[str, Any]:
+    function: dict[str, Any] = {"name": tool.name, "parameters": tool.parameters}
+    if tool.description:
+        function["description"] = tool.description
+    return {"type": "function", "function": function}
+
+
+def _tool_choice(choice: ToolChoice) -> str | dict[str, Any]:
+    if choice.mode == "function":
+        return {"type": "function", "function": {"name": choice.name}}
+    return choice.mode
 
 
 def _first_model(body: str, url: str) -> str:

@@ -14,7 +14,7 @@ from contextlib import aclosing
 from pathlib import Path
 
 import numpy as np
-from piper import PiperVoice
+from piper import PiperVoice, SynthesisConfig
 
 from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
@@ -51,12 +51,16 @@ class PiperTTS:
         self._voice = voice
         log.info("… Piper ready in %.1f s (%d Hz)", time.perf_counter() - started, self.sample_rate)
 
-    async def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
-        """Speak `text` with the loaded voice; `voice` (an OpenAI voice name) is ignored."""
+    async def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
+        """Speak `text` with the loaded voice; `voice` (an OpenAI voice name) is ignored,
+        `speed` divides the phonemes' length (Piper's `length_scale`)."""
         piper = self._require()
         if not text.strip():
             return
-        async with aclosing(self._worker.iterate(lambda: _render(piper, text))) as chunks:
+        render = lambda: _render(piper, text, speed)  # noqa: E731
+        async with aclosing(self._worker.iterate(render)) as chunks:
             async for chunk in chunks:
                 yield chunk
 
@@ -94,9 +98,13 @@ def _load_voice(model: Path, config: Path | None) -> PiperVoice:
     return voice
 
 
-def _render(voice: PiperVoice, text: str) -> Iterator[np.ndarray]:
+def _render(voice: PiperVoice, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
     started = time.perf_counter()
-    for i, chunk in enumerate(voice.synthesize(text)):
+    config = None
+    if speed != 1.0:
+        scale = voice.config.length_scale / max(speed, 0.1)
+        config = SynthesisConfig(length_scale=scale)
+    for i, chunk in enumerate(voice.synthesize(text, syn_config=config)):
         if i == 0:
             log.debug("piper: first audio in %.0f ms", (time.perf_counter() - started) * 1e3)
         yield chunk.audio_int16_array

@@ -3,7 +3,7 @@
 Official SDKs validate every event against the GA schemas and silently drop what does not
 match, so the shapes live here in one place: every event has an `event_id`, assistant
 items carry `output_audio` content, and only GA names are used. Hark's own events use
-the `hark.` prefix.
+the `hark.` prefix. A response's own events are in `server.protocol.response_events`.
 """
 
 from __future__ import annotations
@@ -90,6 +90,25 @@ def item_truncated(item_id: str, content_index: int, audio_end_ms: int) -> Event
     )
 
 
+def transcription_delta(item_id: str, delta: str) -> Event:
+    """More of a user turn's words, before it is committed (at the user's pauses)."""
+    return event(
+        "conversation.item.input_audio_transcription.delta",
+        item_id=item_id,
+        content_index=0,
+        delta=delta,
+    )
+
+
+def transcription_failed(item_id: str, code: str, message: str) -> Event:
+    return event(
+        "conversation.item.input_audio_transcription.failed",
+        item_id=item_id,
+        content_index=0,
+        error={"type": "server_error", "code": code, "message": message, "param": None},
+    )
+
+
 def transcription_completed(item_id: str, transcript: str, seconds: float) -> Event:
     return event(
         "conversation.item.input_audio_transcription.completed",
@@ -100,102 +119,9 @@ def transcription_completed(item_id: str, transcript: str, seconds: float) -> Ev
     )
 
 
-def _response(
-    response_id: str,
-    status: str,
-    voice: str,
-    output: list[dict[str, Any]],
-    status_details: dict[str, Any] | None = None,
-) -> dict[str, Any]:
-    return {
-        "object": "realtime.response",
-        "id": response_id,
-        "status": status,
-        "status_details": status_details,
-        "output": output,
-        "conversation_id": "conv_default",
-        "output_modalities": ["audio"],
-        "max_output_tokens": "inf",
-        "audio": {"output": {"format": {"type": "audio/pcm", "rate": 24000}, "voice": voice}},
-        "usage": None,
-        "metadata": None,
-    }
-
-
-def response_created(response_id: str, voice: str) -> Event:
-    return event("response.created", response=_response(response_id, "in_progress", voice, []))
-
-
-def output_item_added(response_id: str, item: Item) -> Event:
-    return event(
-        "response.output_item.added",
-        response_id=response_id,
-        output_index=0,
-        item=item.to_dict() | {"content": []},
-    )
-
-
-def content_part_added(response_id: str, item_id: str) -> Event:
-    return event(
-        "response.content_part.added",
-        response_id=response_id,
-        item_id=item_id,
-        output_index=0,
-        content_index=0,
-        part={"type": "audio", "transcript": ""},
-    )
-
-
-def transcript_delta(response_id: str, item_id: str, delta: str) -> Event:
-    return event(
-        "response.output_audio_transcript.delta",
-        response_id=response_id,
-        item_id=item_id,
-        output_index=0,
-        content_index=0,
-        delta=delta,
-    )
-
-
 def output_audio_buffer(kind: str, response_id: str) -> Event:
     """`output_audio_buffer.started` / `.stopped` / `.cleared`."""
     return event(f"output_audio_buffer.{kind}", response_id=response_id)
-
-
-def response_finished(
-    response_id: str,
-    item: Item,
-    previous_item_id: str | None,
-    status: str,
-    reason: str | None,
-    voice: str,
-) -> list[Event]:
-    """The closing sequence of a response, from `output_audio.done` to `response.done`."""
-    where = {"response_id": response_id, "item_id": item.id, "output_index": 0, "content_index": 0}
-    transcript = item.text or ""
-    details = None
-    if status == "cancelled":
-        details = {"type": "cancelled", "reason": reason}
-    elif status == "failed":
-        details = {"type": "failed", "error": {"type": "server_error", "code": "response_failed"}}
-    return [
-        event("response.output_audio.done", **where),
-        event("response.output_audio_transcript.done", **where, transcript=transcript),
-        event(
-            "response.content_part.done", **where, part={"type": "audio", "transcript": transcript}
-        ),
-        event(
-            "response.output_item.done",
-            response_id=response_id,
-            output_index=0,
-            item=item.to_dict(),
-        ),
-        item_done(previous_item_id, item),
-        event(
-            "response.done",
-            response=_response(response_id, status, voice, [item.to_dict()], details),
-        ),
-    ]
 
 
 def hark_metrics(response_id: str, timings: dict[str, Any]) -> Event:

@@ -3,15 +3,29 @@
 Parsed from a client secret's `session`, a multipart `session` field, or a
 `session.update` event; rendered back as the `session` object of `session.created` /
 `session.updated`. Unknown fields are ignored (clients send many Hark does not use);
-wrong types and out-of-range values are refused with the offending parameter named.
+wrong types and out-of-range values, and what Hark cannot honour (tools other than
+functions, output modalities other than audio or text, stored prompts), are refused
+with the offending parameter named.
+
+A session is `realtime` (a voice assistant) or `transcription` (turns are transcribed,
+never answered); its type is fixed once the call exists.
 """
 
 from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
+from server.engines.chat import ToolChoice, ToolSpec
+from server.protocol.params import InvalidParam
+from server.protocol.tools import (
+    check_choice_names_a_tool,
+    parse_tool_choice,
+    parse_tools,
+    tool_choice_value,
+    tool_dict,
+)
 from server.turns.end_of_turn import EAGERNESS
 from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
@@ -29,12 +43,15 @@ TURN_DETECTION_RANGES: dict[str, tuple[float, float]] = {
     "false_interruption_timeout_ms": (0, 30_000),
 }
 TURN_DETECTION_FLAGS = ("create_response", "interrupt_response", "speculative_reply")
+SESSION_TYPES = ("realtime", "transcription")
+MAX_OUTPUT_TOKENS = 4096
+SPEED_RANGE = (0.25, 1.5)
 
+SessionType = Literal["realtime", "transcription"]
+Modality = Literal["audio", "text"]
 
-class SessionConfigError(ValueError):
-    def __init__(self, param: str, message: str) -> None:
-        super().__init__(message)
-        self.param = param
+# A client's parameter refused, with its name (e.g. `session.tools[0].parameters`).
+SessionConfigError = InvalidParam
 
 
 @dataclass(frozen=True)
@@ -43,17 +60,37 @@ class SessionConfig:
     instructions: str = ""
     voice: str = "joe"
     turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
+    type: SessionType = "realtime"
+    tools: tuple[ToolSpec, ...] = ()
+    tool_choice: ToolChoice = field(default_factory=ToolChoice)
+    output_modality: Modality = "audio"
+    max_output_tokens: int | None = None  # None: "inf" (the server's own cap)
+    speed: float = 1.0
+
+    @property
+    def transcription_only(self) -> bool:
+        return self.type == "transcription"
 
     def apply(self, update: Any) -> SessionConfig:
         """A new config with `update` (a GA or beta-shaped session dict) applied."""
         if not isinstance(update, dict):
             raise SessionConfigError("session", "session must be a JSON object")
         changes: dict[str, Any] = {}
-        kind = update.get("type", "realtime")
-        if kind != "realtime":
+        kind = update.get("type", self.type)
+        if kind not in SESSION_TYPES:
             raise SessionConfigError(
-                "session.type", f"Unsupported session type {kind!r}; use 'realtime'"
+                "session.type",
+                f"Unsupported session type {str(kind)[:40]!r}; use 'realtime' or 'transcription'",
             )
+        changes["type"] = kind
+        if update.get("prompt") is not None:
+            raise SessionConfigError(
+                "session.prompt", "Stored prompts are not supported; send instructions instead"
+            )
+        changes.update(response_defaults(update, "session"))
+        tools = changes.get("tools", self.tools)
+        choice = changes.get("tool_choice", self.tool_choice)
+        check_choice_names_a_tool(choice, tools, "session.tool_choice")
         if "model" in update:
             changes["model"] = _string(update["model"], "session.model", MAX_MODEL_CHARS)
         if "instructions" in update:
@@ -64,6 +101,9 @@ class SessionConfig:
         if not isinstance(audio, dict):
             raise SessionConfigError("session.audio", "session.audio must be an object")
         output = _object(audio.get("output", {}), "session.audio.output")
+        for raw, param in ((update, "session.speed"), (output, "session.audio.output.speed")):
+            if "speed" in raw:
+                changes["speed"] = parse_speed(raw["speed"], param)
         # Both shapes are checked even when both are given; the GA one wins.
         for voice, param in (
             (update.get("voice"), "session.voice"),
@@ -81,32 +121,95 @@ class SessionConfig:
 
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
         pcm = {"type": "audio/pcm", "rate": 24000}
+        audio_input = {
+            "format": pcm,
+            "transcription": {"model": "whisper-tiny.en", "language": "en"},
+            "noise_reduction": None,
+            "turn_detection": (
+                turn_detection_dict(self.turn_detection) if self.turn_detection else None
+            ),
+        }
+        if self.transcription_only:
+            return {
+                "type": "transcription",
+                "object": "realtime.transcription_session",
+                "id": session_id,
+                "expires_at": expires_at,
+                "include": None,
+                "audio": {"input": audio_input},
+            }
         return {
             "type": "realtime",
             "object": "realtime.session",
             "id": session_id,
             "model": self.model,
-            "output_modalities": ["audio"],
+            "output_modalities": [self.output_modality],
             "instructions": self.instructions,
-            "tools": [],
-            "tool_choice": "auto",
-            "max_output_tokens": "inf",
+            "tools": [tool_dict(tool) for tool in self.tools],
+            "tool_choice": tool_choice_value(self.tool_choice),
+            "max_output_tokens": max_tokens_value(self.max_output_tokens),
             "tracing": None,
             "prompt": None,
             "expires_at": expires_at,
             "include": None,
             "audio": {
-                "input": {
-                    "format": pcm,
-                    "transcription": {"model": "whisper-tiny.en", "language": "en"},
-                    "noise_reduction": None,
-                    "turn_detection": (
-                        turn_detection_dict(self.turn_detection) if self.turn_detection else None
-                    ),
-                },
-                "output": {"format": pcm, "voice": self.voice, "speed": 1.0},
+                "input": audio_input,
+                "output": {"format": pcm, "voice": self.voice, "speed": self.speed},
             },
         }
+
+
+def response_defaults(raw: dict[str, Any], prefix: str) -> dict[str, Any]:
+    """What a session and a response both set: tools, tool_choice, output modalities and
+    max_output_tokens, parsed from `raw` (GA names, beta `modalities` too)."""
+    changes: dict[str, Any] = {}
+    if "tools" in raw:
+        changes["tools"] = parse_tools(raw["tools"], f"{prefix}.tools")
+    if "tool_choice" in raw:
+        changes["tool_choice"] = parse_tool_choice(raw["tool_choice"], f"{prefix}.tool_choice")
+    for key in ("modalities", "output_modalities"):  # the GA name last: it wins
+        if key in raw:
+            changes["output_modality"] = parse_modalities(raw[key], f"{prefix}.{key}")
+    for key in ("max_response_output_tokens", "max_output_tokens"):
+        if key in raw:
+            changes["max_output_tokens"] = parse_max_tokens(raw[key], f"{prefix}.{key}")
+    return changes
+
+
+def parse_modalities(raw: Any, param: str) -> Modality:
+    """`["audio"]` or `["text"]` (the beta `["text", "audio"]` means audio, which always
+    carries its transcript); anything else is refused, never dropped."""
+    if not isinstance(raw, list) or not raw:
+        raise SessionConfigError(param, f"{param} must be a non-empty array")
+    for index, value in enumerate(raw):
+        if value not in ("audio", "text"):
+            raise SessionConfigError(
+                f"{param}[{index}]",
+                f"Output modality {str(value)[:40]!r} is not supported; use 'audio' or 'text'",
+                code="unsupported_modality",
+            )
+    return "audio" if "audio" in raw else "text"
+
+
+def parse_max_tokens(raw: Any, param: str) -> int | None:
+    if raw == "inf":
+        return None
+    if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_OUTPUT_TOKENS:
+        raise SessionConfigError(
+            param, f"{param} must be an integer in [1, {MAX_OUTPUT_TOKENS}] or 'inf'"
+        )
+    return raw
+
+
+def max_tokens_value(tokens: int | None) -> int | str:
+    return "inf" if tokens is None else tokens
+
+
+def parse_speed(raw: Any, param: str) -> float:
+    lo, hi = SPEED_RANGE
+    if isinstance(raw, bool) or not isinstance(raw, int | float) or not lo <= raw <= hi:
+        raise SessionConfigError(param, f"{param} must be a number in [{lo}, {hi}]")
+    return float(raw)
 
 
 def turn_detection_dict(turn: TurnDetectionConfig) -> dict[str, Any]:

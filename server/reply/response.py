@@ -1,14 +1,16 @@
-"""One assistant response: LLM text → clauses → TTS → the outbound track, all streaming.
+"""One assistant response: the LLM's text and tool calls → output items → (speech) → track.
 
-The LLM writes into a clause splitter; each clause is synthesized as soon as it is
-complete and its audio queued on the track while the LLM is still writing, so the first
-audio goes out after one clause, not one reply. The response lasts until its audio has
-been played: barge-in at any point cancels it, and the item keeps only the heard text.
+The LLM writes into a clause splitter; a spoken reply's clauses are synthesized as soon
+as each is complete (`server.reply.speech`) and queued on the track while the LLM is
+still writing. A spoken response lasts until its audio has been played: barge-in at any
+point cancels it, and the item keeps only the heard text. A written one (`["text"]`)
+streams `response.output_text.delta` and never touches the track. Tool calls become
+`function_call` items (`server.reply.output_items`) and are never spoken.
 
 A run may start *held* (a speculative reply, begun while the user's pause is not yet the
-end of the turn): it generates and synthesizes as usual, but its events and audio wait
-until `release()`, and `discard()` drops it without a trace. The client never sees a
-held run that was discarded.
+end of the turn): it generates and synthesizes as usual, but what it would show and
+play waits until `release()`, and `discard()` drops it without a trace. The client
+never sees a held run that was discarded.
 """
 
 from __future__ import annotations
@@ -16,17 +18,22 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
 from media.outbound import OutboundAudioTrack
-from server.engines.base import ChatMessage, LanguageModel, TextToSpeech
+from server.engines.base import LanguageModel, TextToSpeech
+from server.engines.chat import LLMFinish, ToolCallDelta
 from server.protocol import events
+from server.protocol import response_events as rev
 from server.protocol.conversation import Conversation, Item
 from server.reply.heard_text import HeardText
+from server.reply.output_items import Effect, ResponseOutput
 from server.reply.sentences import SentenceSplitter
+from server.reply.spec import ReplySpec
+from server.reply.speech import ClauseSpeaker
 from server.turns.timings import TurnTimings, now
 
 log = logging.getLogger("hark.response")
@@ -45,44 +52,46 @@ class ResponseRun:
         tts: TextToSpeech,
         track: OutboundAudioTrack,
         emit: Emit,
-        instructions: str,
-        history: list[ChatMessage],
-        voice: str,
+        spec: ReplySpec,
         timings: TurnTimings,
         on_finished: Callable[[ResponseRun], None],
         held: bool = False,
     ) -> None:
         self.id = response_id
+        self.spec = spec
         self.item = Item(
             id=events.new_id("item"),
             role="assistant",
-            kind="output_audio",
+            kind="output_audio" if spec.spoken else "output_text",
             text=None,
             status="in_progress",
         )
         self.timings = timings
         self.status: str = "in_progress"
-        self.reason: CancelReason | None = None
+        self.reason: str | None = None
         self.audio_cut = False  # its audio was playing when it was cancelled
-        self._conversation = conversation
         self._llm = llm
-        self._tts = tts
         self._track = track
         self._emit = emit
-        self._instructions = instructions
-        self._history = history
-        self._voice = voice
         self._on_finished = on_finished
         self._heard = HeardText()
-        self._previous_item_id: str | None = None
         self._task: asyncio.Task[None] | None = None
-        # Set once the first clause has audio (or none to give): until then the LLM
-        # stream is not read, so an in-process LLM leaves the CPU to the first TTS.
-        self._first_audio = asyncio.Event()
-        # A held run keeps what it would emit and play until it is released.
+        self._stopped_by: str | None = None  # LLMFinish's reason
+        self.output = ResponseOutput(
+            spec.shape(response_id), self.item, conversation, emit, self._do
+        )
+        self._speaker = (
+            ClauseSpeaker(
+                tts, voice=spec.voice, speed=spec.speed, heard=self._heard, timings=timings,
+                play=self._play,
+            )
+            if spec.spoken
+            else None
+        )  # fmt: skip
+        # A held run keeps what it would show and play until it is released.
         self._held = held
         self._released = asyncio.Event()
-        self._held_events: list[dict[str, Any]] = []
+        self._held_effects: list[Effect] = []
         self._held_audio: list[tuple[np.ndarray, int]] = []
         self._held_failed = False
         if not held:
@@ -101,6 +110,15 @@ class ResponseRun:
     def spoken(self) -> HeardText:
         return self._heard
 
+    @property
+    def speaks(self) -> bool:
+        """Its audio goes to the track (an `["audio"]` response)."""
+        return self.spec.spoken
+
+    @property
+    def tool_calls(self) -> list[Item]:
+        return self.output.calls
+
     def start(self) -> None:
         if not self._held:
             self._open()
@@ -108,26 +126,20 @@ class ResponseRun:
         self._task = asyncio.create_task(self._run(), name=f"response-{self.id}")
 
     def _open(self) -> None:
-        """What the client sees when a response begins: its events, its item, the track."""
-        self._emit(events.response_created(self.id, self._voice))
-        self._previous_item_id = self._conversation.add(self.item)
-        self._emit(events.output_item_added(self.id, self.item))
-        self._emit(events.item_added(self._previous_item_id, self.item))
-        self._emit(events.content_part_added(self.id, self.item.id))
-        self._track.begin_response(self.id)
+        self._emit(rev.response_created(self.output.shape))
 
     def release(self) -> bool:
-        """A held run becomes the response: its events and audio so far go out now and the
-        rest as it comes. False (and nothing sent) if it failed or was discarded."""
+        """A held run becomes the response: what it has so far goes out now and the rest
+        as it comes. False (and nothing sent) if it failed or was discarded."""
         if not self._held or not self.active or self._held_failed:
             return False
         self._held = False
         self._open()
-        for event in self._held_events:
-            self._emit(event)
+        for effect in self._held_effects:
+            effect()
         for pcm, rate in self._held_audio:
             self._track.push(pcm, rate)
-        self._held_events.clear()
+        self._held_effects.clear()
         self._held_audio.clear()
         self._released.set()
         return True
@@ -147,17 +159,21 @@ class ResponseRun:
         if self._task is not None:
             self._task.cancel()
 
-    def _out(self, event: dict[str, Any]) -> None:
+    def _do(self, effect: Effect) -> None:
         if self._held:
-            self._held_events.append(event)
+            self._held_effects.append(effect)
         else:
-            self._emit(event)
+            effect()
 
     def _play(self, pcm: np.ndarray, rate: int) -> None:
         if self._held:
             self._held_audio.append((pcm, rate))
         else:
             self._track.push(pcm, rate)
+
+    @property
+    def _on_track(self) -> bool:
+        return self.speaks and self._track.response_id == self.id
 
     def cancel(self, reason: CancelReason, *, report_clear: bool = False) -> None:
         """Stop at once: silence the track, stop LLM and TTS, keep only the heard text.
@@ -169,10 +185,11 @@ class ResponseRun:
         if not self.active:
             return
         self.audio_cut = self.timings.first_frame_sent is not None
-        played_ms = self._track.clear() if self._track.response_id == self.id else 0
-        if self.audio_cut or report_clear:
+        played_ms = self._track.clear() if self._on_track else 0
+        if self.speaks and (self.audio_cut or report_clear):
             self._emit(events.output_audio_buffer("cleared", self.id))
-        self._finish("cancelled", self._heard.heard(played_ms), reason=reason)
+        heard = self._heard.heard(played_ms) if self.speaks else self._heard.text
+        self._finish("cancelled", heard, reason=reason)
         if self._task is not None:
             self._task.cancel()
 
@@ -183,11 +200,17 @@ class ResponseRun:
 
     async def _run(self) -> None:
         try:
-            await self._generate_and_speak()
+            await self._generate()
             await self._released.wait()
-            self._track.end_response()
-            await self._track.wait_drained()
-            self._finish("completed", self._heard.heard(self._heard.audio_ms))
+            if self._on_track:
+                self._track.end_response()
+                await self._track.wait_drained()
+            limited = self._stopped_by == "length" and self.spec.request.max_tokens is not None
+            text = self._heard.heard(self._heard.audio_ms) if self.speaks else self._heard.text
+            if limited:
+                self._finish("incomplete", text, reason="max_output_tokens")
+            else:
+                self._finish("completed", text)
         except asyncio.CancelledError:
             raise
         except Exception as exc:
@@ -195,116 +218,68 @@ class ResponseRun:
             if self._held:
                 self._held_failed = True  # never seen: the turn's end starts a fresh one
                 return
-            if self._track.response_id == self.id:
+            if self._on_track:
                 self._track.clear()
             self._emit(events.error("server_error", "response_failed", f"Response failed: {exc}"))
-            self._finish("failed", self._heard.heard(0))
+            self._finish("failed", self._heard.heard(0) if self.speaks else self._heard.text)
 
-    async def _generate_and_speak(self) -> None:
+    async def _generate(self) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
         writer = asyncio.create_task(self._write(clauses), name=f"llm-{self.id}")
         try:
-            await self._speak(clauses)
+            if self._speaker is not None:
+                await self._speaker.speak(clauses)
             await writer
         finally:
             writer.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await writer
 
+    def _begin_audio(self) -> None:
+        self._track.begin_response(self.id)
+
     async def _write(self, clauses: asyncio.Queue[str | None]) -> None:
         splitter = SentenceSplitter()
+        speaker = self._speaker
         try:
-            async with contextlib.aclosing(
-                self._llm.stream(self._instructions, self._history)
-            ) as stream:
-                async for delta in stream:
-                    if not delta:
+            async with contextlib.aclosing(self._llm.stream(self.spec.request)) as stream:
+                async for part in stream:
+                    if isinstance(part, ToolCallDelta):
+                        self.timings.mark("llm_first_token")
+                        self.output.tool_delta(part)
+                        continue
+                    if isinstance(part, LLMFinish):
+                        self._stopped_by = part.reason
+                        continue
+                    if not part:
                         continue
                     self.timings.mark("llm_first_token")
-                    self._heard.add_text(delta)
-                    self._out(events.transcript_delta(self.id, self.item.id, delta))
-                    for clause in splitter.push(delta):
+                    self.output.open_message(self._begin_audio if speaker else None)
+                    self._heard.add_text(part)
+                    self.output.text(part)
+                    if speaker is None:
+                        continue
+                    for clause in splitter.push(part):
                         clauses.put_nowait(clause)
-                    if not clauses.empty() and not self._first_audio.is_set():
-                        await self._first_audio.wait()  # first audio first
+                    if not clauses.empty() and not speaker.first_audio.is_set():
+                        await speaker.first_audio.wait()  # first audio first
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
+            self.output.close_calls()
         finally:
             clauses.put_nowait(None)
 
-    async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
-        rate = self._tts.sample_rate
-        first = True
-        try:
-            while (clause := await clauses.get()) is not None:
-                self.timings.mark("first_clause")
-                span = self._heard.locate(clause)
-                async for pcm in self._clause_audio(clause):
-                    if first:
-                        pcm = trim_leading_silence(pcm, rate)
-                        first = len(pcm) == 0
-                    if len(pcm) == 0:
-                        continue
-                    self.timings.mark("tts_first_audio")
-                    self._first_audio.set()
-                    self._play(pcm, rate)
-                    self._heard.add_audio(span, len(pcm) * 1000 / rate)
-                self._first_audio.set()
-        finally:
-            self._first_audio.set()
-
-    async def _clause_audio(self, clause: str) -> AsyncIterator[np.ndarray]:
-        """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
-        of the silence TTS leaves after a finished utterance, so the sentence flows on."""
-        mid_sentence = clause[-1:].isalnum()
-        held: np.ndarray | None = None
-        async with contextlib.aclosing(self._tts.synthesize(clause, self._voice)) as audio:
-            async for pcm in audio:
-                if not mid_sentence:
-                    yield pcm
-                    continue
-                if held is not None:
-                    yield held
-                held = pcm
-        if held is not None:
-            yield trim_trailing_silence(held, self._tts.sample_rate)
-
-    def _finish(self, status: str, transcript: str, reason: CancelReason | None = None) -> None:
+    def _finish(self, status: str, transcript: str, reason: str | None = None) -> None:
         if not self.active:
             return
         self.status = status
         self.reason = reason
         self.item.text = transcript
         self.item.status = "completed" if status == "completed" else "incomplete"
-        for event in events.response_finished(
-            self.id, self.item, self._previous_item_id, status, reason, self._voice
-        ):
-            self._emit(event)
+        if not self.output.items and status == "completed":
+            self.output.open_message()  # a reply with no words still answers the turn
+        self.output.close_calls("completed" if status == "completed" else "incomplete")
+        self.output.finish_message()
+        self.output.done(status, reason)
         self._emit(events.hark_metrics(self.id, self.timings.to_dict()))
         self._on_finished(self)
-
-
-SILENCE_LEVEL = 200  # int16 amplitude below which TTS output counts as silence
-LEAD_IN_KEEP_S = 0.01
-MID_SENTENCE_TAIL_S = 0.04
-
-
-def _loud_samples(pcm: np.ndarray) -> np.ndarray:
-    return np.flatnonzero(np.abs(pcm.astype(np.int32)) > SILENCE_LEVEL)
-
-
-def trim_trailing_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """Keep 40 ms of the quiet after the last sound: a phrase, not a sentence, ended."""
-    loud = _loud_samples(pcm)
-    if len(loud) == 0:
-        return pcm
-    return pcm[: int(loud[-1]) + 1 + int(MID_SENTENCE_TAIL_S * rate)]
-
-
-def trim_leading_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
-    """Drop the quiet lead-in TTS puts before a reply's first word (~40 ms for Piper):
-    it only delays the moment the user hears the answer. Keeps 10 ms before the voice."""
-    loud = _loud_samples(pcm)
-    if len(loud) == 0:
-        return pcm[:0]
-    return pcm[max(0, int(loud[0]) - int(LEAD_IN_KEEP_S * rate)) :]

@@ -66,6 +66,9 @@ class TurnHost(Protocol):
 
     def reply_in_progress(self) -> bool: ...
 
+    def partial_transcript(self, transcript: str) -> None:
+        """The words of the turn so far, transcribed at a pause of the user."""
+
     def speculate(self, transcript: str) -> None:
         """The user paused after `transcript`, which may be the whole turn: begin its
         reply without showing it."""
@@ -233,6 +236,8 @@ class TurnTaking:
         if current and self.config.semantic:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))
+        if current and text:
+            self._host.partial_transcript(text.strip())
         unfinished = self.config.semantic and completeness(text) == "incomplete"
         if current and text and not unfinished and self._pending is None:
             if not self._host.reply_in_progress() and not self._false_this_turn:

@@ -1,0 +1,105 @@
+"""Speaking a reply: its clauses, as the LLM completes them, through TTS onto the track.
+
+Each clause is synthesized as soon as it is complete and its audio handed on while the
+LLM is still writing, so the first audio goes out after one clause, not one reply.
+`first_audio` is set once the first clause has audio (or none to give): until then the
+writer does not read the LLM on, so an in-process LLM leaves the CPU to the first TTS.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator, Callable
+
+import numpy as np
+
+from server.engines.base import TextToSpeech
+from server.reply.heard_text import HeardText
+from server.turns.timings import TurnTimings
+
+Play = Callable[[np.ndarray, int], None]
+
+SILENCE_LEVEL = 200  # int16 amplitude below which TTS output counts as silence
+LEAD_IN_KEEP_S = 0.01
+MID_SENTENCE_TAIL_S = 0.04
+
+
+class ClauseSpeaker:
+    def __init__(
+        self,
+        tts: TextToSpeech,
+        *,
+        voice: str,
+        speed: float,
+        heard: HeardText,
+        timings: TurnTimings,
+        play: Play,
+    ) -> None:
+        self._tts = tts
+        self._voice = voice
+        self._speed = speed
+        self._heard = heard
+        self._timings = timings
+        self._play = play
+        self.first_audio = asyncio.Event()
+
+    async def speak(self, clauses: asyncio.Queue[str | None]) -> None:
+        """Speak each clause from the queue until `None`."""
+        rate = self._tts.sample_rate
+        first = True
+        try:
+            while (clause := await clauses.get()) is not None:
+                self._timings.mark("first_clause")
+                span = self._heard.locate(clause)
+                async for pcm in self._clause_audio(clause):
+                    if first:
+                        pcm = trim_leading_silence(pcm, rate)
+                        first = len(pcm) == 0
+                    if len(pcm) == 0:
+                        continue
+                    self._timings.mark("tts_first_audio")
+                    self.first_audio.set()
+                    self._play(pcm, rate)
+                    self._heard.add_audio(span, len(pcm) * 1000 / rate)
+                self.first_audio.set()
+        finally:
+            self.first_audio.set()
+
+    async def _clause_audio(self, clause: str) -> AsyncIterator[np.ndarray]:
+        """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
+        of the silence TTS leaves after a finished utterance, so the sentence flows on."""
+        mid_sentence = clause[-1:].isalnum()
+        held: np.ndarray | None = None
+        audio = self._tts.synthesize(clause, self._voice, self._speed)
+        async with contextlib.aclosing(audio) as chunks:
+            async for pcm in chunks:
+                if not mid_sentence:
+                    yield pcm
+                    continue
+                if held is not None:
+                    yield held
+                held = pcm
+        if held is not None:
+            yield trim_trailing_silence(held, self._tts.sample_rate)
+
+
+def _loud_samples(pcm: np.ndarray) -> np.ndarray:
+    return np.flatnonzero(np.abs(pcm.astype(np.int32)) > SILENCE_LEVEL)
+
+
+def trim_trailing_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Keep 40 ms of the quiet after the last sound: a phrase, not a sentence, ended."""
+    loud = _loud_samples(pcm)
+    if len(loud) == 0:
+        return pcm
+    return pcm[: int(loud[-1]) + 1 + int(MID_SENTENCE_TAIL_S * rate)]
+
+
+def trim_leading_silence(pcm: np.ndarray, rate: int) -> np.ndarray:
+    """Drop the quiet lead-in TTS puts before a reply's first word (~40 ms for Piper):
+    it only delays the moment the user hears the answer. Keeps 10 ms before the voice."""
+    loud = _loud_samples(pcm)
+    if len(loud) == 0:
+        return pcm[:0]
+    return pcm[max(0, int(loud[0]) - int(LEAD_IN_KEEP_S * rate)) :]
