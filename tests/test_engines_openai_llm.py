@@ -14,6 +14,7 @@ import pytest
 
 from server.config import Config
 from server.engines.base import ChatMessage, EngineUnavailable, LanguageModel
+from server.engines.chat import LLMOutput, LLMRequest
 from server.engines.llama_cpp_llm import assemble_gguf
 from server.engines.openai_llm import LLMServerError, OpenAICompatibleLLM
 from tests.server_process import free_port, stop_process
@@ -72,15 +73,16 @@ async def llm(server_url: str) -> AsyncIterator[OpenAICompatibleLLM]:
     await engine.close()
 
 
-async def collect(stream: AsyncIterator[str]) -> list[str]:
-    return [delta async for delta in stream]
+async def collect(stream: AsyncIterator[LLMOutput]) -> list[str]:
+    """The text deltas (a stream may end with an `LLMFinish`)."""
+    return [delta async for delta in stream if isinstance(delta, str)]
 
 
 @pytest.mark.slow
 async def test_streams_an_answer(llm: OpenAICompatibleLLM) -> None:
     assert isinstance(llm, LanguageModel)
     assert llm.model  # none configured: the first model the server lists
-    deltas = await collect(llm.stream("Answer in one short sentence.", QUESTION))
+    deltas = await collect(llm.stream(LLMRequest("Answer in one short sentence.", tuple(QUESTION))))
     assert len(deltas) >= 2, deltas
     assert "".join(deltas).strip()
 
@@ -99,10 +101,10 @@ async def test_closing_early_stops_the_server_generating(server_url: str) -> Non
     await engine.load()
     try:
         started = time.perf_counter()
-        assert len(await collect(engine.stream("", history))) > 20
+        assert len(await collect(engine.stream(LLMRequest("", tuple(history))))) > 20
         full = time.perf_counter() - started  # the whole reply, at this machine's load
 
-        stream = engine.stream("", history)
+        stream = engine.stream(LLMRequest("", tuple(history)))
         await anext(stream)
         await anext(stream)
         started = time.perf_counter()
@@ -110,7 +112,7 @@ async def test_closing_early_stops_the_server_generating(server_url: str) -> Non
         assert time.perf_counter() - started < 0.5
         # llama.cpp's server runs one request at a time: the next one starts before the
         # abandoned reply would have ended only if the dropped connection stopped it.
-        follow_up = engine.stream("", QUESTION)
+        follow_up = engine.stream(LLMRequest("", tuple(QUESTION)))
         await anext(follow_up)
         await follow_up.aclose()
         assert time.perf_counter() - started < full / 4
@@ -126,7 +128,7 @@ async def test_a_wrong_path_is_a_clear_error(server_url: str) -> None:
     engine = OpenAICompatibleLLM(base, model="x")
     try:
         with pytest.raises(LLMServerError, match=r"/not-v1/chat/completions answered 404: .+"):
-            await collect(engine.stream("", QUESTION))
+            await collect(engine.stream(LLMRequest("", tuple(QUESTION))))
     finally:
         await engine.close()
 
