@@ -133,6 +133,17 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the reply to finish"
     )
+    talk.add_argument(
+        "--tools", help="a JSON file with the session's function tools (a list, GA shape)"
+    )
+    talk.add_argument(
+        "--tool-choice", default=None, help="auto, none, required, or a function's name"
+    )
+    talk.add_argument(
+        "--tool-output",
+        default=None,
+        help="answer every tool call with this output, then ask for the spoken answer",
+    )
     mint = commands.add_parser("token", help="print an operator (or realtime) token")
     mint.add_argument("--scope", choices=("operator", "realtime"), default="operator")
     mint.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")

@@ -4,6 +4,7 @@ POST   /v1/realtime/client_secrets   API key → {"value": "ek_…", "expires_at
 POST   /v1/realtime/calls            SDP offer (raw or multipart) → 201 + answer SDP
 POST   /v1/realtime?model=…          the beta path, same as /calls
 DELETE /v1/realtime/calls/{call_id}  hang up, 204, idempotent
+POST   /v1/realtime/calls/{call_id}/hangup   the same, as current OpenAI SDKs hang up
 POST   /hark/demo/client_secret      the local demo page's secret (loopback only)
 GET    /healthz                      200 once engines are loaded, 503 while starting
 
@@ -73,6 +74,7 @@ class RealtimeHttpApi:
         r.add_post("/v1/realtime/calls", self.create_call)
         r.add_post("/v1/realtime", self.create_call)
         r.add_delete("/v1/realtime/calls/{call_id}", self.hangup)
+        r.add_post("/v1/realtime/calls/{call_id}/hangup", self.hangup)
         r.add_post("/hark/demo/client_secret", self.demo_client_secret)
         r.add_get("/healthz", self.healthz)
 

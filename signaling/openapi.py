@@ -13,11 +13,15 @@ from aiohttp import web
 from server.protocol.session_config import (
     MAX_INSTRUCTIONS_CHARS,
     MAX_MODEL_CHARS,
+    MAX_OUTPUT_TOKENS,
     MAX_VOICE_CHARS,
+    SESSION_TYPES,
+    SPEED_RANGE,
     TURN_DETECTION_FLAGS,
     TURN_DETECTION_RANGES,
     TURN_DETECTION_TYPES,
 )
+from server.protocol.tools import MAX_DESCRIPTION_CHARS, MAX_TOOLS, NAME, TOOL_CHOICE_MODES
 from server.turns.end_of_turn import EAGERNESS
 
 
@@ -59,21 +63,57 @@ TURN_DETECTION = {
     },
 }
 VOICE = {"type": ["string", "null"], "maxLength": MAX_VOICE_CHARS}
+SPEED = {"type": "number", "minimum": SPEED_RANGE[0], "maximum": SPEED_RANGE[1]}
+MODALITIES = {"type": "array", "minItems": 1, "items": {"enum": ["audio", "text"]}}
+MAX_TOKENS = {
+    "oneOf": [
+        {"type": "integer", "minimum": 1, "maximum": MAX_OUTPUT_TOKENS},
+        {"const": "inf"},
+    ]
+}
+# A function tool; `parameters` must be a JSON Schema for an object (checked against the
+# JSON Schema meta-schema; only its outline is described here).
+TOOL = {
+    "type": "object",
+    "required": ["name"],
+    "properties": {
+        "type": {"const": "function"},
+        "name": {"type": "string", "pattern": NAME.pattern},
+        "description": {"type": ["string", "null"], "maxLength": MAX_DESCRIPTION_CHARS},
+        "parameters": {
+            "type": ["object", "null"],
+            "properties": {
+                "type": {"const": "object"},
+                "properties": {"type": "object", "additionalProperties": {"type": "object"}},
+                "required": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
+            },
+        },
+    },
+}
 SESSION = {
     "type": "object",
     "description": "A Realtime session configuration (OpenAI's session object, GA or beta "
-    "shape). Fields not listed are ignored.",
+    "shape). Fields not listed are ignored. `tool_choice` may also be "
+    '`{"type": "function", "name": …}` naming one of `tools`.',
     "properties": {
-        "type": {"const": "realtime"},
+        "type": {"enum": list(SESSION_TYPES)},
         "model": {"type": "string", "maxLength": MAX_MODEL_CHARS},
         "instructions": {"type": "string", "maxLength": MAX_INSTRUCTIONS_CHARS},
         "voice": VOICE,
+        "speed": SPEED,
         "turn_detection": TURN_DETECTION,
+        "tools": {"type": "array", "maxItems": MAX_TOOLS, "items": TOOL},
+        "tool_choice": {"enum": list(TOOL_CHOICE_MODES)},
+        "output_modalities": MODALITIES,
+        "modalities": MODALITIES,
+        "max_output_tokens": MAX_TOKENS,
+        "max_response_output_tokens": MAX_TOKENS,
+        "prompt": {"type": "null"},
         "audio": {
             "type": "object",
             "properties": {
                 "input": {"type": "object", "properties": {"turn_detection": TURN_DETECTION}},
-                "output": {"type": "object", "properties": {"voice": VOICE}},
+                "output": {"type": "object", "properties": {"voice": VOICE, "speed": SPEED}},
             },
         },
     },
@@ -190,6 +230,13 @@ SPEC: dict[str, Any] = {
         "/v1/realtime/calls/{call_id}": {
             "delete": {
                 "summary": "Hang up (idempotent)",
+                "parameters": [CALL_ID],
+                "responses": {"204": {"description": "Hung up"}, **ERRORS},
+            }
+        },
+        "/v1/realtime/calls/{call_id}/hangup": {
+            "post": {
+                "summary": "Hang up (idempotent), as current OpenAI SDKs do",
                 "parameters": [CALL_ID],
                 "responses": {"204": {"description": "Hung up"}, **ERRORS},
             }

@@ -129,3 +129,77 @@ def test_config_defaults_and_errors():
         Config.from_env({"HARK_TTS": "nope"})
     with pytest.raises(ConfigError, match="HARK_LLM_BASE_URL"):
         Config.from_env({"HARK_LLM": "openai"}).validate()
+
+
+async def test_calls_answer_any_origin_with_a_client_secret_by_default():
+    client = await client_for({})
+    page = "https://app.example"
+    try:
+        minted = await client.post(
+            "/v1/realtime/client_secrets", json={}, headers={"Authorization": "Bearer sk-1"}
+        )
+        secret = (await minted.json())["value"]
+        for path in ("/v1/realtime/calls", "/v1/realtime/calls/rtc_x/hangup", "/v1/realtime"):
+            resp = await client.options(
+                path,
+                headers={
+                    "Origin": page,
+                    "Access-Control-Request-Method": "POST",
+                    "Access-Control-Request-Headers": "authorization, content-type, openai-beta",
+                },
+            )
+            assert resp.status == 204, path
+            assert resp.headers["Access-Control-Allow-Origin"] == page
+            assert "openai-beta" in resp.headers["Access-Control-Allow-Headers"].lower()
+        resp = await client.post(
+            "/v1/realtime/calls",
+            data="v=0\r\n",
+            headers={"Authorization": f"Bearer {secret}", "Origin": page},
+        )
+        assert resp.status >= 400  # refused (still starting), yet readable by the page
+        assert resp.headers["Access-Control-Allow-Origin"] == page
+        assert "Location" in resp.headers["Access-Control-Expose-Headers"]
+        # An API key is no credential for a foreign page: configured origins only.
+        resp = await client.post(
+            "/v1/realtime/calls",
+            data="v=0\r\n",
+            headers={"Authorization": "Bearer sk-1", "Origin": page},
+        )
+        assert "Access-Control-Allow-Origin" not in resp.headers
+        resp = await client.options(
+            "/v1/realtime/client_secrets",
+            headers={"Origin": page, "Access-Control-Request-Method": "POST"},
+        )
+        assert resp.status == 403
+        resp = await client.post(
+            "/v1/realtime/client_secrets",
+            json={},
+            headers={"Authorization": "Bearer sk-1", "Origin": page},
+        )
+        assert "Access-Control-Allow-Origin" not in resp.headers
+        # The demo's secret stays with its own page.
+        resp = await client.options(
+            "/hark/demo/client_secret",
+            headers={"Origin": page, "Access-Control-Request-Method": "POST"},
+        )
+        assert resp.status == 403
+    finally:
+        await client.close()
+
+
+async def test_configured_origins_narrow_the_calls_endpoints_too():
+    client = await client_for({"HARK_CORS_ORIGINS": "https://app.example"})
+    try:
+        resp = await client.options(
+            "/v1/realtime/calls",
+            headers={"Origin": "https://other.example", "Access-Control-Request-Method": "POST"},
+        )
+        assert resp.status == 403
+        resp = await client.post(
+            "/v1/realtime/calls",
+            data="v=0\r\n",
+            headers={"Authorization": "Bearer ek_x", "Origin": "https://other.example"},
+        )
+        assert "Access-Control-Allow-Origin" not in resp.headers
+    finally:
+        await client.close()

@@ -88,7 +88,6 @@ def test_session_tools_are_stored_and_echoed_in_the_ga_shape():
         ),
         ([{"type": "mcp", "server_label": "x"}], "session.tools[0].type", "unsupported_tool_type"),
         ([{**WEATHER, "name": "has spaces"}], "session.tools[0].name", "invalid_value"),
-        ([WEATHER, WEATHER], "session.tools[1].name", "invalid_value"),
         ("get_weather", "session.tools", "invalid_value"),
     ],
 )

@@ -194,6 +194,8 @@ def parse_modalities(raw: Any, param: str) -> Modality:
 def parse_max_tokens(raw: Any, param: str) -> int | None:
     if raw == "inf":
         return None
+    if isinstance(raw, float) and raw.is_integer():
+        raw = int(raw)  # JSON Schema counts 60.0 as an integer
     if isinstance(raw, bool) or not isinstance(raw, int) or not 1 <= raw <= MAX_OUTPUT_TOKENS:
         raise SessionConfigError(
             param, f"{param} must be an integer in [1, {MAX_OUTPUT_TOKENS}] or 'inf'"

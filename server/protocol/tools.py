@@ -36,13 +36,8 @@ def parse_tools(raw: Any, param: str) -> tuple[ToolSpec, ...]:
         raise InvalidParam(param, f"{param} must be an array of tools")
     if len(raw) > MAX_TOOLS:
         raise InvalidParam(param, f"{param} holds more than {MAX_TOOLS} tools")
-    tools: list[ToolSpec] = []
-    for index, entry in enumerate(raw):
-        tool = parse_tool(entry, f"{param}[{index}]")
-        if any(known.name == tool.name for known in tools):
-            raise InvalidParam(f"{param}[{index}].name", f"Duplicate tool name {tool.name!r}")
-        tools.append(tool)
-    return tuple(tools)
+    # Two tools of one name are both kept (a named tool_choice means the first).
+    return tuple(parse_tool(entry, f"{param}[{index}]") for index, entry in enumerate(raw))
 
 
 def parse_tool(raw: Any, param: str) -> ToolSpec:

@@ -260,6 +260,47 @@ class CallClient:
     async def finish_saying(self) -> None:
         await self.mic.wait_drained()
 
+    def ask(self, text: str, response: dict[str, Any] | None = None) -> None:
+        """Type a user message and ask for a response (with `response.create` options)."""
+        self.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "message",
+                    "role": "user",
+                    "content": [{"type": "input_text", "text": text}],
+                },
+            }
+        )
+        self.respond(response)
+
+    def respond(self, response: dict[str, Any] | None = None) -> None:
+        self.send({"type": "response.create", **({"response": response} if response else {})})
+
+    def answer_tool_calls(
+        self,
+        done: ReceivedEvent,
+        output: Callable[[dict[str, Any]], str],
+        response: dict[str, Any] | None = None,
+    ) -> list[dict[str, Any]]:
+        """Send `output(call)` for each function call `done` (a `response.done`) made,
+        then `response.create`, as an app runs its tools; returns the calls."""
+        calls = function_calls(done)
+        for call in calls:
+            self.send(
+                {
+                    "type": "conversation.item.create",
+                    "item": {
+                        "type": "function_call_output",
+                        "call_id": call["call_id"],
+                        "output": output(call),
+                    },
+                }
+            )
+        if calls:
+            self.respond(response)
+        return calls
+
     async def hangup(self) -> None:
         if self.call_path is not None:
             with contextlib.suppress(aiohttp.ClientError):
@@ -277,10 +318,16 @@ class CallClient:
         await self._pc.close()
 
 
+def function_calls(done: ReceivedEvent) -> list[dict[str, Any]]:
+    """The `function_call` items of a `response.done`."""
+    output = done.data.get("response", {}).get("output") or []
+    return [item for item in output if item.get("type") == "function_call"]
+
+
 def _describe(event: ReceivedEvent, t0: float) -> str:
     data = event.data
     detail = ""
-    for key in ("transcript", "delta", "audio_start_ms", "audio_end_ms"):
+    for key in ("transcript", "delta", "arguments", "audio_start_ms", "audio_end_ms"):
         if key in data:
             detail = f" {key}={data[key]!r}"
             break
@@ -293,12 +340,31 @@ def _describe(event: ReceivedEvent, t0: float) -> str:
     return f"[{event.at - t0:6.2f}s] {event.type}{detail}"
 
 
+def _cli_session(args: argparse.Namespace) -> dict[str, Any]:
+    """The session `hark call` asks for: instructions, tools from a JSON file, tool_choice."""
+    session: dict[str, Any] = {}
+    if args.instructions:
+        session["instructions"] = args.instructions
+    if getattr(args, "tools", None):
+        with open(args.tools, encoding="utf-8") as file:
+            session["tools"] = json.load(file)
+    choice = getattr(args, "tool_choice", None)
+    if choice:
+        named = choice not in ("auto", "none", "required")
+        session["tool_choice"] = {"type": "function", "name": choice} if named else choice
+    return session
+
+
 async def run_call_cli(args: argparse.Namespace) -> int:
     if not (args.wav or args.text):
         print("hark call: give --wav FILE or --text 'message'")
         return 2
     token = args.token
-    session = {"instructions": args.instructions} if args.instructions else {}
+    try:
+        session = _cli_session(args)
+    except (OSError, ValueError) as exc:
+        print(f"hark call: {exc}")
+        return 2
     if not token:
         if not args.api_key:
             print("hark call: give --api-key (or HARK_API_KEY) or --token ek_…")
@@ -330,6 +396,10 @@ async def run_call_cli(args: argparse.Namespace) -> int:
             client.send({"type": "response.create"})
             speech_end = time.monotonic()
         done = await client.wait_for("response.done", after=mark, timeout=args.timeout)
+        if getattr(args, "tool_output", None) is not None and function_calls(done):
+            mark = len(client.events)
+            client.answer_tool_calls(done, lambda call: args.tool_output)
+            done = await client.wait_for("response.done", after=mark, timeout=args.timeout)
         with contextlib.suppress(CallError):
             await client.wait_for("output_audio_buffer.stopped", after=mark, timeout=2)
         await asyncio.sleep(0.3)  # the last frames in flight
