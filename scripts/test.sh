@@ -6,7 +6,16 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 apt_install chromium espeak-ng redis-server
+command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 scripts/install.sh test
+# OpenAI's Agents SDK for Realtime (pinned by its lock file) for the cross-origin page test.
+page=tests/agents_page
+stamp="$page/node_modules/.hark-$(sha256sum "$page/package-lock.json" | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  log "npm ci in $page (@openai/agents-realtime)"
+  (cd "$page" && npm ci --no-audit --no-fund --loglevel=error)
+  touch "$stamp"
+fi
 export HF_HUB_OFFLINE=1
 
 log "ruff check"

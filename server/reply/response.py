@@ -265,7 +265,6 @@ class ResponseRun:
                         await speaker.first_audio.wait()  # first audio first
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
-            self.output.close_calls()
         finally:
             clauses.put_nowait(None)
 
@@ -278,6 +277,9 @@ class ResponseRun:
         self.item.status = "completed" if status == "completed" else "incomplete"
         if not self.output.items and status == "completed":
             self.output.open_message()  # a reply with no words still answers the turn
+        # Calls are done only now, with response.done right behind: clients (OpenAI's
+        # Agents SDK) run a tool at its output_item.done and ask for the next response at
+        # once, which must not find this one still in progress.
         self.output.close_calls("completed" if status == "completed" else "incomplete")
         self.output.finish_message()
         self.output.done(status, reason)
