@@ -132,3 +132,13 @@ async def test_espeak_missing_binary_is_named(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(shutil, "which", lambda name, *args, **kwargs: None)
     with pytest.raises(EngineUnavailable, match="apt-get install espeak-ng"):
         await EspeakTTS().load()
+
+
+async def test_speed_shortens_and_lengthens_the_speech(piper: PiperTTS, espeak: EspeakTTS) -> None:
+    # OpenAI's audio.output.speed: Piper's length_scale, espeak's words per minute.
+    text = "The quick brown fox jumps over the lazy dog."
+    for engine in (piper, espeak):
+        normal = (await collect(engine.synthesize(text))).size
+        fast = (await collect(engine.synthesize(text, None, 1.5))).size
+        slow = (await collect(engine.synthesize(text, None, 0.5))).size
+        assert fast < 0.85 * normal < 0.85 * slow, (engine.name, fast, normal, slow)
