@@ -29,8 +29,9 @@ class Speculation:
         self.dropped = 0
 
     def begin(self, run: ResponseRun, key: Hashable) -> None:
-        """Start `run` held; `key` names exactly what it answers (history, instructions,
-        voice), so a reply written for another conversation is never released."""
+        """Start `run` held; `key` names exactly what it answers (its `ReplySpec`: history,
+        instructions, tools, voice…), so a reply written for another conversation is
+        never released."""
         self.drop()
         self._run, self._key = run, key
         run.start()
