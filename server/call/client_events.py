@@ -103,10 +103,7 @@ class ClientEventDispatcher:
             raise ClientEventError("invalid_value", str(exc), exc.param) from exc
 
     def input_append(self, event: dict[str, Any]) -> None:
-        raise ClientEventError(
-            "unsupported_over_webrtc",
-            "Over WebRTC, input audio comes from the microphone track, not from events",
-        )
+        self.call.append_input(_field(event, "audio", str))
 
     def input_commit(self, event: dict[str, Any]) -> None:
         self.call.commit_input()

@@ -12,6 +12,7 @@ import dataclasses
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.protocol.audio_format import AudioFormat, AudioFormatError, parse_audio_format
 from server.turns.end_of_turn import EAGERNESS
 from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
@@ -43,6 +44,8 @@ class SessionConfig:
     instructions: str = ""
     voice: str = "joe"
     turn_detection: TurnDetectionConfig | None = field(default_factory=TurnDetectionConfig)
+    input_format: AudioFormat = field(default_factory=AudioFormat)
+    output_format: AudioFormat = field(default_factory=AudioFormat)
 
     def apply(self, update: Any) -> SessionConfig:
         """A new config with `update` (a GA or beta-shaped session dict) applied."""
@@ -72,6 +75,17 @@ class SessionConfig:
             if voice is not None:
                 changes["voice"] = _string(voice, param, MAX_VOICE_CHARS)
         audio_input = _object(audio.get("input", {}), "session.audio.input")
+        for name, raw, param in (
+            ("input_format", update.get("input_audio_format"), "session.input_audio_format"),
+            ("input_format", audio_input.get("format"), "session.audio.input.format"),
+            ("output_format", update.get("output_audio_format"), "session.output_audio_format"),
+            ("output_format", output.get("format"), "session.audio.output.format"),
+        ):
+            if raw is not None:
+                try:
+                    changes[name] = parse_audio_format(raw, param)
+                except AudioFormatError as exc:
+                    raise SessionConfigError(exc.param, str(exc)) from exc
         for shape in (update, audio_input):
             if "turn_detection" in shape:
                 changes["turn_detection"] = _turn_detection(
@@ -80,7 +94,6 @@ class SessionConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
-        pcm = {"type": "audio/pcm", "rate": 24000}
         return {
             "type": "realtime",
             "object": "realtime.session",
@@ -97,14 +110,18 @@ class SessionConfig:
             "include": None,
             "audio": {
                 "input": {
-                    "format": pcm,
+                    "format": self.input_format.to_dict(),
                     "transcription": {"model": "whisper-tiny.en", "language": "en"},
                     "noise_reduction": None,
                     "turn_detection": (
                         turn_detection_dict(self.turn_detection) if self.turn_detection else None
                     ),
                 },
-                "output": {"format": pcm, "voice": self.voice, "speed": 1.0},
+                "output": {
+                    "format": self.output_format.to_dict(),
+                    "voice": self.voice,
+                    "speed": 1.0,
+                },
             },
         }
 
