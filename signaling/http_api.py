@@ -237,11 +237,19 @@ class RealtimeHttpApi:
         )
 
     def session_for(self, caller: Caller, request: web.Request) -> SessionConfig:
-        """The new call's session: the server's defaults, the secret's, then `?model=`."""
+        """The new call's session: the server's defaults, the secret's, then `?model=` and
+        `?intent=transcription` (a transcription session, as OpenAI's WebSocket URL says)."""
         session = _session_config(self.base_session, caller.session)
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
+        intent = request.query.get("intent")
+        if intent is not None:
+            if intent != "transcription":
+                raise ApiError(
+                    400, "invalid_value", "intent must be 'transcription'", param="intent"
+                )
+            session = _session_config(session, {"type": "transcription"}, "intent")
         return session
 
     async def open_call(

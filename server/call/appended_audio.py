@@ -29,6 +29,7 @@ log = logging.getLogger("hark.input")
 RATE = 16_000
 FRAME_SAMPLES = 512  # 32 ms, what Silero takes
 FRAMES_PER_YIELD = 4
+SLACK_S = 0.005  # clock rounding: a client exactly at real time is never refused
 
 
 class AppendedAudio:
@@ -73,7 +74,7 @@ class AppendedAudio:
             )
         seconds = fmt.duration_s(len(raw))
         self._refill()
-        if seconds > self._tokens:
+        if seconds > self._tokens + SLACK_S:
             raise CallControlError(
                 "input_audio_rate_exceeded",
                 f"Audio is appended faster than real time: {seconds:.2f} s more would exceed "
