@@ -4,9 +4,7 @@ The session owns what the call *is*: the conversation, the reply in progress (an
 one held at a pause), the paced outbound track. It asks `TurnTaking` when the user has
 the turn, starts `ResponseRun`s, and applies what the client asks through the
 `CallControl` port. It does not parse client events (`server.call.client_events`) or
-move bytes: a transport does, over WebRTC (`server.call.transport`) or a WebSocket
-(`server.call.websocket_transport`), and sideband channels (`server.call.sideband`) get
-every event the call sends.
+move bytes (`server.call.transport`, `.websocket_transport`; `.sideband` gets its events).
 
 Its state is computed from those parts, never assigned: USER_SPEAKING while the VAD
 hears the user, SPEAKING while a reply's audio plays, THINKING while a turn is being
@@ -173,11 +171,8 @@ class RealtimeSession:
             if task is not current:
                 task.cancel()
         self.track.stop()
-        await asyncio.gather(
-            self.transport.close(reason),
-            *(channel.close(reason) for channel in self.sidebands),
-            return_exceptions=True,
-        )
+        channels: list[EventChannel] = [self.transport, *self.sidebands]
+        await asyncio.gather(*(c.close(reason) for c in channels), return_exceptions=True)
         self.sidebands.clear()
         self._on_closed(self)
 
@@ -377,7 +372,17 @@ class RealtimeSession:
                 "conversation_already_has_active_response",
                 f"Response {self.replies.current.id} is still in progress",
             )
-        self._answer(TurnTimings(), instructions)
+        if self._turns_in_flight:  # commit then response.create: answer once it is heard
+            self._spawn(self._answer_when_heard(instructions), "response-after-turn")
+        else:
+            self._answer(TurnTimings(), instructions)
+
+    async def _answer_when_heard(self, instructions: str | None) -> None:
+        turns = [task for task in self._tasks if task.get_name().endswith("-turn")]
+        if turns:
+            await asyncio.wait(turns)  # (wait, not gather: never cancels the turns)
+        if self.replies.current is None:
+            self._answer(TurnTimings(), instructions)
 
     def cancel_response(self, response_id: str | None) -> None:
         self.replies.cancel(response_id)
