@@ -161,7 +161,7 @@ class SdkCall:
         async def wait() -> SdkEvent:
             while (found := find()) is None:
                 if self._tasks and self._tasks[0].done():
-                    raise AssertionError(f"connection closed before {type_}: {self.types()}")
+                    raise AssertionError(f"connection closed before {type_}: {[e.data for e in self.events[-3:]]}")
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
                 try:

@@ -373,7 +373,7 @@ class RealtimeSession:
                 f"Response {self.replies.current.id} is still in progress",
             )
         if self._turns_in_flight:  # commit then response.create: answer once it is heard
-            self._spawn(self._answer_when_heard(instructions), "response-after-turn")
+            self._spawn(self._answer_when_heard(instructions), "response-when-heard")
         else:
             self._answer(TurnTimings(), instructions)
 
