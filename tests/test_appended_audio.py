@@ -65,7 +65,7 @@ async def test_24k_audio_arrives_at_16k() -> None:
     ],
 )
 def test_bad_audio_is_refused_and_nothing_is_kept(data: str, code: str) -> None:
-    frames, audio = collect()
+    _frames, audio = collect()
     with pytest.raises(CallControlError) as caught:
         audio.append(data, PCM24)
     assert caught.value.code == code and caught.value.param == "audio"
@@ -117,7 +117,7 @@ async def test_feeding_yields_to_the_loop() -> None:
 
 
 def test_clear_forgets_what_was_not_yet_fed() -> None:
-    frames, audio = collect()
+    _frames, audio = collect()
     audio.append(b64(np.zeros(16000, np.int16)), PCM16K)
     audio.clear()
     assert not audio.waiting and len(audio.take_partial()) == 0

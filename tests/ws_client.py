@@ -161,7 +161,8 @@ class SdkCall:
         async def wait() -> SdkEvent:
             while (found := find()) is None:
                 if self._tasks and self._tasks[0].done():
-                    raise AssertionError(f"connection closed before {type_}: {[e.data for e in self.events[-3:]]}")
+                    last = [e.data for e in self.events[-3:]]
+                    raise AssertionError(f"connection closed before {type_}: {last}")
                 waiter = asyncio.get_running_loop().create_future()
                 self._waiters.append(waiter)
                 try:
@@ -173,7 +174,8 @@ class SdkCall:
         try:
             return await asyncio.wait_for(wait(), timeout)
         except TimeoutError as exc:
-            raise AssertionError(f"no {type_} in {timeout:.0f} s; got {self.types()[-15:]}") from exc
+            got = self.types()[-15:]
+            raise AssertionError(f"no {type_} in {timeout:.0f} s; got {got}") from exc
 
     # ---- the microphone -----------------------------------------------------------------
 
