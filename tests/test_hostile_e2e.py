@@ -340,7 +340,8 @@ async def test_data_channel_survives_random_events_huge_messages_and_floods(hark
         ):
             client.send(raw)
         await probe(client, "probe-typed")
-        # Huge: over the server's event cap (128 KiB) but under SCTP's message limit.
+        # Huge, up to SCTP's message limit (the event cap, 1 MiB, is tested over the
+        # WebSocket in tests/test_websocket_hostile_e2e.py).
         client._channel.send(json.dumps({"type": "session.update", "pad": "x" * 200_000}))
         client._channel.send(b"\xff" * 100_000)
         await probe(client, "probe-huge")
