@@ -29,6 +29,7 @@ from server.call.session import RealtimeSession
 from server.call.sideband import MAX_SIDEBANDS, SidebandChannel
 from server.call.websocket_transport import WebSocketTransport
 from server.cluster.registry import CallRegistry
+from server.protocol.session_config import MAX_MODEL_CHARS
 from signaling.auth import websocket_token
 from signaling.errors import ApiError
 from signaling.http_api import RealtimeHttpApi
@@ -76,6 +77,16 @@ class RealtimeWebSocketApi:
         return socket
 
     async def connect(self, request: web.Request) -> web.StreamResponse:
+        for name in ("model", "call_id", "intent"):
+            if len(request.query.getall(name, [])) > 1:
+                raise ApiError(400, "invalid_value", f"'{name}' may be given once", param=name)
+        if len(request.query.get("model", "")) > MAX_MODEL_CHARS:
+            raise ApiError(
+                400,
+                "invalid_value",
+                f"model is longer than {MAX_MODEL_CHARS} characters",
+                param="model",
+            )
         call_id = request.query.get("call_id")
         if call_id is not None:
             return await self._sideband(request, call_id)
