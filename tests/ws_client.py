@@ -203,11 +203,13 @@ class SdkCall:
 
     async def _microphone(self) -> None:
         """Appends 100 ms every 100 ms (silence when nothing is queued), on a fixed
-        schedule, as a live microphone does."""
+        schedule, as a live microphone does: each chunk once its 100 ms have passed."""
         step = self.mic_rate * CHUNK_MS // 1000
         started = time.monotonic()
         sent = 0
         while True:
+            sent += 1
+            await asyncio.sleep(max(0.0, started + sent * CHUNK_MS / 1000 - time.monotonic()))
             chunk = self._mic.popleft() if self._mic else np.zeros(step, np.int16)
             if self.input_format == "ulaw":
                 raw = g711.encode(np.asarray(chunk), "ulaw")
@@ -216,8 +218,6 @@ class SdkCall:
             await self.conn.input_audio_buffer.append(audio=base64.b64encode(raw).decode())
             if isinstance(chunk, _Marked) and not chunk.done.done():
                 chunk.done.set_result(time.monotonic())
-            sent += 1
-            await asyncio.sleep(max(0.0, started + sent * CHUNK_MS / 1000 - time.monotonic()))
 
 
 class _Marked(np.ndarray):
