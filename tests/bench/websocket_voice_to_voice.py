@@ -20,6 +20,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from typing import Any
 
@@ -98,6 +99,7 @@ def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
 
 
 async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
+    load_before = os.getloadavg()
     questions = [QUESTIONS[i % len(QUESTIONS)] for i in range(turns)]
     # Synthesized up front: Piper blocks, and a blocked loop would stall the microphones.
     ws_audio = {q: ws_utterance(q) for q in set(questions)}
@@ -119,6 +121,8 @@ async def run(url: str, api_key: str, turns: int) -> dict[str, Any]:
     rtc = summarize(results["webrtc"])
     return {
         "turns": results,
+        # The machine's 1/5/15-minute load averages: on a shared machine, read figures with it.
+        "load_average": {"before": load_before, "after": os.getloadavg()},
         "summary": {"websocket": ws, "webrtc": rtc},
         "voice_to_voice_ms": {
             "websocket": ws["voice_to_voice_ms"],
