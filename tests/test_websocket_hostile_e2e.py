@@ -226,7 +226,9 @@ async def test_bad_frames_get_error_events_and_the_call_survives(hark):
                 if message.type != aiohttp.WSMsgType.TEXT:
                     break
             assert message.type in (aiohttp.WSMsgType.CLOSE, aiohttp.WSMsgType.CLOSED)
-            assert ws.close_code == 1009
+            # 1009 (message too big), or 1006 when the server's close overtook the rest of
+            # our 4 MiB on the wire and the TCP reset lost the close frame (seen under load).
+            assert ws.close_code in (1009, 1006)
     after = await settled(hark, before)
     assert after["calls"] == 0, after
     assert after["tasks"] <= before["tasks"] + 3, (before, after)
@@ -255,6 +257,9 @@ async def test_websocket_calls_leave_nothing_behind(hark):
     opened = 0
     for _ in range(4):
         opened += sum(await asyncio.gather(*(one() for _ in range(10))))
+        # A closed socket's call ends a few ms after the client has moved on; the node's
+        # limit (16 calls) counts it until then.
+        await settled(hark, before)
     killed = await asyncio.create_subprocess_exec(
         *(sys.executable, "-c", KILLED_CLIENTS, ws_url(hark), hark.api_key),
         cwd=ROOT,

@@ -77,7 +77,7 @@ class RealtimeSession:
         on_closed: Callable[[RealtimeSession], None],
         echo_guard: bool = False,
         transport: Literal["webrtc", "websocket"] = "webrtc",
-        append_burst_s: float = 20.0,
+        append_burst_s: float,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")
