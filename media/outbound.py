@@ -12,6 +12,11 @@ browsers' jitter buffers misbehave.
 Barge-in needs two numbers this module owns: what was actually sent of the current
 response (`playout_ms`, to truncate the assistant's text to what the user heard) and an
 instant stop (`clear()`, effective at the very next frame).
+
+The same track feeds a WebSocket client (`next_frame()`, which says whose audio each frame
+holds): such a client buffers and plays the audio itself, so a response's frames may be
+handed out up to `send_ahead_s` before they are due, and the gaps between replies are
+never sent at all.
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ import logging
 import time
 from collections import deque
 from collections.abc import Callable, Coroutine
+from dataclasses import dataclass
 from typing import Any, Literal
 
 import av
@@ -75,6 +81,15 @@ class _SampleQueue:
         self.size = 0
 
 
+@dataclass(frozen=True)
+class OutboundFrame:
+    """One 20 ms frame as the track hands it out."""
+
+    pcm: np.ndarray
+    response_id: str | None  # whose audio it holds; None for silence filling a gap
+    last: bool = False  # the response's audio ends with this frame
+
+
 class OutboundAudioTrack(MediaStreamTrack):
     """20 ms mono s16 frames at 48 kHz; one response at a time.
 
@@ -86,21 +101,31 @@ class OutboundAudioTrack(MediaStreamTrack):
     `on_playback_started(response_id)` and `on_playback_stopped(response_id)` are called
     from `recv()`; `clear()` never calls `on_playback_stopped`. `on_frame_sent(pcm, sent_at)`
     gets every frame `recv()` returns, silence included, with the track clock's time: the
-    echo canceller's reference of exactly what the client will play.
+    echo canceller's reference of exactly what the client will play. `on_cleared(response_id)`
+    is called by `clear()` before anything is dropped, so a consumer holding frames of that
+    response (a WebSocket batching them) can send them before the response's end is told.
     """
 
     kind = "audio"
 
     def __init__(
-        self, *, clock: Callable[[], float] = time.monotonic, resync_silence: bool = True
+        self,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+        resync_silence: bool = True,
+        send_ahead_s: float = 0.0,
     ) -> None:
-        """`clock` is injectable so tests can play a late event loop without waiting."""
+        """`clock` is injectable so tests can play a late event loop without waiting.
+        `send_ahead_s`: how far ahead of real time response audio may be handed out (0 for
+        RTP, which the client plays as it arrives)."""
         super().__init__()
         self._clock = clock
         self._resync_silence = resync_silence
+        self._send_ahead_s = send_ahead_s
         self.on_playback_started: Callable[[str], None] | None = None
         self.on_playback_stopped: Callable[[str], None] | None = None
         self.on_frame_sent: Callable[[np.ndarray, float], None] | None = None
+        self.on_cleared: Callable[[str], None] | None = None
         self._resampler = Resampler(RATE)
         self._queue = _SampleQueue()
         self._paused = False
@@ -195,6 +220,8 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     def clear(self) -> int:
         """Drop all queued audio now and end the response; returns `playout_ms`."""
+        if self._active:
+            self._notify(self.on_cleared)
         self._request_silence()
         self._discard()
         self._open = False
@@ -228,12 +255,23 @@ class OutboundAudioTrack(MediaStreamTrack):
     # aiortc side
 
     async def recv(self) -> av.AudioFrame:
+        pcm = (await self.next_frame()).pcm
+        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+        frame.sample_rate = RATE
+        frame.time_base = TIME_BASE
+        frame.pts = (self._frames - 1) * FRAME_SAMPLES
+        return frame
+
+    async def next_frame(self) -> OutboundFrame:
+        """The next 20 ms, when it is due (response audio up to `send_ahead_s` early)."""
         if self.readyState != "live":
             raise MediaStreamError
         if self._start is None:
             self._start = self._clock()
         else:
             delay = self._start + self._frames * FRAME_SECONDS - self._clock()
+            if self._send_ahead_s and self._frame_ready():
+                delay -= self._send_ahead_s
             if delay > 0:
                 await asyncio.sleep(delay)
             elif delay < -LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
@@ -242,7 +280,8 @@ class OutboundAudioTrack(MediaStreamTrack):
             if self.readyState != "live":
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.
-        pcm = self._next_samples()
+        frame = self._next_samples()
+        pcm = frame.pcm
         if self._stop_requested and not pcm.any():
             self._stop_requested = False
             self.silenced_at = self._clock()
@@ -251,34 +290,35 @@ class OutboundAudioTrack(MediaStreamTrack):
                 self.on_frame_sent(pcm, self._clock())
             except Exception:
                 log.exception("on_frame_sent failed")
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
-        frame.sample_rate = RATE
-        frame.time_base = TIME_BASE
-        frame.pts = self._frames * FRAME_SAMPLES
         self._frames += 1
         return frame
 
-    def _next_samples(self) -> np.ndarray:
+    def _frame_ready(self) -> bool:
         # While the response is still open, wait for a whole frame rather than splice a
         # gap into the middle of one; once it's ended, the last partial frame is padded.
-        ready = self._queue.size >= FRAME_SAMPLES or (not self._open and self._queue.size)
-        if self._paused or not ready:
+        ready = self._queue.size >= FRAME_SAMPLES or (not self._open and self._queue.size > 0)
+        return ready and not self._paused
+
+    def _next_samples(self) -> OutboundFrame:
+        if not self._frame_ready():
             self._finish_if_played_out()
-            return np.zeros(FRAME_SAMPLES, dtype=np.int16)
+            return OutboundFrame(np.zeros(FRAME_SAMPLES, dtype=np.int16), None)
         pcm = self._queue.take(FRAME_SAMPLES)
         self._played += len(pcm)
         if not self._announced:
             self._announced = True
             self._notify(self.on_playback_started)
-        self._finish_if_played_out()
+        last = self._finish_if_played_out()
         if len(pcm) < FRAME_SAMPLES:
             pcm = np.concatenate([pcm, np.zeros(FRAME_SAMPLES - len(pcm), dtype=np.int16)])
-        return pcm
+        return OutboundFrame(pcm, self._response_id, last)
 
-    def _finish_if_played_out(self) -> None:
+    def _finish_if_played_out(self) -> bool:
         if self._active and not self._open and self._queue.size == 0 and self._announced:
             self._finish()
             self._notify(self.on_playback_stopped)
+            return True
+        return False
 
     def _finish(self) -> None:
         self._active = False

@@ -40,6 +40,7 @@ from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
 from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
+from signaling.realtime_ws import RealtimeWebSocketApi
 from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
@@ -127,6 +128,7 @@ def create_app(config: Config, engines: Engines) -> web.Application:
     auth = Authenticator(config.api_keys, secrets, config.admin_keys, node.ledger)
     api = RealtimeHttpApi(config, auth, node.runtime, RateLimiter(shared), node.registry)
     api.register(app)
+    RealtimeWebSocketApi(api, config.node_id).register(app)
     TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
         app
     )

@@ -123,7 +123,10 @@ class Config:
     # None: on exactly when the host is loopback (the demo page mints secrets for anyone).
     demo: bool | None = setting("HARK_DEMO", None, boolean)
     max_body_bytes: int = setting("HARK_MAX_BODY_BYTES", 64 * 1024, integer(1024))
-    max_event_bytes: int = setting("HARK_MAX_EVENT_BYTES", 128 * 1024, integer(1024))
+    # An event's cap: 1 MiB holds one append of ~15 s of 24 kHz PCM16 audio in base64.
+    max_event_bytes: int = setting("HARK_MAX_EVENT_BYTES", 1024 * 1024, integer(1024))
+    # Seconds of audio a WebSocket client may append ahead of real time (then: `error`).
+    append_burst_s: float = setting("HARK_APPEND_BURST_S", 20.0, number(1.0))
     cache_dir: Path = setting("HARK_CACHE_DIR", DEFAULT_CACHE_DIR, Path)
     stt: str = setting("HARK_STT", "faster-whisper", choice("faster-whisper"))
     stt_beam_size: int = setting("HARK_STT_BEAM_SIZE", 5, integer(1))

@@ -52,6 +52,28 @@ def bearer_token(request: web.Request) -> str:
     return token.strip()
 
 
+INSECURE_KEY_PROTOCOL = "openai-insecure-api-key."
+
+
+def websocket_token(request: web.Request) -> str:
+    """A WebSocket's credential: `Authorization: Bearer …`, or for browsers (which cannot
+    set headers on a WebSocket) the subprotocol `openai-insecure-api-key.<key>`."""
+    if request.headers.get("Authorization"):
+        return bearer_token(request)
+    for header in request.headers.getall("Sec-WebSocket-Protocol", []):
+        for protocol in header.split(","):
+            protocol = protocol.strip()
+            if protocol.startswith(INSECURE_KEY_PROTOCOL) and len(protocol) > len(
+                INSECURE_KEY_PROTOCOL
+            ):
+                return protocol[len(INSECURE_KEY_PROTOCOL) :]
+    raise unauthorized(
+        "missing_authorization",
+        "Missing credentials: send 'Authorization: Bearer <API key or ek_ client secret>' "
+        "or the subprotocol 'openai-insecure-api-key.<key>'",
+    )
+
+
 def key_principal(key: str) -> str:
     return "key:" + hashlib.sha256(key.encode()).hexdigest()[:16]
 
@@ -113,9 +135,12 @@ class Authenticator:
             raise unauthorized("invalid_api_key", "Incorrect API key provided")
         return caller
 
-    def require_caller(self, request: web.Request, *, allow_expired: bool = False) -> Caller:
-        """An API key or a valid realtime client secret (`allow_expired` for hanging up)."""
-        token = bearer_token(request)
+    def require_caller(
+        self, request: web.Request, *, allow_expired: bool = False, token: str | None = None
+    ) -> Caller:
+        """An API key or a valid realtime client secret (`allow_expired` for hanging up);
+        `token` if the credential came another way than the bearer header."""
+        token = token or bearer_token(request)
         if token.startswith(PREFIX):
             caller = self._token(token, allow_expired=allow_expired)
             if "realtime" not in caller.scopes:
@@ -147,6 +172,23 @@ class Authenticator:
                 "API keys cannot use the operator API; use an operator token or the admin key",
             )
         raise unauthorized("invalid_api_key", "Incorrect admin key or operator token provided")
+
+    def require_sideband(self, token: str) -> Caller:
+        """Who may join a live call as a sideband: an API key (its own calls only, checked
+        by the caller of this), an operator token or the admin key (any call)."""
+        if token.startswith(PREFIX):
+            caller = self._token(token)
+            if "operator" not in caller.scopes:
+                raise forbidden(
+                    "api_key_required",
+                    "Joining a call needs the API key that opened it (or an operator token); "
+                    "a client secret cannot",
+                )
+            return caller
+        caller = self._api_key(token) or self._admin_key(token)
+        if caller is None:
+            raise unauthorized("invalid_api_key", "Incorrect API key or operator token provided")
+        return caller
 
     def require_admin(self, request: web.Request) -> Caller:
         token = bearer_token(request)

@@ -3,6 +3,7 @@
 POST   /v1/realtime/client_secrets   API key → {"value": "ek_…", "expires_at", "session"}
 POST   /v1/realtime/calls            SDP offer (raw or multipart) → 201 + answer SDP
 POST   /v1/realtime?model=…          the beta path, same as /calls
+GET    /v1/realtime?model=…          a call over a WebSocket (signaling/realtime_ws.py)
 DELETE /v1/realtime/calls/{call_id}  hang up, 204, idempotent
 POST   /v1/realtime/calls/{call_id}/hangup   the same, as current OpenAI SDKs hang up
 POST   /hark/demo/client_secret      the local demo page's secret (loopback only)
@@ -18,20 +19,24 @@ from __future__ import annotations
 
 import json
 import time
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
+from server.calls.manager import CallManager
 from server.calls.runtime import NodeRuntime
 from server.cluster.registry import CallRegistry
 from server.config import Config
 from server.protocol.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
 from server.turns.options import server_turn_detection
-from signaling.auth import Authenticator
+from signaling.auth import Authenticator, Caller
 from signaling.errors import ApiError
 from signaling.rate_limits import RateLimiter
 from signaling.sdp import validate_offer
+
+T = TypeVar("T")
 
 
 def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
@@ -218,17 +223,50 @@ class RealtimeHttpApi:
         caller = self.auth.require_caller(request)
         await self._rate("calls", caller.key or caller.principal, self.config.rate_calls_per_key)
         await self._rate_address(request)
+        session = self.session_for(caller, request)
+        calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
+        offer, session = await self._read_offer(request, session)
+
+        async def create() -> tuple[str, str]:
+            return await calls.create(offer, session, caller.principal, caller.key)
+
+        call_id, answer = await self.open_call(caller, calls, create)
+        return web.Response(
+            status=201,
+            text=answer,
+            content_type="application/sdp",
+            headers={"Location": f"/v1/realtime/calls/{call_id}"},
+        )
+
+    def session_for(self, caller: Caller, request: web.Request) -> SessionConfig:
+        """The new call's session: the server's defaults, the secret's, then `?model=` and
+        `?intent=transcription` (a transcription session, as OpenAI's WebSocket URL says)."""
         session = _session_config(self.base_session, caller.session)
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
-        calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
-        offer, session = await self._read_offer(request, session)
+        intent = request.query.get("intent")
+        if intent is not None:
+            if intent != "transcription":
+                raise ApiError(
+                    400, "invalid_value", "intent must be 'transcription'", param="intent"
+                )
+            session = _session_config(session, {"type": "transcription"}, "intent")
+        return session
+
+    async def open_call(
+        self,
+        caller: Caller,
+        calls: CallManager,
+        create: Callable[[], Awaitable[tuple[str, T]]],
+    ) -> tuple[str, T]:
+        """Admission (node capacity, calls per sub and key), the secret's single use, then
+        `create` (→ call id, result); a refusal or a failure gives the slot back."""
         registry = self.registry
         ticket = await registry.admit(caller, len(calls)) if registry is not None else None
         try:
             await self.auth.consume(caller)
-            call_id, answer = await calls.create(offer, session, caller.principal)
+            call_id, result = await create()
         except BaseException:
             if registry is not None and ticket is not None:
                 await registry.release(ticket)
@@ -239,12 +277,7 @@ class RealtimeHttpApi:
                 await registry.release(ticket)
             else:
                 registry.add(created, caller, ticket)
-        return web.Response(
-            status=201,
-            text=answer,
-            content_type="application/sdp",
-            headers={"Location": f"/v1/realtime/calls/{call_id}"},
-        )
+        return call_id, result
 
     async def hangup(self, request: web.Request) -> web.Response:
         caller = self.auth.require_caller(request, allow_expired=True)

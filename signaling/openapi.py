@@ -10,6 +10,7 @@ from typing import Any
 
 from aiohttp import web
 
+from server.protocol.audio_format import BETA_NAMES, PCM, PCM_RATES, PCMA, PCMU
 from server.protocol.session_config import (
     MAX_INSTRUCTIONS_CHARS,
     MAX_MODEL_CHARS,
@@ -45,6 +46,31 @@ ERRORS: dict[str, Any] = {
 }
 
 CALL_ID = {"name": "call_id", "in": "path", "required": True, "schema": {"type": "string"}}
+WEBSOCKET = {
+    "get": {
+        "summary": "A call over a WebSocket (`?model=`), or join a live call as a sideband "
+        "(`?call_id=`): an HTTP upgrade, refused with an error body before it",
+        "description": "Credentials: Authorization: Bearer (API key or ek_ client secret; "
+        "for a sideband the call's own API key or an operator token), or the subprotocol "
+        "`openai-insecure-api-key.<key>` beside `realtime`. Events are OpenAI Realtime's, "
+        "as JSON text frames.",
+        "parameters": [
+            {
+                "name": "model",
+                "in": "query",
+                "schema": {"type": "string", "maxLength": MAX_MODEL_CHARS},
+            },
+            {"name": "call_id", "in": "query", "schema": {"type": "string"}},
+            {"name": "intent", "in": "query", "schema": {"enum": ["transcription"]}},
+        ],
+        "responses": {
+            "101": {"description": "Switching to the WebSocket protocol"},
+            "409": _error("The call lives on another node (named in the Hark-Call-Node header)"),
+            "426": _error("Not a WebSocket upgrade request"),
+            **ERRORS,
+        },
+    }
+}
 
 
 # OpenAI's turn_detection with Hark's extensions, built from the tables the server checks
@@ -90,6 +116,21 @@ TOOL = {
         },
     },
 }
+# audio.input.format / audio.output.format (server/protocol/audio_format.py): null = unchanged.
+AUDIO_FORMAT = {
+    "anyOf": [
+        {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"const": PCM},
+                "rate": {"type": "integer", "minimum": PCM_RATES[0], "maximum": PCM_RATES[1]},
+            },
+        },
+        {"type": "object", "required": ["type"], "properties": {"type": {"enum": [PCMU, PCMA]}}},
+        {"enum": [*BETA_NAMES, None]},
+    ]
+}
 SESSION = {
     "type": "object",
     "description": "A Realtime session configuration (OpenAI's session object, GA or beta "
@@ -109,11 +150,19 @@ SESSION = {
         "max_output_tokens": MAX_TOKENS,
         "max_response_output_tokens": MAX_TOKENS,
         "prompt": {"type": "null"},
+        "input_audio_format": AUDIO_FORMAT,
+        "output_audio_format": AUDIO_FORMAT,
         "audio": {
             "type": "object",
             "properties": {
-                "input": {"type": "object", "properties": {"turn_detection": TURN_DETECTION}},
-                "output": {"type": "object", "properties": {"voice": VOICE, "speed": SPEED}},
+                "input": {
+                    "type": "object",
+                    "properties": {"turn_detection": TURN_DETECTION, "format": AUDIO_FORMAT},
+                },
+                "output": {
+                    "type": "object",
+                    "properties": {"voice": VOICE, "speed": SPEED, "format": AUDIO_FORMAT},
+                },
             },
         },
     },
@@ -227,6 +276,7 @@ SPEC: dict[str, Any] = {
                 },
             }
         },
+        "/v1/realtime": WEBSOCKET,
         "/v1/realtime/calls/{call_id}": {
             "delete": {
                 "summary": "Hang up (idempotent)",

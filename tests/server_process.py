@@ -34,6 +34,8 @@ class ServerProcess:
     log_path: Path
     # For the operator API (HARK_ADMIN_KEYS); API keys are refused there.
     admin_key: str = ""
+    # A second API key: another tenant, whose calls the first key may not touch.
+    other_api_key: str = ""
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace")
@@ -68,11 +70,12 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
     port = free_port()
     api_key = "sk-test-" + secrets.token_hex(8)
     admin_key = "sk-admin-test-" + secrets.token_hex(8)
+    other_api_key = "sk-other-test-" + secrets.token_hex(8)
     full_env = {
         **os.environ,
         "HARK_HOST": "127.0.0.1",
         "HARK_PORT": str(port),
-        "HARK_API_KEYS": api_key,
+        "HARK_API_KEYS": f"{api_key},{other_api_key}",
         "HARK_ADMIN_KEYS": admin_key,
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
@@ -87,7 +90,13 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         stderr=subprocess.STDOUT,
     )
     server = ServerProcess(
-        f"http://127.0.0.1:{port}", api_key, port, process, Path(log_file.name), admin_key
+        f"http://127.0.0.1:{port}",
+        api_key,
+        port,
+        process,
+        Path(log_file.name),
+        admin_key,
+        other_api_key,
     )
     try:
         deadline = time.monotonic() + START_TIMEOUT_S

@@ -104,10 +104,7 @@ class ClientEventDispatcher:
         self.call.update_session(_field(event, "session", dict))
 
     def input_append(self, event: dict[str, Any]) -> None:
-        raise ClientEventError(
-            "unsupported_over_webrtc",
-            "Over WebRTC, input audio comes from the microphone track, not from events",
-        )
+        self.call.append_input(_field(event, "audio", str))
 
     def input_commit(self, event: dict[str, Any]) -> None:
         self.call.commit_input()

@@ -4,7 +4,7 @@ The dispatcher (`server.call.client_events`) parses and validates what a client 
 the call decides what it means for the reply, the track and the history. Keeping the
 verbs here, small and named for what the client asked, means the rules for cancelling,
 clearing and truncating live in one place (the session) whatever transport carried the
-request: a WebRTC data channel today, a WebSocket or a sideband tomorrow.
+request: a WebRTC data channel, a WebSocket, or a sideband channel beside either.
 """
 
 from __future__ import annotations
@@ -49,8 +49,13 @@ class CallControl(Protocol):
     def update_session(self, update: dict[str, Any]) -> None:
         """Apply a `session.update`; raises `InvalidParam` for a bad field."""
 
+    def append_input(self, audio: str) -> None:
+        """`input_audio_buffer.append` (base64 in `audio.input.format`): WebSocket calls
+        listen to it; over WebRTC the microphone track is the input, and this refuses."""
+
     def commit_input(self) -> None:
-        """Commit the manual input buffer as a user turn (turn detection off)."""
+        """Commit the input buffer as a user turn: the manual buffer (turn detection off),
+        or the turn in progress, ended now."""
 
     def clear_input(self) -> None:
         """Forget the audio of the turn in progress."""

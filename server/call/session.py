@@ -4,7 +4,7 @@ The session owns what the call *is*: the conversation, the reply in progress (an
 one held at a pause), the paced outbound track. It asks `TurnTaking` when the user has
 the turn, starts `ResponseRun`s, and applies what the client asks through the
 `CallControl` port. It does not parse client events (`server.call.client_events`) or
-move bytes (`server.call.transport`).
+move bytes (`server.call.transport`, `.websocket_transport`; `.sideband` gets its events).
 
 Its state is computed from those parts, never assigned: USER_SPEAKING while the VAD
 hears the user, SPEAKING while a reply's audio plays, THINKING while a turn is being
@@ -19,7 +19,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 
@@ -32,7 +32,8 @@ from server.call.observer import CallObserver, ResponseOutcome
 from server.call.ports import CallControlError
 from server.call.replies import CallReplies
 from server.call.reply_specs import context_history, reply_spec
-from server.call.transport import WebRtcTransport
+from server.call.transport import EventChannel, Transport, WebRtcTransport
+from server.call.websocket_transport import SEND_AHEAD_S, WebSocketTransport
 from server.engines.base import ChatMessage, Engines, Transcript
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
@@ -77,6 +78,8 @@ class RealtimeSession:
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
         echo_guard: bool = False,
+        transport: Literal["webrtc", "websocket"] = "webrtc",
+        append_burst_s: float,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")
@@ -86,7 +89,9 @@ class RealtimeSession:
         self.closed = False
         self.close_reason: str | None = None
         self.created_at = time.time()
-        self.track = OutboundAudioTrack()
+        # A WebSocket client buffers the reply itself: its audio may be sent a little ahead.
+        ahead = SEND_AHEAD_S if transport == "websocket" else 0.0
+        self.track = OutboundAudioTrack(send_ahead_s=ahead)
         self.track.on_playback_started = self._on_playback_started
         self.track.on_playback_stopped = self._on_playback_stopped
         # Views of the call (operator monitor, call log) hook in here; see CallObserver.
@@ -110,7 +115,8 @@ class RealtimeSession:
         self._dispatcher = ClientEventDispatcher(
             self, max_event_bytes=max_event_bytes, call_id=call_id
         )
-        self.transport = WebRtcTransport(
+        transport_class = WebSocketTransport if transport == "websocket" else WebRtcTransport
+        self.transport: Transport = transport_class(
             self.track,
             name=call_id,
             on_audio=self._on_audio_frame,
@@ -118,6 +124,9 @@ class RealtimeSession:
             on_channel_open=self._on_channel_open,
             on_failed=lambda reason: self._spawn(self.close(reason), "close"),
         )
+        if isinstance(self.transport, WebSocketTransport):
+            self.transport.bind(self, append_burst_s=append_burst_s)
+        self.sidebands: list[EventChannel] = []  # they add and remove themselves
         self._user_item_id: str | None = None
         self._partial = ""  # the turn's words sent as transcription deltas so far
         self._turn_seq = 0
@@ -165,7 +174,9 @@ class RealtimeSession:
             if task is not current:
                 task.cancel()
         self.track.stop()
-        await self.transport.close()
+        channels: list[EventChannel] = [self.transport, *self.sidebands]
+        await asyncio.gather(*(c.close(reason) for c in channels), return_exceptions=True)
+        self.sidebands.clear()
         self._on_closed(self)
 
     def end(self, reason: str) -> asyncio.Task[None]:
@@ -201,7 +212,10 @@ class RealtimeSession:
     # ---- to the client and the observers ----------------------------------------------------
 
     def send(self, event: dict[str, Any]) -> None:
-        self.transport.send_event(json.dumps(event))
+        raw = json.dumps(event)
+        self.transport.send_event(raw)
+        for channel in self.sidebands:
+            channel.send_event(raw)
 
     def report_error(
         self,
@@ -214,6 +228,10 @@ class RealtimeSession:
     ) -> None:
         """An `error` event to the client, counted by the observers."""
         self.send(events.error(type_, code, message, param=param, event_id=event_id))
+        self.count_error(code)
+
+    def count_error(self, code: str) -> None:
+        """Tell the observers an error was reported (on whichever channel)."""
         self._notify(lambda observer: observer.error(code))
 
     def _notify(self, hook: Callable[[CallObserver], None]) -> None:
@@ -318,14 +336,21 @@ class RealtimeSession:
         self.config = updated
         self.send(events.session_updated(self.session_dict()))
 
+    def append_input(self, audio: str) -> None:
+        self.transport.append_input(audio, self.config.input_format)
+
     def commit_input(self) -> None:
         if self.config.turn_detection is not None:
-            raise CallControlError(
-                "input_audio_buffer_commit_empty",
-                "With server_vad, turns are committed by the server; set "
-                "turn_detection to null to commit manually",
-            )
-        audio = np.concatenate(self._manual_buffer) if self._manual_buffer else np.zeros(0, "int16")
+            # The buffer is the turn in progress: end it now, as its silence would.
+            if not self._turns.commit():
+                raise CallControlError(
+                    "input_audio_buffer_commit_empty",
+                    "Nothing to commit: no speech is in progress (with turn detection on, the "
+                    "server commits turns itself)",
+                )
+            return
+        self._manual_buffer.append(self.transport.take_partial_input())
+        audio = np.concatenate(self._manual_buffer)
         self._manual_buffer.clear()
         if len(audio) < MIN_COMMIT_SAMPLES:
             raise CallControlError(
@@ -338,6 +363,7 @@ class RealtimeSession:
     def clear_input(self, *, announce: bool = True) -> None:
         self.replies.speculation.drop()
         self._manual_buffer.clear()
+        self.transport.clear_input()
         self._turns.reset()
         self._user_item_id = None
         if announce:
@@ -382,7 +408,22 @@ class RealtimeSession:
                 "conversation_already_has_active_response",
                 f"Response {self.replies.current.id} is still in progress",
             )
-        self.replies.start(spec, TurnTimings())
+        if self._turns_in_flight:  # commit then response.create: answer once it is heard
+            self._spawn(self._respond_when_heard(params), "response-when-heard")
+        else:
+            self.replies.start(spec, TurnTimings())
+
+    async def _respond_when_heard(self, params: ResponseParams) -> None:
+        turns = [task for task in self._tasks if task.get_name().endswith("-turn")]
+        if turns:
+            await asyncio.wait(turns)  # (wait, not gather: never cancels the turns)
+        if self.replies.current is not None:
+            return
+        try:
+            history = context_history(self.conversation, params)
+            self.replies.start(reply_spec(self.config, history, params), TurnTimings())
+        except CallControlError as exc:
+            self.report_error("invalid_request_error", exc.code, exc.message, param=exc.param)
 
     def cancel_response(self, response_id: str | None) -> None:
         self.replies.cancel(response_id)

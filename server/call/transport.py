@@ -2,8 +2,9 @@
 
 A transport only moves things. Inbound it hands the session every 16 kHz frame of the
 caller's microphone and every message on `oai-events`; outbound it carries the session's
-paced audio track and its events. It knows nothing of turns, replies or history, so a
-WebSocket transport can stand in its place behind the same session.
+paced audio track and its events. It knows nothing of turns, replies or history, so the
+WebSocket transport (`server.call.websocket_transport`) stands in its place behind the
+same session.
 """
 
 from __future__ import annotations
@@ -21,6 +22,8 @@ from aiortc.mediastreams import MediaStreamTrack
 from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack
+from server.call.ports import CallControlError
+from server.protocol.audio_format import AudioFormat
 
 log = logging.getLogger("hark.transport")
 
@@ -28,8 +31,19 @@ EVENTS_CHANNEL = "oai-events"
 MAX_PENDING_EVENTS = 256
 
 
-class Transport(Protocol):
+class EventChannel(Protocol):
+    """Something that carries the call's events to a client (a transport, a sideband)."""
+
+    def send_event(self, raw: str) -> None: ...
+
+    async def close(self, reason: str | None = None) -> None:
+        """The call is over (`reason` as the session closed it)."""
+
+
+class Transport(EventChannel, Protocol):
     """What a session needs of whatever carries its call."""
+
+    kind: str  # "webrtc" or "websocket"
 
     @property
     def connection_state(self) -> str:
@@ -39,9 +53,15 @@ class Transport(Protocol):
     def last_audio_at(self) -> float | None:
         """Monotonic time of the last inbound audio (None before the first)."""
 
-    def send_event(self, raw: str) -> None: ...
+    def append_input(self, audio: str, fmt: AudioFormat) -> None:
+        """`input_audio_buffer.append`: base64 audio in `fmt` (raises `CallControlError`
+        where the transport carries audio otherwise, or the audio is bad)."""
 
-    async def close(self) -> None: ...
+    def take_partial_input(self) -> np.ndarray:
+        """Appended samples short of a whole frame (a manual commit includes them)."""
+
+    def clear_input(self) -> None:
+        """Forget appended audio not yet listened to."""
 
 
 class WebRtcTransport:
@@ -50,6 +70,8 @@ class WebRtcTransport:
     Events sent before the client opens its data channel are queued (bounded) and flushed
     when it opens, so `session.created` is never lost to a slow client.
     """
+
+    kind = "webrtc"
 
     def __init__(
         self,
@@ -107,7 +129,19 @@ class WebRtcTransport:
         if channel.readyState == "open":
             channel.send(raw)
 
-    async def close(self) -> None:
+    def append_input(self, audio: str, fmt: AudioFormat) -> None:
+        raise CallControlError(
+            "unsupported_over_webrtc",
+            "Over WebRTC, input audio comes from the microphone track, not from events",
+        )
+
+    def take_partial_input(self) -> np.ndarray:
+        return np.zeros(0, dtype=np.int16)
+
+    def clear_input(self) -> None:
+        """The microphone track has no buffer of its own to clear."""
+
+    async def close(self, reason: str | None = None) -> None:
         if self._inbound is not None:
             await self._inbound.stop()
         with contextlib.suppress(Exception):

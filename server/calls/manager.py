@@ -1,8 +1,10 @@
-"""The live calls of this node: create from an SDP offer, look up, hang up, close all.
+"""The live calls of this node: create from an SDP offer or for a WebSocket, look up, hang
+up, close all.
 
 A call that fails while negotiating is closed before the error reaches the client, so a
 bad offer never leaves a peer connection behind. Ended calls are remembered for a while so
-that hanging up twice answers 204 both times.
+that hanging up twice answers 204 both times. Each call remembers its tenant (the API key
+accountable for it), the only key besides an operator that may join it as a sideband.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import logging
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from typing import Literal
 
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
@@ -39,6 +42,7 @@ class CallManager:
         self._vad_model = vad_model
         self._calls: dict[str, RealtimeSession] = {}
         self._owners: dict[str, str] = {}
+        self._tenants: dict[str, str | None] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()
         # Other views of the calls (registry, operator monitor, metrics) hook in here.
         self.on_call_started: list[Callable[[RealtimeSession], None]] = []
@@ -60,11 +64,19 @@ class CallManager:
     def is_known(self, call_id: str) -> bool:
         return call_id in self._calls or call_id in self._ended
 
-    async def create(
-        self, offer_sdp: str, session_config: SessionConfig, owner: str
-    ) -> tuple[str, str]:
-        """Returns (call_id, answer SDP)."""
-        call_id = "rtc_" + secrets.token_hex(12)
+    def tenant_of(self, call_id: str) -> str | None:
+        """The API key (principal) accountable for a live call, if known."""
+        return self._tenants.get(call_id)
+
+    def _new_session(
+        self,
+        prefix: str,
+        session_config: SessionConfig,
+        owner: str,
+        tenant: str | None,
+        transport: Literal["webrtc", "websocket"],
+    ) -> RealtimeSession:
+        call_id = prefix + secrets.token_hex(12)
         session = RealtimeSession(
             call_id,
             self._engines,
@@ -74,9 +86,24 @@ class CallManager:
             ice_timeout_s=self._config.ice_timeout_s,
             echo_guard=self._config.echo_guard,
             on_closed=self._forget,
+            transport=transport,
+            append_burst_s=self._config.append_burst_s,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner
+        self._tenants[call_id] = tenant
+        return session
+
+    async def create(
+        self,
+        offer_sdp: str,
+        session_config: SessionConfig,
+        owner: str,
+        tenant: str | None = None,
+    ) -> tuple[str, str]:
+        """Returns (call_id, answer SDP)."""
+        session = self._new_session("rtc_", session_config, owner, tenant, "webrtc")
+        call_id = session.call_id
         try:
             answer = await session.negotiate(offer_sdp)
         # AttributeError: aiortc trips on some malformed offers (found by the fuzz tests).
@@ -90,6 +117,16 @@ class CallManager:
         self._announced.add(call_id)
         self._notify(self.on_call_started, session)
         return call_id, answer
+
+    def create_websocket(
+        self, session_config: SessionConfig, owner: str, tenant: str | None = None
+    ) -> RealtimeSession:
+        """A call whose events and audio travel over a WebSocket (opened by the caller)."""
+        session = self._new_session("ws_", session_config, owner, tenant, "websocket")
+        log.info("call %s created over a WebSocket (%d live)", session.call_id, len(self._calls))
+        self._announced.add(session.call_id)
+        self._notify(self.on_call_started, session)
+        return session
 
     async def hangup(self, call_id: str) -> None:
         session = self._calls.get(call_id)
@@ -114,6 +151,7 @@ class CallManager:
     def _forget(self, session: RealtimeSession) -> None:
         self._calls.pop(session.call_id, None)
         owner = self._owners.pop(session.call_id, "")
+        self._tenants.pop(session.call_id, None)
         self._ended[session.call_id] = owner
         while len(self._ended) > MAX_REMEMBERED_ENDED:
             self._ended.popitem(last=False)

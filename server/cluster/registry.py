@@ -200,6 +200,13 @@ class CallRegistry:
 
     # ---- the cluster-wide view ------------------------------------------------------------
 
+    async def locate(self, call_id: str) -> dict[str, str] | None:
+        """A live call's record (`node`, `key`, `sub`, …) on whichever node holds it."""
+        record = self.local.get(call_id)
+        if record is not None:
+            return record.fields()
+        return await self.shared.record_get("call:" + call_id)
+
     async def all_calls(self) -> list[dict[str, str]]:
         """Every live call on every node that shares the state."""
         found = []

@@ -126,6 +126,7 @@ class MonitoredCall:
     # time a reply's audio cut by speech over it.
     playing_since: float | None = None
     speech_started_at: float | None = None
+    transport: str = "webrtc"  # or "websocket" (no RTP, so no network quality samples)
 
     def count_error(self, code: str) -> None:
         self.errors[code] = self.errors.get(code, 0) + 1
@@ -158,6 +159,7 @@ class MonitoredCall:
             "started_at": round(self.started_at, 3),
             "duration_s": round(end - self.started_at, 1),
             "state": self.state,
+            "transport": self.transport,
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "grade": grade(latest.get("mos")),
@@ -226,7 +228,12 @@ class CallMonitor:
             self._task = None
 
     def call_started(self, session: RealtimeSession) -> None:
-        record = MonitoredCall(session.call_id, session, started_at=session.created_at)
+        record = MonitoredCall(
+            session.call_id,
+            session,
+            started_at=session.created_at,
+            transport=session.transport.kind,
+        )
         self._live[session.call_id] = record
         session.observers.append(_Watch(self, record))
         self.metrics.calls_started.inc()
@@ -338,8 +345,11 @@ class CallMonitor:
             session = record.session
             if session is None or getattr(session, "closed", False):
                 continue
+            peer_connection = getattr(session.transport, "peer_connection", None)
+            if peer_connection is None:
+                continue  # a WebSocket call: no RTP to measure
             try:
-                report = await session.transport.peer_connection.getStats()
+                report = await peer_connection.getStats()
             except Exception as exc:  # a peer connection closing under us
                 log.debug("call %s: getStats failed: %s", record.call_id, exc)
                 continue

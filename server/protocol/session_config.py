@@ -26,6 +26,7 @@ from server.protocol.tools import (
     tool_choice_value,
     tool_dict,
 )
+from server.protocol.audio_format import AudioFormat, AudioFormatError, parse_audio_format
 from server.turns.end_of_turn import EAGERNESS
 from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
@@ -66,6 +67,9 @@ class SessionConfig:
     output_modality: Modality = "audio"
     max_output_tokens: int | None = None  # None: "inf" (the server's own cap)
     speed: float = 1.0
+
+    input_format: AudioFormat = field(default_factory=AudioFormat)
+    output_format: AudioFormat = field(default_factory=AudioFormat)
 
     @property
     def transcription_only(self) -> bool:
@@ -112,6 +116,17 @@ class SessionConfig:
             if voice is not None:
                 changes["voice"] = _string(voice, param, MAX_VOICE_CHARS)
         audio_input = _object(audio.get("input", {}), "session.audio.input")
+        for name, raw, param in (
+            ("input_format", update.get("input_audio_format"), "session.input_audio_format"),
+            ("input_format", audio_input.get("format"), "session.audio.input.format"),
+            ("output_format", update.get("output_audio_format"), "session.output_audio_format"),
+            ("output_format", output.get("format"), "session.audio.output.format"),
+        ):
+            if raw is not None:
+                try:
+                    changes[name] = parse_audio_format(raw, param)
+                except AudioFormatError as exc:
+                    raise SessionConfigError(exc.param, str(exc)) from exc
         for shape in (update, audio_input):
             if "turn_detection" in shape:
                 changes["turn_detection"] = _turn_detection(
@@ -120,9 +135,8 @@ class SessionConfig:
         return dataclasses.replace(self, **changes)
 
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
-        pcm = {"type": "audio/pcm", "rate": 24000}
         audio_input = {
-            "format": pcm,
+            "format": self.input_format.to_dict(),
             "transcription": {"model": "whisper-tiny.en", "language": "en"},
             "noise_reduction": None,
             "turn_detection": (
@@ -154,7 +168,11 @@ class SessionConfig:
             "include": None,
             "audio": {
                 "input": audio_input,
-                "output": {"format": pcm, "voice": self.voice, "speed": self.speed},
+                "output": {
+                    "format": self.output_format.to_dict(),
+                    "voice": self.voice,
+                    "speed": self.speed,
+                },
             },
         }
 

@@ -107,6 +107,7 @@ class TurnTaking:
         self._voiced_base = 0  # segmenter.voiced_ms when the pending interruption began
         self._asked_words = False  # the pending interruption's words were asked for
         self._false_this_turn = False
+        self._audio_end_ms = 0  # the audio clock at the last frame pushed
 
     @property
     def speaking(self) -> bool:
@@ -144,6 +145,7 @@ class TurnTaking:
 
     def push(self, frame: np.ndarray, audio_end_ms: int) -> None:
         at = self._clock()
+        self._audio_end_ms = audio_end_ms
         if self._echo is not None:
             # The bot's own voice coming back (glasses have no AEC) must not start a turn.
             verdict = self._echo.near_end(frame, audio_end_ms)
@@ -208,6 +210,15 @@ class TurnTaking:
             stopped = seg.end_turn(audio_end_ms)
             if stopped is not None:
                 self._on_stopped(stopped, at)
+
+    def commit(self) -> bool:
+        """The client ends the turn in progress now (`input_audio_buffer.commit` with turn
+        detection on), as if its silence had come; False when no turn is in progress."""
+        stopped = self._segmenter.end_turn(self._audio_end_ms)
+        if stopped is None:
+            return False
+        self._on_stopped(stopped, self._clock())
+        return True
 
     # ---- pauses and turn ends -------------------------------------------------------------
 
