@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any, Literal
 
 from server.engines.chat import ToolChoice, ToolSpec
+from server.protocol.audio_format import AudioFormat, AudioFormatError, parse_audio_format
 from server.protocol.params import InvalidParam
 from server.protocol.tools import (
     check_choice_names_a_tool,
@@ -26,7 +27,6 @@ from server.protocol.tools import (
     tool_choice_value,
     tool_dict,
 )
-from server.protocol.audio_format import AudioFormat, AudioFormatError, parse_audio_format
 from server.turns.end_of_turn import EAGERNESS
 from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
