@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-apt_install chromium espeak-ng redis-server
+apt_install chromium espeak-ng redis-server postgresql
 scripts/install.sh test
 export HF_HUB_OFFLINE=1
 
