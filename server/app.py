@@ -32,9 +32,12 @@ from server.errors import HarkError
 from server.ops.call_log import CallLog
 from server.ops.monitor import CallMonitor
 from server.ops.prometheus import HarkMetrics
+from server.persona.library import PersonaLibrary
+from server.store.open import StoreRoom, open_store
 from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
+from signaling.conversations_api import ConversationsApi
 from signaling.cors import cors_middleware
 from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
@@ -60,7 +63,9 @@ class Node:
     registry: CallRegistry
     monitor: CallMonitor
     call_log: CallLog
+    personas: PersonaLibrary
     runtime: NodeRuntime = field(default_factory=NodeRuntime)
+    store: StoreRoom | None = None
     watchdog: CallWatchdog | None = None
     loader: asyncio.Task[None] | None = None
     # Called once when the engines are loaded and calls are accepted (the CLI's banner).
@@ -96,7 +101,12 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     return vad
 
 
-def create_app(config: Config, engines: Engines) -> web.Application:
+def create_app(
+    config: Config, engines: Engines, personas: PersonaLibrary | None = None
+) -> web.Application:
+    """The node's HTTP app. Raises `PersonaError` for an unusable persona file."""
+    if personas is None:
+        personas = PersonaLibrary.load(config.personas_dir)
     app = web.Application(
         middlewares=[
             access_log_middleware,
@@ -121,12 +131,16 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         ),
         monitor=CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s),
         call_log=CallLog(transcripts=config.log_transcripts),
+        personas=personas,
     )
     app[NODE_KEY] = node
     secrets = ClientSecrets(key_ring_for(config), config.jwt_leeway_s)
     auth = Authenticator(config.api_keys, secrets, config.admin_keys, node.ledger)
-    api = RealtimeHttpApi(config, auth, node.runtime, RateLimiter(shared), node.registry)
+    api = RealtimeHttpApi(
+        config, auth, node.runtime, RateLimiter(shared), node.registry, personas=personas
+    )
     api.register(app)
+    ConversationsApi(auth, node.runtime, api._json_body).register(app)
     TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
         app
     )
@@ -144,6 +158,13 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             log.error("%s", error)
             return
         log.info("shared state: %s; node %s", shared.name, config.node_id)
+        try:
+            node.store = await open_store(config, engines, personas)
+        except Exception as exc:
+            node.runtime.readiness.error = f"database unavailable: {exc}"
+            log.error("%s", node.runtime.readiness.error)
+            return
+        node.runtime.memory = node.store.memory
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:
@@ -155,6 +176,8 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             await node.watchdog.close()
         if node.runtime.calls is not None:
             await node.runtime.calls.close_all()
+        if node.store is not None:
+            await node.store.close()
         await node.registry.close()
         await shared.close()
 

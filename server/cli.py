@@ -59,7 +59,18 @@ def serve(args: argparse.Namespace) -> int:
             f"      {config.admin_keys[0]}",
             file=sys.stderr,
         )
-    app = create_app(config, build_engines(config))
+    from server.persona.library import PersonaError, PersonaLibrary
+
+    try:
+        personas = PersonaLibrary.load(config.personas_dir)
+        if config.persona and config.persona not in personas:
+            raise PersonaError(
+                f"HARK_PERSONA={config.persona!r}: no such persona in {config.personas_dir}"
+            )
+    except PersonaError as exc:
+        print(f"hark: persona error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config, build_engines(config), personas)
 
     def announce() -> None:
         lines = [f"Hark is ready on {config.host}:{config.port}"]

@@ -17,11 +17,12 @@ from typing import Any
 from media.outbound import OutboundAudioTrack
 from server.call.observer import ResponseOutcome
 from server.call.ports import CallControlError
-from server.engines.base import ChatMessage, Engines
+from server.engines.base import ChatMessage, Engines, LanguageModel
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
 from server.reply.response import ResponseRun
+from server.reply.scripted import ScriptedReply
 from server.reply.speculation import Speculation
 from server.turns.timings import TurnTimings
 
@@ -77,6 +78,14 @@ class CallReplies:
         run.start()
         return run
 
+    def say(self, text: str, voice: str) -> ResponseRun:
+        """Speak fixed words (a greeting) as a response of their own."""
+        self.speculation.drop()
+        run = self._new_run([], "", voice, TurnTimings(), llm=ScriptedReply(text))
+        self.current = run
+        run.start()
+        return run
+
     def speculate(self, history: list[ChatMessage], instructions: str, voice: str) -> None:
         """Begin the reply to `history` held (`server.reply.speculation`)."""
         run = self._new_run(history, instructions, voice, TurnTimings(), held=True)
@@ -99,11 +108,12 @@ class CallReplies:
         timings: TurnTimings,
         *,
         held: bool = False,
+        llm: LanguageModel | None = None,
     ) -> ResponseRun:
         return ResponseRun(
             response_id=new_id("resp"),
             conversation=self._conversation,
-            llm=self._engines.llm,
+            llm=llm or self._engines.llm,
             tts=self._engines.tts,
             track=self._track,
             emit=self._emit,
@@ -124,6 +134,7 @@ class CallReplies:
         self._on_finished(
             ResponseOutcome(
                 response_id=run.id,
+                item_id=run.item.id,
                 status=run.status,
                 reason=run.reason,
                 transcript=run.item.text or "",

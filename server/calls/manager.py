@@ -19,6 +19,7 @@ from server.config import Config
 from server.engines.base import Engines
 from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
+from server.store.memory import CallContext
 
 log = logging.getLogger("hark.calls")
 
@@ -30,6 +31,10 @@ class NegotiationError(InvalidInput):
 
     def __init__(self, reason: str) -> None:
         super().__init__("invalid_sdp", f"The SDP offer was refused: {reason}")
+
+
+def new_call_id() -> str:
+    return "rtc_" + secrets.token_hex(12)
 
 
 class CallManager:
@@ -61,10 +66,17 @@ class CallManager:
         return call_id in self._calls or call_id in self._ended
 
     async def create(
-        self, offer_sdp: str, session_config: SessionConfig, owner: str
+        self,
+        offer_sdp: str,
+        session_config: SessionConfig,
+        owner: str,
+        *,
+        call_id: str | None = None,
+        context: CallContext | None = None,
     ) -> tuple[str, str]:
-        """Returns (call_id, answer SDP)."""
-        call_id = "rtc_" + secrets.token_hex(12)
+        """Returns (call_id, answer SDP). `context`: the conversation the call belongs to
+        and what it remembers (server.store.memory)."""
+        call_id = call_id or new_call_id()
         session = RealtimeSession(
             call_id,
             self._engines,
@@ -74,6 +86,7 @@ class CallManager:
             ice_timeout_s=self._config.ice_timeout_s,
             echo_guard=self._config.echo_guard,
             on_closed=self._forget,
+            context=context,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner

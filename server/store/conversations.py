@@ -356,6 +356,14 @@ class ConversationStore:
         )
         return normalized
 
+    async def delete_item(self, conversation_id: str, item_id: str) -> None:
+        await self.db.transaction(
+            [
+                delete_item_statement(conversation_id, item_id),
+                touch_statement(conversation_id, time.time()),
+            ]
+        )
+
     async def history(self, conversation_id: str) -> list[tuple[int, dict[str, Any]]]:
         """Every item with its position, oldest first (a resumed call's replay)."""
         rows = await self.db.fetch(
