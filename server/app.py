@@ -43,6 +43,7 @@ from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
 from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
+from signaling.recordings_api import RecordingsApi
 from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
@@ -141,6 +142,7 @@ def create_app(
     )
     api.register(app)
     ConversationsApi(auth, node.runtime, api._json_body).register(app)
+    RecordingsApi(auth, node.runtime, config.recording_retention_days).register(app)
     TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
         app
     )

@@ -63,7 +63,6 @@ class ConversationsApi:
         self.auth = auth
         self.runtime = runtime
         self._json_body = json_body
-        self.erase_files: Callable[[list[str]], Awaitable[None]] | None = None
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -148,9 +147,13 @@ class ConversationsApi:
     async def delete(self, request: web.Request) -> web.Response:
         tenant = self._writer(request)
         conversation_id = request.match_info["conversation_id"]
-        files = await self._memory().conversations.delete(tenant, conversation_id)
-        if files and self.erase_files is not None:
-            await self.erase_files(files)
+        memory = self._memory()
+        await memory.conversations.get(tenant, conversation_id)  # 404 before anything stops
+        if memory.recordings is not None:
+            await memory.recordings.stop_conversation(conversation_id)
+        files = await memory.conversations.delete(tenant, conversation_id)
+        if memory.recordings is not None:
+            await memory.recordings.erase_files(files)
         return web.json_response(
             {"id": conversation_id, "object": "conversation.deleted", "deleted": True}
         )

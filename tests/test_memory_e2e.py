@@ -31,6 +31,7 @@ ENV = {
     "HARK_API_KEYS": f"{KEY_A},{KEY_B}",
     "HARK_ADMIN_KEYS": ADMIN,
     "HARK_JWT_SECRET": "memory-test-signing-secret-0123456789",
+    "HARK_RECORDING": "1",
 }
 
 
@@ -127,8 +128,8 @@ async def test_client_secrets_for_a_user_and_a_conversation(server):
         status, error = await mint({"session": {"persona": "pirate"}})
         assert status == 400 and error["error"]["param"] == "session.persona"
         assert "ava" in error["error"]["message"]
-        status, error = await mint({"session": {"recording": True}})
-        assert status == 400 and error["error"]["code"] == "recording_disabled"
+        status, error = await mint({"session": {"recording": "yes"}})
+        assert status == 400 and error["error"]["param"] == "session.recording"
     # The secret reads its own conversation, and nothing else.
     token = secret["value"]
     assert (await request(server, "GET", f"/v1/conversations/{conv['id']}", key=token))[0] == 200
@@ -248,6 +249,46 @@ async def test_aborted_replies_are_not_history(server):
     await asyncio.sleep(0.3)
     _, items = await request(server, "GET", f"/v1/conversations/{cid}/items")
     assert [i["role"] for i in items["data"]] == ["user"]
+
+
+async def test_a_recorded_call_can_be_listed_downloaded_and_deleted(server, tmp_path):
+    token = await mint_client_secret(server.url, KEY_A, {"recording": True})
+    client = CallClient(server.url, token)
+    try:
+        await client.connect()
+        session = client.events[0].data["session"]
+        assert session["recording"] is True  # announced in session.created
+        cid = session["conversation"]
+        await _ask(client, "What is the capital of Italy?")
+        await asyncio.sleep(0.5)
+    finally:
+        await client.hangup()
+    await asyncio.sleep(1.0)  # the recording is closed and indexed
+    status, listed = await request(server, "GET", f"/v1/recordings?conversation_id={cid}")
+    assert status == 200 and len(listed["data"]) == 1
+    recording = listed["data"][0]
+    assert recording["status"] == "complete" and recording["call_id"] == client.call_id
+    assert [e["role"] for e in recording["transcript"]] == ["user", "assistant"]
+    assert "italy" in recording["transcript"][0]["text"].lower()
+    rid = recording["id"]
+    assert (await request(server, "GET", f"/v1/recordings/{rid}", key=KEY_B))[0] == 404
+    async with aiohttp.ClientSession() as http:
+        async with http.get(
+            f"{server.url}/v1/recordings/{rid}/audio",
+            headers={"Authorization": f"Bearer {KEY_A}"},
+        ) as resp:
+            assert resp.status == 200 and resp.content_type == "audio/ogg"
+            (tmp_path / "call.ogg").write_bytes(await resp.read())
+    import av
+
+    with av.open(str(tmp_path / "call.ogg")) as container:
+        audio = np.concatenate([f.to_ndarray() for f in container.decode(audio=0)], axis=1)
+    assert audio.shape[0] == 2  # caller left, assistant right
+    assert np.abs(audio[0]).max() > 0.05 and np.abs(audio[1]).max() > 0.05
+    # Deleting the conversation deletes its recordings.
+    assert (await request(server, "DELETE", f"/v1/conversations/{cid}"))[0] == 200
+    assert (await request(server, "GET", f"/v1/recordings/{rid}"))[0] == 404
+    assert (await request(server, "GET", f"/v1/conversations/{cid}"))[0] == 404
 
 
 def test_kill_9_loses_nothing_that_was_done(tmp_path):

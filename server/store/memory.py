@@ -47,6 +47,11 @@ class RecorderFactory(Protocol):
     def start(self, tenant: str, conversation_id: str, call_id: str) -> Any:
         """A recorder for a call (no I/O until its `begin()`)."""
 
+    async def stop_conversation(self, conversation_id: str) -> None:
+        """Finish the live recordings of a conversation about to be deleted."""
+
+    async def erase_files(self, paths: list[str]) -> None: ...
+
 
 class HistoryLog:
     """One call's finished items, handed to the writer as they come (never blocking)."""

@@ -12,6 +12,7 @@ from server.persona.library import PersonaLibrary
 from server.store.conversations import ConversationStore
 from server.store.database import Database, open_database
 from server.store.memory import MemoryService
+from server.store.recordings import RecordingStore
 from server.store.schema import migrate
 from server.store.user_memory import UserMemoryStore
 from server.store.writer import HistoryWriter
@@ -27,9 +28,11 @@ class StoreRoom:
     db: Database
     writer: HistoryWriter
     memory: MemoryService
+    recordings: RecordingStore
 
     async def close(self) -> None:
         await self.memory.close()
+        await self.recordings.close()
         await self.writer.close()
         await self.db.close()
 
@@ -60,6 +63,10 @@ async def open_store(config: Config, engines: Engines, personas: PersonaLibrary)
     log.info("store: %s, schema version %d", where, version)
     writer = HistoryWriter(db)
     writer.start()
+    recordings = RecordingStore(
+        db, writer, config.data_dir / "recordings", config.recording_retention_days
+    )
+    recordings.start_sweeper()
     memory = MemoryService(
         ConversationStore(db),
         UserMemoryStore(db),
@@ -68,6 +75,7 @@ async def open_store(config: Config, engines: Engines, personas: PersonaLibrary)
         keep_history=config.history,
         memory_tokens=config.memory_tokens,
         llm=memory_llm(config),
+        recordings=recordings,
         recording_allowed=config.recording,
     )
-    return StoreRoom(db=db, writer=writer, memory=memory)
+    return StoreRoom(db=db, writer=writer, memory=memory, recordings=recordings)
