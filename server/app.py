@@ -47,6 +47,7 @@ from signaling.recordings_api import RecordingsApi
 from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
+from signaling.voices_api import VoicesApi
 
 log = logging.getLogger("hark.app")
 
@@ -143,6 +144,7 @@ def create_app(
     api.register(app)
     ConversationsApi(auth, node.runtime, api._json_body).register(app)
     RecordingsApi(auth, node.runtime, config.recording_retention_days).register(app)
+    VoicesApi(auth, node.runtime, engines.stt, built_in_voices(config)).register(app)
     TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
         app
     )
@@ -167,6 +169,7 @@ def create_app(
             log.error("%s", node.runtime.readiness.error)
             return
         node.runtime.memory = node.store.memory
+        node.runtime.voices = node.store.voices
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:
@@ -223,6 +226,11 @@ async def _load_and_open(node: Node) -> None:
     readiness.ready = True
     for ready in node.on_ready:
         ready()
+
+
+def built_in_voices(config: Config) -> tuple[str, ...]:
+    """The voices the configured TTS speaks without a reference."""
+    return (config.espeak_voice,) if config.tts == "espeak" else ("joe",)
 
 
 def _register_static(app: web.Application) -> None:

@@ -344,3 +344,54 @@ def test_a_bad_persona_file_stops_the_server_naming_file_and_field():
         )
     assert done.returncode == 2
     assert "pirate.toml: instructions: unknown placeholder $treasure" in done.stderr
+
+
+async def test_voice_profiles_upload_list_and_refuse_bad_files(server, tmp_path):
+    from tests.speech import write_wav
+
+    sentence = "I would like a cup of tea and a slice of lemon cake, please."
+    write_wav(tmp_path / "me.wav", np.concatenate([silence(800), speak(sentence)]), 16000)
+    write_wav(tmp_path / "short.wav", speak("Hi.", 16000), 16000)
+    write_wav(tmp_path / "silent.wav", silence(5000), 16000)
+
+    async def upload(files: dict[str, Any], key: str = KEY_A) -> tuple[int, Any]:
+        form = aiohttp.FormData()
+        for name, value in files.items():
+            if isinstance(value, Path):
+                form.add_field(name, value.read_bytes(), filename=value.name)
+            elif isinstance(value, bytes):
+                form.add_field(name, value, filename="upload.bin")
+            else:
+                form.add_field(name, value)
+        async with aiohttp.ClientSession() as http:
+            async with http.post(
+                f"{server.url}/v1/voices", data=form, headers={"Authorization": f"Bearer {key}"}
+            ) as resp:
+                return resp.status, await resp.json()
+
+    status, given = await upload({"name": "Me", "file": tmp_path / "me.wav", "text": sentence})
+    assert status == 201, given
+    assert set(given) >= {"id", "object", "name", "created_at", "duration_ms"}
+    assert given["object"] == "voice" and given["id"].startswith("voice_")
+    assert 3000 < given["duration_ms"] < 6000  # the leading silence trimmed
+    status, heard = await upload({"name": "Whispered", "file": tmp_path / "me.wav"})
+    assert status == 201 and "tea" in heard["transcript"].lower()  # Whisper wrote it
+    _, listed = await request(server, "GET", "/v1/voices")
+    ids = [v["id"] for v in listed["data"]]
+    assert ids[0] == "joe" and given["id"] in ids and heard["id"] in ids
+    _, theirs = await request(server, "GET", "/v1/voices", key=KEY_B)
+    assert [v["id"] for v in theirs["data"]] == ["joe"]
+    assert (await request(server, "GET", f"/v1/voices/{given['id']}", key=KEY_B))[0] == 404
+    for files, code in (
+        ({"name": "x", "file": tmp_path / "short.wav"}, "invalid_voice_audio"),
+        ({"name": "x", "file": tmp_path / "silent.wav"}, "invalid_voice_audio"),
+        ({"name": "x", "file": b"not audio at all"}, "invalid_voice_audio"),
+        ({"name": "x", "file": b"\0" * (11 * 1024 * 1024)}, "file_too_large"),
+        ({"file": tmp_path / "me.wav"}, "invalid_voice_name"),
+        ({"name": "x"}, "missing_file"),
+    ):
+        status, error = await upload(files)
+        assert status == 400 and error["error"]["code"] == code, (files.keys(), error)
+    assert (await request(server, "DELETE", f"/v1/voices/{given['id']}"))[0] == 204
+    assert (await request(server, "GET", f"/v1/voices/{given['id']}"))[0] == 404
+    assert (await request(server, "DELETE", "/v1/voices/joe"))[0] == 400

@@ -13,6 +13,7 @@ from typing import Any
 from server.calls.manager import CallManager
 from server.errors import Overloaded
 from server.store.memory import MemoryService
+from server.store.voices import VoiceStore
 
 
 @dataclass
@@ -32,6 +33,7 @@ class NodeRuntime:
     calls: CallManager | None = None
     # The durable memory (conversations, recordings, voices), open once the database is.
     memory: MemoryService | None = None
+    voices: VoiceStore | None = None
 
     def require_memory(self) -> MemoryService:
         if self.memory is None:

@@ -15,6 +15,7 @@ from server.store.memory import MemoryService
 from server.store.recordings import RecordingStore
 from server.store.schema import migrate
 from server.store.user_memory import UserMemoryStore
+from server.store.voices import VoiceStore
 from server.store.writer import HistoryWriter
 
 log = logging.getLogger("hark.store")
@@ -29,6 +30,7 @@ class StoreRoom:
     writer: HistoryWriter
     memory: MemoryService
     recordings: RecordingStore
+    voices: VoiceStore
 
     async def close(self) -> None:
         await self.memory.close()
@@ -78,4 +80,6 @@ async def open_store(config: Config, engines: Engines, personas: PersonaLibrary)
         recordings=recordings,
         recording_allowed=config.recording,
     )
-    return StoreRoom(db=db, writer=writer, memory=memory, recordings=recordings)
+    return StoreRoom(
+        db=db, writer=writer, memory=memory, recordings=recordings, voices=VoiceStore(db)
+    )
