@@ -41,6 +41,7 @@ from signaling.conversations_api import ConversationsApi
 from signaling.cors import cors_middleware
 from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
+from signaling.openapi import document
 from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
 from signaling.recordings_api import RecordingsApi
@@ -145,9 +146,10 @@ def create_app(
     ConversationsApi(auth, node.runtime, api._json_body).register(app)
     RecordingsApi(auth, node.runtime, config.recording_retention_days).register(app)
     VoicesApi(auth, node.runtime, engines.stt, built_in_voices(config)).register(app)
-    TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
-        app
-    )
+    spec = document(tuple(p.id for p in personas.all()), config.recording)
+    TrustHttpApi(
+        config, auth, node.ledger, node.registry, node.runtime, api._json_body, spec
+    ).register(app)
     operator_api = OperatorApi(auth, node.monitor, node.runtime)
     operator_api.register(app)
     _register_static(app)

@@ -106,10 +106,15 @@ async def test_listing_is_newest_first_with_a_cursor(backend, pg, tmp_path):
         seen = [c.id for page in (first, second, third) for c in page.data]
         assert seen == made[::-1] and not third.has_more
         assert len((await store.list(None, limit=100)).data) == 26
-        for bad in ("nope", "conv_" + "0" * 20, "conv_zz", "'; DROP TABLE items; --"):
+        for bad in ("nope", "conv_zz", "'; DROP TABLE items; --"):
             with pytest.raises(InvalidInput) as raised:
                 await store.list("key:a", after=bad)
             assert raised.value.param == "after"
+        # Well formed but unknown (or another tenant's): not found.
+        other = (await store.list("key:other")).data[0].id
+        for unknown in ("conv_" + "0" * 20, other):
+            with pytest.raises(NotFound):
+                await store.list("key:a", after=unknown)
         for limit in (0, 101, "x", -3):
             with pytest.raises(InvalidInput):
                 await store.list("key:a", limit=limit)
@@ -163,8 +168,10 @@ async def test_items_page_both_ways_and_tool_items_keep_their_shape(backend, pg,
         ascending = await store.items("key:a", conv.id, order="asc", after="item_2")
         assert [i["id"] for i in ascending.data][:2] == ["item_3", "item_4"]
         assert ascending.data[-1]["output"] == "sunny"
-        with pytest.raises(InvalidInput):
+        with pytest.raises(NotFound):
             await store.items("key:a", conv.id, after="item_missing")
+        with pytest.raises(InvalidInput):
+            await store.items("key:a", conv.id, after="bad cursor!")
         with pytest.raises(InvalidInput):
             await store.items("key:a", conv.id, order="sideways")
         with pytest.raises(NotFound):

@@ -9,6 +9,7 @@ shorthand (`{"role": "user", "content": "Hi"}`) and are normalized here.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 from server.engines.base import ChatMessage
@@ -17,6 +18,7 @@ from server.protocol.conversation import Item, new_id
 
 MAX_ITEM_CHARS = 16_000
 MAX_ID_CHARS = 64
+ITEM_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,64}")
 ROLES = ("user", "assistant", "system", "developer")
 # Content part types per role, and the key that holds their text.
 TEXT_KEYS = {"input_text": "text", "output_text": "text", "text": "text"}
@@ -74,8 +76,8 @@ def normalize_item(raw: Any, param: str = "item") -> dict[str, Any]:
     item_id = raw.get("id")
     if item_id is None:
         item_id = new_id("item")
-    elif not isinstance(item_id, str) or not 0 < len(item_id) <= MAX_ID_CHARS:
-        raise _bad(f"{param}.id must be a string of 1-{MAX_ID_CHARS} characters", f"{param}.id")
+    elif not isinstance(item_id, str) or not ITEM_ID.fullmatch(item_id):
+        raise _bad(f"{param}.id must be 1-{MAX_ID_CHARS} letters, digits or _-.:", f"{param}.id")
     base = {"id": item_id, "object": "realtime.item", "status": "completed"}
     if kind == "message":
         role = raw.get("role")

@@ -20,7 +20,7 @@ from typing import Any
 
 from server.errors import InvalidInput, NotFound
 from server.protocol.conversation import new_id
-from server.protocol.item_shapes import normalize_item
+from server.protocol.item_shapes import ITEM_ID, normalize_item
 from server.store.database import Database, Row, Statement
 
 MAX_METADATA_PAIRS = 16
@@ -30,7 +30,6 @@ MAX_ITEMS_PER_REQUEST = 20
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 CONVERSATION_ID = re.compile(r"conv_[0-9a-f]{20}")
-ITEM_ID = re.compile(r"[A-Za-z0-9_\-.:]{1,64}")
 
 
 @dataclass(frozen=True)
@@ -239,8 +238,8 @@ class ConversationStore:
                 "SELECT created_at, tenant FROM conversations WHERE id = ?", (after,)
             )
             if cursor is None or (tenant is not None and cursor["tenant"] != tenant):
-                raise InvalidInput(
-                    "invalid_cursor",
+                raise NotFound(
+                    "conversation_not_found",
                     f"after: no conversation '{after}' to list after",
                     param="after",
                 )
@@ -306,16 +305,16 @@ class ConversationStore:
             raise InvalidInput("invalid_order", "order must be 'asc' or 'desc'", param="order")
         where, params = "conversation_id = ?", [conversation_id]
         if after is not None:
-            cursor = None
-            if ITEM_ID.fullmatch(after):
-                cursor = await self.db.fetchone(
-                    "SELECT seq FROM items WHERE conversation_id = ? AND id = ?",
-                    (conversation_id, after),
-                )
+            if not ITEM_ID.fullmatch(after):
+                raise InvalidInput("invalid_cursor", "after must be an item id", param="after")
+            cursor = await self.db.fetchone(
+                "SELECT seq FROM items WHERE conversation_id = ? AND id = ?",
+                (conversation_id, after),
+            )
             if cursor is None:
-                raise InvalidInput(
-                    "invalid_cursor",
-                    "after must be the id of an item of this conversation",
+                raise NotFound(
+                    "item_not_found",
+                    f"after: no item '{after}' in this conversation",
                     param="after",
                 )
             where += " AND seq > ?" if order == "asc" else " AND seq < ?"

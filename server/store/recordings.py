@@ -147,17 +147,14 @@ class RecordingStore:
             where.append("conversation_id = ?")
             params.append(conversation_id)
         if after is not None:
-            cursor = None
-            if RECORDING_ID.fullmatch(after):
-                cursor = await self.db.fetchone(
-                    "SELECT created_at FROM recordings WHERE id = ? AND tenant = ?",
-                    (after, tenant),
-                )
+            if not RECORDING_ID.fullmatch(after):
+                raise InvalidInput("invalid_cursor", "after must be a recording id", param="after")
+            cursor = await self.db.fetchone(
+                "SELECT created_at FROM recordings WHERE id = ? AND tenant = ?", (after, tenant)
+            )
             if cursor is None:
-                raise InvalidInput(
-                    "invalid_cursor",
-                    "after must be the id of one of your recordings",
-                    param="after",
+                raise NotFound(
+                    "recording_not_found", f"after: no recording '{after}'", param="after"
                 )
             where.append("(created_at < ? OR (created_at = ? AND id < ?))")
             params += [cursor["created_at"], cursor["created_at"], after]
