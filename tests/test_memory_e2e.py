@@ -229,6 +229,10 @@ async def test_aborted_replies_are_not_history(server):
     try:
         await client.connect()
         cid = client.events[0].data["session"]["conversation"]
+        # The conversation is settled for the call's life.
+        client.send({"type": "session.update", "session": {"conversation": "conv_" + "1" * 20}})
+        refused = await client.wait_for("error")
+        assert refused.data["error"]["param"] == "session.conversation"
         client.send(
             {
                 "type": "conversation.item.create",
@@ -314,6 +318,7 @@ def test_kill_9_loses_nothing_that_was_done(tmp_path):
         client.send({"type": "response.create"})
         await client.wait_for("response.done", after=mark, timeout=60)
         await asyncio.sleep(0.2)  # the writer commits within milliseconds
+        await client.close()  # the client only; the server gets no hang-up, just kill -9
         return cid
 
     with running_server(env) as first:

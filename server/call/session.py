@@ -306,6 +306,7 @@ class RealtimeSession:
 
     def update_session(self, update: dict[str, Any]) -> None:
         updated = self.config.apply(update)
+        self.config.check_fixed(updated)
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:

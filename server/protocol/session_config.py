@@ -88,6 +88,14 @@ class SessionConfig:
                 )
         return dataclasses.replace(self, **changes)
 
+    def check_fixed(self, updated: SessionConfig) -> None:
+        """A live call's conversation, persona and recording were settled when it started."""
+        for name in ("conversation", "persona", "recording"):
+            if getattr(updated, name) != getattr(self, name):
+                raise SessionConfigError(
+                    f"session.{name}", f"session.{name} cannot be changed during a call"
+                )
+
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
         pcm = {"type": "audio/pcm", "rate": 24000}
         return {
