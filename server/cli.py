@@ -144,6 +144,12 @@ def main(argv: list[str] | None = None) -> int:
     talk.add_argument(
         "--timeout", type=float, default=60.0, help="seconds to wait for the reply to finish"
     )
+    talk.add_argument("--conversation", help="continue this conversation (conv_…)")
+    talk.add_argument("--persona", help="speak with this persona (e.g. ava)")
+    talk.add_argument("--sub", help="the user the client secret is minted for")
+    talk.add_argument(
+        "--record", action="store_true", help="ask for the call to be recorded (HARK_RECORDING=1)"
+    )
     mint = commands.add_parser("token", help="print an operator (or realtime) token")
     mint.add_argument("--scope", choices=("operator", "realtime"), default="operator")
     mint.add_argument("--ttl", type=int, default=3600, help="lifetime in seconds")

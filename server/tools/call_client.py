@@ -101,12 +101,15 @@ def last_voiced_ms(pcm: np.ndarray, rate: int) -> float:
 
 
 async def mint_client_secret(
-    base_url: str, api_key: str, session: dict[str, Any] | None = None
+    base_url: str, api_key: str, session: dict[str, Any] | None = None, sub: str | None = None
 ) -> str:
+    body: dict[str, Any] = {"session": session or {}}
+    if sub is not None:
+        body["sub"] = sub
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{base_url}/v1/realtime/client_secrets",
-            json={"session": session or {}},
+            json=body,
             headers={"Authorization": f"Bearer {api_key}"},
         ) as resp:
             body = await resp.json()
@@ -298,17 +301,29 @@ async def run_call_cli(args: argparse.Namespace) -> int:
         print("hark call: give --wav FILE or --text 'message'")
         return 2
     token = args.token
-    session = {"instructions": args.instructions} if args.instructions else {}
+    session: dict[str, Any] = {"instructions": args.instructions} if args.instructions else {}
+    for key, value in (
+        ("conversation", getattr(args, "conversation", None)),
+        ("persona", getattr(args, "persona", None)),
+        ("recording", True if getattr(args, "record", False) else None),
+    ):
+        if value is not None:
+            session[key] = value
     if not token:
         if not args.api_key:
             print("hark call: give --api-key (or HARK_API_KEY) or --token ek_…")
             return 2
-        token = await mint_client_secret(args.url, args.api_key, session)
+        token = await mint_client_secret(
+            args.url, args.api_key, session, getattr(args, "sub", None)
+        )
     client = CallClient(args.url, token)
     t0 = time.monotonic()
     client.on_event = lambda event: print(_describe(event, t0), flush=True)
     try:
         await client.connect()
+        created = client.events[0].data.get("session", {}) if client.events else {}
+        if created.get("conversation"):
+            print(f"conversation: {created['conversation']} (continue it with --conversation)")
         mark = len(client.events)
         if args.wav:
             try:
