@@ -401,3 +401,25 @@ async def test_voice_profiles_upload_list_and_refuse_bad_files(server, tmp_path)
     assert (await request(server, "DELETE", f"/v1/voices/{given['id']}"))[0] == 204
     assert (await request(server, "GET", f"/v1/voices/{given['id']}"))[0] == 404
     assert (await request(server, "DELETE", "/v1/voices/joe"))[0] == 400
+
+
+def test_the_call_command_continues_a_conversation(server, tmp_path):
+    """`python -m server call --conversation …` (the headless client's CLI)."""
+
+    def call(*extra: str) -> str:
+        done = subprocess.run(
+            [sys.executable, "-m", "server", "call", "--url", server.url, "--api-key", KEY_A,
+             "--out", str(tmp_path / "reply.wav"), *extra],
+            cwd=ROOT, capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stdout + done.stderr
+        return done.stdout
+
+    first = call("--text", "What is the capital of Spain?")
+    cid = next(line.split()[1] for line in first.splitlines() if line.startswith("conversation:"))
+    second = call("--conversation", cid, "--text", "And of Portugal?")
+    assert f"conversation: {cid}" in second
+    assert second.count("conversation.item.done") >= 2  # the earlier items, replayed
+    _, items = asyncio.run(request(server, "GET", f"/v1/conversations/{cid}/items?order=asc"))
+    texts = [i["content"][0].get("text") for i in items["data"] if i["role"] == "user"]
+    assert texts == ["What is the capital of Spain?", "And of Portugal?"]
