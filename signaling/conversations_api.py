@@ -48,6 +48,18 @@ class Access:
             )
 
 
+def check_query(request: web.Request, allowed: tuple[str, ...]) -> None:
+    """Unknown query parameters are refused (a typo'd `limit` would silently page by 20)."""
+    for name in request.query:
+        if name not in allowed:
+            raise ApiError(
+                400,
+                "unknown_parameter",
+                f"Unknown query parameter '{name[:64]}' (known: {', '.join(allowed)})",
+                param=name[:64],
+            )
+
+
 def page(data: list[Any], has_more: bool, key: Callable[[Any], str]) -> dict[str, Any]:
     return {
         "object": "list",
@@ -117,6 +129,7 @@ class ConversationsApi:
         return web.json_response(record.to_dict())
 
     async def list(self, request: web.Request) -> web.Response:
+        check_query(request, ("limit", "after"))
         access = self._access(request)
         if access.only is not None:
             raise forbidden("api_key_required", "A client secret cannot list conversations")
@@ -161,6 +174,7 @@ class ConversationsApi:
     # ---- items ---------------------------------------------------------------------------
 
     async def items(self, request: web.Request) -> web.Response:
+        check_query(request, ("limit", "after", "order"))
         access = self._access(request)
         conversation_id = request.match_info["conversation_id"]
         access.check(conversation_id)

@@ -56,6 +56,8 @@ METADATA = {
     "additionalProperties": {"type": "string", "maxLength": MAX_METADATA_VALUE},
 }
 TEXT = {"type": "string", "maxLength": MAX_ITEM_CHARS}
+# null: the server names the item.
+ITEM_ID = {"type": ["string", "null"], "pattern": ITEM_ID_PATTERN}
 PART = {
     "oneOf": [
         {
@@ -82,7 +84,7 @@ ITEM_IN = {
             "required": ["role", "content"],
             "properties": {
                 "type": {"const": "message"},
-                "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+                "id": ITEM_ID,
                 "role": {"enum": list(ROLES)},
                 "content": {"oneOf": [TEXT, {"type": "array", "minItems": 1, "items": PART}]},
             },
@@ -92,7 +94,7 @@ ITEM_IN = {
             "required": ["type", "call_id", "name", "arguments"],
             "properties": {
                 "type": {"const": "function_call"},
-                "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+                "id": ITEM_ID,
                 "call_id": {"type": "string", "maxLength": MAX_ID_CHARS},
                 "name": {"type": "string", "maxLength": MAX_ID_CHARS},
                 "arguments": TEXT,
@@ -103,7 +105,7 @@ ITEM_IN = {
             "required": ["type", "call_id", "output"],
             "properties": {
                 "type": {"const": "function_call_output"},
-                "id": {"type": "string", "pattern": ITEM_ID_PATTERN},
+                "id": ITEM_ID,
                 "call_id": {"type": "string", "maxLength": MAX_ID_CHARS},
                 "output": TEXT,
             },
@@ -182,7 +184,17 @@ PATHS: dict[str, Any] = {
         "post": {
             "summary": "Create a conversation with initial items and metadata (API key)",
             "requestBody": _body(
-                {"type": "object", "properties": {"metadata": METADATA, "items": ITEMS_IN}},
+                {
+                    "type": "object",
+                    "properties": {
+                        "metadata": METADATA,
+                        "items": {
+                            "type": ["array", "null"],
+                            "maxItems": MAX_ITEMS_PER_REQUEST,
+                            "items": ITEM_IN,
+                        },
+                    },
+                },
                 required=False,
             ),
             "responses": {"200": _json(CONVERSATION), **_errors(*ERRORS_WRITE)},

@@ -19,7 +19,7 @@ from aiohttp import web
 from server.calls.runtime import NodeRuntime
 from server.store.recordings import FORMAT, RecordingStore
 from signaling.auth import Authenticator
-from signaling.conversations_api import page
+from signaling.conversations_api import check_query, page
 from signaling.errors import ApiError
 from signaling.http_api import tenant_of
 
@@ -46,6 +46,7 @@ class RecordingsApi:
         return store
 
     async def list(self, request: web.Request) -> web.Response:
+        check_query(request, ("limit", "after", "conversation_id"))
         tenant = self._tenant(request)
         query = request.query
         result = await self._store().list(

@@ -13,6 +13,8 @@ import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 
+from aiortc.exceptions import OperationError
+
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.config import Config
@@ -92,8 +94,17 @@ class CallManager:
         self._owners[call_id] = owner
         try:
             answer = await session.negotiate(offer_sdp)
-        # AttributeError: aiortc trips on some malformed offers (found by the fuzz tests).
-        except (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError) as exc:
+        # AttributeError, OperationError ("Failed to set remote audio description send
+        # parameters"): aiortc trips on some malformed offers (found by the fuzz tests).
+        except (
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AssertionError,
+            AttributeError,
+            OperationError,
+        ) as exc:
             await session.close("bad_offer")
             raise NegotiationError(str(exc) or type(exc).__name__) from exc
         except BaseException:
