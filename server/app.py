@@ -32,18 +32,24 @@ from server.errors import HarkError
 from server.ops.call_log import CallLog
 from server.ops.monitor import CallMonitor
 from server.ops.prometheus import HarkMetrics
+from server.persona.library import PersonaLibrary
+from server.store.open import StoreRoom, open_store
 from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
+from signaling.conversations_api import ConversationsApi
 from signaling.cors import cors_middleware
 from signaling.errors import error_middleware
 from signaling.http_api import RealtimeHttpApi
+from signaling.openapi import document
 from signaling.operator_api import OperatorApi
 from signaling.rate_limits import RateLimiter
 from signaling.realtime_ws import RealtimeWebSocketApi
+from signaling.recordings_api import RecordingsApi
 from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
 from signaling.trust_api import TrustHttpApi
+from signaling.voices_api import VoicesApi
 
 log = logging.getLogger("hark.app")
 
@@ -61,7 +67,9 @@ class Node:
     registry: CallRegistry
     monitor: CallMonitor
     call_log: CallLog
+    personas: PersonaLibrary
     runtime: NodeRuntime = field(default_factory=NodeRuntime)
+    store: StoreRoom | None = None
     watchdog: CallWatchdog | None = None
     loader: asyncio.Task[None] | None = None
     # Called once when the engines are loaded and calls are accepted (the CLI's banner).
@@ -97,7 +105,12 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     return vad
 
 
-def create_app(config: Config, engines: Engines) -> web.Application:
+def create_app(
+    config: Config, engines: Engines, personas: PersonaLibrary | None = None
+) -> web.Application:
+    """The node's HTTP app. Raises `PersonaError` for an unusable persona file."""
+    if personas is None:
+        personas = PersonaLibrary.load(config.personas_dir)
     app = web.Application(
         middlewares=[
             access_log_middleware,
@@ -122,16 +135,23 @@ def create_app(config: Config, engines: Engines) -> web.Application:
         ),
         monitor=CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s),
         call_log=CallLog(transcripts=config.log_transcripts),
+        personas=personas,
     )
     app[NODE_KEY] = node
     secrets = ClientSecrets(key_ring_for(config), config.jwt_leeway_s)
     auth = Authenticator(config.api_keys, secrets, config.admin_keys, node.ledger)
-    api = RealtimeHttpApi(config, auth, node.runtime, RateLimiter(shared), node.registry)
+    api = RealtimeHttpApi(
+        config, auth, node.runtime, RateLimiter(shared), node.registry, personas=personas
+    )
     api.register(app)
     RealtimeWebSocketApi(api, config.node_id).register(app)
-    TrustHttpApi(config, auth, node.ledger, node.registry, node.runtime, api._json_body).register(
-        app
-    )
+    ConversationsApi(auth, node.runtime, api._json_body).register(app)
+    RecordingsApi(auth, node.runtime, config.recording_retention_days).register(app)
+    VoicesApi(auth, node.runtime, engines.stt, built_in_voices(config)).register(app)
+    spec = document(tuple(p.id for p in personas.all()), config.recording)
+    TrustHttpApi(
+        config, auth, node.ledger, node.registry, node.runtime, api._json_body, spec
+    ).register(app)
     operator_api = OperatorApi(auth, node.monitor, node.runtime)
     operator_api.register(app)
     _register_static(app)
@@ -146,6 +166,14 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             log.error("%s", error)
             return
         log.info("shared state: %s; node %s", shared.name, config.node_id)
+        try:
+            node.store = await open_store(config, engines, personas)
+        except Exception as exc:
+            node.runtime.readiness.error = f"database unavailable: {exc}"
+            log.error("%s", node.runtime.readiness.error)
+            return
+        node.runtime.memory = node.store.memory
+        node.runtime.voices = node.store.voices
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:
@@ -157,6 +185,8 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             await node.watchdog.close()
         if node.runtime.calls is not None:
             await node.runtime.calls.close_all()
+        if node.store is not None:
+            await node.store.close()
         await node.registry.close()
         await shared.close()
 
@@ -200,6 +230,11 @@ async def _load_and_open(node: Node) -> None:
     readiness.ready = True
     for ready in node.on_ready:
         ready()
+
+
+def built_in_voices(config: Config) -> tuple[str, ...]:
+    """The voices the configured TTS speaks without a reference."""
+    return (config.espeak_voice,) if config.tts == "espeak" else ("joe",)
 
 
 def _register_static(app: web.Application) -> None:

@@ -59,7 +59,18 @@ def serve(args: argparse.Namespace) -> int:
             f"      {config.admin_keys[0]}",
             file=sys.stderr,
         )
-    app = create_app(config, build_engines(config))
+    from server.persona.library import PersonaError, PersonaLibrary
+
+    try:
+        personas = PersonaLibrary.load(config.personas_dir)
+        if config.persona and config.persona not in personas:
+            raise PersonaError(
+                f"HARK_PERSONA={config.persona!r}: no such persona in {config.personas_dir}"
+            )
+    except PersonaError as exc:
+        print(f"hark: persona error: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config, build_engines(config), personas)
 
     def announce() -> None:
         lines = [f"Hark is ready on {config.host}:{config.port}"]
@@ -143,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
         "--tool-output",
         default=None,
         help="answer every tool call with this output, then ask for the spoken answer",
+    )
+    talk.add_argument("--conversation", help="continue this conversation (conv_…)")
+    talk.add_argument("--persona", help="speak with this persona (e.g. ava)")
+    talk.add_argument("--sub", help="the user the client secret is minted for")
+    talk.add_argument(
+        "--record", action="store_true", help="ask for the call to be recorded (HARK_RECORDING=1)"
     )
     mint = commands.add_parser("token", help="print an operator (or realtime) token")
     mint.add_argument("--scope", choices=("operator", "realtime"), default="operator")

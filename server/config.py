@@ -105,6 +105,8 @@ def is_loopback(host: str) -> bool:
 
 
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hark"
+# The personas shipped with Hark (a general assistant and the tutor Ava).
+DEFAULT_PERSONAS_DIR = Path(__file__).resolve().parent.parent / "personas"
 
 
 @dataclass(frozen=True)
@@ -181,6 +183,21 @@ class Config:
     false_interruption_timeout_ms: int | None = setting(
         "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", None, integer()
     )
+
+    # Durable memory: conversations, recordings, voices (server/store). SQLite under the
+    # data directory unless a PostgreSQL URL is given.
+    data_dir: Path = setting("HARK_DATA_DIR", Path("data"), Path)
+    database_url: str = setting("HARK_DATABASE_URL", "", secret=True)
+    # Keep each call's conversation (transcripts, replies as heard, tool items).
+    history: bool = setting("HARK_HISTORY", True, boolean)
+    # The LLM sees at most this many tokens (estimated) of earlier turns; 0 = no limit.
+    memory_tokens: int = setting("HARK_MEMORY_TOKENS", 2000, integer())
+    personas_dir: Path = setting("HARK_PERSONAS_DIR", DEFAULT_PERSONAS_DIR, Path)
+    # The persona of calls that name none (empty: the plain HARK_INSTRUCTIONS).
+    persona: str = setting("HARK_PERSONA", "")
+    # Calls may ask to be recorded only when the server allows it.
+    recording: bool = setting("HARK_RECORDING", False, boolean)
+    recording_retention_days: float = setting("HARK_RECORDING_RETENTION_DAYS", 30.0, number(0))
 
     @classmethod
     def from_env(cls, env: dict[str, str] | None = None) -> Config:

@@ -209,6 +209,17 @@ class Authenticator:
             raise unauthorized("invalid_api_key", "Incorrect API key provided")
         return caller
 
+    def identify(self, request: web.Request) -> Caller:
+        """Any valid credential: an API key, the admin key, or an `ek_` token of any
+        scope (the endpoint decides what each may do)."""
+        token = bearer_token(request)
+        if token.startswith(PREFIX):
+            return self._token(token)
+        caller = self._api_key(token) or self._admin_key(token)
+        if caller is None:
+            raise unauthorized("invalid_api_key", "Incorrect API key or token provided")
+        return caller
+
     async def consume(self, caller: Caller) -> None:
         """Marks a realtime secret used as it opens a call (after a fresh revocation check)."""
         if caller.claims is None or self.ledger is None:

@@ -17,7 +17,9 @@ node does not burn the client's secret.
 
 from __future__ import annotations
 
+import dataclasses
 import json
+import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
@@ -25,10 +27,11 @@ from typing import Any, TypeVar
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 
-from server.calls.manager import CallManager
+from server.calls.manager import CallManager, new_call_id
 from server.calls.runtime import NodeRuntime
 from server.cluster.registry import CallRegistry
 from server.config import Config
+from server.persona.library import PersonaLibrary
 from server.protocol.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
 from server.turns.options import server_turn_detection
 from signaling.auth import Authenticator, Caller
@@ -37,6 +40,30 @@ from signaling.rate_limits import RateLimiter
 from signaling.sdp import validate_offer
 
 T = TypeVar("T")
+
+log = logging.getLogger("hark.http")
+
+# The tenant of calls opened with the local demo page's secrets (minted with no API key).
+DEMO_TENANT = "demo"
+# Session fields a client secret fixes: the offer's own session may not change them.
+FIXED_BY_SECRET = ("conversation", "persona", "recording")
+
+
+def check_fixed(secret: dict[str, Any], fixed: SessionConfig, session: SessionConfig) -> None:
+    """The offer's own session may not change what the client secret fixed."""
+    for name in FIXED_BY_SECRET:
+        if name in secret and getattr(session, name) != getattr(fixed, name):
+            raise ApiError(
+                400,
+                "invalid_session",
+                f"session.{name} was fixed by the client secret and cannot be changed",
+                param=f"session.{name}",
+            )
+
+
+def tenant_of(key: str | None) -> str:
+    """Whose memory a call or request touches: the accountable API key."""
+    return key or DEMO_TENANT
 
 
 def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
@@ -61,6 +88,7 @@ class RealtimeHttpApi:
         runtime: NodeRuntime,
         rate: RateLimiter | None = None,
         registry: CallRegistry | None = None,
+        personas: PersonaLibrary | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -68,10 +96,34 @@ class RealtimeHttpApi:
         self.registry = registry
         # The live calls appear once engines have loaded; calls get 503 until then.
         self.runtime = runtime
-        self.base_session = SessionConfig(
+        self.personas = personas or PersonaLibrary({})
+        # Sessions that name no persona: HARK_INSTRUCTIONS, or HARK_PERSONA's defaults.
+        self.plain_session = SessionConfig(
             instructions=config.default_instructions,
             turn_detection=server_turn_detection(config),
         )
+        self.base_session = self.configure(self.plain_session, {"persona": config.persona or None})
+
+    def configure(self, base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
+        """`raw` (a session dict) applied to `base`, over the defaults of the persona it
+        names (or `base`'s persona, e.g. HARK_PERSONA)."""
+        if not (isinstance(raw, dict) and "persona" in raw):
+            return _session_config(base, raw, param)
+        persona_id = raw["persona"] if isinstance(raw["persona"], str) else None
+        if persona_id is None and base.persona is not None:
+            base = self.plain_session  # persona: null drops the default persona
+        elif persona_id is not None and persona_id != base.persona:
+            persona = self.personas.get(persona_id)
+            if persona is None:
+                known = ", ".join(p.id for p in self.personas.all()) or "none"
+                raise ApiError(
+                    400,
+                    "unknown_persona",
+                    f"No persona '{persona_id[:64]}' (personas: {known})",
+                    param="session.persona",
+                )
+            base = persona.session(base)
+        return _session_config(base, raw, param)
 
     def register(self, app: web.Application) -> None:
         r = app.router
@@ -106,8 +158,8 @@ class RealtimeHttpApi:
     async def _rate_address(self, request: web.Request) -> None:
         await self._rate("address", request.remote or "unknown", self.config.rate_per_address)
 
-    def _mint(self, body: dict[str, Any], azp: str | None = None) -> dict[str, Any]:
-        session = _session_config(self.base_session, body.get("session", {}))
+    async def _mint(self, body: dict[str, Any], azp: str | None = None) -> dict[str, Any]:
+        session = self.configure(self.base_session, body.get("session", {}))
         ttl = self.config.client_secret_ttl_s
         expires_after = body.get("expires_after")
         if expires_after is not None:
@@ -151,6 +203,9 @@ class RealtimeHttpApi:
                     param=name,
                 )
         sub = body.get("sub", body.get("user"))
+        if session.conversation or session.persona or session.recording:
+            memory = self.runtime.require_memory()
+            await memory.check_session(tenant_of(azp), sub, session)
         raw_session = body.get("session", {})
         value, expires_at = self.auth.secrets.mint(
             raw_session if isinstance(raw_session, dict) else {}, ttl, sub, azp=azp
@@ -165,7 +220,8 @@ class RealtimeHttpApi:
         caller = self.auth.require_api_key(request)
         await self._rate("mint", caller.principal, self.config.rate_mint_per_key)
         await self._rate_address(request)
-        return web.json_response(self._mint(await self._json_body(request), azp=caller.key))
+        body = await self._json_body(request)
+        return web.json_response(await self._mint(body, azp=caller.key))
 
     async def demo_client_secret(self, request: web.Request) -> web.Response:
         if not self.config.demo_page:
@@ -178,7 +234,7 @@ class RealtimeHttpApi:
         if origin is not None and origin.split("://", 1)[-1] != request.host:
             raise ApiError(403, "cross_origin_demo", "The demo secret is only for this page")
         await self._rate_address(request)
-        return web.json_response(self._mint({}))
+        return web.json_response(await self._mint({}))
 
     # ---- calls ---------------------------------------------------------------------------
 
@@ -205,7 +261,7 @@ class RealtimeHttpApi:
             if raw_session is not None:
                 text = _form_value(raw_session)
                 try:
-                    session = _session_config(session, json.loads(text))
+                    session = self.configure(session, json.loads(text))
                 except ValueError as exc:
                     if isinstance(exc, SessionConfigError):
                         raise
@@ -225,10 +281,17 @@ class RealtimeHttpApi:
         await self._rate_address(request)
         session = self.session_for(caller, request)
         calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
+        fixed = session
         offer, session = await self._read_offer(request, session)
+        check_fixed(caller.session, fixed, session)
+        call_id, context, session = await self.remember(caller, session, "webrtc")
 
         async def create() -> tuple[str, str]:
-            return await calls.create(offer, session, caller.principal, caller.key)
+            created = await calls.create(
+                offer, session, caller.principal, caller.key, call_id=call_id, context=context
+            )
+            await self._started(context, call_id)
+            return created
 
         call_id, answer = await self.open_call(caller, calls, create)
         return web.Response(
@@ -238,10 +301,27 @@ class RealtimeHttpApi:
             headers={"Location": f"/v1/realtime/calls/{call_id}"},
         )
 
+    async def remember(
+        self, caller: Caller, session: SessionConfig, transport: str
+    ) -> tuple[str, Any, SessionConfig]:
+        """The new call's id and what it remembers (its conversation, persona, recording),
+        with the session those settle (server.store.memory)."""
+        call_id = new_call_id(transport)
+        memory = self.runtime.require_memory()
+        context = await memory.open_call(tenant_of(caller.key), caller.sub, session, call_id)
+        session = dataclasses.replace(
+            session,
+            conversation=context.conversation_id,
+            instructions=context.instructions or session.instructions,
+            recording=context.recorder is not None,
+        )
+        return call_id, context, session
+
     def session_for(self, caller: Caller, request: web.Request) -> SessionConfig:
-        """The new call's session: the server's defaults, the secret's, then `?model=` and
-        `?intent=transcription` (a transcription session, as OpenAI's WebSocket URL says)."""
-        session = _session_config(self.base_session, caller.session)
+        """The new call's session: the server's defaults (or its persona's), the secret's,
+        then `?model=` and `?intent=transcription` (a transcription session, as OpenAI's
+        WebSocket URL says)."""
+        session = self.configure(self.base_session, caller.session)
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
@@ -278,6 +358,18 @@ class RealtimeHttpApi:
             else:
                 registry.add(created, caller, ticket)
         return call_id, result
+
+    async def _started(self, context: Any, call_id: str) -> None:
+        """Write the call's conversation before answering; a call whose conversation
+        cannot be written is hung up (its client would be told a dangling id)."""
+        try:
+            await self.runtime.require_memory().started(context, call_id)
+        except BaseException:
+            log.exception("call %s: its conversation could not be written", call_id)
+            calls = self.runtime.calls
+            if calls is not None:
+                await calls.hangup(call_id)
+            raise
 
     async def hangup(self, request: web.Request) -> web.Response:
         caller = self.auth.require_caller(request, allow_expired=True)

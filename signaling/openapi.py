@@ -6,6 +6,7 @@ server keeps to it (no 500s, documented statuses and shapes).
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 from aiohttp import web
@@ -377,6 +378,32 @@ SPEC: dict[str, Any] = {
         },
     },
 }
+
+
+def document(personas: tuple[str, ...] = (), recording: bool = False) -> dict[str, Any]:
+    """The served document: the routes above, the memory routes, and the session's Hark
+    fields as this server accepts them (its personas; recording only where allowed)."""
+    from signaling.openapi_memory import CONVERSATION_ID_PATTERN, PATHS
+
+    spec = copy.deepcopy(SPEC)
+    spec["paths"].update(copy.deepcopy(PATHS))
+    session = spec["paths"]["/v1/realtime/client_secrets"]["post"]["requestBody"]
+    properties = session["content"]["application/json"]["schema"]["properties"]["session"]
+    properties["properties"].update(
+        {
+            "conversation": {"type": ["string", "null"], "pattern": CONVERSATION_ID_PATTERN},
+            "persona": {"enum": [*personas, None]},
+            "recording": {"type": "boolean"} if recording else {"const": False},
+        }
+    )
+    return spec
+
+
+def openapi_handler(spec: dict[str, Any]) -> Any:
+    async def openapi_json(request: web.Request) -> web.Response:
+        return web.json_response(spec)
+
+    return openapi_json
 
 
 async def openapi_json(request: web.Request) -> web.Response:

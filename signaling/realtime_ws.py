@@ -102,9 +102,13 @@ class RealtimeWebSocketApi:
         session_config = api.session_for(caller, request)
         calls = api.runtime.require_calls()
         socket = self._upgradable(request)
+        call_id, context, session_config = await api.remember(caller, session_config, "websocket")
 
         async def create() -> tuple[str, RealtimeSession]:
-            session = calls.create_websocket(session_config, caller.principal, caller.key)
+            session = calls.create_websocket(
+                session_config, caller.principal, caller.key, call_id=call_id, context=context
+            )
+            await api._started(context, call_id)
             return session.call_id, session
 
         _, session = await api.open_call(caller, calls, create)

@@ -23,7 +23,7 @@ from server.cluster.registry import CallRegistry
 from server.config import Config
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
-from signaling.openapi import openapi_json
+from signaling.openapi import openapi_handler, openapi_json
 from signaling.token_ledger import REVOCATION_TTL_S, TokenLedger
 
 MAX_SUB_CHARS = 256
@@ -73,6 +73,7 @@ class TrustHttpApi:
         registry: CallRegistry,
         runtime: NodeRuntime,
         json_body: Any,
+        openapi: dict[str, Any] | None = None,
     ) -> None:
         self.config = config
         self.auth = auth
@@ -80,13 +81,17 @@ class TrustHttpApi:
         self.registry = registry
         self.runtime = runtime
         self._json_body = json_body
+        self._openapi = openapi
 
     def register(self, app: web.Application) -> None:
         r = app.router
         r.add_post("/hark/admin/tokens", self.admin_tokens)
         r.add_post("/hark/revocations", self.revoke)
         r.add_get("/hark/diagnostics", self.diagnostics)
-        r.add_get("/openapi.json", openapi_json)
+        r.add_get(
+            "/openapi.json",
+            openapi_json if self._openapi is None else openapi_handler(self._openapi),
+        )
 
     async def admin_tokens(self, request: web.Request) -> web.Response:
         self.auth.require_admin(request)

@@ -28,6 +28,8 @@ const els = {
   detailMeta: $("detail-meta"),
   turns: $("turns"),
   client: $("client"),
+  conversationLink: $("conversation-link"),
+  transcript: $("transcript"),
   counts: { live: $("count-live"), poor: $("count-poor"), fair: $("count-fair"), good: $("count-good") },
 };
 
@@ -280,10 +282,38 @@ async function refreshDetail() {
     const id = selected;
     const resp = await api(`/v1/operator/calls/${encodeURIComponent(id)}`);
     if (!resp.ok || id !== selected) return;
-    drawDetail(await resp.json());
+    const timeline = await resp.json();
+    drawDetail(timeline);
+    await drawConversation(timeline.conversation_id, id);
   } finally {
     detailBusy = false;
   }
+}
+
+// The call's durable conversation: its id links to the history API, its items are listed.
+async function drawConversation(conversationId, callId) {
+  els.conversationLink.textContent = conversationId || "none";
+  els.conversationLink.removeAttribute("href");
+  if (!conversationId) {
+    els.transcript.replaceChildren();
+    return;
+  }
+  const path = `/v1/conversations/${encodeURIComponent(conversationId)}/items?order=asc&limit=100`;
+  els.conversationLink.href = path;
+  const resp = await api(path);
+  if (!resp.ok || callId !== selected) return;
+  const items = (await resp.json()).data || [];
+  els.transcript.replaceChildren(
+    ...items.map((item) => {
+      const li = document.createElement("li");
+      const parts = item.content || [];
+      const words = parts.map((p) => p.text ?? p.transcript ?? "").join(" ").trim();
+      const who = item.role || item.type;
+      li.className = `transcript__${who}`;
+      li.textContent = `${who}: ${words || item.arguments || item.output || ""}`;
+      return li;
+    }),
+  );
 }
 
 function drawDetail(t) {

@@ -50,3 +50,12 @@ def hark_cluster(redis_url):
         ) as b,
     ):
         yield Cluster(a, b, redis_url)
+
+
+@pytest.fixture(scope="session")
+def postgres_url():
+    """A real PostgreSQL server (Debian's package) in a temp dir, shared by the store tests."""
+    from tests.postgres_process import running_postgres
+
+    with running_postgres() as url:
+        yield url

@@ -81,6 +81,12 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "PYTHONUNBUFFERED": "1",
         **(env or {}),
     }
+    data_dir = None
+    if not (env or {}).get("HARK_DATA_DIR"):
+        # Each server its own store, removed afterwards (a test that reopens one passes
+        # its own HARK_DATA_DIR).
+        data_dir = tempfile.TemporaryDirectory(prefix="hark-data-")
+        full_env["HARK_DATA_DIR"] = data_dir.name
     log_file = tempfile.NamedTemporaryFile(prefix="hark-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
         [sys.executable, "-m", "server", "serve"],
@@ -116,3 +122,5 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
     finally:
         stop_process(process)
         log_file.close()
+        if data_dir is not None:
+            data_dir.cleanup()

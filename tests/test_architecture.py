@@ -26,6 +26,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.calls",),  # the live calls of a node, the watchdog
     ("server.call",),  # one call: session, transport, client events
     ("server.reply",),  # response runs, speculation, heard text, clauses
+    ("server.store", "server.persona"),  # durable memory; persona files
     ("server.protocol",),  # wire shapes: events, session config, items
     ("server.turns",),  # turn taking and its options
     ("server.engines",),  # STT, LLM, TTS behind small protocols
@@ -218,6 +219,8 @@ def test_turn_defaults_have_one_home() -> None:
                     assert not (keyword.arg in numbers and literal), f"{module}:{node.lineno}"
 
 
-@pytest.mark.parametrize("room", ["protocol", "turns", "reply", "call", "calls", "cluster", "ops"])
+@pytest.mark.parametrize(
+    "room", ["protocol", "turns", "reply", "call", "calls", "cluster", "ops", "store", "persona"]
+)
 def test_rooms_are_packages(room: str) -> None:
     assert (ROOT / "server" / room / "__init__.py").exists()

@@ -198,6 +198,16 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
                  (k) => document.querySelector(`#turns .turn .seg--${k}`))""",
             timeout=20_000,
         )
+        # ... and its conversation: the id links to the history API, the turn is listed.
+        await page.wait_for_function(
+            """() => document.querySelector('#transcript .transcript__user')
+              && document.querySelector('#transcript .transcript__assistant')""",
+            timeout=20_000,
+        )
+        link = await page.locator("#conversation-link").inner_text()
+        assert link.startswith("conv_"), link
+        said = await page.locator("#transcript .transcript__user").first.inner_text()
+        assert "france" in said.lower(), said
 
         def talked(rows: list[dict]) -> bool:
             return any(r["id"] == talker.call_id and r["cells"][8] == "1" for r in rows)

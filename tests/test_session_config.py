@@ -124,3 +124,25 @@ def test_interruption_options_are_hark_extensions_of_turn_detection():
     assert turn.interruption.false_interruption_timeout_ms == 1500
     rendered = config.to_dict("sess_1")["audio"]["input"]["turn_detection"]
     assert rendered["min_interruption_ms"] == 800
+
+
+def test_hark_fields_are_checked_and_fixed_for_a_live_call() -> None:
+    config = SessionConfig().apply(
+        {"conversation": "conv_0123456789abcdef0123", "persona": "ava", "recording": True}
+    )
+    shown = config.to_dict("sess_1")
+    assert shown["conversation"] == "conv_0123456789abcdef0123"
+    assert shown["persona"] == "ava" and shown["recording"] is True
+    for bad, param in (
+        ({"conversation": "conv_x"}, "session.conversation"),
+        ({"conversation": 5}, "session.conversation"),
+        ({"persona": ["ava"]}, "session.persona"),
+        ({"recording": "yes"}, "session.recording"),
+    ):
+        with pytest.raises(SessionConfigError) as raised:
+            SessionConfig().apply(bad)
+        assert raised.value.param == param
+    config.check_fixed(config.apply({"instructions": "Be brief."}))  # other fields change
+    for change in ({"persona": "assistant"}, {"recording": False}, {"persona": None}):
+        with pytest.raises(SessionConfigError, match="cannot be changed during a call"):
+            config.check_fixed(config.apply(change))

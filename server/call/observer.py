@@ -22,6 +22,7 @@ class ResponseOutcome:
     transcript: str  # what the user heard of it
     timings: dict[str, Any]  # TurnTimings.to_dict()
     audio_cut: bool  # its audio was playing and was cleared
+    item_id: str = ""  # the assistant item it spoke
 
 
 class CallObserver:

@@ -21,11 +21,13 @@ from typing import Any
 from media.outbound import OutboundAudioTrack
 from server.call.observer import ResponseOutcome
 from server.call.ports import CallControlError
-from server.engines.base import Engines
+from server.engines.base import Engines, LanguageModel
+from server.engines.chat import LLMRequest
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
 from server.reply.response import ResponseRun
+from server.reply.scripted import ScriptedReply
 from server.reply.spec import ReplySpec
 from server.reply.speculation import Speculation
 from server.turns.timings import TurnTimings
@@ -88,6 +90,15 @@ class CallReplies:
         run.start()
         return run
 
+    def say(self, text: str, voice: str) -> ResponseRun:
+        """Speak fixed words (a greeting) as a response of their own."""
+        self.speculation.drop()
+        spec = ReplySpec(request=LLMRequest(instructions="", history=()), voice=voice)
+        run = self._new_run(spec, TurnTimings(), llm=ScriptedReply(text))
+        self.current = run
+        run.start()
+        return run
+
     def speculate(self, spec: ReplySpec) -> None:
         """Begin the reply `spec` describes, held (`server.reply.speculation`)."""
         run = self._new_run(spec, TurnTimings(), held=True)
@@ -100,11 +111,18 @@ class CallReplies:
             self.current = run
         return run is not None
 
-    def _new_run(self, spec: ReplySpec, timings: TurnTimings, *, held: bool = False) -> ResponseRun:
+    def _new_run(
+        self,
+        spec: ReplySpec,
+        timings: TurnTimings,
+        *,
+        held: bool = False,
+        llm: LanguageModel | None = None,
+    ) -> ResponseRun:
         return ResponseRun(
             response_id=new_id("resp"),
             conversation=self._conversation,
-            llm=self._engines.llm,
+            llm=llm or self._engines.llm,
             tts=self._engines.tts,
             track=self._track,
             emit=self._emit,
@@ -125,6 +143,7 @@ class CallReplies:
         self._on_finished(
             ResponseOutcome(
                 response_id=run.id,
+                item_id=run.item.id,
                 status=run.status,
                 reason=run.reason,
                 transcript=run.item.text or "",

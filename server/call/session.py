@@ -14,7 +14,6 @@ transcribed or a reply prepared, LISTENING otherwise.
 from __future__ import annotations
 
 import asyncio
-import enum
 import json
 import logging
 import time
@@ -28,10 +27,12 @@ from media.outbound import OutboundAudioTrack
 from media.segmenter import SpeechStopped
 from media.vad import SileroModel, SileroVad
 from server.call.client_events import ClientEventDispatcher
+from server.call.history import CallHistory
 from server.call.observer import CallObserver, ResponseOutcome
 from server.call.ports import CallControlError
 from server.call.replies import CallReplies
 from server.call.reply_specs import context_history, reply_spec
+from server.call.state import END_MESSAGES, State
 from server.call.transport import EventChannel, Transport, WebRtcTransport
 from server.call.websocket_transport import SEND_AHEAD_S, WebSocketTransport
 from server.engines.base import ChatMessage, Engines, Transcript
@@ -39,6 +40,7 @@ from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
+from server.store.memory import CallContext
 from server.turns.interruption import bid_text
 from server.turns.options import TurnDetectionConfig
 from server.turns.timings import TurnTimings, now
@@ -49,21 +51,6 @@ log = logging.getLogger("hark.session")
 SAMPLE_RATE = 16_000
 MAX_MANUAL_BUFFER_S = 60
 MIN_COMMIT_SAMPLES = 1_600  # 100 ms at 16 kHz, as OpenAI requires
-
-# Why a call was ended by the server, told to the client in an `error` event first.
-END_MESSAGES = {
-    "max_duration": "The call reached its maximum duration and was ended",
-    "idle_timeout": "No audio was received for too long; the call was ended",
-    "ice_timeout": "The call never connected (ICE) and was ended",
-    "revoked": "The user's access was revoked; the call was ended",
-}
-
-
-class State(enum.Enum):
-    LISTENING = "listening"
-    USER_SPEAKING = "user_speaking"
-    THINKING = "thinking"
-    SPEAKING = "speaking"
 
 
 class RealtimeSession:
@@ -80,6 +67,7 @@ class RealtimeSession:
         echo_guard: bool = False,
         transport: Literal["webrtc", "websocket"] = "webrtc",
         append_burst_s: float,
+        context: CallContext | None = None,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")
@@ -103,6 +91,20 @@ class RealtimeSession:
             emit=self.send,
             on_finished=self._on_response_finished,
         )
+        # The durable conversation: replay, items as they finish, the memory window.
+        context = context or CallContext(conversation_id="", tenant="")
+        self.history = CallHistory(
+            self.conversation,
+            self.send,
+            conversation_id=context.conversation_id or None,
+            earlier=context.earlier,
+            summary=context.summary,
+            memory_tokens=context.memory_tokens,
+            sink=context.history,
+            recorder=context.recorder,
+        )
+        self._greeting = context.greeting
+        self._user_started_ms = 0
         self._echo_guard_default = echo_guard
         self.echo_guard: EchoGuard | None = None
         self._turns = TurnTaking(
@@ -112,6 +114,7 @@ class RealtimeSession:
             self,
         )
         self._use_echo_guard(session_config.turn_detection)
+        self.track.on_frame_sent = self._on_frame_sent
         self._dispatcher = ClientEventDispatcher(
             self, max_event_bytes=max_event_bytes, call_id=call_id
         )
@@ -169,6 +172,7 @@ class RealtimeSession:
         self.close_reason = reason
         log.info("call %s closing: %s", self.call_id, reason)
         self.replies.close()
+        self.history.close(reason)
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -203,8 +207,16 @@ class RealtimeSession:
         if self.transport.connection_state != "connected":
             await self.close("ice_timeout")
 
+    @property
+    def conversation_id(self) -> str | None:
+        return self.history.conversation_id
+
     def _on_channel_open(self) -> None:
         self.send(events.session_created(self.session_dict()))
+        self.history.replay()
+        if self._greeting and self.replies.current is None:
+            self.replies.say(self._greeting, self.config.voice)
+        self._greeting = None
 
     def session_dict(self) -> dict[str, Any]:
         return self.config.to_dict(self.session_id)
@@ -244,6 +256,7 @@ class RealtimeSession:
     # ---- inbound audio and turns ---------------------------------------------------------
 
     def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
+        self.history.caller_audio(frame, audio_end_ms)
         if self.config.turn_detection is None:
             if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
                 self._manual_buffer.append(frame)
@@ -257,6 +270,7 @@ class RealtimeSession:
         self._partial = ""
         self.replies.speculation.new_turn()
         self._user_item_id = new_id("item")
+        self._user_started_ms = audio_start_ms
         self.send(events.speech_started(audio_start_ms, self._user_item_id))
         self._notify(lambda observer: observer.speech_started())
 
@@ -272,6 +286,7 @@ class RealtimeSession:
         self._user_item_id = None
         timings.dropped_replies = self.replies.speculation.dropped
         self.send(events.speech_stopped(stopped.audio_end_ms, item_id))
+        self.history.user_spoke(item_id, self._user_started_ms, stopped.audio_end_ms)
         turn = self.config.turn_detection or TurnDetectionConfig()
         self._commit_audio(
             item_id,
@@ -303,7 +318,9 @@ class RealtimeSession:
         if self.replies.current is not None or turn is None or not turn.create_response:
             return
         if turn.speculative_reply and not self.config.transcription_only:
-            history = [*self.conversation.messages(), ChatMessage("user", transcript)]
+            history = self.history.context(
+                [*self.conversation.messages(), ChatMessage("user", transcript)]
+            )
             self.replies.speculate(reply_spec(self.config, history))
 
     def drop_speculation(self) -> None:
@@ -328,6 +345,7 @@ class RealtimeSession:
                 f"A {self.config.type} session cannot become a {updated.type} session",
                 "session.type",
             )
+        self.config.check_fixed(updated)
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:
@@ -381,6 +399,7 @@ class RealtimeSession:
         previous = self.conversation.add(item)
         self.send(events.item_added(previous, item))
         self.send(events.item_done(previous, item))
+        self.history.done(item)
 
     def find_item(self, item_id: str) -> Item | None:
         return self.conversation.get(item_id)
@@ -388,12 +407,14 @@ class RealtimeSession:
     def delete_item(self, item_id: str) -> None:
         self.conversation.delete(item_id)
         self.send(events.item_deleted(item_id))
+        self.history.deleted(item_id)
 
     def truncate(self, item_id: str, audio_end_ms: int) -> None:
         item = self.conversation.get(item_id)
         if item is None:
             raise CallControlError("item_not_found", f"No item with id '{item_id[:64]}'", "item_id")
         self.replies.truncate(item, audio_end_ms)
+        self.history.changed(item)
 
     def create_response(self, params: ResponseParams) -> None:
         if self.config.transcription_only:
@@ -402,7 +423,7 @@ class RealtimeSession:
                 "A transcription session does not respond; use a realtime session",
                 "type",
             )
-        spec = reply_spec(self.config, context_history(self.conversation, params), params)
+        spec = reply_spec(self.config, self._context(params), params)
         if self.replies.current is not None and (spec.in_conversation or spec.spoken):
             raise CallControlError(
                 "conversation_already_has_active_response",
@@ -420,10 +441,17 @@ class RealtimeSession:
         if self.replies.current is not None:
             return
         try:
-            history = context_history(self.conversation, params)
+            history = self._context(params)
             self.replies.start(reply_spec(self.config, history, params), TurnTimings())
         except CallControlError as exc:
             self.report_error("invalid_request_error", exc.code, exc.message, param=exc.param)
+
+    def _context(self, params: ResponseParams) -> list[ChatMessage]:
+        """What a response answers: its own `input`, or the conversation within the
+        memory window."""
+        if params.input is not None:
+            return context_history(self.conversation, params)
+        return self.history.context(self.conversation.messages())
 
     def cancel_response(self, response_id: str | None) -> None:
         self.replies.cancel(response_id)
@@ -443,8 +471,13 @@ class RealtimeSession:
         if wanted == (self.echo_guard is not None):
             return
         self.echo_guard = EchoGuard() if wanted else None
-        self.track.on_frame_sent = self.echo_guard.far_end if self.echo_guard else None
         self._turns.echo = self.echo_guard
+
+    def _on_frame_sent(self, pcm: np.ndarray, sent_at: float) -> None:
+        """Every frame the caller is sent: the echo guard's reference, the recording."""
+        if self.echo_guard is not None:
+            self.echo_guard.far_end(pcm, sent_at)
+        self.history.assistant_audio(pcm, sent_at)
 
     # ---- committing turns ------------------------------------------------------------------
 
@@ -504,6 +537,7 @@ class RealtimeSession:
             item.text = transcript
             self.send(events.transcription_completed(item.id, transcript, len(audio) / SAMPLE_RATE))
             self.send(events.item_done(previous, item))
+            self.history.done(item)
             self._notify(lambda observer: observer.user_transcript(item.id, transcript))
             still_current = seq == self._turn_seq and not self._turns.speaking
             busy = self.replies.current is not None
@@ -512,7 +546,7 @@ class RealtimeSession:
                 if still_current:
                     self.replies.speculation.drop()
                 return
-            spec = reply_spec(self.config, self.conversation.messages())
+            spec = reply_spec(self.config, self.history.context(self.conversation.messages()))
             if not self.replies.adopt(spec, timings):
                 self.replies.start(spec, timings)
         finally:
@@ -521,6 +555,9 @@ class RealtimeSession:
     # ---- responses ----------------------------------------------------------------------
 
     def _on_response_finished(self, outcome: ResponseOutcome) -> None:
+        item = self.conversation.get(outcome.item_id)
+        if item is not None:
+            self.history.done(item)
         self._notify(lambda observer: observer.response_finished(outcome))
 
     def _on_playback_started(self, response_id: str) -> None:
@@ -528,7 +565,11 @@ class RealtimeSession:
         run = self.replies.current
         if run is not None and run.id == response_id:
             run.timings.mark("first_frame_sent")
+            self.history.assistant_playing(run.item.id, playing=True)
         self._notify(lambda observer: observer.playback_started(response_id))
 
     def _on_playback_stopped(self, response_id: str) -> None:
         self.send(events.output_audio_buffer("stopped", response_id))
+        run = self.replies.current
+        if run is not None and run.id == response_id:
+            self.history.assistant_playing(run.item.id, playing=False)

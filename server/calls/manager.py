@@ -16,12 +16,15 @@ from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from typing import Literal
 
+from aiortc.exceptions import OperationError
+
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
 from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
+from server.store.memory import CallContext
 
 log = logging.getLogger("hark.calls")
 
@@ -33,6 +36,10 @@ class NegotiationError(InvalidInput):
 
     def __init__(self, reason: str) -> None:
         super().__init__("invalid_sdp", f"The SDP offer was refused: {reason}")
+
+
+def new_call_id(transport: str = "webrtc") -> str:
+    return ("ws_" if transport == "websocket" else "rtc_") + secrets.token_hex(12)
 
 
 class CallManager:
@@ -70,13 +77,15 @@ class CallManager:
 
     def _new_session(
         self,
-        prefix: str,
         session_config: SessionConfig,
         owner: str,
         tenant: str | None,
         transport: Literal["webrtc", "websocket"],
+        *,
+        call_id: str | None = None,
+        context: CallContext | None = None,
     ) -> RealtimeSession:
-        call_id = prefix + secrets.token_hex(12)
+        call_id = call_id or new_call_id(transport)
         session = RealtimeSession(
             call_id,
             self._engines,
@@ -88,6 +97,7 @@ class CallManager:
             on_closed=self._forget,
             transport=transport,
             append_burst_s=self._config.append_burst_s,
+            context=context,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner
@@ -100,14 +110,29 @@ class CallManager:
         session_config: SessionConfig,
         owner: str,
         tenant: str | None = None,
+        *,
+        call_id: str | None = None,
+        context: CallContext | None = None,
     ) -> tuple[str, str]:
-        """Returns (call_id, answer SDP)."""
-        session = self._new_session("rtc_", session_config, owner, tenant, "webrtc")
+        """Returns (call_id, answer SDP). `context`: the conversation the call belongs to
+        and what it remembers (server.store.memory)."""
+        session = self._new_session(
+            session_config, owner, tenant, "webrtc", call_id=call_id, context=context
+        )
         call_id = session.call_id
         try:
             answer = await session.negotiate(offer_sdp)
-        # AttributeError: aiortc trips on some malformed offers (found by the fuzz tests).
-        except (ValueError, KeyError, IndexError, TypeError, AssertionError, AttributeError) as exc:
+        # AttributeError, OperationError ("Failed to set remote audio description send
+        # parameters"): aiortc trips on some malformed offers (found by the fuzz tests).
+        except (
+            ValueError,
+            KeyError,
+            IndexError,
+            TypeError,
+            AssertionError,
+            AttributeError,
+            OperationError,
+        ) as exc:
             await session.close("bad_offer")
             raise NegotiationError(str(exc) or type(exc).__name__) from exc
         except BaseException:
@@ -119,10 +144,18 @@ class CallManager:
         return call_id, answer
 
     def create_websocket(
-        self, session_config: SessionConfig, owner: str, tenant: str | None = None
+        self,
+        session_config: SessionConfig,
+        owner: str,
+        tenant: str | None = None,
+        *,
+        call_id: str | None = None,
+        context: CallContext | None = None,
     ) -> RealtimeSession:
         """A call whose events and audio travel over a WebSocket (opened by the caller)."""
-        session = self._new_session("ws_", session_config, owner, tenant, "websocket")
+        session = self._new_session(
+            session_config, owner, tenant, "websocket", call_id=call_id, context=context
+        )
         log.info("call %s created over a WebSocket (%d live)", session.call_id, len(self._calls))
         self._announced.add(session.call_id)
         self._notify(self.on_call_started, session)

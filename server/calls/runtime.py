@@ -12,6 +12,8 @@ from typing import Any
 
 from server.calls.manager import CallManager
 from server.errors import Overloaded
+from server.store.memory import MemoryService
+from server.store.voices import VoiceStore
 
 
 @dataclass
@@ -29,6 +31,18 @@ class Readiness:
 class NodeRuntime:
     readiness: Readiness = field(default_factory=Readiness)
     calls: CallManager | None = None
+    # The durable memory (conversations, recordings, voices), open once the database is.
+    memory: MemoryService | None = None
+    voices: VoiceStore | None = None
+
+    def require_memory(self) -> MemoryService:
+        if self.memory is None:
+            raise Overloaded(
+                "server_starting",
+                "Hark is still opening its database; retry in a few seconds",
+                retry_after_s=2,
+            )
+        return self.memory
 
     def require_calls(self) -> CallManager:
         """The live calls, or `Overloaded` while the engines are still loading."""

@@ -112,6 +112,8 @@ class MonitoredCall:
     started_at: float = field(default_factory=time.time)
     ended_at: float | None = None
     end_reason: str | None = None
+    # The durable conversation the call belongs to (/v1/conversations/{id}).
+    conversation_id: str | None = None
     tracker: QualityTracker = field(default_factory=QualityTracker)
     samples: deque[QualitySample] = field(default_factory=lambda: deque(maxlen=MAX_SAMPLES))
     turns: deque[dict[str, Any]] = field(default_factory=lambda: deque(maxlen=MAX_TURNS))
@@ -162,6 +164,7 @@ class MonitoredCall:
             "transport": self.transport,
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
+            "conversation_id": self.conversation_id,
             "grade": grade(latest.get("mos")),
             "issues": quality_issues(latest, client),
             "quality": latest,
@@ -233,6 +236,7 @@ class CallMonitor:
             session,
             started_at=session.created_at,
             transport=session.transport.kind,
+            conversation_id=getattr(session, "conversation_id", None),
         )
         self._live[session.call_id] = record
         session.observers.append(_Watch(self, record))

@@ -14,6 +14,7 @@ never answered); its type is fixed once the call exists.
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -33,6 +34,8 @@ from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, Turn
 MAX_MODEL_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 16_000
 MAX_VOICE_CHARS = 100
+MAX_PERSONA_CHARS = 64
+CONVERSATION_ID = re.compile(r"conv_[0-9a-f]{20}")
 # turn_detection's numbers and their accepted ranges (also published by the OpenAPI
 # document, signaling/openapi.py); the flags are true/false, echo_guard also null.
 TURN_DETECTION_RANGES: dict[str, tuple[float, float]] = {
@@ -70,6 +73,11 @@ class SessionConfig:
 
     input_format: AudioFormat = field(default_factory=AudioFormat)
     output_format: AudioFormat = field(default_factory=AudioFormat)
+    # Hark's extensions: the conversation the call continues (or was given), the persona
+    # it speaks as, and whether it is recorded (see the README's Memory section).
+    conversation: str | None = None
+    persona: str | None = None
+    recording: bool = False
 
     @property
     def transcription_only(self) -> bool:
@@ -101,6 +109,7 @@ class SessionConfig:
             changes["instructions"] = _string(
                 update["instructions"], "session.instructions", MAX_INSTRUCTIONS_CHARS
             )
+        changes.update(_extensions(update))
         audio = update.get("audio", {})
         if not isinstance(audio, dict):
             raise SessionConfigError("session.audio", "session.audio must be an object")
@@ -133,6 +142,14 @@ class SessionConfig:
                     shape["turn_detection"], self.turn_detection
                 )
         return dataclasses.replace(self, **changes)
+
+    def check_fixed(self, updated: SessionConfig) -> None:
+        """A live call's conversation, persona and recording were settled when it started."""
+        for name in ("conversation", "persona", "recording"):
+            if getattr(updated, name) != getattr(self, name):
+                raise SessionConfigError(
+                    f"session.{name}", f"session.{name} cannot be changed during a call"
+                )
 
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
         audio_input = {
@@ -174,6 +191,9 @@ class SessionConfig:
                     "speed": self.speed,
                 },
             },
+            "conversation": self.conversation,
+            "persona": self.persona,
+            "recording": self.recording,
         }
 
 
@@ -256,6 +276,28 @@ def turn_detection_dict(turn: TurnDetectionConfig) -> dict[str, Any]:
         "idle_timeout_ms": None,
         **hark,
     }
+
+
+def _extensions(update: dict[str, Any]) -> dict[str, Any]:
+    """Hark's `conversation`, `persona` and `recording` fields, checked."""
+    changes: dict[str, Any] = {}
+    if update.get("conversation") is not None:
+        conversation = _string(update["conversation"], "session.conversation", 64)
+        if not CONVERSATION_ID.fullmatch(conversation):
+            raise SessionConfigError(
+                "session.conversation", "session.conversation must be a conversation id (conv_…)"
+            )
+        changes["conversation"] = conversation
+    if "persona" in update:
+        persona = update["persona"]
+        changes["persona"] = (
+            None if persona is None else _string(persona, "session.persona", MAX_PERSONA_CHARS)
+        )
+    if "recording" in update:
+        if not isinstance(update["recording"], bool):
+            raise SessionConfigError("session.recording", "session.recording must be true or false")
+        changes["recording"] = update["recording"]
+    return changes
 
 
 def _string(value: Any, param: str, max_len: int) -> str:

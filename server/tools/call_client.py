@@ -101,12 +101,15 @@ def last_voiced_ms(pcm: np.ndarray, rate: int) -> float:
 
 
 async def mint_client_secret(
-    base_url: str, api_key: str, session: dict[str, Any] | None = None
+    base_url: str, api_key: str, session: dict[str, Any] | None = None, sub: str | None = None
 ) -> str:
+    body: dict[str, Any] = {"session": session or {}}
+    if sub is not None:
+        body["sub"] = sub
     async with aiohttp.ClientSession() as http:
         async with http.post(
             f"{base_url}/v1/realtime/client_secrets",
-            json={"session": session or {}},
+            json=body,
             headers={"Authorization": f"Bearer {api_key}"},
         ) as resp:
             body = await resp.json()
@@ -341,7 +344,8 @@ def _describe(event: ReceivedEvent, t0: float) -> str:
 
 
 def _cli_session(args: argparse.Namespace) -> dict[str, Any]:
-    """The session `hark call` asks for: instructions, tools from a JSON file, tool_choice."""
+    """The session `hark call` asks for: instructions, tools from a JSON file, tool_choice,
+    the conversation to continue, a persona, recording."""
     session: dict[str, Any] = {}
     if args.instructions:
         session["instructions"] = args.instructions
@@ -352,6 +356,13 @@ def _cli_session(args: argparse.Namespace) -> dict[str, Any]:
     if choice:
         named = choice not in ("auto", "none", "required")
         session["tool_choice"] = {"type": "function", "name": choice} if named else choice
+    for key, value in (
+        ("conversation", getattr(args, "conversation", None)),
+        ("persona", getattr(args, "persona", None)),
+        ("recording", True if getattr(args, "record", False) else None),
+    ):
+        if value is not None:
+            session[key] = value
     return session
 
 
@@ -369,12 +380,17 @@ async def run_call_cli(args: argparse.Namespace) -> int:
         if not args.api_key:
             print("hark call: give --api-key (or HARK_API_KEY) or --token ek_…")
             return 2
-        token = await mint_client_secret(args.url, args.api_key, session)
+        token = await mint_client_secret(
+            args.url, args.api_key, session, getattr(args, "sub", None)
+        )
     client = CallClient(args.url, token)
     t0 = time.monotonic()
     client.on_event = lambda event: print(_describe(event, t0), flush=True)
     try:
         await client.connect()
+        created = client.events[0].data.get("session", {}) if client.events else {}
+        if created.get("conversation"):
+            print(f"conversation: {created['conversation']} (continue it with --conversation)")
         mark = len(client.events)
         if args.wav:
             try:
