@@ -60,8 +60,8 @@ def test_remote_llm_and_espeak(tmp_path: Path) -> None:
 
 
 def test_unknown_engine_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown TTS engine 'f5'"):
-        build_engines(dataclasses.replace(Config(), tts="f5"))
+    with pytest.raises(ValueError, match="unknown TTS engine 'vits'"):
+        build_engines(dataclasses.replace(Config(), tts="vits"))
 
 
 @pytest.mark.slow
