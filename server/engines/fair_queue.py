@@ -3,9 +3,10 @@
 A GPU model is loaded once and serves all calls. Taking its work first come, first
 served would let one call's long reply (ten clauses queued at once) hold up every other
 call's first words; so each call (a `key`) has its own queue, and the worker serves the
-calls in turn: a call that was just served goes to the back. Where the engine gains from
-it (a GPU's throughput grows with the batch), one turn takes the head job of up to
-`max_batch` calls and runs them together.
+calls in turn, the one served least recently first (a call new to the queue, or back
+after a while, goes ahead of one just served). Where the engine gains from it (a GPU's
+throughput grows with the batch), one turn takes the head job of up to `max_batch`
+calls and runs them together.
 
 Jobs are cancelled by their owner (a caller barged in): a queued job is dropped at once,
 and a running batch whose jobs are all cancelled may stop early (the engine checks
@@ -26,6 +27,7 @@ from typing import Generic, TypeVar
 
 log = logging.getLogger("hark.engines")
 
+MAX_REMEMBERED_KEYS = 4096
 P = TypeVar("P")
 R = TypeVar("R")
 
@@ -78,7 +80,10 @@ class FairBatchQueue(Generic[P, R]):
         self.name = name
         self.max_batch = max(1, max_batch)
         self._run_batch = run_batch
-        self._queues: OrderedDict[Hashable, deque[Job[P, R]]] = OrderedDict()
+        self._queues: dict[Hashable, deque[Job[P, R]]] = {}
+        # When each call was last served (a turn counter), for the round robin; bounded.
+        self._served_at: OrderedDict[Hashable, int] = OrderedDict()
+        self._turn = 0
         self._lock = threading.Condition()
         self._stopped = False
         self._thread = threading.Thread(target=self._work, name=f"hark-{name}", daemon=True)
@@ -120,18 +125,24 @@ class FairBatchQueue(Generic[P, R]):
                 del self._queues[job.key]
 
     def _take(self) -> Batch[P, R] | None:
-        """The head job of the first `max_batch` calls in turn; served calls go last."""
+        """The head job of each of the `max_batch` calls served least recently."""
         with self._lock:
             while not self._queues and not self._stopped:
                 self._lock.wait()
             if self._stopped:
                 return None
+            keys = sorted(self._queues, key=lambda k: self._served_at.get(k, -1))
             jobs: list[Job[P, R]] = []
-            for key in list(self._queues)[: self.max_batch]:
-                queue = self._queues.pop(key)
+            for key in keys[: self.max_batch]:
+                queue = self._queues[key]
                 jobs.append(queue.popleft())
-                if queue:
-                    self._queues[key] = queue  # back of the line
+                if not queue:
+                    del self._queues[key]
+                self._served_at[key] = self._turn
+                self._served_at.move_to_end(key)
+            self._turn += 1
+            while len(self._served_at) > MAX_REMEMBERED_KEYS:
+                self._served_at.popitem(last=False)
             return Batch(jobs)
 
     def _work(self) -> None:
