@@ -185,3 +185,76 @@ def test_f5_missing_weights_are_named(tmp_path: Path) -> None:
         loading.load_vocos(tmp_path)
     with pytest.raises(EngineUnavailable, match="HARK_F5_CHECKPOINT"):
         loading.official_checkpoint()  # HF_HUB_OFFLINE=1: no hub here
+
+
+class ScriptedFakeLLM:
+    """A fake LLM (scripted words) so the reply's text, and so its clauses, are known."""
+
+    name = "fake-llm"
+
+    def __init__(self, text: str) -> None:
+        self.words = text.split(" ")
+
+    async def load(self) -> None:
+        pass
+
+    async def stream(self, instructions: str, history: list[object]) -> AsyncIterator[str]:
+        for i, word in enumerate(self.words):
+            yield word if i == 0 else " " + word
+            await asyncio.sleep(0.002)
+
+
+async def test_f5_reply_plays_24khz_speech_into_the_48khz_track(f5_files: F5Files) -> None:
+    from media.outbound import OutboundAudioTrack
+    from server.protocol.conversation import Conversation
+    from server.reply.response import ResponseRun
+    from server.turns.timings import TurnTimings
+
+    text = "Paris is the capital of France, a city on the Seine. It has many museums."
+    async with loaded(f5_files, max_batch=1) as engine:
+        spoken: list[str] = []
+        pushed: list[int] = []
+        synthesize = engine.synthesize
+
+        def observed(clause: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+            spoken.append(clause)
+            return synthesize(clause, voice)
+
+        engine.synthesize = observed  # type: ignore[method-assign]
+        track = OutboundAudioTrack()  # paced in real time, as on a call
+        push = track.push
+        track.push = lambda pcm, rate: (pushed.append(len(pcm)), push(pcm, rate))[1]  # type: ignore[method-assign]
+        events: list[dict[str, object]] = []
+        done = asyncio.Event()
+        run = ResponseRun(
+            response_id="resp_f5",
+            conversation=Conversation(),
+            llm=ScriptedFakeLLM(text),  # type: ignore[arg-type]
+            tts=engine,
+            track=track,
+            emit=events.append,
+            instructions="",
+            history=[],
+            voice="joe",
+            timings=TurnTimings(),
+            on_finished=lambda _: done.set(),
+        )
+        run.start()
+        frames = []
+        async with asyncio.timeout(60):
+            while not done.is_set():
+                frames.append(await track.recv())
+        track.stop()
+
+    assert run.status == "completed", events
+    assert spoken[0] == "Paris is the capital"
+    assert " ".join(spoken) == text
+    assert {f.sample_rate for f in frames} == {48000}
+    assert {f.samples for f in frames} == {960}
+    audio = np.concatenate([f.to_ndarray().reshape(-1) for f in frames])
+    voiced = np.flatnonzero(np.abs(audio) > 0)
+    # Every 24 kHz sample the reply pushed came out as two at 48 kHz, without a gap (the
+    # tiny model is far faster than real time), within a frame.
+    assert abs((voiced[-1] - voiced[0] + 1) - 2 * sum(pushed)) <= 960 + 2 * HOP
+    transcript = [e for e in events if e["type"] == "response.output_audio_transcript.done"]
+    assert transcript and transcript[0]["transcript"] == text

@@ -235,10 +235,13 @@ class ResponseRun:
     async def _speak(self, clauses: asyncio.Queue[str | None]) -> None:
         rate = self._tts.sample_rate
         first = True
+        batch = _ClauseBatcher(clauses, getattr(self._tts, "clause_batch_chars", 0))
         try:
-            while (clause := await clauses.get()) is not None:
+            while (parts := await batch.next()) is not None:
                 self.timings.mark("first_clause")
-                span = self._heard.locate(clause)
+                spans = [self._heard.locate(part) for part in parts]
+                span = (spans[0][0], spans[-1][1])
+                clause = " ".join(parts)
                 async for pcm in self._clause_audio(clause):
                     if first:
                         pcm = trim_leading_silence(pcm, rate)
@@ -282,6 +285,33 @@ class ResponseRun:
             self._emit(event)
         self._emit(events.hark_metrics(self.id, self.timings.to_dict()))
         self._on_finished(self)
+
+
+class _ClauseBatcher:
+    """The clauses to synthesize next: the reply's first alone (first audio sooner), then
+    whatever has piled up meanwhile, joined up to `max_chars`, for engines that speak a
+    longer text better and at less cost per word (F5-TTS: `clause_batch_chars`)."""
+
+    def __init__(self, clauses: asyncio.Queue[str | None], max_chars: int) -> None:
+        self._clauses = clauses
+        self._max_chars = max_chars
+        self._carry: list[str | None] = []
+        self._first = True
+
+    async def next(self) -> list[str] | None:
+        clause = self._carry.pop() if self._carry else await self._clauses.get()
+        if clause is None:
+            return None
+        parts = [clause]
+        if self._max_chars and not self._first:
+            while not self._clauses.empty():
+                more = self._clauses.get_nowait()
+                if more is None or len(" ".join(parts)) + 1 + len(more) > self._max_chars:
+                    self._carry.append(more)
+                    break
+                parts.append(more)
+        self._first = False
+        return parts
 
 
 SILENCE_LEVEL = 200  # int16 amplitude below which TTS output counts as silence
