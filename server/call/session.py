@@ -14,6 +14,7 @@ transcribed or a reply prepared, LISTENING otherwise.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import enum
 import json
 import logging
@@ -32,7 +33,9 @@ from server.call.observer import CallObserver, ResponseOutcome
 from server.call.ports import CallControlError
 from server.call.replies import CallReplies
 from server.call.transport import WebRtcTransport
+from server.call.voice import CallVoice
 from server.engines.base import ChatMessage, Engines, Transcript
+from server.engines.voices import VoiceError, VoiceResolver
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.protocol.session_config import SessionConfig
@@ -75,6 +78,8 @@ class RealtimeSession:
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
         echo_guard: bool = False,
+        tenant: str = "",
+        voices: VoiceResolver | None = None,
     ) -> None:
         self.call_id = call_id
         self.session_id = new_id("sess")
@@ -89,9 +94,17 @@ class RealtimeSession:
         self.track.on_playback_stopped = self._on_playback_stopped
         # Views of the call (operator monitor, call log) hook in here; see CallObserver.
         self.observers: list[CallObserver] = []
+        self.voice = CallVoice(
+            engines.tts,
+            call_id=call_id,
+            tenant=tenant,
+            resolver=voices,
+            on_rejected=self._voice_rejected,
+        )
+        self.voice.select(session_config.voice, SessionConfig().voice)
         self.replies = CallReplies(
             conversation=self.conversation,
-            engines=engines,
+            engines=dataclasses.replace(engines, tts=self.voice.tts),
             track=self.track,
             emit=self.send,
             on_finished=self._on_response_finished,
@@ -157,6 +170,7 @@ class RealtimeSession:
         self.close_reason = reason
         log.info("call %s closing: %s", self.call_id, reason)
         self.replies.close()
+        self.voice.close()
         current = asyncio.current_task()
         for task in list(self._tasks):
             if task is not current:
@@ -289,12 +303,21 @@ class RealtimeSession:
 
     def update_session(self, update: dict[str, Any]) -> None:
         updated = self.config.apply(update)
+        self.voice.change(self.config.voice, updated.voice)  # refuses one it cannot speak
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:
                 self._turns.update(updated.turn_detection)
             self._use_echo_guard(updated.turn_detection)
         self.config = updated
+        self.send(events.session_updated(self.session_dict()))
+
+    def _voice_rejected(self, previous: str, error: VoiceError) -> None:
+        """A stored voice could not be found: say so, and speak the previous one again."""
+        self.report_error(
+            "invalid_request_error", error.code, error.message, param="session.audio.output.voice"
+        )
+        self.config = dataclasses.replace(self.config, voice=previous)
         self.send(events.session_updated(self.session_dict()))
 
     def commit_input(self) -> None:
@@ -412,6 +435,7 @@ class RealtimeSession:
         try:
             try:
                 heard = await stt
+                self.voice.hear(audio, heard, self.config.voice)  # `caller`: the first clean turn
                 # Whisper's words for a cough or a click ("Okay.", "you") are not a turn.
                 transcript = heard.text.strip() if heard.has_words else ""
                 if only_a_bid and not bid_text(heard):

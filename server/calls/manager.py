@@ -17,6 +17,7 @@ from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
+from server.engines.voices import VoiceError, VoiceResolver, check_voice
 from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
 
@@ -33,10 +34,18 @@ class NegotiationError(InvalidInput):
 
 
 class CallManager:
-    def __init__(self, config: Config, engines: Engines, vad_model: SileroModel) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engines: Engines,
+        vad_model: SileroModel,
+        voices: VoiceResolver | None = None,
+    ) -> None:
+        """`voices`: where stored voice profiles (`voice_…`) are looked up, per tenant."""
         self._config = config
         self._engines = engines
         self._vad_model = vad_model
+        self._voices = voices
         self._calls: dict[str, RealtimeSession] = {}
         self._owners: dict[str, str] = {}
         self._ended: OrderedDict[str, str] = OrderedDict()
@@ -64,6 +73,10 @@ class CallManager:
         self, offer_sdp: str, session_config: SessionConfig, owner: str
     ) -> tuple[str, str]:
         """Returns (call_id, answer SDP)."""
+        try:
+            check_voice(self._engines.tts, session_config.voice)
+        except VoiceError as exc:
+            raise InvalidInput(exc.code, exc.message, param="session.audio.output.voice") from exc
         call_id = "rtc_" + secrets.token_hex(12)
         session = RealtimeSession(
             call_id,
@@ -74,6 +87,8 @@ class CallManager:
             ice_timeout_s=self._config.ice_timeout_s,
             echo_guard=self._config.echo_guard,
             on_closed=self._forget,
+            tenant=owner,
+            voices=self._voices,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner
