@@ -86,6 +86,7 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     vad = await step(1, "VAD (Silero, onnxruntime)", asyncio.to_thread(SileroModel.load))
     for index, (label, engine) in enumerate(engines.stages(), start=2):
         await step(index, label, engine.load())
+    await engines.prepare_apology()
     readiness.detail.pop("loading", None)
     readiness.detail["engines"] = {
         "stt": engines.stt.name,

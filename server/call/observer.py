@@ -22,6 +22,7 @@ class ResponseOutcome:
     transcript: str  # what the user heard of it
     timings: dict[str, Any]  # TurnTimings.to_dict()
     audio_cut: bool  # its audio was playing and was cleared
+    fault: tuple[str, str] | None = None  # (stage, code) of the engine that failed it
 
 
 class CallObserver:
@@ -39,6 +40,9 @@ class CallObserver:
 
     def error(self, code: str) -> None:
         """The call told its client about an error with this code."""
+
+    def engine_fault(self, stage: str, code: str) -> None:
+        """An engine (stt, llm, tts) failed in this call; the caller heard an apology."""
 
     def client_stats(self, stats: dict[str, Any]) -> None:
         """The client's own connection figures (`hark.client_stats`), validated."""

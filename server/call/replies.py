@@ -17,7 +17,8 @@ from typing import Any
 from media.outbound import OutboundAudioTrack
 from server.call.observer import ResponseOutcome
 from server.call.ports import CallControlError
-from server.engines.base import ChatMessage, Engines
+from server.engines.base import ChatMessage, Engines, LanguageModel
+from server.engines.faults import ApologyText
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
@@ -91,6 +92,14 @@ class CallReplies:
             self.current = run
         return run is not None
 
+    def apologize(self, voice: str) -> None:
+        """The user's turn was lost (an engine failed before a reply could start): say
+        the apology as a reply of its own, unless one is already going."""
+        if self.current is None:
+            self.speculation.drop()
+            self.current = self._new_run([], "", voice, TurnTimings(), llm=ApologyText())
+            self.current.start()
+
     def _new_run(
         self,
         history: list[ChatMessage],
@@ -99,11 +108,12 @@ class CallReplies:
         timings: TurnTimings,
         *,
         held: bool = False,
+        llm: LanguageModel | None = None,
     ) -> ResponseRun:
         return ResponseRun(
             response_id=new_id("resp"),
             conversation=self._conversation,
-            llm=self._engines.llm,
+            llm=llm or self._engines.llm,
             tts=self._engines.tts,
             track=self._track,
             emit=self._emit,
@@ -113,6 +123,7 @@ class CallReplies:
             timings=timings,
             on_finished=self._finished,
             held=held,
+            apology=self._engines.apology,
         )
 
     def _finished(self, run: ResponseRun) -> None:
@@ -129,6 +140,7 @@ class CallReplies:
                 transcript=run.item.text or "",
                 timings=run.timings.to_dict(),
                 audio_cut=run.audio_cut,
+                fault=(run.fault.stage, run.fault.code) if run.fault else None,
             )
         )
 

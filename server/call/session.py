@@ -442,7 +442,9 @@ class RealtimeSession:
                     respond = False  # an "uh-huh" over the reply: heard, not answered
             except Exception as exc:
                 log.exception("call %s: transcription failed", self.call_id)
-                self.report_error("server_error", "transcription_failed", f"STT failed: {exc}")
+                self.report_error("server_error", "stt_failed", f"Speech-to-text failed: {exc}")
+                self._notify(lambda observer: observer.engine_fault("stt", "stt_failed"))
+                self.replies.apologize(self.config.voice)
                 transcript = ""
             timings.mark("stt_done")
             item.text = transcript

@@ -13,6 +13,8 @@ from typing import Literal, Protocol, runtime_checkable
 
 import numpy as np
 
+from server.engines.faults import Clip, render_apology
+
 Role = Literal["system", "user", "assistant"]
 
 
@@ -110,6 +112,8 @@ class Engines:
     stt: SpeechToText
     llm: LanguageModel
     tts: TextToSpeech
+    # The apology rendered at start-up, said when the TTS itself fails (engines.faults).
+    apology: Clip | None = None
 
     def stages(self) -> list[tuple[str, SpeechToText | LanguageModel | TextToSpeech]]:
         """Each engine with a label, in the order a turn uses them (and they load)."""
@@ -122,3 +126,8 @@ class Engines:
     async def load(self) -> None:
         for _, engine in self.stages():
             await engine.load()
+        await self.prepare_apology()
+
+    async def prepare_apology(self) -> None:
+        """Say the apology once now, to have it when the TTS itself fails in a call."""
+        self.apology = await render_apology(self.tts)

@@ -47,6 +47,8 @@ def build_llm(config: Config) -> LanguageModel:
             model=config.llm_model,
             api_key=config.llm_api_key,
             max_tokens=config.llm_max_tokens,
+            first_token_timeout_s=config.llm_first_token_timeout_s,
+            priority=config.llm_priority,
         )
     raise ValueError(f"unknown LLM engine {config.llm!r}")
 

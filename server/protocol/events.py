@@ -177,7 +177,8 @@ def response_finished(
     if status == "cancelled":
         details = {"type": "cancelled", "reason": reason}
     elif status == "failed":
-        details = {"type": "failed", "error": {"type": "server_error", "code": "response_failed"}}
+        code = reason or "response_failed"  # an engine fault's code (engines.faults)
+        details = {"type": "failed", "error": {"type": "server_error", "code": code}}
     return [
         event("response.output_audio.done", **where),
         event("response.output_audio_transcript.done", **where, transcript=transcript),

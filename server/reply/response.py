@@ -23,6 +23,7 @@ import numpy as np
 
 from media.outbound import OutboundAudioTrack
 from server.engines.base import ChatMessage, LanguageModel, TextToSpeech
+from server.engines.faults import APOLOGY, Clip, EngineFault, as_fault
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item
 from server.reply.heard_text import HeardText
@@ -51,7 +52,9 @@ class ResponseRun:
         timings: TurnTimings,
         on_finished: Callable[[ResponseRun], None],
         held: bool = False,
+        apology: Clip | None = None,
     ) -> None:
+        """`apology`: said if the TTS itself fails (else the TTS says it)."""
         self.id = response_id
         self.item = Item(
             id=events.new_id("item"),
@@ -62,7 +65,9 @@ class ResponseRun:
         )
         self.timings = timings
         self.status: str = "in_progress"
-        self.reason: CancelReason | None = None
+        self.reason: str | None = None  # why cancelled (CancelReason), or the fault's code
+        self.fault: EngineFault | None = None
+        self._apology = apology
         self.audio_cut = False  # its audio was playing when it was cancelled
         self._conversation = conversation
         self._llm = llm
@@ -191,14 +196,44 @@ class ResponseRun:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("response %s failed", self.id)
+            fault = as_fault(exc, "llm")
+            log.warning("response %s failed: %s: %s", self.id, fault.code, fault.message)
             if self._held:
                 self._held_failed = True  # never seen: the turn's end starts a fresh one
                 return
-            if self._track.response_id == self.id:
-                self._track.clear()
-            self._emit(events.error("server_error", "response_failed", f"Response failed: {exc}"))
-            self._finish("failed", self._heard.heard(0))
+            await self._apologize(fault)
+
+    async def _apologize(self, fault: EngineFault) -> None:
+        """An engine failed: tell the client, say the apology after what was already
+        queued (through the TTS, or the clip made at start-up if the TTS is what failed),
+        and end the response as failed. The call goes on; the next turn tries again."""
+        self.fault = fault
+        self._emit(events.error("server_error", fault.code, f"Response failed: {fault.message}"))
+        spoken = await self._apology_audio(fault)
+        self._heard = self._heard.only_spoken()  # text the LLM wrote but no one said: gone
+        if spoken is not None and self._track.response_id == self.id:
+            pcm, rate = spoken
+            delta = (" " if self._heard.text else "") + APOLOGY
+            self._heard.add_text(delta)
+            self._out(events.transcript_delta(self.id, self.item.id, delta))
+            self._heard.add_audio(self._heard.locate(APOLOGY), len(pcm) * 1000 / rate)
+            self._play(pcm, rate)
+        self._track.end_response()
+        await self._track.wait_drained()
+        self._finish("failed", self._heard.heard(self._heard.audio_ms), reason=fault.code)
+
+    async def _apology_audio(self, fault: EngineFault) -> tuple[np.ndarray, int] | None:
+        if fault.stage != "tts":
+            try:
+                async with contextlib.aclosing(self._tts.synthesize(APOLOGY, self._voice)) as out:
+                    chunks = [pcm async for pcm in out]
+                if chunks:
+                    return np.concatenate(chunks), self._tts.sample_rate
+            except Exception:
+                log.warning("response %s: the TTS failed too; the stored apology", self.id)
+        if self._apology is None:
+            return None
+        return self._apology.pcm, self._apology.sample_rate
 
     async def _generate_and_speak(self) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
@@ -229,6 +264,8 @@ class ResponseRun:
                         await self._first_audio.wait()  # first audio first
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
+        except Exception as exc:
+            raise as_fault(exc, "llm") from exc
         finally:
             clauses.put_nowait(None)
 
@@ -253,6 +290,8 @@ class ResponseRun:
                     self._play(pcm, rate)
                     self._heard.add_audio(span, len(pcm) * 1000 / rate)
                 self._first_audio.set()
+        except Exception as exc:
+            raise as_fault(exc, "tts") from exc
         finally:
             self._first_audio.set()
 
@@ -272,7 +311,7 @@ class ResponseRun:
         if held is not None:
             yield trim_trailing_silence(held, self._tts.sample_rate)
 
-    def _finish(self, status: str, transcript: str, reason: CancelReason | None = None) -> None:
+    def _finish(self, status: str, transcript: str, reason: str | None = None) -> None:
         if not self.active:
             return
         self.status = status
