@@ -197,7 +197,8 @@ class Config:
     f5_speed: float = setting("HARK_F5_SPEED", 1.0, number(0.3, 3.0))
     f5_max_chunk_chars: int = setting("HARK_F5_MAX_CHUNK_CHARS", 135, integer(20))
     f5_device: str = setting("HARK_F5_DEVICE", "auto")
-    f5_max_batch: int = setting("HARK_F5_MAX_BATCH", 4, integer(1))
+    # Chunks of different calls synthesized as one batch; 0: 4 on a GPU, 1 on the CPU.
+    f5_max_batch: int = setting("HARK_F5_MAX_BATCH", 0, integer())
     # Whisper: a model name (faster-whisper's, e.g. large-v3-turbo) or a folder; empty:
     # the packaged tiny.en. Compute type empty: int8 on the CPU, float16 on CUDA.
     stt_device: str = setting("HARK_STT_DEVICE", "cpu", choice("cpu", "cuda", "auto"))

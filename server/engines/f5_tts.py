@@ -58,15 +58,16 @@ class F5TTS:
         files: F5Files | None = None,
         *,
         device: str = "auto",
-        max_batch: int = 4,
+        max_batch: int = 0,
         prebuilt: tuple[object, object] | None = None,
     ) -> None:
-        """`prebuilt`: an F5 model and a Vocos already built (benchmarks of random-init
-        models); otherwise they are loaded from `files`."""
+        """`max_batch`: chunks of different calls run together (0: 4 on a GPU; 1 on a
+        CPU, where batching measured slower). `prebuilt`: an F5 model and a Vocos
+        already built (benchmarks of random-init models); else loaded from `files`."""
         self.options = options or F5Options()
         self.files = files or F5Files()
         self.device_name = device
-        self.max_batch = max(1, max_batch)
+        self.max_batch = max_batch
         self.sample_rate = 24000
         # The reply side joins clauses that wait up to this length into one synthesis.
         self.clause_batch_chars = self.options.max_chunk_chars
@@ -156,6 +157,7 @@ class F5TTS:
         from server.engines.f5 import loading
 
         device = loading.resolve_device(self.device_name)
+        self.max_batch = self.max_batch or (4 if device.type == "cuda" else 1)
         config = self.files.model_config or loading.default_model_config()
         architecture = loading.F5Architecture.from_yaml(config)
         if self._prebuilt is not None:

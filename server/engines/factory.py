@@ -25,7 +25,13 @@ def build_stt(config: Config) -> SpeechToText:
     if config.stt == "faster-whisper":
         from server.engines.faster_whisper_stt import FasterWhisperSTT
 
-        return FasterWhisperSTT(beam_size=config.stt_beam_size)
+        return FasterWhisperSTT(
+            beam_size=config.stt_beam_size,
+            model=config.stt_model,
+            device=config.stt_device,
+            compute_type=config.stt_compute_type,
+            batch=config.stt_batch,
+        )
     raise ValueError(f"unknown STT engine {config.stt!r}")
 
 

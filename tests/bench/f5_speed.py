@@ -1,7 +1,7 @@
 """F5-TTS speed at real size: first-audio latency and real-time factor for 1-5 calls.
 
     .venv/bin/python -m tests.bench.f5_speed [--calls 1,2,3,4,5] [--nfe 32]
-        [--device auto] [--max-batch 4] [--threads N]
+        [--device auto] [--max-batch 0] [--threads N]
 
 F5TTS_v1_Base (336 M parameters) and Vocos mel-24kHz with random weights: the compute of
 a forward pass does not depend on the weights, so the timings are the real model's on
@@ -63,7 +63,7 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
         "device": str(engine._synth.device if engine._synth else "?"),
         "torch_threads": torch.get_num_threads(),
         "nfe_steps": args.nfe,
-        "max_batch": args.max_batch,
+        "max_batch": engine.max_batch,
         "load_and_warm_up_s": round(time.perf_counter() - built, 1),
         "runs": [],
     }
@@ -95,7 +95,7 @@ def main() -> None:
     parser.add_argument("--calls", default="1,2,3,4,5", help="comma-separated call counts")
     parser.add_argument("--nfe", type=int, default=32, help="flow-matching steps")
     parser.add_argument("--device", default="auto")
-    parser.add_argument("--max-batch", type=int, default=4)
+    parser.add_argument("--max-batch", type=int, default=0, help="0: the engine default")
     parser.add_argument("--threads", type=int, default=0, help="torch CPU threads (0: its own)")
     args = parser.parse_args()
     args.calls = [int(c) for c in args.calls.split(",") if c]
