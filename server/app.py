@@ -21,6 +21,7 @@ from aiohttp import web
 
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
+from server.calls.admission import AdmissionGuard
 from server.calls.manager import CallManager
 from server.calls.runtime import NodeRuntime, Readiness
 from server.calls.watchdog import CallWatchdog
@@ -145,6 +146,9 @@ def create_app(config: Config, engines: Engines) -> web.Application:
             log.error("%s", error)
             return
         log.info("shared state: %s; node %s", shared.name, config.node_id)
+        node.runtime.admission = AdmissionGuard.for_node(
+            config.gpu_memory_limit, config.max_engine_queue, engines.queue_depths
+        )
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:

@@ -220,7 +220,7 @@ class RealtimeHttpApi:
         model = request.query.get("model")
         if model:
             session = _session_config(session, {"model": model[:MAX_MODEL_CHARS]})
-        calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
+        calls = self.runtime.admit_call()  # 503 while starting or full, before the offer
         offer, session = await self._read_offer(request, session)
         registry = self.registry
         ticket = await registry.admit(caller, len(calls)) if registry is not None else None

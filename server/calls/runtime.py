@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.calls.admission import AdmissionGuard
 from server.calls.manager import CallManager
 from server.errors import Overloaded
 
@@ -29,6 +30,8 @@ class Readiness:
 class NodeRuntime:
     readiness: Readiness = field(default_factory=Readiness)
     calls: CallManager | None = None
+    # GPU memory and engine queues, checked before a new call (None: no checks).
+    admission: AdmissionGuard | None = None
 
     def require_calls(self) -> CallManager:
         """The live calls, or `Overloaded` while the engines are still loading."""
@@ -39,6 +42,13 @@ class NodeRuntime:
                 retry_after_s=5,
             )
         return self.calls
+
+    def admit_call(self) -> CallManager:
+        """The live calls, if a new one may join now; else `Overloaded` (503)."""
+        calls = self.require_calls()
+        if self.admission is not None:
+            self.admission.check()
+        return calls
 
     @property
     def live_calls(self) -> int:

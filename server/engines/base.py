@@ -128,6 +128,14 @@ class Engines:
             await engine.load()
         await self.prepare_apology()
 
+    def queue_depths(self) -> dict[str, int]:
+        """Jobs waiting on each engine that queues them (a shared GPU worker)."""
+        return {
+            label: int(depth)
+            for label, engine in self.stages()
+            if (depth := getattr(engine, "queue_depth", None)) is not None
+        }
+
     async def prepare_apology(self) -> None:
         """Say the apology once now, to have it when the TTS itself fails in a call."""
         self.apology = await render_apology(self.tts)
