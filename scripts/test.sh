@@ -6,7 +6,7 @@ cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 apt_install chromium espeak-ng redis-server
-scripts/install.sh test
+scripts/install.sh test,gpu
 export HF_HUB_OFFLINE=1
 
 log "ruff check"
