@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # One command: install everything the tests need (Debian's chromium and espeak-ng, the
-# Python test extras), lint, and run the whole suite. Extra arguments go to pytest.
+# Python test and gpu extras: torch's CUDA build, ~7 GB, for the F5 tests), lint, and run
+# the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh

@@ -17,7 +17,7 @@ from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
-from server.engines.voices import VoiceError, VoiceResolver, check_voice
+from server.engines.voices import PROFILE_PREFIX, VoiceError, VoiceResolver, check_voice
 from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
 
@@ -73,10 +73,17 @@ class CallManager:
         self, offer_sdp: str, session_config: SessionConfig, owner: str
     ) -> tuple[str, str]:
         """Returns (call_id, answer SDP)."""
+        voice = session_config.voice
         try:
-            check_voice(self._engines.tts, session_config.voice)
+            check_voice(self._engines.tts, voice)
         except VoiceError as exc:
             raise InvalidInput(exc.code, exc.message, param="session.audio.output.voice") from exc
+        if voice.startswith(PROFILE_PREFIX) and self._voices is None:
+            raise InvalidInput(
+                "voice_not_found",
+                f"No voice profile {voice[:64]!r}: this server has no voice store",
+                param="session.audio.output.voice",
+            )
         call_id = "rtc_" + secrets.token_hex(12)
         session = RealtimeSession(
             call_id,
