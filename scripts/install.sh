@@ -4,6 +4,7 @@
 # source build to the first install on a machine.
 #
 # Usage: scripts/install.sh [extra,...]     e.g. scripts/install.sh test
+#        scripts/install.sh gpu               F5-TTS, torch (CUDA build), NVML: the GPU path
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -47,12 +48,19 @@ else
     apt_install build-essential
   fi
   log "installing Python packages into .venv (first time: llama-cpp-python compiles, ~6 min)"
+  if [[ ",$extras," == *",gpu,"* ]]; then log "… with the gpu extra: torch (CUDA build), ~3 GB to download"; fi
   .venv/bin/python -m pip install -q --upgrade pip
   spec="."
   [ -n "$extras" ] && spec=".[$extras]"
   .venv/bin/python -m pip install -q -e "$spec"
   # silero-vad's metadata requires torch; Hark only reads its ONNX file.
   .venv/bin/python -m pip install -q --no-deps "silero-vad==6.2.3"
+  if [[ ",$extras," == *",gpu,"* ]]; then
+    # Their metadata pulls training and demo stacks (gradio, wandb, accelerate, datasets);
+    # the inference path's own imports are pinned in pyproject's gpu extra.
+    log "installing f5-tts and vocos (inference only, --no-deps)"
+    .venv/bin/python -m pip install -q --no-deps "f5-tts==1.1.22" "vocos==0.1.0"
+  fi
   find .venv -maxdepth 1 -name '.hark-installed-*' ! -name ".hark-installed-$hash-*" -delete
   touch "$stamp"
 fi

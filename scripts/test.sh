@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
 # One command: install everything the tests need (Debian's chromium and espeak-ng, the
-# Python test extras), lint, and run the whole suite. Extra arguments go to pytest.
+# Python test and gpu extras: torch's CUDA build, ~7 GB, for the F5 tests), lint, and run
+# the whole suite. Extra arguments go to pytest.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
 apt_install chromium espeak-ng redis-server postgresql
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
-scripts/install.sh test
+scripts/install.sh test,gpu
 # OpenAI's Agents SDK for Realtime (pinned by its lock file) for the cross-origin page test.
 page=tests/agents_page
 stamp="$page/node_modules/.hark-$(sha256sum "$page/package-lock.json" | cut -c1-16)"

@@ -21,6 +21,7 @@ from aiohttp import web
 
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
+from server.calls.admission import AdmissionGuard
 from server.calls.manager import CallManager
 from server.calls.runtime import NodeRuntime, Readiness
 from server.calls.watchdog import CallWatchdog
@@ -95,6 +96,7 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     vad = await step(1, "VAD (Silero, onnxruntime)", asyncio.to_thread(SileroModel.load))
     for index, (label, engine) in enumerate(engines.stages(), start=2):
         await step(index, label, engine.load())
+    await engines.prepare_apology()
     readiness.detail.pop("loading", None)
     readiness.detail["engines"] = {
         "stt": engines.stt.name,
@@ -174,6 +176,9 @@ def create_app(
             return
         node.runtime.memory = node.store.memory
         node.runtime.voices = node.store.voices
+        node.runtime.admission = AdmissionGuard.for_node(
+            config.gpu_memory_limit, config.max_engine_queue, engines.queue_depths
+        )
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
     async def shutdown(app: web.Application) -> None:

@@ -85,6 +85,10 @@ def text(name: str, raw: str) -> str:
     return raw.strip()
 
 
+def path(name: str, raw: str) -> Path:
+    return Path(raw.strip()).expanduser()
+
+
 def words(name: str, raw: str) -> tuple[str, ...]:
     """A comma-separated list."""
     return tuple(part.strip() for part in raw.split(",") if part.strip())
@@ -139,7 +143,7 @@ class Config:
     llm_api_key: str = setting("HARK_LLM_API_KEY", "", secret=True)
     llm_max_tokens: int = setting("HARK_LLM_MAX_TOKENS", 60, integer(1))
     llm_threads: int = setting("HARK_LLM_THREADS", min(4, os.cpu_count() or 2), integer(1))
-    tts: str = setting("HARK_TTS", "piper", choice("piper", "espeak"))
+    tts: str = setting("HARK_TTS", "piper", choice("piper", "espeak", "f5"))
     espeak_voice: str = setting("HARK_ESPEAK_VOICE", "en-us")
     default_instructions: str = setting(
         "HARK_INSTRUCTIONS",
@@ -183,6 +187,38 @@ class Config:
     false_interruption_timeout_ms: int | None = setting(
         "HARK_FALSE_INTERRUPTION_TIMEOUT_MS", None, integer()
     )
+    # ---- the GPU path (the `gpu` extra): F5-TTS, Whisper on CUDA, the memory guard ----
+    # F5-TTS weights: local files, else the hub's official names where one is reachable.
+    f5_checkpoint: Path | None = setting("HARK_F5_CHECKPOINT", None, path)
+    vocos_path: Path | None = setting("HARK_VOCOS_PATH", None, path)
+    f5_vocab: Path | None = setting("HARK_F5_VOCAB", None, path)
+    f5_model_config: Path | None = setting("HARK_F5_MODEL_CONFIG", None, path)
+    # The default voice: a clip and its words; unset, Piper's packaged voice says a line.
+    f5_ref_audio: Path | None = setting("HARK_F5_REF_AUDIO", None, path)
+    f5_ref_text: str = setting("HARK_F5_REF_TEXT", "")
+    f5_nfe_steps: int = setting("HARK_F5_NFE_STEPS", 32, integer(1))
+    f5_sway: float = setting("HARK_F5_SWAY", -1.0, number(-1.0, 1.0))
+    f5_cfg_strength: float = setting("HARK_F5_CFG_STRENGTH", 2.0, number(0.0, 10.0))
+    f5_speed: float = setting("HARK_F5_SPEED", 1.0, number(0.3, 3.0))
+    f5_max_chunk_chars: int = setting("HARK_F5_MAX_CHUNK_CHARS", 135, integer(20))
+    f5_device: str = setting("HARK_F5_DEVICE", "auto")
+    # Chunks of different calls synthesized as one batch; 0: 4 on a GPU, 1 on the CPU.
+    f5_max_batch: int = setting("HARK_F5_MAX_BATCH", 0, integer())
+    # Whisper: a model name (faster-whisper's, e.g. large-v3-turbo) or a folder; empty:
+    # the packaged tiny.en. Compute type empty: int8 on the CPU, float16 on CUDA.
+    stt_device: str = setting("HARK_STT_DEVICE", "cpu", choice("cpu", "cuda", "auto"))
+    stt_model: str = setting("HARK_STT_MODEL", "")
+    stt_compute_type: str = setting("HARK_STT_COMPUTE_TYPE", "")
+    # Utterances of several calls transcribed in one batch; 0: 1 on the CPU, 8 on CUDA.
+    stt_batch: int = setting("HARK_STT_BATCH", 0, integer())
+    # A reply whose first token is later than this fails over to the spoken apology (0: off).
+    llm_first_token_timeout_s: float = setting("HARK_LLM_FIRST_TOKEN_TIMEOUT", 5.0, number(0.0))
+    # vLLM's request priority (lower is served first; needs --scheduling-policy priority).
+    llm_priority: int | None = setting("HARK_LLM_PRIORITY", None, integer(-(2**31)))
+    # New calls are refused (503 server_full) above this share of GPU memory in use, or
+    # with more than HARK_MAX_ENGINE_QUEUE jobs waiting on an engine (0: no queue limit).
+    gpu_memory_limit: float = setting("HARK_GPU_MEMORY_LIMIT", 0.9, number(0.0, 1.0))
+    max_engine_queue: int = setting("HARK_MAX_ENGINE_QUEUE", 32, integer())
 
     # Durable memory: conversations, recordings, voices (server/store). SQLite under the
     # data directory unless a PostgreSQL URL is given.

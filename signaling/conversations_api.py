@@ -25,11 +25,11 @@ from typing import Any
 from aiohttp import web
 
 from server.calls.runtime import NodeRuntime
+from server.protocol.tenancy import tenant_of
 from server.store.memory import MemoryService
 from server.store.user_memory import check_user_memory
 from signaling.auth import Authenticator, Caller, forbidden
 from signaling.errors import ApiError
-from signaling.http_api import tenant_of
 
 JsonBody = Callable[[web.Request], Awaitable[dict[str, Any]]]
 MAX_USER_CHARS = 256

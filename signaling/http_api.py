@@ -33,6 +33,7 @@ from server.cluster.registry import CallRegistry
 from server.config import Config
 from server.persona.library import PersonaLibrary
 from server.protocol.session_config import MAX_MODEL_CHARS, SessionConfig, SessionConfigError
+from server.protocol.tenancy import tenant_of
 from server.turns.options import server_turn_detection
 from signaling.auth import Authenticator, Caller
 from signaling.errors import ApiError
@@ -43,8 +44,6 @@ T = TypeVar("T")
 
 log = logging.getLogger("hark.http")
 
-# The tenant of calls opened with the local demo page's secrets (minted with no API key).
-DEMO_TENANT = "demo"
 # Session fields a client secret fixes: the offer's own session may not change them.
 FIXED_BY_SECRET = ("conversation", "persona", "recording")
 
@@ -59,11 +58,6 @@ def check_fixed(secret: dict[str, Any], fixed: SessionConfig, session: SessionCo
                 f"session.{name} was fixed by the client secret and cannot be changed",
                 param=f"session.{name}",
             )
-
-
-def tenant_of(key: str | None) -> str:
-    """Whose memory a call or request touches: the accountable API key."""
-    return key or DEMO_TENANT
 
 
 def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> SessionConfig:
@@ -280,7 +274,7 @@ class RealtimeHttpApi:
         await self._rate("calls", caller.key or caller.principal, self.config.rate_calls_per_key)
         await self._rate_address(request)
         session = self.session_for(caller, request)
-        calls = self.runtime.require_calls()  # 503 while starting, before the offer is read
+        calls = self.runtime.admit_call()  # 503 while starting or full, before the offer
         fixed = session
         offer, session = await self._read_offer(request, session)
         check_fixed(caller.session, fixed, session)

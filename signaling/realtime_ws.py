@@ -100,7 +100,7 @@ class RealtimeWebSocketApi:
         await api._rate("calls", caller.key or caller.principal, api.config.rate_calls_per_key)
         await api._rate_address(request)
         session_config = api.session_for(caller, request)
-        calls = api.runtime.require_calls()
+        calls = api.runtime.admit_call()  # 503 while starting or full
         socket = self._upgradable(request)
         call_id, context, session_config = await api.remember(caller, session_config, "websocket")
 

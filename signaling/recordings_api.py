@@ -17,11 +17,11 @@ from pathlib import Path
 from aiohttp import web
 
 from server.calls.runtime import NodeRuntime
+from server.protocol.tenancy import tenant_of
 from server.store.recordings import FORMAT, RecordingStore
 from signaling.auth import Authenticator
 from signaling.conversations_api import check_query, page
 from signaling.errors import ApiError
-from signaling.http_api import tenant_of
 
 
 class RecordingsApi:

@@ -25,10 +25,10 @@ from media.voice_sample import RATE, VoiceSampleError, prepare
 from server.calls.runtime import NodeRuntime
 from server.engines.base import SpeechToText
 from server.errors import Overloaded
+from server.protocol.tenancy import tenant_of
 from server.store.voices import VoiceStore, built_in_voice, check_name
 from signaling.auth import Authenticator
 from signaling.errors import ApiError
-from signaling.http_api import tenant_of
 
 MAX_UPLOAD_BYTES = 10 * 1024 * 1024
 MAX_FIELD_BYTES = 4096

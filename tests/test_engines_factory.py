@@ -60,8 +60,8 @@ def test_remote_llm_and_espeak(tmp_path: Path) -> None:
 
 
 def test_unknown_engine_is_refused() -> None:
-    with pytest.raises(ValueError, match="unknown TTS engine 'f5'"):
-        build_engines(dataclasses.replace(Config(), tts="f5"))
+    with pytest.raises(ValueError, match="unknown TTS engine 'vits'"):
+        build_engines(dataclasses.replace(Config(), tts="vits"))
 
 
 @pytest.mark.slow
@@ -78,3 +78,49 @@ async def test_loading_logs_progress_and_prints_nothing(
     assert any("ready in" in m for m in messages)
     out, err = capfd.readouterr()
     assert (out, err) == ("", "")
+
+
+def test_the_default_server_never_imports_torch() -> None:
+    """The CPU default stays torch-free even where the gpu extra is installed."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\n"
+        "from server.app import create_app\n"
+        "from server.calls.admission import AdmissionGuard\n"
+        "from server.config import Config\n"
+        "from server.engines.factory import build_engines\n"
+        "config = Config.from_env({})\n"
+        "create_app(config, build_engines(config))\n"
+        "AdmissionGuard.for_node(0.9, 32, dict)\n"
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in ('torch', 'f5_tts', 'vocos')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+        cwd=Path(__file__).resolve().parent.parent,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "[]"
+
+
+def test_f5_is_built_from_its_settings() -> None:
+    pytest.importorskip("torch", reason="the gpu extra")
+    from server.engines.f5_tts import F5TTS
+
+    config = Config.from_env(
+        {
+            "HARK_TTS": "f5",
+            "HARK_F5_CHECKPOINT": "/models/f5.safetensors",
+            "HARK_VOCOS_PATH": "/models/vocos",
+            "HARK_F5_NFE_STEPS": "16",
+            "HARK_F5_SWAY": "-0.5",
+            "HARK_F5_MAX_BATCH": "3",
+            "HARK_F5_DEVICE": "cuda",
+        }
+    )
+    tts = build_engines(config).tts
+    assert isinstance(tts, F5TTS) and tts.clones_voices
+    assert (tts.options.nfe_steps, tts.options.sway, tts.max_batch) == (16, -0.5, 3)
+    assert tts.files.checkpoint == Path("/models/f5.safetensors")
+    assert (tts.device_name, tts.files.vocos) == ("cuda", Path("/models/vocos"))

@@ -2,65 +2,28 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
 
 import pytest
 
-from server.config import Config
 from server.engines.base import ChatMessage, EngineUnavailable, LanguageModel
 from server.engines.chat import LLMOutput, LLMRequest
-from server.engines.llama_cpp_llm import assemble_gguf
 from server.engines.openai_llm import LLMServerError, OpenAICompatibleLLM
+from tests.llama_server import start_llama_server
 from tests.server_process import free_port, stop_process
 
 QUESTION = [ChatMessage("user", "What is the capital of France?")]
 
 
-def wait_until_up(url: str, proc: subprocess.Popen[bytes], log: Path) -> None:
-    deadline = time.monotonic() + 120
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            pytest.fail(f"llama_cpp.server exited: {log.read_text()[-2000:]}")
-        try:
-            with urllib.request.urlopen(url, timeout=2) as response:
-                if response.status == 200:
-                    return
-        except OSError:  # refused while it starts; URLError is an OSError
-            pass
-        time.sleep(0.25)
-    pytest.fail(f"llama_cpp.server did not come up: {log.read_text()[-2000:]}")
-
-
 @pytest.fixture(scope="module")
 def server_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """llama.cpp's OpenAI-compatible server, started for real, stopped at the end."""
-    cache = Path(os.environ.get("HARK_CACHE_DIR") or Config().cache_dir)
-    model = assemble_gguf(cache)
     port = free_port()
     log = tmp_path_factory.mktemp("llama-server") / "server.log"
-    command = [
-        sys.executable, "-m", "llama_cpp.server", "--model", str(model),
-        "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2",
-        "--use_mlock", "False",
-        # The GGUF has no chat template; llama.cpp's fallback (llama-2) makes this base
-        # model stop at once, while vicuna's plain "USER:/ASSISTANT:" gets it talking.
-        "--chat_format", "vicuna",
-        # Else a new request interrupts the running one, hiding whether a closed stream
-        # stopped it.
-        "--interrupt_requests", "False",
-    ]  # fmt: skip
-    with log.open("wb") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT)
+    proc = start_llama_server(port, log)
     try:
-        url = f"http://127.0.0.1:{port}/v1"
-        wait_until_up(f"{url}/models", proc, log)
-        yield url
+        yield f"http://127.0.0.1:{port}/v1"
     finally:
         stop_process(proc, timeout=10)
 

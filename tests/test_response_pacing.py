@@ -155,3 +155,45 @@ async def test_the_worker_stops_reading_ahead_of_a_paused_consumer() -> None:
     rest = [item async for item in items]
     assert rest == list(range(1, 100))
     worker.shutdown()
+
+
+class FakeBatchingTTS(FakeTTS):
+    """A fake that, like F5-TTS, asks for the clauses waiting to be joined."""
+
+    clause_batch_chars = 80
+
+
+async def test_clauses_that_piled_up_are_joined_for_engines_that_ask() -> None:
+    text = (
+        "Paris is the capital of France, a city on the Seine. It has many museums, "
+        "and the Louvre is the largest. People love its cafes."
+    )
+    words = text.split(" ")
+    llm = FakeLLM([w if i == 0 else " " + w for i, w in enumerate(words)])
+    tts = FakeBatchingTTS(llm, delay=0.05)
+    track = FakeTrack()
+    done = asyncio.Event()
+    run = ResponseRun(
+        response_id="resp_test",
+        conversation=Conversation(),
+        llm=llm,  # type: ignore[arg-type]
+        tts=tts,  # type: ignore[arg-type]
+        track=track,  # type: ignore[arg-type]
+        emit=lambda event: None,
+        instructions="",
+        history=[],
+        voice="alloy",
+        timings=TurnTimings(),
+        on_finished=lambda _: done.set(),
+    )
+    run.start()
+    await asyncio.wait_for(done.wait(), 5)
+    assert run.status == "completed"
+    # The first clause alone (first audio sooner); the next had nothing waiting behind
+    # it; the last two piled up while it was spoken, and fit in 80 characters together.
+    assert tts.texts == [
+        "Paris is the capital",
+        "of France, a city on the Seine.",
+        "It has many museums, and the Louvre is the largest. People love its cafes.",
+    ]
+    assert run.item.text == text

@@ -23,6 +23,7 @@ class ResponseOutcome:
     timings: dict[str, Any]  # TurnTimings.to_dict()
     audio_cut: bool  # its audio was playing and was cleared
     item_id: str = ""  # the assistant item it spoke
+    fault: tuple[str, str] | None = None  # (stage, code) of the engine that failed it
 
 
 class CallObserver:
@@ -40,6 +41,9 @@ class CallObserver:
 
     def error(self, code: str) -> None:
         """The call told its client about an error with this code."""
+
+    def engine_fault(self, stage: str, code: str) -> None:
+        """An engine (stt, llm, tts) failed in this call; the caller heard an apology."""
 
     def client_stats(self, stats: dict[str, Any]) -> None:
         """The client's own connection figures (`hark.client_stats`), validated."""

@@ -23,6 +23,7 @@ from server.call.observer import ResponseOutcome
 from server.call.ports import CallControlError
 from server.engines.base import Engines, LanguageModel
 from server.engines.chat import LLMRequest
+from server.engines.faults import APOLOGY
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
@@ -111,6 +112,12 @@ class CallReplies:
             self.current = run
         return run is not None
 
+    def apologize(self, voice: str) -> None:
+        """The user's turn was lost (an engine failed before a reply could start): say
+        the apology as a reply of its own, unless one is already going."""
+        if self.current is None:
+            self.say(APOLOGY, voice)
+
     def _new_run(
         self,
         spec: ReplySpec,
@@ -130,6 +137,7 @@ class CallReplies:
             timings=timings,
             on_finished=self._finished,
             held=held,
+            apology=self._engines.apology,
         )
 
     def _finished(self, run: ResponseRun) -> None:
@@ -149,6 +157,7 @@ class CallReplies:
                 transcript=run.item.text or "",
                 timings=run.timings.to_dict(),
                 audio_cut=run.audio_cut,
+                fault=(run.fault.stage, run.fault.code) if run.fault else None,
             )
         )
 

@@ -1,19 +1,18 @@
 """One call: the conductor between its transport, turn taking, replies and history.
 
-The session owns what the call *is*: the conversation, the reply in progress (and the
-one held at a pause), the paced outbound track. It asks `TurnTaking` when the user has
-the turn, starts `ResponseRun`s, and applies what the client asks through the
-`CallControl` port. It does not parse client events (`server.call.client_events`) or
-move bytes (`server.call.transport`, `.websocket_transport`; `.sideband` gets its events).
-
-Its state is computed from those parts, never assigned: USER_SPEAKING while the VAD
-hears the user, SPEAKING while a reply's audio plays, THINKING while a turn is being
-transcribed or a reply prepared, LISTENING otherwise.
+The session owns what the call *is*: the conversation, the replies (`CallReplies`), the
+user's turns (`UserTurns`), the paced outbound track. It asks `TurnTaking` when the user
+has the turn and applies what the client asks through the `CallControl` port; it neither
+parses client events (`client_events`) nor moves bytes (`transport`,
+`websocket_transport`, `sideband`). Its state is computed from those parts, never
+assigned: USER_SPEAKING while the VAD hears the user, SPEAKING while a reply's audio
+plays, THINKING while a turn is transcribed or a reply prepared, LISTENING otherwise.
 """
 
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 import time
@@ -22,7 +21,6 @@ from typing import Any, Literal
 
 import numpy as np
 
-from media.echo.guard import EchoGuard
 from media.outbound import OutboundAudioTrack
 from media.segmenter import SpeechStopped
 from media.vad import SileroModel, SileroVad
@@ -33,24 +31,23 @@ from server.call.ports import CallControlError
 from server.call.replies import CallReplies
 from server.call.reply_specs import context_history, reply_spec
 from server.call.state import END_MESSAGES, State
+from server.call.tasks import CallTasks
 from server.call.transport import EventChannel, Transport, WebRtcTransport
+from server.call.user_turns import UserTurns
+from server.call.voice import CallVoice
 from server.call.websocket_transport import SEND_AHEAD_S, WebSocketTransport
 from server.engines.base import ChatMessage, Engines, Transcript
+from server.engines.voices import VoiceError, VoiceResolver
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
 from server.store.memory import CallContext
-from server.turns.interruption import bid_text
 from server.turns.options import TurnDetectionConfig
-from server.turns.timings import TurnTimings, now
+from server.turns.timings import TurnTimings
 from server.turns.turn_taking import TurnTaking
 
 log = logging.getLogger("hark.session")
-
-SAMPLE_RATE = 16_000
-MAX_MANUAL_BUFFER_S = 60
-MIN_COMMIT_SAMPLES = 1_600  # 100 ms at 16 kHz, as OpenAI requires
 
 
 class RealtimeSession:
@@ -68,8 +65,11 @@ class RealtimeSession:
         transport: Literal["webrtc", "websocket"] = "webrtc",
         append_burst_s: float,
         context: CallContext | None = None,
+        tenant: str = "",
+        voices: VoiceResolver | None = None,
     ) -> None:
         self.call_id = call_id
+        self.tasks = CallTasks(call_id)
         self.session_id = new_id("sess")
         self.config = session_config
         self.engines = engines
@@ -84,9 +84,17 @@ class RealtimeSession:
         self.track.on_playback_stopped = self._on_playback_stopped
         # Views of the call (operator monitor, call log) hook in here; see CallObserver.
         self.observers: list[CallObserver] = []
+        self.voice = CallVoice(
+            engines.tts,
+            call_id=call_id,
+            tenant=tenant,
+            resolver=voices,
+            on_rejected=self._voice_rejected,
+        )
+        self.voice.select(session_config.voice, SessionConfig().voice)
         self.replies = CallReplies(
             conversation=self.conversation,
-            engines=engines,
+            engines=dataclasses.replace(engines, tts=self.voice.tts),
             track=self.track,
             emit=self.send,
             on_finished=self._on_response_finished,
@@ -104,9 +112,14 @@ class RealtimeSession:
             recorder=context.recorder,
         )
         self._greeting = context.greeting
-        self._user_started_ms = 0
+        self.user_turns = UserTurns(
+            self,
+            tasks=self.tasks,
+            conversation=self.conversation,
+            history=self.history,
+            stt=engines.stt,
+        )
         self._echo_guard_default = echo_guard
-        self.echo_guard: EchoGuard | None = None
         self._turns = TurnTaking(
             SileroVad(vad_model),
             engines.stt,
@@ -125,17 +138,11 @@ class RealtimeSession:
             on_audio=self._on_audio_frame,
             on_message=self._dispatcher.on_message,
             on_channel_open=self._on_channel_open,
-            on_failed=lambda reason: self._spawn(self.close(reason), "close"),
+            on_failed=lambda reason: self.tasks.spawn(self.close(reason), "close"),
         )
         if isinstance(self.transport, WebSocketTransport):
             self.transport.bind(self, append_burst_s=append_burst_s)
         self.sidebands: list[EventChannel] = []  # they add and remove themselves
-        self._user_item_id: str | None = None
-        self._partial = ""  # the turn's words sent as transcription deltas so far
-        self._turn_seq = 0
-        self._turns_in_flight = 0  # committed turns still being transcribed
-        self._manual_buffer: list[np.ndarray] = []
-        self._tasks: set[asyncio.Task[Any]] = set()
         self._ice_timeout_s = ice_timeout_s
         self._on_closed = on_closed
 
@@ -147,7 +154,7 @@ class RealtimeSession:
             return State.USER_SPEAKING
         if self.replies.in_progress:
             return State.SPEAKING if self.replies.playing else State.THINKING
-        return State.THINKING if self._turns_in_flight else State.LISTENING
+        return State.THINKING if self.user_turns.in_flight else State.LISTENING
 
     @property
     def last_audio_at(self) -> float | None:
@@ -162,7 +169,7 @@ class RealtimeSession:
     async def negotiate(self, offer_sdp: str) -> str:
         """Apply the client's offer and return the answer SDP (all candidates included)."""
         answer = await self.transport.negotiate(offer_sdp)
-        self._spawn(self._watch_ice(), "ice-timeout")
+        self.tasks.spawn(self._watch_ice(), "ice-timeout")
         return answer
 
     async def close(self, reason: str = "hangup") -> None:
@@ -173,10 +180,8 @@ class RealtimeSession:
         log.info("call %s closing: %s", self.call_id, reason)
         self.replies.close()
         self.history.close(reason)
-        current = asyncio.current_task()
-        for task in list(self._tasks):
-            if task is not current:
-                task.cancel()
+        self.voice.close()
+        self.tasks.cancel_all()
         self.track.stop()
         channels: list[EventChannel] = [self.transport, *self.sidebands]
         await asyncio.gather(*(c.close(reason) for c in channels), return_exceptions=True)
@@ -188,19 +193,6 @@ class RealtimeSession:
         message = END_MESSAGES.get(reason, reason)
         self.report_error("invalid_request_error", f"session_{reason}", message)
         return asyncio.create_task(self.close(reason), name=f"{self.call_id}-end-{reason}")
-
-    def _spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
-        task = asyncio.create_task(coro, name=f"{self.call_id}-{name}")
-        self._tasks.add(task)
-        task.add_done_callback(self._task_done)
-        return task
-
-    def _task_done(self, task: asyncio.Task[Any]) -> None:
-        self._tasks.discard(task)
-        if not task.cancelled() and task.exception() is not None:
-            log.error(
-                "call %s task %s failed", self.call_id, task.get_name(), exc_info=task.exception()
-            )
 
     async def _watch_ice(self) -> None:
         await asyncio.sleep(self._ice_timeout_s)
@@ -258,20 +250,15 @@ class RealtimeSession:
     def _on_audio_frame(self, frame: np.ndarray, audio_end_ms: int) -> None:
         self.history.caller_audio(frame, audio_end_ms)
         if self.config.turn_detection is None:
-            if sum(len(f) for f in self._manual_buffer) < MAX_MANUAL_BUFFER_S * SAMPLE_RATE:
-                self._manual_buffer.append(frame)
+            self.user_turns.buffer(frame)
             return
         self._turns.push(frame, audio_end_ms)
 
     # ---- TurnHost: what turn taking asks of the session ------------------------------------
 
     def on_speech_started(self, audio_start_ms: int) -> None:
-        self._turn_seq += 1
-        self._partial = ""
         self.replies.speculation.new_turn()
-        self._user_item_id = new_id("item")
-        self._user_started_ms = audio_start_ms
-        self.send(events.speech_started(audio_start_ms, self._user_item_id))
+        self.user_turns.started(audio_start_ms)
         self._notify(lambda observer: observer.speech_started())
 
     def on_turn_ended(
@@ -282,18 +269,13 @@ class RealtimeSession:
         *,
         noise_over_reply: bool = False,
     ) -> None:
-        item_id = self._user_item_id or new_id("item")
-        self._user_item_id = None
         timings.dropped_replies = self.replies.speculation.dropped
-        self.send(events.speech_stopped(stopped.audio_end_ms, item_id))
-        self.history.user_spoke(item_id, self._user_started_ms, stopped.audio_end_ms)
         turn = self.config.turn_detection or TurnDetectionConfig()
-        self._commit_audio(
-            item_id,
-            stopped.audio,
+        self.user_turns.ended(
+            stopped,
+            transcript,
             timings,
             respond=turn.create_response,
-            transcript=transcript,
             only_a_bid=noise_over_reply,
         )
 
@@ -301,15 +283,9 @@ class RealtimeSession:
         return self.replies.in_progress
 
     def partial_transcript(self, transcript: str) -> None:
-        """A transcription session streams the turn's words at each pause, as deltas (only
-        while they extend what was sent; `.completed` has the final words)."""
-        item_id = self._user_item_id
-        if not self.config.transcription_only or item_id is None:
-            return
-        if not transcript.startswith(self._partial) or transcript == self._partial:
-            return
-        delta, self._partial = transcript[len(self._partial) :], transcript
-        self.send(events.transcription_delta(item_id, delta))
+        """A transcription session streams the turn's words at each pause, as deltas."""
+        if self.config.transcription_only:
+            self.user_turns.partial(transcript)
 
     def speculate(self, transcript: str) -> None:
         """The user paused after `transcript`: start its reply now, held (no events, no
@@ -346,6 +322,7 @@ class RealtimeSession:
                 "session.type",
             )
         self.config.check_fixed(updated)
+        self.voice.change(self.config.voice, updated.voice)  # refuses one it cannot speak
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:
@@ -357,6 +334,14 @@ class RealtimeSession:
     def append_input(self, audio: str) -> None:
         self.transport.append_input(audio, self.config.input_format)
 
+    def _voice_rejected(self, previous: str, error: VoiceError) -> None:
+        """A stored voice could not be found: say so, and speak the previous one again."""
+        self.report_error(
+            "invalid_request_error", error.code, error.message, param="session.audio.output.voice"
+        )
+        self.config = dataclasses.replace(self.config, voice=previous)
+        self.send(events.session_updated(self.session_dict()))
+
     def commit_input(self) -> None:
         if self.config.turn_detection is not None:
             # The buffer is the turn in progress: end it now, as its silence would.
@@ -367,30 +352,19 @@ class RealtimeSession:
                     "server commits turns itself)",
                 )
             return
-        self._manual_buffer.append(self.transport.take_partial_input())
-        audio = np.concatenate(self._manual_buffer)
-        self._manual_buffer.clear()
-        if len(audio) < MIN_COMMIT_SAMPLES:
-            raise CallControlError(
-                "input_audio_buffer_commit_empty",
-                "Buffer too small: at least 100 ms of audio is needed",
-            )
-        timings = TurnTimings(speech_stopped=now(), speech_end=now())
-        self._commit_audio(new_id("item"), audio, timings, respond=False)
+        self.user_turns.commit_manual(self.transport.take_partial_input())
 
     def clear_input(self, *, announce: bool = True) -> None:
         self.replies.speculation.drop()
-        self._manual_buffer.clear()
+        self.user_turns.clear()
         self.transport.clear_input()
         self._turns.reset()
-        self._user_item_id = None
         if announce:
             self.send(events.input_cleared())
 
     def add_item(self, item: Item) -> None:
-        if item.type == "function_call_output" and (
-            item.call_id is None or self.conversation.find_call(item.call_id) is None
-        ):
+        answered = self.conversation.find_call(item.call_id or "")
+        if item.type == "function_call_output" and answered is None:
             raise CallControlError(
                 "unknown_call_id",
                 f"No function call with call_id '{(item.call_id or '')[:64]}' in the conversation",
@@ -429,13 +403,13 @@ class RealtimeSession:
                 "conversation_already_has_active_response",
                 f"Response {self.replies.current.id} is still in progress",
             )
-        if self._turns_in_flight:  # commit then response.create: answer once it is heard
-            self._spawn(self._respond_when_heard(params), "response-when-heard")
+        if self.user_turns.in_flight:  # commit then response.create: answer once it is heard
+            self.tasks.spawn(self._respond_when_heard(params), "response-when-heard")
         else:
             self.replies.start(spec, TurnTimings())
 
     async def _respond_when_heard(self, params: ResponseParams) -> None:
-        turns = [task for task in self._tasks if task.get_name().endswith("-turn")]
+        turns = self.tasks.named("turn")
         if turns:
             await asyncio.wait(turns)  # (wait, not gather: never cancels the turns)
         if self.replies.current is not None:
@@ -463,94 +437,44 @@ class RealtimeSession:
         self._notify(lambda observer: observer.client_stats(stats))
 
     def _use_echo_guard(self, turn: TurnDetectionConfig | None) -> None:
-        """The session's `echo_guard` wins over the server default; a guard is only
-        built (and fed every sent frame) for calls that want it."""
-        wanted = (
-            self._echo_guard_default if turn is None or turn.echo_guard is None else turn.echo_guard
-        )
-        if wanted == (self.echo_guard is not None):
-            return
-        self.echo_guard = EchoGuard() if wanted else None
-        self._turns.echo = self.echo_guard
+        """The session's `echo_guard` wins over the server default."""
+        wanted = turn.echo_guard if turn is not None and turn.echo_guard is not None else None
+        self._turns.use_echo_guard(self._echo_guard_default if wanted is None else wanted)
 
     def _on_frame_sent(self, pcm: np.ndarray, sent_at: float) -> None:
         """Every frame the caller is sent: the echo guard's reference, the recording."""
-        if self.echo_guard is not None:
-            self.echo_guard.far_end(pcm, sent_at)
+        self._turns.far_end(pcm, sent_at)
         self.history.assistant_audio(pcm, sent_at)
 
-    # ---- committing turns ------------------------------------------------------------------
+    # ---- TurnsHost: what committing a user turn asks of the session -----------------------
 
-    def _commit_audio(
-        self,
-        item_id: str,
-        audio: np.ndarray,
-        timings: TurnTimings,
-        *,
-        respond: bool,
-        transcript: asyncio.Task[Transcript] | None = None,
-        only_a_bid: bool = False,
-    ) -> None:
-        item = Item(id=item_id, role="user", kind="input_audio", text=None)
-        previous = self.conversation.add(item)
-        self.send(events.committed(previous, item_id))
-        self.send(events.item_added(previous, item))
-        if transcript is None:
-            transcript = asyncio.create_task(
-                self.engines.stt.transcribe_detailed(audio), name="stt"
-            )
-        seq = self._turn_seq
-        self._turns_in_flight += 1
-        self._spawn(
-            self._complete_turn(
-                item, previous, audio, transcript, timings, respond, seq, only_a_bid
-            ),
-            "turn",
-        )
+    def user_speaking(self) -> bool:
+        return self._turns.speaking
 
-    async def _complete_turn(
-        self,
-        item: Item,
-        previous: str | None,
-        audio: np.ndarray,
-        stt: asyncio.Task[Transcript],
-        timings: TurnTimings,
-        respond: bool,
-        seq: int,
-        only_a_bid: bool = False,
+    def heard(self, audio: np.ndarray, transcript: Transcript) -> None:
+        self.voice.hear(audio, transcript, self.config.voice)  # `caller`: the first clean turn
+
+    def transcription_failed(self, item: Item, previous: str | None, exc: Exception) -> None:
+        self.send(events.transcription_failed(item.id, "transcription_failed", f"{exc}"))
+        self.report_error("server_error", "stt_failed", f"Speech-to-text failed: {exc}")
+        self._notify(lambda observer: observer.engine_fault("stt", "stt_failed"))
+        if not self.config.transcription_only:
+            self.replies.apologize(self.config.voice)
+        item.text = ""
+        self.send(events.item_done(previous, item))
+
+    def transcribed(
+        self, item: Item, timings: TurnTimings, *, respond: bool, current: bool
     ) -> None:
-        try:
-            try:
-                heard = await stt
-                # Whisper's words for a cough or a click ("Okay.", "you") are not a turn.
-                transcript = heard.text.strip() if heard.has_words else ""
-                if only_a_bid and not bid_text(heard):
-                    respond = False  # an "uh-huh" over the reply: heard, not answered
-            except Exception as exc:
-                log.exception("call %s: transcription failed", self.call_id)
-                self.send(events.transcription_failed(item.id, "transcription_failed", f"{exc}"))
-                self._notify(lambda observer: observer.error("transcription_failed"))
-                item.text = ""
-                self.send(events.item_done(previous, item))
-                return
-            timings.mark("stt_done")
-            item.text = transcript
-            self.send(events.transcription_completed(item.id, transcript, len(audio) / SAMPLE_RATE))
-            self.send(events.item_done(previous, item))
-            self.history.done(item)
-            self._notify(lambda observer: observer.user_transcript(item.id, transcript))
-            still_current = seq == self._turn_seq and not self._turns.speaking
-            busy = self.replies.current is not None
-            respond = respond and not self.config.transcription_only
-            if not transcript or not respond or not still_current or busy:
-                if still_current:
-                    self.replies.speculation.drop()
-                return
-            spec = reply_spec(self.config, self.history.context(self.conversation.messages()))
-            if not self.replies.adopt(spec, timings):
-                self.replies.start(spec, timings)
-        finally:
-            self._turns_in_flight -= 1
+        self._notify(lambda observer: observer.user_transcript(item.id, item.text or ""))
+        respond = respond and not self.config.transcription_only
+        if not respond or not current or self.replies.current is not None:
+            if current:
+                self.replies.speculation.drop()
+            return
+        spec = reply_spec(self.config, self.history.context(self.conversation.messages()))
+        if not self.replies.adopt(spec, timings):
+            self.replies.start(spec, timings)
 
     # ---- responses ----------------------------------------------------------------------
 

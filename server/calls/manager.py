@@ -22,8 +22,10 @@ from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
+from server.engines.voices import PROFILE_PREFIX, VoiceError, VoiceResolver, check_voice
 from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
+from server.protocol.tenancy import tenant_of
 from server.store.memory import CallContext
 
 log = logging.getLogger("hark.calls")
@@ -43,10 +45,18 @@ def new_call_id(transport: str = "webrtc") -> str:
 
 
 class CallManager:
-    def __init__(self, config: Config, engines: Engines, vad_model: SileroModel) -> None:
+    def __init__(
+        self,
+        config: Config,
+        engines: Engines,
+        vad_model: SileroModel,
+        voices: VoiceResolver | None = None,
+    ) -> None:
+        """`voices`: where stored voice profiles (`voice_…`) are looked up, per tenant."""
         self._config = config
         self._engines = engines
         self._vad_model = vad_model
+        self._voices = voices
         self._calls: dict[str, RealtimeSession] = {}
         self._owners: dict[str, str] = {}
         self._tenants: dict[str, str | None] = {}
@@ -85,6 +95,17 @@ class CallManager:
         call_id: str | None = None,
         context: CallContext | None = None,
     ) -> RealtimeSession:
+        voice = session_config.voice
+        try:
+            check_voice(self._engines.tts, voice)
+        except VoiceError as exc:
+            raise InvalidInput(exc.code, exc.message, param="session.audio.output.voice") from exc
+        if voice.startswith(PROFILE_PREFIX) and self._voices is None:
+            raise InvalidInput(
+                "voice_not_found",
+                f"No voice profile {voice[:64]!r}: this server has no voice store",
+                param="session.audio.output.voice",
+            )
         call_id = call_id or new_call_id(transport)
         session = RealtimeSession(
             call_id,
@@ -98,6 +119,8 @@ class CallManager:
             transport=transport,
             append_burst_s=self._config.append_burst_s,
             context=context,
+            tenant=tenant_of(tenant),
+            voices=self._voices,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner

@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from server.calls.admission import AdmissionGuard
 from server.calls.manager import CallManager
 from server.errors import Overloaded
 from server.store.memory import MemoryService
@@ -44,6 +45,9 @@ class NodeRuntime:
             )
         return self.memory
 
+    # GPU memory and engine queues, checked before a new call (None: no checks).
+    admission: AdmissionGuard | None = None
+
     def require_calls(self) -> CallManager:
         """The live calls, or `Overloaded` while the engines are still loading."""
         if self.calls is None or not self.readiness.ready:
@@ -53,6 +57,13 @@ class NodeRuntime:
                 retry_after_s=5,
             )
         return self.calls
+
+    def admit_call(self) -> CallManager:
+        """The live calls, if a new one may join now; else `Overloaded` (503)."""
+        calls = self.require_calls()
+        if self.admission is not None:
+            self.admission.check()
+        return calls
 
     @property
     def live_calls(self) -> int:

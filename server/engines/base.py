@@ -16,6 +16,7 @@ import numpy as np
 # ChatMessage moved to the chat contract; imported from here by older code.
 from server.engines.chat import ChatMessage as ChatMessage
 from server.engines.chat import LLMOutput, LLMRequest
+from server.engines.faults import Clip, render_apology
 
 # Whisper's words for a cough, click, breath or hum ("Okay.", "Oh.", "you.") come with
 # no_speech_prob >= 0.5 and avg_logprob <= -1.4; real questions, clean or at 10 dB SNR,
@@ -109,6 +110,8 @@ class Engines:
     stt: SpeechToText
     llm: LanguageModel
     tts: TextToSpeech
+    # The apology rendered at start-up, said when the TTS itself fails (engines.faults).
+    apology: Clip | None = None
 
     def stages(self) -> list[tuple[str, SpeechToText | LanguageModel | TextToSpeech]]:
         """Each engine with a label, in the order a turn uses them (and they load)."""
@@ -121,3 +124,16 @@ class Engines:
     async def load(self) -> None:
         for _, engine in self.stages():
             await engine.load()
+        await self.prepare_apology()
+
+    def queue_depths(self) -> dict[str, int]:
+        """Jobs waiting on each engine that queues them (a shared GPU worker)."""
+        return {
+            label: int(depth)
+            for label, engine in self.stages()
+            if (depth := getattr(engine, "queue_depth", None)) is not None
+        }
+
+    async def prepare_apology(self) -> None:
+        """Say the apology once now, to have it when the TTS itself fails in a call."""
+        self.apology = await render_apology(self.tts)

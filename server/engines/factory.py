@@ -7,7 +7,13 @@ llama.cpp, and an espeak-only box never imports onnxruntime for Piper.
 from __future__ import annotations
 
 from server.config import Config
-from server.engines.base import Engines, LanguageModel, SpeechToText, TextToSpeech
+from server.engines.base import (
+    Engines,
+    EngineUnavailable,
+    LanguageModel,
+    SpeechToText,
+    TextToSpeech,
+)
 
 
 def build_engines(config: Config) -> Engines:
@@ -19,7 +25,13 @@ def build_stt(config: Config) -> SpeechToText:
     if config.stt == "faster-whisper":
         from server.engines.faster_whisper_stt import FasterWhisperSTT
 
-        return FasterWhisperSTT(beam_size=config.stt_beam_size)
+        return FasterWhisperSTT(
+            beam_size=config.stt_beam_size,
+            model=config.stt_model,
+            device=config.stt_device,
+            compute_type=config.stt_compute_type,
+            batch=config.stt_batch,
+        )
     raise ValueError(f"unknown STT engine {config.stt!r}")
 
 
@@ -41,6 +53,8 @@ def build_llm(config: Config) -> LanguageModel:
             model=config.llm_model,
             api_key=config.llm_api_key,
             max_tokens=config.llm_max_tokens,
+            first_token_timeout_s=config.llm_first_token_timeout_s,
+            priority=config.llm_priority,
         )
     raise ValueError(f"unknown LLM engine {config.llm!r}")
 
@@ -54,4 +68,36 @@ def build_tts(config: Config) -> TextToSpeech:
         from server.engines.espeak_tts import EspeakTTS
 
         return EspeakTTS(voice=config.espeak_voice)
+    if config.tts == "f5":
+        return build_f5(config)
     raise ValueError(f"unknown TTS engine {config.tts!r}")
+
+
+def build_f5(config: Config) -> TextToSpeech:
+    """F5-TTS from the gpu extra; without it, a message that says how to install it."""
+    try:
+        from server.engines.f5.synthesis import F5Options
+        from server.engines.f5_tts import F5TTS, F5Files
+    except ImportError as exc:
+        raise EngineUnavailable(
+            f"HARK_TTS=f5 needs the gpu extra ({exc.name} is missing): scripts/install.sh gpu"
+        ) from exc
+    return F5TTS(
+        F5Options(
+            nfe_steps=config.f5_nfe_steps,
+            sway=config.f5_sway,
+            cfg_strength=config.f5_cfg_strength,
+            speed=config.f5_speed,
+            max_chunk_chars=config.f5_max_chunk_chars,
+        ),
+        F5Files(
+            checkpoint=config.f5_checkpoint,
+            vocos=config.vocos_path,
+            vocab=config.f5_vocab,
+            model_config=config.f5_model_config,
+            reference_audio=config.f5_ref_audio,
+            reference_text=config.f5_ref_text,
+        ),
+        device=config.f5_device,
+        max_batch=config.f5_max_batch,
+    )

@@ -2,11 +2,16 @@
 
 This is how Hark scales past one CPU: the model runs on GPU servers that batch many
 calls, and Hark only streams tokens. Closing a reply closes its HTTP response, which is
-how these servers learn to stop generating for a caller who barged in.
+how these servers learn to stop generating for a caller who barged in (vLLM aborts the
+request). Every request starts with the same persona, for vLLM's prefix cache;
+`priority` is sent when set (vLLM's `--scheduling-policy priority`). A server that is
+down, slow to its first token, failing or cutting its stream raises an `EngineFault`
+the reply side turns into an apology.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import time
@@ -17,6 +22,7 @@ import aiohttp
 
 from server.engines.base import EngineUnavailable
 from server.engines.chat import ChatMessage, LLMOutput, LLMRequest, ToolChoice, ToolSpec
+from server.engines.faults import EngineFault
 from server.engines.openai_chunks import ChunkError, ChunkReader
 
 log = logging.getLogger("hark.engines")
@@ -28,18 +34,34 @@ _READ_TIMEOUT_S = 60.0
 MAX_OUTPUT_TOKENS = 4096
 
 
-class LLMServerError(RuntimeError):
-    """The LLM server answered, but with an error."""
+class LLMServerError(EngineFault):
+    """The LLM server answered, but with an error (a status, an error object, bad JSON)."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__("llm", "llm_error", message)
 
 
 class OpenAICompatibleLLM:
     name = "openai"
 
-    def __init__(self, base_url: str, model: str, api_key: str = "", max_tokens: int = 200) -> None:
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str = "",
+        max_tokens: int = 200,
+        *,
+        first_token_timeout_s: float = 0.0,
+        priority: int | None = None,
+    ) -> None:
+        """`first_token_timeout_s`: a reply with no token by then fails (0: no limit);
+        `priority`: vLLM's request priority (sent only when set)."""
         self.base_url = base_url.rstrip("/")
         self.model = model
         self.api_key = api_key
         self.max_tokens = max_tokens
+        self.first_token_timeout_s = first_token_timeout_s
+        self.priority = priority
         self._session: aiohttp.ClientSession | None = None
 
     async def load(self) -> None:
@@ -66,21 +88,60 @@ class OpenAICompatibleLLM:
             time.perf_counter() - started,
         )
 
-    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
+    def build_request(self, request: LLMRequest) -> dict[str, Any]:
+        """The chat request for one reply: the one place its body is built.
+
+        The instructions (the persona) come first and stay the same from turn to turn,
+        then the conversation in order, so each request begins with the previous one's
+        text and vLLM's prefix cache skips recomputing it (anything that varies per turn
+        belongs after the prefix, never in front of it).
+        """
         payload = chat_payload(request, self.model, self.max_tokens)
+        if self.priority is not None:
+            payload["priority"] = self.priority
+        return payload
+
+    async def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
+        """The reply's text deltas and tool calls. Faults are `EngineFault`s: llm_unavailable (no
+        connection), llm_timeout (no first token in time), llm_error (an error answer),
+        llm_stream_cut (the stream broke off before its end)."""
         url = f"{self.base_url}/chat/completions"
-        response = await self._http().post(url, json=payload)
+        payload = self.build_request(request)
         reader = ChunkReader()
+        loop = asyncio.get_running_loop()
+        limit = self.first_token_timeout_s
+        deadline = loop.time() + limit if limit > 0 else None
+        try:
+            async with asyncio.timeout_at(deadline):
+                response = await self._post(url, payload)
+        except TimeoutError as exc:
+            raise _timed_out(url, limit) from exc
         try:
             if response.status != 200:
                 body = await response.text()
                 raise LLMServerError(f"{url} answered {response.status}: {_excerpt(body)}")
-            async for raw in response.content:
+            lines = aiter(response.content)
+            finished = False
+            while True:
+                try:
+                    raw = await _read_line(lines, deadline, loop)
+                except StopAsyncIteration:
+                    break
+                except TimeoutError as exc:
+                    if deadline is not None:
+                        raise _timed_out(url, limit) from exc
+                    raise EngineFault("llm", "llm_stream_cut", f"{url} stalled mid-stream") from exc
+                except (aiohttp.ClientPayloadError, aiohttp.ClientConnectionError) as exc:
+                    raise EngineFault(
+                        "llm", "llm_stream_cut", f"{url} broke off its stream: {exc!r}"
+                    ) from exc
                 line = raw.decode("utf-8", "replace").strip()
                 if not line.startswith("data:"):
                     continue  # blank separators, ": keep-alive" comments, "event:" lines
+                deadline = None  # the server is answering: the first-token limit is met
                 data = line[5:].strip()
                 if data == "[DONE]":
+                    finished = True
                     break
                 try:
                     outputs = reader.feed(data)
@@ -88,12 +149,30 @@ class OpenAICompatibleLLM:
                     raise LLMServerError(f"{url} {exc}") from exc
                 for output in outputs:
                     yield output
+            if not finished:
+                raise EngineFault("llm", "llm_stream_cut", f"{url} ended its stream early")
             for output in reader.finish():
                 yield output
         finally:
             # Close, not release: a half-read stream must drop the connection so the
             # server notices and stops generating.
             response.close()
+
+    async def _post(self, url: str, payload: dict[str, Any]) -> aiohttp.ClientResponse:
+        """POST, once more on a fresh connection if a pooled one turns out dead (the
+        server restarted since): nothing was generated, so nothing is repeated."""
+        for attempt in range(2):
+            try:
+                return await self._http().post(url, json=payload)
+            except aiohttp.ClientConnectorError as exc:
+                raise EngineFault("llm", "llm_unavailable", f"cannot reach {url}: {exc}") from exc
+            except (aiohttp.ServerDisconnectedError, aiohttp.ClientOSError) as exc:
+                if attempt:
+                    raise EngineFault(
+                        "llm", "llm_unavailable", f"{url} dropped the connection: {exc!r}"
+                    ) from exc
+                log.info("LLM server %s dropped a kept-alive connection; retrying", url)
+        raise AssertionError("unreachable")
 
     async def close(self) -> None:
         if self._session is not None:
@@ -110,6 +189,19 @@ class OpenAICompatibleLLM:
                 headers=headers, timeout=timeout, read_bufsize=1 << 20
             )
         return self._session
+
+
+async def _read_line(
+    lines: AsyncIterator[bytes], deadline: float | None, loop: asyncio.AbstractEventLoop
+) -> bytes:
+    """The next line, by `deadline` (loop time) while no token has come yet."""
+    if deadline is None:
+        return await anext(lines)
+    return await asyncio.wait_for(anext(lines), max(0.0, deadline - loop.time()))
+
+
+def _timed_out(url: str, limit: float) -> EngineFault:
+    return EngineFault("llm", "llm_timeout", f"{url} sent no first token within {limit:g} s")
 
 
 def chat_payload(request: LLMRequest, model: str, default_max_tokens: int) -> dict[str, Any]:

@@ -122,6 +122,7 @@ class MonitoredCall:
     )
     turn_count: int = 0
     barge_ins: int = 0
+    engine_faults: int = 0
     errors: dict[str, int] = field(default_factory=dict)
     dirty: bool = True
     # When a reply last began playing and the user last started speaking (monotonic), to
@@ -172,6 +173,7 @@ class MonitoredCall:
             "turns": self.turn_count,
             "barge_ins": self.barge_ins,
             "errors": sum(self.errors.values()),
+            "engine_faults": self.engine_faults,
             "last_turn": last_turn,
             "client": client,
         }
@@ -291,6 +293,9 @@ class CallMonitor:
         if outcome.status == "cancelled" and outcome.reason == "turn_detected":
             record.barge_ins += 1
             m.barge_ins.inc()
+        elif outcome.status == "failed" and outcome.fault is not None:
+            self.error(record, outcome.fault[1])  # the client got an `error` with this code
+            self.engine_fault(record, *outcome.fault)
         elif outcome.status == "failed":
             record.count_error("response_failed")
             m.error("response_failed")
@@ -330,6 +335,10 @@ class CallMonitor:
     def error(self, record: MonitoredCall, code: str) -> None:
         record.count_error(code)
         self.metrics.error(code)
+
+    def engine_fault(self, record: MonitoredCall, stage: str, code: str) -> None:
+        record.engine_faults += 1
+        self.metrics.engine_fault(stage, code)
 
     def client_stats(self, record: MonitoredCall, stats: dict[str, Any]) -> None:
         record.add_client_stats(stats)
@@ -413,6 +422,9 @@ class _Watch(CallObserver):
 
     def error(self, code: str) -> None:
         self._monitor.error(self._record, code)
+
+    def engine_fault(self, stage: str, code: str) -> None:
+        self._monitor.engine_fault(self._record, stage, code)
 
     def client_stats(self, stats: dict[str, Any]) -> None:
         self._monitor.client_stats(self._record, stats)

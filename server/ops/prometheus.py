@@ -47,6 +47,12 @@ class HarkMetrics:
         self.errors = Counter(
             "hark_errors", "Errors sent to clients or failed calls, by type", ["type"], registry=r
         )
+        self.engine_faults = Counter(
+            "hark_engine_faults",
+            "Engine failures in calls (the caller heard an apology), by stage and code",
+            ["stage", "code"],
+            registry=r,
+        )
         self.voice_to_voice = Histogram(
             "hark_voice_to_voice_seconds",
             "End of the user's speech to the first reply frame sent",
@@ -115,6 +121,9 @@ class HarkMetrics:
 
     def error(self, kind: str | None) -> None:
         self.errors.labels(safe_label(kind)).inc()
+
+    def engine_fault(self, stage: str, code: str) -> None:
+        self.engine_faults.labels(safe_label(stage), safe_label(code)).inc()
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

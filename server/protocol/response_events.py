@@ -67,7 +67,8 @@ def response_done(
     elif status == "incomplete":
         details = {"type": "incomplete", "reason": reason}
     elif status == "failed":
-        details = {"type": "failed", "error": {"type": "server_error", "code": "response_failed"}}
+        code = reason or "response_failed"  # an engine fault's code (server.engines.faults)
+        details = {"type": "failed", "error": {"type": "server_error", "code": code}}
     resource = shape.resource(status, [item.to_dict() for item in output], details)
     return event("response.done", response=resource)
 

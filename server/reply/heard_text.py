@@ -49,6 +49,15 @@ class HeardText:
             start_ms = last.audio_start_ms
         self._spans.append(_Span(text_span[0], text_span[1], start_ms, self.audio_ms))
 
+    def only_spoken(self) -> HeardText:
+        """A copy holding only the text that has audio (a reply cut short by a fault)."""
+        spoken = HeardText()
+        spoken.text = self.heard(self.audio_ms)
+        spoken._cursor = len(spoken.text)
+        spoken._spans = [s for s in self._spans if s.text_end <= len(spoken.text)]
+        spoken.audio_ms = self.audio_ms
+        return spoken
+
     def heard(self, playout_ms: float) -> str:
         end = 0
         for span in self._spans:

@@ -26,6 +26,7 @@ import numpy as np
 from media.outbound import OutboundAudioTrack
 from server.engines.base import LanguageModel, TextToSpeech
 from server.engines.chat import LLMFinish, ToolCallDelta
+from server.engines.faults import APOLOGY, Clip, EngineFault, as_fault
 from server.protocol import events
 from server.protocol import response_events as rev
 from server.protocol.conversation import Conversation, Item
@@ -56,7 +57,9 @@ class ResponseRun:
         timings: TurnTimings,
         on_finished: Callable[[ResponseRun], None],
         held: bool = False,
+        apology: Clip | None = None,
     ) -> None:
+        """`apology`: said if the TTS itself fails (else the TTS says it)."""
         self.id = response_id
         self.spec = spec
         self.item = Item(
@@ -68,7 +71,10 @@ class ResponseRun:
         )
         self.timings = timings
         self.status: str = "in_progress"
-        self.reason: str | None = None
+        self.reason: str | None = None  # why cancelled (CancelReason), or the fault's code
+        self.fault: EngineFault | None = None
+        self._apology = apology
+        self._tts = tts
         self.audio_cut = False  # its audio was playing when it was cancelled
         self._llm = llm
         self._track = track
@@ -214,14 +220,50 @@ class ResponseRun:
         except asyncio.CancelledError:
             raise
         except Exception as exc:
-            log.exception("response %s failed", self.id)
+            fault = as_fault(exc, "llm")
+            log.warning("response %s failed: %s: %s", self.id, fault.code, fault.message)
             if self._held:
                 self._held_failed = True  # never seen: the turn's end starts a fresh one
                 return
-            if self._on_track:
-                self._track.clear()
-            self._emit(events.error("server_error", "response_failed", f"Response failed: {exc}"))
-            self._finish("failed", self._heard.heard(0) if self.speaks else self._heard.text)
+            await self._fail(fault)
+
+    async def _fail(self, fault: EngineFault) -> None:
+        """An engine failed: tell the client and end the response as failed, a spoken one
+        after saying the apology behind what was already queued (through the TTS, or the
+        clip made at start-up if the TTS is what failed). The next turn tries again."""
+        self.fault = fault
+        self._emit(events.error("server_error", fault.code, f"Response failed: {fault.message}"))
+        if not self._on_track:
+            self._finish("failed", self._heard.text, reason=fault.code)
+            return
+        spoken = await self._apology_audio(fault)
+        self._heard = self._heard.only_spoken()  # text the LLM wrote but no one said: gone
+        if spoken is not None:
+            self.output.open_message(self._begin_audio)  # the track, if nothing was said yet
+        if spoken is not None and self._track.response_id == self.id:
+            pcm, rate = spoken
+            delta = (" " if self._heard.text else "") + APOLOGY
+            self._heard.add_text(delta)
+            self.output.text(delta)
+            self._heard.add_audio(self._heard.locate(APOLOGY), len(pcm) * 1000 / rate)
+            self._play(pcm, rate)
+        self._track.end_response()
+        await self._track.wait_drained()
+        self._finish("failed", self._heard.heard(self._heard.audio_ms), reason=fault.code)
+
+    async def _apology_audio(self, fault: EngineFault) -> tuple[np.ndarray, int] | None:
+        if fault.stage != "tts":
+            try:
+                audio = self._tts.synthesize(APOLOGY, self.spec.voice, self.spec.speed)
+                async with contextlib.aclosing(audio) as out:
+                    chunks = [pcm async for pcm in out]
+                if chunks:
+                    return np.concatenate(chunks), self._tts.sample_rate
+            except Exception:
+                log.warning("response %s: the TTS failed too; the stored apology", self.id)
+        if self._apology is None:
+            return None
+        return self._apology.pcm, self._apology.sample_rate
 
     async def _generate(self) -> None:
         clauses: asyncio.Queue[str | None] = asyncio.Queue()
@@ -265,6 +307,8 @@ class ResponseRun:
                         await speaker.first_audio.wait()  # first audio first
             for clause in splitter.flush():
                 clauses.put_nowait(clause)
+        except Exception as exc:
+            raise as_fault(exc, "llm") from exc
         finally:
             clauses.put_nowait(None)
 

@@ -125,9 +125,16 @@ class TurnTaking:
     def echo(self) -> EchoGuard | None:
         return self._echo
 
-    @echo.setter
-    def echo(self, guard: EchoGuard | None) -> None:
-        self._echo = guard
+    def use_echo_guard(self, wanted: bool) -> None:
+        """Cancel and gate the bot's own voice in the caller's audio (a client without
+        echo cancellation), or stop; a guard is only built for calls that want it."""
+        if wanted != (self._echo is not None):
+            self._echo = EchoGuard() if wanted else None
+
+    def far_end(self, pcm: np.ndarray, sent_at: float) -> None:
+        """A frame the caller was sent: the echo guard's reference."""
+        if self._echo is not None:
+            self._echo.far_end(pcm, sent_at)
 
     def reset(self) -> None:
         """Forget the turn in progress (input buffer cleared, turn detection changed)."""
