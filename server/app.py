@@ -210,7 +210,7 @@ async def _load_and_open(node: Node) -> None:
         log.error("model loading failed: %s", readiness.error)
         return
     config = node.config
-    calls = CallManager(config, node.engines, vad)
+    calls = CallManager(config, node.engines, vad, voices=node.runtime.voices)
     node.monitor.attach(calls)
     node.registry.attach(calls)
     node.call_log.attach(calls)

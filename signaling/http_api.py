@@ -337,7 +337,9 @@ class RealtimeHttpApi:
         """Admission (node capacity, calls per sub and key), the secret's single use, then
         `create` (→ call id, result); a refusal or a failure gives the slot back."""
         registry = self.registry
-        ticket = await registry.admit(caller, len(calls)) if registry is not None else None
+        ticket = (
+            await registry.admit(caller, registry.registered_here) if registry is not None else None
+        )
         try:
             await self.auth.consume(caller)
             call_id, result = await create()

@@ -15,9 +15,11 @@ from collections.abc import AsyncIterator
 import numpy as np
 import pytest
 
+from server.engines.chat import LLMRequest
 from server.engines.faults import APOLOGY, Clip, EngineFault, render_apology
 from server.protocol.conversation import Conversation
 from server.reply.response import ResponseRun
+from server.reply.spec import ReplySpec
 from server.turns.timings import TurnTimings
 
 RATE = 16_000
@@ -35,7 +37,7 @@ class ScriptedFailingLLM:
     async def load(self) -> None:
         pass
 
-    async def stream(self, instructions: str, history: list[object]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         for word in self.words:
             yield word
             await asyncio.sleep(0)
@@ -56,7 +58,9 @@ class ToneFakeTTS:
     async def load(self) -> None:
         pass
 
-    async def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
         self.texts.append(text)
         if self.broken:
             raise RuntimeError("CUDA error: an illegal memory access was encountered")
@@ -100,9 +104,7 @@ async def reply(
         tts=tts,  # type: ignore[arg-type]
         track=track,  # type: ignore[arg-type]
         emit=events.append,
-        instructions="",
-        history=[],
-        voice="joe",
+        spec=ReplySpec(LLMRequest("", ()), voice="joe"),
         timings=TurnTimings(),
         on_finished=lambda _: done.set(),
         apology=apology,

@@ -21,6 +21,7 @@ import numpy as np
 import pytest
 
 from server.engines.base import ChatMessage
+from server.engines.chat import LLMRequest
 from server.engines.faults import APOLOGY, EngineFault
 from server.engines.openai_llm import OpenAICompatibleLLM
 from server.tools.call_client import CallClient, mint_client_secret
@@ -31,7 +32,7 @@ from tests.speech import silence, speak
 
 pytestmark = pytest.mark.slow
 
-QUESTION = [ChatMessage("user", "What is the capital of France?")]
+QUESTION = LLMRequest("", (ChatMessage("user", "What is the capital of France?"),))
 
 
 @dataclass
@@ -190,20 +191,21 @@ async def test_5xx_and_a_stream_cut_mid_reply_are_named_faults(
     try:
         proxy.answer_status = 503
         with pytest.raises(EngineFault) as fault:
-            [d async for d in engine.stream("", QUESTION)]
+            [d async for d in engine.stream(QUESTION)]
         assert fault.value.code == "llm_error" and "answered 503" in fault.value.message
 
         proxy.answer_status = None
         proxy.cut_after_lines = 4
         deltas: list[str] = []
         with pytest.raises(EngineFault) as fault:
-            async for delta in engine.stream("", QUESTION):
+            async for delta in engine.stream(QUESTION):
                 deltas.append(delta)
         assert fault.value.code == "llm_stream_cut"
         assert 1 <= len(deltas) <= 4  # what came before the cut was delivered
 
         proxy.cut_after_lines = None
-        answer = "".join([d async for d in engine.stream("", QUESTION)])
+        deltas = [d async for d in engine.stream(QUESTION)]
+        answer = "".join(d for d in deltas if isinstance(d, str))
         assert answer.strip()  # the server was fine all along: the next reply works
     finally:
         await engine.close()
@@ -244,10 +246,10 @@ class BreakableTTS:
     async def load(self) -> None:
         await self.inner.load()  # type: ignore[attr-defined]
 
-    async def synthesize(self, text: str, voice: str | None = None):
+    async def synthesize(self, text: str, voice: str | None = None, speed: float = 1.0):
         if self.broken:
             raise RuntimeError("the TTS process died (injected)")
-        async for chunk in self.inner.synthesize(text, voice):  # type: ignore[attr-defined]
+        async for chunk in self.inner.synthesize(text, voice, speed):  # type: ignore[attr-defined]
             yield chunk
 
 

@@ -19,6 +19,7 @@ pytest.importorskip("torch", reason="the gpu extra (scripts/install.sh gpu)")
 pytest.importorskip("f5_tts", reason="the gpu extra (scripts/install.sh gpu)")
 
 from server.engines.base import TextToSpeech
+from server.engines.chat import LLMRequest
 from server.engines.f5.synthesis import F5Options, split_text
 from server.engines.f5_tts import F5TTS, F5Files
 from tests.f5_models import voiced_reference, write_random_f5
@@ -198,7 +199,7 @@ class ScriptedFakeLLM:
     async def load(self) -> None:
         pass
 
-    async def stream(self, instructions: str, history: list[object]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         for i, word in enumerate(self.words):
             yield word if i == 0 else " " + word
             await asyncio.sleep(0.002)
@@ -208,6 +209,7 @@ async def test_f5_reply_plays_24khz_speech_into_the_48khz_track(f5_files: F5File
     from media.outbound import OutboundAudioTrack
     from server.protocol.conversation import Conversation
     from server.reply.response import ResponseRun
+    from server.reply.spec import ReplySpec
     from server.turns.timings import TurnTimings
 
     text = "Paris is the capital of France, a city on the Seine. It has many museums."
@@ -216,9 +218,11 @@ async def test_f5_reply_plays_24khz_speech_into_the_48khz_track(f5_files: F5File
         pushed: list[int] = []
         synthesize = engine.synthesize
 
-        def observed(clause: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+        def observed(
+            clause: str, voice: str | None = None, speed: float = 1.0
+        ) -> AsyncIterator[np.ndarray]:
             spoken.append(clause)
-            return synthesize(clause, voice)
+            return synthesize(clause, voice, speed)
 
         engine.synthesize = observed  # type: ignore[method-assign]
         track = OutboundAudioTrack()  # paced in real time, as on a call
@@ -233,9 +237,7 @@ async def test_f5_reply_plays_24khz_speech_into_the_48khz_track(f5_files: F5File
             tts=engine,
             track=track,
             emit=events.append,
-            instructions="",
-            history=[],
-            voice="joe",
+            spec=ReplySpec(LLMRequest("", ()), voice="joe"),
             timings=TurnTimings(),
             on_finished=lambda _: done.set(),
         )

@@ -34,8 +34,8 @@ from server.engines.json_grammar import bounded_schema, grammar_text
 from server.engines.llama_cpp_llm import LlamaCppLLM, assemble_gguf
 from server.engines.openai_chunks import ChunkError, ChunkReader
 from server.engines.openai_llm import OpenAICompatibleLLM, chat_payload
+from tests.llama_server import wait_until_up
 from tests.server_process import free_port, stop_process
-from tests.test_engines_openai_llm import wait_until_up
 
 FIXTURES = Path(__file__).parent / "fixtures"
 WEATHER = ToolSpec.of(

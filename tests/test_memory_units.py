@@ -12,6 +12,7 @@ import pytest
 
 from server.config import DEFAULT_PERSONAS_DIR
 from server.engines.base import ChatMessage
+from server.engines.chat import LLMRequest
 from server.engines.context_window import SUMMARY_PREFIX, estimate_tokens, memory_window
 from server.engines.openai_llm import OpenAICompatibleLLM
 from server.errors import InvalidInput
@@ -133,7 +134,7 @@ class FakeNotesLLM:
     async def load(self) -> None:
         return None
 
-    async def stream(self, instructions: str, history: list[ChatMessage]) -> AsyncIterator[str]:
+    async def stream(self, request: LLMRequest) -> AsyncIterator[str]:
         yield self.answer
 
 

@@ -180,9 +180,7 @@ async def test_clauses_that_piled_up_are_joined_for_engines_that_ask() -> None:
         tts=tts,  # type: ignore[arg-type]
         track=track,  # type: ignore[arg-type]
         emit=lambda event: None,
-        instructions="",
-        history=[],
-        voice="alloy",
+        spec=ReplySpec(LLMRequest("", ()), voice="alloy"),
         timings=TurnTimings(),
         on_finished=lambda _: done.set(),
     )

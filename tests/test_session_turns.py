@@ -63,7 +63,7 @@ def session_for(vad: SileroModel, stt: FakeSTT, config: SessionConfig) -> Realti
     engines = Engines(stt=stt, llm=FakeNeverAskedLLM(), tts=None)  # type: ignore[arg-type]
     return RealtimeSession(
         "rtc_test", engines, vad, config, max_event_bytes=65536, ice_timeout_s=30,
-        on_closed=lambda _: None,
+        on_closed=lambda _: None, append_burst_s=20.0,
     )  # fmt: skip
 
 
@@ -73,15 +73,17 @@ def sent(session: RealtimeSession) -> list[dict[str, Any]]:
 
 async def commit_turn(session: RealtimeSession) -> None:
     audio = np.zeros(16000, np.int16)
-    session._commit_audio("item_turn", audio, TurnTimings(), respond=True)
+    session.user_turns._commit("item_turn", audio, TurnTimings(), True, None, False)
     for _ in range(100):
-        if not session._turns_in_flight:
+        if not session.user_turns.in_flight:
             return
         await asyncio.sleep(0.01)
 
 
 async def test_a_failed_transcription_is_reported_on_its_item_and_not_answered(vad) -> None:
-    session = session_for(vad, FakeSTT(None), SessionConfig())
+    """In a transcription session (a realtime one also says a spoken apology: see
+    tests/test_engine_faults_e2e.py)."""
+    session = session_for(vad, FakeSTT(None), SessionConfig().apply({"type": "transcription"}))
     try:
         await commit_turn(session)
         events = sent(session)
@@ -100,7 +102,7 @@ async def test_a_transcription_session_streams_partials_and_never_responds(vad) 
     session = session_for(vad, FakeSTT("What is the capital of France?"), config)
     try:
         session.on_speech_started(0)
-        item_id = session._user_item_id
+        item_id = session.user_turns.item_id
         for partial in (
             "What is the",
             "What is the capital of",

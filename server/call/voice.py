@@ -175,10 +175,12 @@ class _VoicedTTS:
     async def load(self) -> None:
         await self._engine.load()
 
-    async def synthesize(self, text: str, voice: str | None = None) -> AsyncIterator[np.ndarray]:
+    async def synthesize(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[np.ndarray]:
         reference = await self._voice.reference(voice)
         stream = self._engine.synthesize(  # type: ignore[call-arg]
-            text, voice, reference=reference, call_key=self._voice._call_id
+            text, voice, speed, reference=reference, call_key=self._voice._call_id
         )
         async with aclosing(stream) as chunks:
             async for chunk in chunks:

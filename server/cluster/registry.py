@@ -116,9 +116,16 @@ class CallRegistry:
 
     # ---- admission -----------------------------------------------------------------------
 
+    @property
+    def registered_here(self) -> int:
+        """Calls created and recorded on this node (not those still being created, which
+        `admit` counts as pending: counting a call twice while its session starts would
+        refuse callers below the limit)."""
+        return len(self.local)
+
     async def admit(self, caller: CallerIdentity, live_here: int) -> Ticket:
         """Reserves a slot for `caller`'s call, or raises `Overloaded` / `LimitReached`
-        naming the limit hit."""
+        naming the limit hit. `live_here`: the node's registered calls (`registered_here`)."""
         if self.max_calls and live_here + self._pending >= self.max_calls:
             raise Overloaded(
                 "server_full",

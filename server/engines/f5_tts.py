@@ -112,6 +112,7 @@ class F5TTS:
         self,
         text: str,
         voice: str | None = None,
+        speed: float = 1.0,
         *,
         reference: VoiceReference | None = None,
         call_key: Hashable | None = None,
@@ -122,7 +123,8 @@ class F5TTS:
         voiced = reference or self._default
         assert voiced is not None
         key: Hashable = call_key if call_key is not None else object()
-        jobs = [queue.submit(key, Chunk(c, voiced)) for c in split_text(text, self._max_chars)]
+        chunks = split_text(text, self._max_chars)
+        jobs = [queue.submit(key, Chunk(c, voiced, speed)) for c in chunks]
         try:
             for job in jobs:
                 try:

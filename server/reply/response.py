@@ -233,7 +233,7 @@ class ResponseRun:
         clip made at start-up if the TTS is what failed). The next turn tries again."""
         self.fault = fault
         self._emit(events.error("server_error", fault.code, f"Response failed: {fault.message}"))
-        if not self._on_track:
+        if not self.speaks:
             self._finish("failed", self._heard.text, reason=fault.code)
             return
         spoken = await self._apology_audio(fault)
@@ -247,8 +247,9 @@ class ResponseRun:
             self.output.text(delta)
             self._heard.add_audio(self._heard.locate(APOLOGY), len(pcm) * 1000 / rate)
             self._play(pcm, rate)
-        self._track.end_response()
-        await self._track.wait_drained()
+        if self._on_track:
+            self._track.end_response()
+            await self._track.wait_drained()
         self._finish("failed", self._heard.heard(self._heard.audio_ms), reason=fault.code)
 
     async def _apology_audio(self, fault: EngineFault) -> tuple[np.ndarray, int] | None:

@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from server.engines.base import ChatMessage, LanguageModel
+from server.engines.chat import LLMRequest
 from server.persona.persona import Persona, UserMemory
 from server.store.user_memory import MAX_NOTES_CHARS
 
@@ -37,8 +38,10 @@ def transcript(messages: Sequence[ChatMessage], *, user: str = "User") -> str:
 
 async def complete(llm: LanguageModel, instructions: str, prompt: str) -> str:
     parts = []
-    async for delta in llm.stream(instructions, [ChatMessage("user", prompt)]):
-        parts.append(delta)
+    request = LLMRequest(instructions, (ChatMessage("user", prompt),))
+    async for delta in llm.stream(request):
+        if isinstance(delta, str):  # text only: no tools are offered
+            parts.append(delta)
     return "".join(parts).strip()
 
 

@@ -3,7 +3,7 @@ transcripts, kept in the database so every node serving the tenant has them.
 
 A cloning TTS asks `resolve(tenant, voice_id)` for exactly what it speaks with: mono PCM,
 its sample rate and the words it says (the fields of the F5 engine's `VoiceReference`
-contract in server/engines/voices.py; `ReferenceClip` has the same fields).
+contract in server/engines/voices.py).
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from server.engines.voices import VoiceReference
 from server.errors import InvalidInput, NotFound
 from server.protocol.conversation import new_id
 from server.store.database import Database, Row
@@ -23,16 +24,6 @@ VOICE_ID = re.compile(r"voice_[0-9a-f]{20}")
 MAX_NAME_CHARS = 64
 MAX_TRANSCRIPT_CHARS = 1000
 MAX_VOICES_PER_TENANT = 100
-
-
-@dataclass(frozen=True, eq=False)
-class ReferenceClip:
-    """Mono int16 PCM at `sample_rate` and the words it says."""
-
-    pcm: np.ndarray
-    sample_rate: int
-    text: str
-    name: str = ""
 
 
 @dataclass(frozen=True)
@@ -161,7 +152,7 @@ class VoiceStore:
         await self.get(tenant, voice_id)
         await self.db.execute("DELETE FROM voices WHERE id = ? AND tenant = ?", (voice_id, tenant))
 
-    async def resolve(self, tenant: str, voice_id: str) -> ReferenceClip | None:
+    async def resolve(self, tenant: str, voice_id: str) -> VoiceReference | None:
         """The reference a cloning TTS speaks with, or None if the tenant has no such voice."""
         if not VOICE_ID.fullmatch(voice_id):
             return None
@@ -172,4 +163,4 @@ class VoiceStore:
         if row is None:
             return None
         pcm = np.frombuffer(bytes(row["audio"]), dtype="<i2").astype(np.int16)
-        return ReferenceClip(pcm, int(row["sample_rate"]), row["transcript"], row["name"])
+        return VoiceReference(pcm, int(row["sample_rate"]), row["transcript"], row["name"])

@@ -56,6 +56,7 @@ class Chunk:
 
     text: str
     reference: VoiceReference
+    speed: float = 1.0  # the session's audio.output.speed, on top of HARK_F5_SPEED
 
 
 @dataclass(frozen=True)
@@ -123,11 +124,12 @@ class F5Synthesizer:
             self._prepared.popitem(last=False)
         return prepared
 
-    def frames_for(self, prepared: PreparedReference, text: str) -> int:
+    def frames_for(self, prepared: PreparedReference, text: str, speed: float = 1.0) -> int:
         """F5's length estimate: the new text at the reference's bytes-per-frame rate."""
         ref_frames = prepared.mel.shape[0]
         text_bytes = len(text.encode("utf-8"))
-        speed = SHORT_TEXT_SPEED if text_bytes < SHORT_TEXT_BYTES else self.options.speed
+        short = text_bytes < SHORT_TEXT_BYTES
+        speed = SHORT_TEXT_SPEED if short else self.options.speed * speed
         ref_bytes = max(1, len(prepared.text.encode("utf-8")))
         return ref_frames + max(1, int(ref_frames / ref_bytes * text_bytes / speed))
 
@@ -137,7 +139,7 @@ class F5Synthesizer:
         prepared = [self.prepare(job.payload.reference) for job in batch.jobs]
         texts = [p.text + job.payload.text for p, job in zip(prepared, batch.jobs, strict=True)]
         frames = [
-            self.frames_for(p, job.payload.text)
+            self.frames_for(p, job.payload.text, job.payload.speed)
             for p, job in zip(prepared, batch.jobs, strict=True)
         ]
         self._batch = batch
