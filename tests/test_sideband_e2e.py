@@ -3,9 +3,9 @@ backend that joins it with `GET /v1/realtime?call_id=…` through OpenAI's Pytho
 (`client.realtime.connect(call_id=…)`), sees its events and drives it. Who may join, what a
 call on another node answers, and how the call's end closes its sidebands.
 
-The tool-call round trip (the browser's call asks for a tool, the sideband answers it with
-`function_call_output` + `response.create`) belongs in `test_the_sideband_drives_the_call`
-once function calling is in: the sideband already sees every event and may send any.
+The tool-call round trip: the browser's call asks a question that needs a tool, the
+backend's sideband runs it and answers with `function_call_output` + `response.create`,
+and the browser hears the answer.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import aiohttp
 import pytest
 
 from server.tools.call_client import CallClient, mint_client_secret
+from tests.test_tools_e2e import WEATHER
 from tests.trust_cluster import API_KEY, mint, request
 from tests.ws_client import SdkCall, ws_url
 
@@ -114,6 +115,61 @@ async def test_the_sideband_sees_the_call_and_drives_it(hark):
             call.send(event)
         done = await call.wait_for("response.done", after=mark_call, timeout=90)
         assert done.data["response"]["status"] == "completed"
+    finally:
+        await side.close()
+        await call.hangup()
+
+
+async def test_the_sideband_answers_the_calls_tool_call(hark):
+    call = await webrtc_call(hark, hark.api_key)
+    side = SdkCall(hark.url, hark.api_key, call_id=call.call_id)
+    try:
+        await side.connect(microphone=False)
+        mark_side = len(side.events)
+        await side.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "tools": [WEATHER], "tool_choice": "required"},
+            }
+        )
+        await side.wait_for("session.updated", after=mark_side)
+        # The browser asks; the model calls the tool; the backend sees the call.
+        mark_call, mark_side = len(call.events), len(side.events)
+        for event in say_text("What's the weather like in Paris?"):
+            call.send(event)
+        asked = await side.wait_for("response.done", after=mark_side, timeout=90)
+        calls = [i for i in asked.data["response"]["output"] if i["type"] == "function_call"]
+        assert [c["name"] for c in calls] == ["get_weather"], asked.data
+        json.loads(calls[0]["arguments"])
+        seen = await call.wait_for("response.function_call_arguments.done", after=mark_call)
+        assert seen.data["call_id"] == calls[0]["call_id"]  # the browser sees it too
+        # The backend runs it and asks for the answer; the browser hears it.
+        mark_call, mark_side = len(call.events), len(side.events)
+        await side.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": calls[0]["call_id"],
+                    "output": json.dumps({"city": "Paris", "sky": "sunny", "temp_c": 18}),
+                },
+            }
+        )
+        await side.send({"type": "response.create", "response": {"tool_choice": "none"}})
+        added = await call.wait_for(
+            "conversation.item.added",
+            lambda d: d["item"]["type"] == "function_call_output",
+            after=mark_call,
+        )
+        assert added.data["item"]["call_id"] == calls[0]["call_id"]
+        done = await call.wait_for("response.done", after=mark_call, timeout=90)
+        response = done.data["response"]
+        assert response["status"] == "completed", response
+        assert response["output"][0]["content"][0]["transcript"].strip()
+        heard = call.recorder.audible_ms_between(call.events[mark_call].at, done.at)
+        assert heard >= 300, heard  # spoken on the WebRTC track
+        side_done = await side.wait_for("response.done", after=mark_side, timeout=30)
+        assert side_done.data["response"]["id"] == response["id"]
     finally:
         await side.close()
         await call.hangup()

@@ -4,18 +4,21 @@ a real server: spoken questions appended as base64 at real-time pace get spoken 
 playback, manual turns in G.711.
 
 Kept apart from the raw-socket checks (tests/test_websocket_hostile_e2e.py) and the
-sideband (tests/test_sideband_e2e.py). A tool-call round trip over the WebSocket fits here
-as one more test on `SdkCall` (send `session.update` with tools, wait for
-`response.function_call_arguments.done`, send `function_call_output` + `response.create`).
+sideband (tests/test_sideband_e2e.py). The tool-call round trip is the one of
+tests/test_tools_e2e.py, over the SDK's WebSocket instead of WebRTC.
 """
 
 from __future__ import annotations
 
+import json
+
+import jsonschema_rs
 import numpy as np
 import pytest
 
 from server.tools.call_client import mint_client_secret
 from tests.speech import silence, speak
+from tests.test_tools_e2e import WEATHER, WEATHER_PARAMETERS
 from tests.ws_client import SdkCall, rms
 
 pytestmark = pytest.mark.slow
@@ -196,5 +199,66 @@ async def test_manual_turns_in_g711(hark):
         assert not events_of(call, "input_audio_buffer.speech_started", mark)  # no VAD
         answer = call.audio.of(done.data["response"]["id"])
         assert 0.5 < len(answer) / 8000 < 20 and rms(answer) > 1000
+    finally:
+        await call.close()
+
+
+async def test_a_spoken_question_a_required_tool_call_and_a_spoken_answer(hark):
+    """The SDK's app: tools by `session.update`, a spoken question, the model's call with
+    arguments valid against the tool's schema, the app's `function_call_output`, and the
+    answer spoken in `response.output_audio.delta`."""
+    call = SdkCall(hark.url, hark.api_key)
+    await call.connect()
+    try:
+        mark = len(call.events)
+        await call.send(
+            {
+                "type": "session.update",
+                "session": {"type": "realtime", "tools": [WEATHER], "tool_choice": "required"},
+            }
+        )
+        updated = (await call.wait_for("session.updated", after=mark)).data["session"]
+        assert [t["name"] for t in updated["tools"]] == ["get_weather"]
+        assert updated["tool_choice"] == "required"
+
+        mark = len(call.events)
+        call.say(question("What's the weather like in Paris?"))
+        arguments = await call.wait_for(
+            "response.function_call_arguments.done", after=mark, timeout=90
+        )
+        assert arguments.parsed_as == "ResponseFunctionCallArgumentsDoneEvent"
+        tool_call = arguments.data
+        assert tool_call["name"] == "get_weather" and tool_call["call_id"]
+        jsonschema_rs.validate(WEATHER_PARAMETERS, json.loads(tool_call["arguments"]))
+        done = await call.wait_for("response.done", after=mark, timeout=30)
+        output = done.data["response"]["output"]
+        assert [item["type"] for item in output] == ["function_call"], output
+        assert not call.audio.of(done.data["response"]["id"]).size  # a call is not spoken
+
+        mark = len(call.events)
+        await call.send(
+            {
+                "type": "conversation.item.create",
+                "item": {
+                    "type": "function_call_output",
+                    "call_id": tool_call["call_id"],
+                    "output": json.dumps({"city": "Paris", "sky": "sunny", "temp_c": 18}),
+                },
+            }
+        )
+        await call.send({"type": "response.create", "response": {"tool_choice": "none"}})
+        added = await call.wait_for(
+            "conversation.item.added",
+            lambda d: d["item"]["type"] == "function_call_output",
+            after=mark,
+        )
+        assert added.data["item"]["call_id"] == tool_call["call_id"]
+        answered = await call.wait_for("response.done", after=mark, timeout=90)
+        response = answered.data["response"]
+        assert response["status"] == "completed", response
+        assert [item["type"] for item in response["output"]] == ["message"]
+        assert response["output"][0]["content"][0]["transcript"].strip()
+        answer = call.audio.of(response["id"])
+        assert len(answer) / RATE > 0.5 and rms(answer) > 1000  # spoken, not silence
     finally:
         await call.close()
