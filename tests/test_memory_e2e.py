@@ -178,6 +178,7 @@ async def test_a_call_is_stored_then_resumed_with_its_history_replayed(server):
         assert "Carol" in greeting.data["response"]["output"][0]["content"][0]["transcript"]
         reply = await _ask(first, "What is the capital of France?")
         assert reply["status"] == "completed"
+        assert reply["conversation_id"] == cid  # the stored conversation it joined
     finally:
         await first.hangup()
     await asyncio.sleep(0.3)

@@ -196,6 +196,8 @@ async def test_manual_turns_in_g711(hark):
         assert "two" in heard.data["transcript"].lower() or "2" in heard.data["transcript"]
         done = await call.wait_for("response.done", after=mark, timeout=90)
         assert done.data["response"]["status"] == "completed"
+        # The response resource names the format its audio is in.
+        assert done.data["response"]["audio"]["output"]["format"] == {"type": "audio/pcmu"}
         assert not events_of(call, "input_audio_buffer.speech_started", mark)  # no VAD
         answer = call.audio.of(done.data["response"]["id"])
         assert 0.5 < len(answer) / 8000 < 20 and rms(answer) > 1000

@@ -19,6 +19,7 @@ def reply_spec(
     config: SessionConfig,
     history: list[ChatMessage],
     params: ResponseParams | None = None,
+    conversation_id: str | None = None,
 ) -> ReplySpec:
     p = params or ResponseParams()
     tools = config.tools if p.tools is None else p.tools
@@ -48,6 +49,8 @@ def reply_spec(
         modality=modality,
         in_conversation=not p.out_of_band,
         metadata=p.metadata,
+        conversation_id=conversation_id,
+        output_format=config.output_format,
     )
 
 

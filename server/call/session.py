@@ -2,11 +2,10 @@
 
 The session owns what the call *is*: the conversation, the replies (`CallReplies`), the
 user's turns (`UserTurns`), the paced outbound track. It asks `TurnTaking` when the user
-has the turn and applies what the client asks through the `CallControl` port; it neither
-parses client events (`client_events`) nor moves bytes (`transport`,
-`websocket_transport`, `sideband`). Its state is computed from those parts, never
-assigned: USER_SPEAKING while the VAD hears the user, SPEAKING while a reply's audio
-plays, THINKING while a turn is transcribed or a reply prepared, LISTENING otherwise.
+has the turn and applies the client's asks through the `CallControl` port; it parses no
+client events and moves no bytes (`client_events`, `transport`, `sideband`). Its state
+is computed, never assigned: USER_SPEAKING (the VAD hears the user), SPEAKING (a reply
+plays), THINKING (a turn transcribed, a reply prepared), else LISTENING.
 """
 
 from __future__ import annotations
@@ -42,6 +41,7 @@ from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
+from server.reply.spec import ReplySpec
 from server.store.memory import CallContext
 from server.turns.options import TurnDetectionConfig
 from server.turns.timings import TurnTimings
@@ -82,8 +82,7 @@ class RealtimeSession:
         self.track = OutboundAudioTrack(send_ahead_s=ahead)
         self.track.on_playback_started = self._on_playback_started
         self.track.on_playback_stopped = self._on_playback_stopped
-        # Views of the call (operator monitor, call log) hook in here; see CallObserver.
-        self.observers: list[CallObserver] = []
+        self.observers: list[CallObserver] = []  # the operator monitor, the call log
         self.voice = CallVoice(
             engines.tts,
             call_id=call_id,
@@ -203,6 +202,16 @@ class RealtimeSession:
     def conversation_id(self) -> str | None:
         return self.history.conversation_id
 
+    def _spec(
+        self, params: ResponseParams | None = None, history: list[ChatMessage] | None = None
+    ) -> ReplySpec:
+        """A reply to `history`, else to the response's `input`, else to the memory window."""
+        if history is None and params is not None and params.input is not None:
+            history = context_history(self.conversation, params)
+        elif history is None:
+            history = self.history.context(self.conversation.messages())
+        return reply_spec(self.config, history, params, conversation_id=self.conversation_id)
+
     def _on_channel_open(self) -> None:
         self.send(events.session_created(self.session_dict()))
         self.history.replay()
@@ -297,7 +306,7 @@ class RealtimeSession:
             history = self.history.context(
                 [*self.conversation.messages(), ChatMessage("user", transcript)]
             )
-            self.replies.speculate(reply_spec(self.config, history))
+            self.replies.speculate(self._spec(history=history))
 
     def drop_speculation(self) -> None:
         self.replies.speculation.drop()
@@ -397,7 +406,7 @@ class RealtimeSession:
                 "A transcription session does not respond; use a realtime session",
                 "type",
             )
-        spec = reply_spec(self.config, self._context(params), params)
+        spec = self._spec(params)
         if self.replies.current is not None and (spec.in_conversation or spec.spoken):
             raise CallControlError(
                 "conversation_already_has_active_response",
@@ -415,17 +424,9 @@ class RealtimeSession:
         if self.replies.current is not None:
             return
         try:
-            history = self._context(params)
-            self.replies.start(reply_spec(self.config, history, params), TurnTimings())
+            self.replies.start(self._spec(params), TurnTimings())
         except CallControlError as exc:
             self.report_error("invalid_request_error", exc.code, exc.message, param=exc.param)
-
-    def _context(self, params: ResponseParams) -> list[ChatMessage]:
-        """What a response answers: its own `input`, or the conversation within the
-        memory window."""
-        if params.input is not None:
-            return context_history(self.conversation, params)
-        return self.history.context(self.conversation.messages())
 
     def cancel_response(self, response_id: str | None) -> None:
         self.replies.cancel(response_id)
@@ -472,7 +473,7 @@ class RealtimeSession:
             if current:
                 self.replies.speculation.drop()
             return
-        spec = reply_spec(self.config, self.history.context(self.conversation.messages()))
+        spec = self._spec()
         if not self.replies.adopt(spec, timings):
             self.replies.start(spec, timings)
 

@@ -32,6 +32,9 @@ class ResponseShape:
     in_conversation: bool = True
     metadata: dict[str, str] | None = None
     max_output_tokens: int | None = None
+    # The stored conversation the reply joins (None: the call keeps no history).
+    conversation_id: str | None = None
+    output_format: dict[str, Any] | None = None  # the session's audio.output.format
 
     def resource(
         self,
@@ -45,10 +48,12 @@ class ResponseShape:
             "status": status,
             "status_details": status_details,
             "output": output,
-            "conversation_id": "conv_default" if self.in_conversation else None,
+            "conversation_id": (self.conversation_id or "conv_default")
+            if self.in_conversation
+            else None,
             "output_modalities": [self.modality],
             "max_output_tokens": max_tokens_value(self.max_output_tokens),
-            "audio": {"output": {"format": PCM, "voice": self.voice}},
+            "audio": {"output": {"format": self.output_format or PCM, "voice": self.voice}},
             "usage": None,
             "metadata": self.metadata,
         }

@@ -7,9 +7,10 @@ spec (`server.reply.speculation`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from server.engines.chat import LLMRequest
+from server.protocol.audio_format import AudioFormat
 from server.protocol.response_events import ResponseShape
 from server.protocol.session_config import Modality
 
@@ -22,6 +23,8 @@ class ReplySpec:
     modality: Modality = "audio"
     in_conversation: bool = True  # False: out of band (`conversation: "none"`)
     metadata: tuple[tuple[str, str], ...] | None = None
+    conversation_id: str | None = None
+    output_format: AudioFormat = field(default_factory=AudioFormat)
 
     @property
     def spoken(self) -> bool:
@@ -35,4 +38,6 @@ class ReplySpec:
             in_conversation=self.in_conversation,
             metadata=None if self.metadata is None else dict(self.metadata),
             max_output_tokens=self.request.max_tokens,
+            conversation_id=self.conversation_id,
+            output_format=self.output_format.to_dict(),
         )
