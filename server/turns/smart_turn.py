@@ -13,11 +13,11 @@ calls run in order on its own worker thread, never on the event loop.
 
 from __future__ import annotations
 
+import functools
 from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
-from faster_whisper.feature_extractor import FeatureExtractor
 
 from server.engines.threaded import EngineWorker
 from server.turns.smart_turn_model import PACKAGE, VERSION, model_path
@@ -29,7 +29,12 @@ FRAMES = 800
 # pipecat's own cut: above this the turn is "complete".
 COMPLETE_ABOVE = 0.5
 
-_features = FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, chunk_length=WINDOW_S)
+
+@functools.cache
+def _log_mel():  # faster-whisper's numpy log-mel, imported on first use
+    from faster_whisper.feature_extractor import FeatureExtractor
+
+    return FeatureExtractor(feature_size=80, sampling_rate=SAMPLE_RATE, chunk_length=WINDOW_S)
 
 
 class SmartTurnInputError(ValueError):
@@ -63,7 +68,7 @@ def features(audio: np.ndarray) -> np.ndarray:
     padded[WINDOW_SAMPLES - window.size :] = window
     # Scale the whole window, padding included, as the model's training did.
     padded = (padded - padded.mean()) / np.sqrt(padded.var() + 1e-7)
-    mel = _features(padded, padding=0)
+    mel = _log_mel()(padded, padding=0)
     return mel[np.newaxis, :, :FRAMES].astype(np.float32)
 
 
