@@ -113,7 +113,7 @@ async def load_smart_turn(config: Config) -> SmartTurn | None:
     if config.end_of_turn != "smart_turn":
         return None
     started = time.monotonic()
-    model = await asyncio.to_thread(SmartTurn.from_cache, config.cache_dir)
+    model = await asyncio.to_thread(SmartTurn.installed)
     log.info("end of turn: Smart Turn v3.2 ready in %.1f s", time.monotonic() - started)
     return model
 

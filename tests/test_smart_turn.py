@@ -13,6 +13,7 @@ import shutil
 import numpy as np
 import pytest
 
+from server.app import load_smart_turn
 from server.config import Config, ConfigError
 from server.turns import smart_turn_model
 from server.turns.options import server_turn_detection
@@ -25,7 +26,7 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def model() -> SmartTurn:
-    return SmartTurn.from_cache(Config.from_env().cache_dir)
+    return SmartTurn.installed()
 
 
 def at_pause(pcm: np.ndarray) -> np.ndarray:
@@ -102,8 +103,8 @@ def test_missing_or_altered_model_names_the_package(tmp_path, model):
     with pytest.raises(SmartTurnModelError, match=r"pipecat-ai==1\.14\.0"):
         smart_turn_model.model_path(tmp_path)
     fake = smart_turn_model.cached_path(tmp_path)
-    fake.parent.mkdir(parents=True)
-    shutil.copy(smart_turn_model.model_path(Config.from_env().cache_dir), fake)
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(smart_turn_model.model_path(), fake)
     with fake.open("r+b") as f:
         f.seek(1000)
         f.write(b"\x00altered")
@@ -114,8 +115,8 @@ def test_missing_or_altered_model_names_the_package(tmp_path, model):
 def test_fetch_is_cached(tmp_path, monkeypatch):
     """A cached, checked file is returned without running pip at all."""
     fake = smart_turn_model.cached_path(tmp_path)
-    fake.parent.mkdir(parents=True)
-    shutil.copy(smart_turn_model.model_path(Config.from_env().cache_dir), fake)
+    fake.parent.mkdir(parents=True, exist_ok=True)
+    shutil.copy(smart_turn_model.model_path(), fake)
 
     def no_download(into):
         raise AssertionError("downloaded although the file was cached")
@@ -132,3 +133,14 @@ def test_setting_is_parsed():
     assert server_turn_detection(Config.from_env({})).end_of_turn == "semantic"
     with pytest.raises(ConfigError, match="HARK_END_OF_TURN"):
         Config.from_env({"HARK_END_OF_TURN": "magic"})
+
+
+async def test_the_server_loads_it_only_when_asked(monkeypatch, tmp_path):
+    assert await load_smart_turn(Config.from_env({})) is None
+    asked = Config.from_env({"HARK_END_OF_TURN": "smart_turn"})
+    loaded = await load_smart_turn(asked)
+    assert isinstance(loaded, SmartTurn)
+    assert SmartTurn.complete(loaded.probability(at_pause(speak(QUESTION))))
+    monkeypatch.setattr(smart_turn_model, "INSTALL_DIR", tmp_path)  # never fetched here
+    with pytest.raises(SmartTurnModelError, match=r"missing.*pipecat-ai==1\.14\.0"):
+        await load_smart_turn(asked)

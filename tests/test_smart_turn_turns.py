@@ -13,7 +13,6 @@ import dataclasses
 import numpy as np
 import pytest
 
-from server.config import Config
 from server.turns.end_of_turn import WAITS
 from server.turns.smart_turn import SmartTurn
 from server.turns.turn_taking import TurnTaking
@@ -25,7 +24,7 @@ QUESTION = "What is the capital of France?"
 
 @pytest.fixture(scope="module")
 def model() -> SmartTurn:
-    return SmartTurn.from_cache(Config.from_env().cache_dir)
+    return SmartTurn.installed()
 
 
 class SpeechRig:

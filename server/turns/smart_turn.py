@@ -100,9 +100,9 @@ class SmartTurn:
         return cls(session)
 
     @classmethod
-    def from_cache(cls, cache_dir: Path) -> SmartTurn:
-        """The fetched, sha256-checked model under `cache_dir`."""
-        return cls.load(model_path(cache_dir))
+    def installed(cls) -> SmartTurn:
+        """The model `scripts/install.sh` fetched, after checking its sha256."""
+        return cls.load(model_path())
 
     def probability(self, audio: np.ndarray) -> float:
         """How likely the speaker of `audio` (the turn so far) has finished, 0 to 1."""

@@ -3,8 +3,10 @@
 Smart Turn (BSD-2, by Daily) ships as an 8.7 MB ONNX file inside the `pipecat-ai` wheel.
 Hark does not depend on pipecat (its runtime pulls a large stack): `scripts/install.sh`
 runs `python -m server.turns.smart_turn_model`, which downloads the pinned wheel with
-`pip download --no-deps`, takes the one file out of it and keeps it under the cache
-directory. A re-run finds the cached file, checks its sha256 and does nothing else.
+`pip download --no-deps`, takes the one file out of it and keeps it inside the virtual
+environment (`share/hark/models`), so it belongs to the install like the models that
+come as packages, whatever HARK_CACHE_DIR a container later runs with. A re-run finds
+the file, checks its sha256 and does nothing else.
 """
 
 from __future__ import annotations
@@ -18,7 +20,6 @@ import zipfile
 from pathlib import Path
 
 from media.checksum import file_sha256
-from server.config import Config
 
 PACKAGE = "pipecat-ai"
 VERSION = "1.14.0"
@@ -26,14 +27,16 @@ WHEEL_MEMBER = "pipecat/audio/turn/smart_turn/data/smart-turn-v3.2-cpu.onnx"
 MODEL_SHA256 = "2bb026316b14a660486a75b1733cd3fbab8c2fd0314dc9af7be49f8cca967e4f"
 FILE_NAME = "smart-turn-v3.2-cpu.onnx"
 FETCH_HINT = "scripts/install.sh (or: python -m server.turns.smart_turn_model)"
+# Where the install keeps it: beside the packages of the running environment.
+INSTALL_DIR = Path(sys.prefix) / "share" / "hark" / "models"
 
 
 class SmartTurnModelError(RuntimeError):
     """The Smart Turn model file is missing, altered, or could not be fetched."""
 
 
-def cached_path(cache_dir: Path) -> Path:
-    return cache_dir / "models" / FILE_NAME
+def cached_path(directory: Path | None = None) -> Path:
+    return (directory or INSTALL_DIR) / FILE_NAME
 
 
 def verify(path: Path) -> None:
@@ -51,16 +54,16 @@ def verify(path: Path) -> None:
         )
 
 
-def model_path(cache_dir: Path) -> Path:
+def model_path(directory: Path | None = None) -> Path:
     """The checked model file, which must have been fetched already (never downloads)."""
-    path = cached_path(cache_dir)
+    path = cached_path(directory)
     verify(path)
     return path
 
 
-def fetch(cache_dir: Path, *, quiet: bool = False) -> Path:
-    """The checked model file, downloading the pinned wheel first if it is not cached."""
-    target = cached_path(cache_dir)
+def fetch(directory: Path | None = None, *, quiet: bool = False) -> Path:
+    """The checked model file, downloading the pinned wheel first if it is not there."""
+    target = cached_path(directory)
     if target.is_file() and file_sha256(target) == MODEL_SHA256:
         return target
     if not quiet:
@@ -107,11 +110,10 @@ def _download_wheel(into: Path) -> Path:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--cache-dir", type=Path, help="default: HARK_CACHE_DIR")
+    parser.add_argument("--dir", type=Path, default=INSTALL_DIR, help=f"default: {INSTALL_DIR}")
     args = parser.parse_args(argv)
-    cache_dir = args.cache_dir or Config.from_env().cache_dir
     try:
-        path = fetch(cache_dir)
+        path = fetch(args.dir)
     except SmartTurnModelError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 1

@@ -37,7 +37,6 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from media.resample import Resampler
-from server.config import Config
 from server.engines.faster_whisper_stt import FasterWhisperSTT, packaged_model
 from server.turns.end_of_turn import WAITS, completeness
 from server.turns.smart_turn import SmartTurn
@@ -168,7 +167,7 @@ async def run(voices: list[str]) -> dict:
     del aligner
     stt = FasterWhisperSTT()
     await stt.load()
-    model = SmartTurn.from_cache(Config.from_env().cache_dir)
+    model = SmartTurn.installed()
     await model.predict(cases[0].audio)  # warm both before timing
     await stt.transcribe_detailed(cases[0].audio)
     rows = []
