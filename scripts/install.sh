@@ -64,3 +64,7 @@ else
   find .venv -maxdepth 1 -name '.hark-installed-*' ! -name ".hark-installed-$hash-*" -delete
   touch "$stamp"
 fi
+# Smart Turn v3.2 (HARK_END_OF_TURN=smart_turn): one file taken out of the pinned
+# pipecat-ai wheel (pipecat itself is not installed), kept in .venv/share/hark/models;
+# once there, a re-run only checks its sha256.
+.venv/bin/python -m server.turns.smart_turn_model >/dev/null

@@ -35,6 +35,7 @@ from server.ops.monitor import CallMonitor
 from server.ops.prometheus import HarkMetrics
 from server.persona.library import PersonaLibrary
 from server.store.open import StoreRoom, open_store
+from server.turns.smart_turn import SmartTurn
 from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
@@ -105,6 +106,16 @@ async def load_engines(engines: Engines, readiness: Readiness) -> SileroModel:
     }
     log.info("all models loaded in %.1f s", time.monotonic() - started)
     return vad
+
+
+async def load_smart_turn(config: Config) -> SmartTurn | None:
+    """Smart Turn v3.2 when HARK_END_OF_TURN=smart_turn asks for it (fetched by install.sh)."""
+    if config.end_of_turn != "smart_turn":
+        return None
+    started = time.monotonic()
+    model = await asyncio.to_thread(SmartTurn.installed)
+    log.info("end of turn: Smart Turn v3.2 ready in %.1f s", time.monotonic() - started)
+    return model
 
 
 def create_app(
@@ -210,7 +221,15 @@ async def _load_and_open(node: Node) -> None:
         log.error("model loading failed: %s", readiness.error)
         return
     config = node.config
-    calls = CallManager(config, node.engines, vad, voices=node.runtime.voices)
+    try:
+        smart_turn = await load_smart_turn(config)
+    except Exception as exc:  # a missing or altered file: the message names the package
+        readiness.error = f"{type(exc).__name__}: {exc}"
+        log.error("model loading failed: %s", readiness.error)
+        return
+    calls = CallManager(
+        config, node.engines, vad, voices=node.runtime.voices, smart_turn=smart_turn
+    )
     node.monitor.attach(calls)
     node.registry.attach(calls)
     node.call_log.attach(calls)

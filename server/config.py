@@ -182,6 +182,9 @@ class Config:
     turn_detection: str = setting(
         "HARK_TURN_DETECTION", "semantic_vad", choice("semantic_vad", "server_vad")
     )
+    # What judges a pause under semantic_vad: the words so far (a rule set on Whisper's
+    # transcript) or Smart Turn v3.2, an audio model from pipecat-ai's wheel.
+    end_of_turn: str = setting("HARK_END_OF_TURN", "semantic", choice("semantic", "smart_turn"))
     # None: the turn-taking default (server.turns.options.InterruptionOptions).
     min_interruption_ms: int | None = setting("HARK_MIN_INTERRUPTION_MS", None, integer())
     false_interruption_timeout_ms: int | None = setting(

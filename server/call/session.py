@@ -44,6 +44,7 @@ from server.protocol.session_config import SessionConfig
 from server.reply.spec import ReplySpec
 from server.store.memory import CallContext
 from server.turns.options import TurnDetectionConfig
+from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings
 from server.turns.turn_taking import TurnTaking
 
@@ -67,6 +68,7 @@ class RealtimeSession:
         context: CallContext | None = None,
         tenant: str = "",
         voices: VoiceResolver | None = None,
+        smart_turn: SmartTurn | None = None,
     ) -> None:
         self.call_id = call_id
         self.tasks = CallTasks(call_id)
@@ -119,11 +121,9 @@ class RealtimeSession:
             stt=engines.stt,
         )
         self._echo_guard_default = echo_guard
+        detection = session_config.turn_detection or TurnDetectionConfig()
         self._turns = TurnTaking(
-            SileroVad(vad_model),
-            engines.stt,
-            session_config.turn_detection or TurnDetectionConfig(),
-            self,
+            SileroVad(vad_model), engines.stt, detection, self, smart_turn=smart_turn
         )
         self._use_echo_guard(session_config.turn_detection)
         self.track.on_frame_sent = self._on_frame_sent

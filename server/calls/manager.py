@@ -27,6 +27,7 @@ from server.errors import InvalidInput
 from server.protocol.session_config import SessionConfig
 from server.protocol.tenancy import tenant_of
 from server.store.memory import CallContext
+from server.turns.smart_turn import SmartTurn
 
 log = logging.getLogger("hark.calls")
 
@@ -51,8 +52,11 @@ class CallManager:
         engines: Engines,
         vad_model: SileroModel,
         voices: VoiceResolver | None = None,
+        smart_turn: SmartTurn | None = None,
     ) -> None:
-        """`voices`: where stored voice profiles (`voice_…`) are looked up, per tenant."""
+        """`voices`: where stored voice profiles (`voice_…`) are looked up, per tenant;
+        `smart_turn`: the end-of-turn model, loaded when HARK_END_OF_TURN=smart_turn."""
+        self._smart_turn = smart_turn
         self._config = config
         self._engines = engines
         self._vad_model = vad_model
@@ -121,6 +125,7 @@ class CallManager:
             context=context,
             tenant=tenant_of(tenant),
             voices=self._voices,
+            smart_turn=self._smart_turn,
         )
         self._calls[call_id] = session
         self._owners[call_id] = owner

@@ -377,4 +377,5 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
         interruption=interruption,
         echo_guard=_optional_flag(raw, "echo_guard", base.echo_guard),
         speculative_reply=_flag(raw, "speculative_reply", base.speculative_reply),
+        end_of_turn=base.end_of_turn,
     )

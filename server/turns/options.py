@@ -19,6 +19,9 @@ from server.turns.end_of_turn import Eagerness, max_wait_ms
 
 TurnDetectionType = Literal["server_vad", "semantic_vad"]
 TURN_DETECTION_TYPES: tuple[TurnDetectionType, ...] = ("server_vad", "semantic_vad")
+# What judges a pause under semantic_vad: the words (`end_of_turn`) or the audio
+# (`smart_turn`, Smart Turn v3.2).
+EndOfTurnJudge = Literal["semantic", "smart_turn"]
 
 
 @dataclass(frozen=True)
@@ -58,6 +61,8 @@ class TurnDetectionConfig:
     # Hark extension: begin the reply at a pause that may end the turn, held until it does
     # (`server.reply.response`); off saves the CPU spent on pauses that were not the end.
     speculative_reply: bool = True
+    # Hark's server setting HARK_END_OF_TURN (not on the wire): what judges a pause.
+    end_of_turn: EndOfTurnJudge = "semantic"
 
     @property
     def semantic(self) -> bool:
@@ -82,7 +87,8 @@ def server_turn_detection(config: Config) -> TurnDetectionConfig:
     kind: TurnDetectionType = (
         "semantic_vad" if config.turn_detection == "semantic_vad" else ("server_vad")
     )
-    return TurnDetectionConfig(type=kind, interruption=interruption)
+    judge: EndOfTurnJudge = "smart_turn" if config.end_of_turn == "smart_turn" else "semantic"
+    return TurnDetectionConfig(type=kind, interruption=interruption, end_of_turn=judge)
 
 
 def _or(value: int | None, default: int) -> int:

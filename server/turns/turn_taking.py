@@ -5,7 +5,9 @@ Every inbound 32 ms frame goes through here on the event loop (Silero costs ~0.3
 - The segmenter cuts turns. At each pause inside a turn the turn so far is transcribed
   (`TurnTranscriber`), so the text is ready when the turn ends.
 - `semantic_vad` ends a turn as soon as the pause has lasted as long as the words so far
-  deserve (`server.turns.end_of_turn`); `server_vad` waits its fixed silence.
+  deserve (`server.turns.end_of_turn`), or, with `HARK_END_OF_TURN=smart_turn`, as the
+  audio so far deserves (`server.turns.smart_turn`, judged off the event loop);
+  `server_vad` waits its fixed silence.
 - When that pause transcript could be a whole turn, the host starts the reply at once,
   held (`speculate`): it is released if the pause ends the turn and dropped if the user
   speaks again, so the wait for the end of the turn overlaps the reply's first clause.
@@ -44,6 +46,7 @@ from server.turns.interruption import (
     unsure_words,
 )
 from server.turns.options import TurnDetectionConfig
+from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings, now
 from server.turns.transcriber import TurnTranscriber
 
@@ -92,8 +95,12 @@ class TurnTaking:
         *,
         clock: Callable[[], float] = now,
         echo: EchoGuard | None = None,
+        smart_turn: SmartTurn | None = None,
     ) -> None:
+        """`smart_turn`: the loaded model, used when the config's `end_of_turn` asks."""
         self.config = config
+        self._smart_turn = smart_turn
+        self._verdict: asyncio.Task[float] | None = None  # Smart Turn on the current pause
         self._echo = echo
         self._vad = vad
         self._host = host
@@ -229,11 +236,42 @@ class TurnTaking:
 
     # ---- pauses and turn ends -------------------------------------------------------------
 
+    @property
+    def _hears_end_of_turn(self) -> bool:
+        """The pause is judged by Smart Turn on the audio, not by the words."""
+        wanted = self.config.semantic and self.config.end_of_turn == "smart_turn"
+        return wanted and self._smart_turn is not None
+
     def _on_pause(self, event: SpeechPaused) -> None:
         self._pause_seq += 1
         pause_id = self._pause_seq
         job = self._transcriber.start(event.audio)
         job.add_done_callback(lambda task: self._on_pause_transcript(pause_id, task))
+        if self._hears_end_of_turn and self._smart_turn is not None:
+            verdict = asyncio.create_task(self._smart_turn.predict(event.audio), name="smart-turn")
+            verdict.add_done_callback(lambda task: self._on_pause_verdict(pause_id, task))
+            self._verdict = verdict
+
+    def _on_pause_verdict(self, pause_id: int, task: asyncio.Task[float]) -> None:
+        if task.cancelled():
+            return
+        failure = task.exception()
+        model = self._smart_turn
+        if pause_id != self._pause_seq or not self._segmenter.speaking or model is None:
+            return
+        waits = WAITS[self.config.eagerness]
+        if failure is not None:
+            log.warning("Smart Turn failed on a pause: %r", failure)
+            self._end_after_ms = waits.unsure
+            return
+        probability = task.result()
+        finished = model.complete(probability)
+        self._end_after_ms = waits.complete if finished else waits.incomplete
+        log.debug(
+            "pause sounds %s (Smart Turn %.2f)",
+            "finished" if finished else "unfinished",
+            probability,
+        )
 
     def _on_pause_transcript(self, pause_id: int, task: asyncio.Task[Transcript]) -> None:
         if task.cancelled() or task.exception() is not None:
@@ -251,7 +289,7 @@ class TurnTaking:
                 self._settle(self._pending.on_transcript(bid, still_speaking=waiting))
             else:
                 self._settle(self._pending.on_wordless_pause(self._segmenter.silent_ms))
-        if current and self.config.semantic:
+        if current and self.config.semantic and not self._hears_end_of_turn:
             self._end_after_ms = WAITS[self.config.eagerness].for_text(text)
             log.debug("pause transcript %r is %s", text, completeness(text))
         if current and text:
