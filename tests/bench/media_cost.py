@@ -169,9 +169,18 @@ def main() -> None:
                 "print(json.dumps(measure(int(sys.argv[2]), sys.argv[3] == '1')))"
             )
             out = subprocess.run(
-                [sys.executable, "-c", code, os.path.abspath(base), str(args.seconds),
-                 "1" if args.profile else "0"],
-                env=env, capture_output=True, text=True, check=False,
+                [
+                    sys.executable,
+                    "-c",
+                    code,
+                    os.path.abspath(base),
+                    str(args.seconds),
+                    "1" if args.profile else "0",
+                ],
+                env=env,
+                capture_output=True,
+                text=True,
+                check=False,
             )
             if out.returncode:
                 print(f"{label}: failed\n{out.stderr[-2000:]}")
