@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import time
 from collections import deque
@@ -32,6 +33,7 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.resample import Resampler
@@ -44,6 +46,25 @@ FRAME_SECONDS = FRAME_SAMPLES / RATE
 TIME_BASE = fractions.Fraction(1, RATE)
 SAMPLES_PER_MS = RATE // 1000
 LATE_RESYNC_FRAMES = 2
+# Frames of silence still encoded after a response (and at the start of the stream)
+# before the cached silence packet takes over: the encoder's lookahead drains the end of
+# the reply, and its timestamps are anchored at pts 0 as aiortc expects.
+SILENCE_HANGOVER_FRAMES = 10
+
+
+@functools.cache
+def opus_silence_packet() -> bytes:
+    """What aiortc's own Opus encoder makes of 20 ms of digital silence once settled (3
+    bytes): sent as is, an idle call costs no encoding, no encoder thread hop and no
+    pure-Python audio level per frame in RTCRtpSender."""
+    encoder = OpusEncoder()
+    zeros = np.zeros((1, FRAME_SAMPLES), dtype=np.int16)
+    packets: list[bytes] = []
+    for n in range(SILENCE_HANGOVER_FRAMES):
+        frame = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")
+        frame.sample_rate, frame.time_base, frame.pts = RATE, TIME_BASE, n * FRAME_SAMPLES
+        packets.extend(encoder.encode(frame)[0])
+    return packets[-1]
 
 
 class _SampleQueue:
@@ -140,6 +161,10 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._frames = 0
         self._stop_requested = False
         self.silenced_at: float | None = None
+        # The encoded form of a silent frame in the negotiated codec (the transport sets
+        # it: `opus_silence_packet()`); None encodes every frame.
+        self.silence_packet: bytes | None = None
+        self._encode_left = SILENCE_HANGOVER_FRAMES
 
     # Properties
 
@@ -254,12 +279,28 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     # aiortc side
 
-    async def recv(self) -> av.AudioFrame:
-        pcm = (await self.next_frame()).pcm
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+    async def recv(self) -> av.AudioFrame | av.Packet:
+        """The next 20 ms for RTCRtpSender: a frame to encode, or, between responses, the
+        already encoded silence packet (no response open or playing, hangover done).
+
+        aiortc's encoder stamps the first frame it encodes after such a run with its own
+        next timestamp (the one it would have used without the run); that frame is the
+        silence right after `begin_response`, or at worst a reply's first 20 ms, which
+        Piper's quiet lead-in fills."""
+        out = await self.next_frame()
+        pts = (self._frames - 1) * FRAME_SAMPLES
+        if self.silence_packet is not None and out.response_id is None and not self._active:
+            if self._encode_left <= 0:
+                packet = av.Packet(self.silence_packet)
+                packet.pts, packet.time_base = pts, TIME_BASE
+                return packet
+            self._encode_left -= 1
+        else:
+            self._encode_left = SILENCE_HANGOVER_FRAMES
+        frame = av.AudioFrame.from_ndarray(out.pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE
-        frame.pts = (self._frames - 1) * FRAME_SAMPLES
+        frame.pts = pts
         return frame
 
     async def next_frame(self) -> OutboundFrame:

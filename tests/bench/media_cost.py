@@ -8,15 +8,16 @@ they go (no pacing), and prints CPU microseconds per second of call for each sta
 
 - inbound: aiortc's OpusDecoder on each 20 ms packet -> `InboundAudio` (resample to 16 kHz
   mono, 512-sample frames) -> Silero VAD + the segmenter (what `TurnTaking.push` does);
-- outbound: `OutboundAudioTrack.recv()` (a 20 ms frame of silence when idle) -> aiortc's
-  OpusEncoder, as RTCRtpSender does with it.
+- outbound: `OutboundAudioTrack.recv()` (a 20 ms frame of silence when idle) -> what
+  RTCRtpSender does with it: a frame gets aiortc's audio level and its OpusEncoder in the
+  default executor, a packet (the cached silence) is packed as is.
 
 A second of call is 50 packets each way. `--profile` adds cProfile's top frames of the
 whole path. `--base DIR` runs the same benchmark also against the `media/` package of
 another checkout (e.g. `git archive <commit> | tar -x -C DIR`) in a subprocess, right
 after this one, and prints both: compare ratios from one run, the machine is shared.
-aiortc's own per-packet work (SRTP, RTP parsing, the jitter buffer, the encoder's thread
-hop) is not here; tests/bench/silent_calls.py measures whole calls. It never fails.
+aiortc's own network work (SRTP, RTP, RTCP, ICE, the jitter buffer, the decoder thread)
+is not here: tests/bench/silent_calls.py measures whole calls. It never fails.
 """
 
 from __future__ import annotations
@@ -36,9 +37,11 @@ from typing import Any
 
 import av
 import numpy as np
+from aiortc import rtp
 from aiortc.codecs.opus import OpusDecoder, OpusEncoder
 from aiortc.jitterbuffer import JitterFrame
 
+from media import outbound as outbound_module
 from media.inbound import InboundAudio
 from media.outbound import OutboundAudioTrack
 from media.segmenter import SpeechSegmenter, TurnDetection
@@ -108,11 +111,18 @@ async def outbound(frames: int) -> None:
 
     track = OutboundAudioTrack(clock=clock, resync_silence=False)
     track.on_frame_sent = lambda pcm, at: None
+    packet = getattr(outbound_module, "opus_silence_packet", None)
+    if packet is not None:  # this checkout's transport sets it for an Opus call
+        track.silence_packet = packet()
     encoder = OpusEncoder()
+    loop = asyncio.get_running_loop()
     for _ in range(frames):
         data = await track.recv()
+        # What RTCRtpSender does with each: a frame gets its audio level and is encoded
+        # in the default executor; a packet is packed as is.
         if isinstance(data, av.AudioFrame):
-            encoder.encode(data)
+            rtp.compute_audio_level_dbov(data)
+            await loop.run_in_executor(None, encoder.encode, data)
         else:
             encoder.pack(data)
 
