@@ -4,7 +4,8 @@ aiortc's RTCRtpSender calls `recv()` in a loop and sends whatever it returns at 
 the track itself must keep real time: frame n is due at start + n * 20 ms. A late event
 loop sends immediately and catches up, so the stream never drifts; but when it is late
 with nothing to say, the missed silence is skipped (`pts` jumps) rather than sent as a
-burst, which would make the browser's jitter buffer grow for a while (204 ms instead of
+burst (and a reply, too, once more than `MAX_BURST_FRAMES` late: no backlog of stale
+frames goes out), which would make the browser's jitter buffer grow for a while (204 ms instead of
 ~110 ms after a 100 ms stall: tests/bench/browser_receive_delay.py). Silence fills every
 gap (idle, paused, cleared, or TTS running behind) because a stalled RTP stream makes
 browsers' jitter buffers misbehave.
@@ -46,6 +47,9 @@ FRAME_SECONDS = FRAME_SAMPLES / RATE
 TIME_BASE = fractions.Fraction(1, RATE)
 SAMPLES_PER_MS = RATE // 1000
 LATE_RESYNC_FRAMES = 2
+# A loop later than this with a reply to send skips the missed slots rather than send
+# them back to back: a client's jitter buffer absorbs a 200 ms burst, not a 2 s one.
+MAX_BURST_FRAMES = 10
 # Frames of silence still encoded after a response (and at the start of the stream)
 # before the cached silence packet takes over: the encoder's lookahead drains the end of
 # the reply, and its timestamps are anchored at pts 0 as aiortc expects.
@@ -136,7 +140,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         resync_silence: bool = True,
         send_ahead_s: float = 0.0,
     ) -> None:
-        """`clock` is injectable so tests can play a late event loop without waiting.
+        """`clock` is injectable so tests can play a late event loop without waiting;
+        `resync_silence=False` keeps every slot however late (tests with such clocks).
         `send_ahead_s`: how far ahead of real time response audio may be handed out (0 for
         RTP, which the client plays as it arrives)."""
         super().__init__()
@@ -161,6 +166,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._frames = 0
         self._stop_requested = False
         self.silenced_at: float | None = None
+        self.skipped_late_frames = 0  # reply slots skipped because the loop was that late
         # The encoded form of a silent frame in the negotiated codec (the transport sets
         # it: `opus_silence_packet()`); None encodes every frame.
         self.silence_packet: bytes | None = None
@@ -311,13 +317,20 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._start = self._clock()
         else:
             delay = self._start + self._frames * FRAME_SECONDS - self._clock()
+            late = -delay  # how far behind its own schedule the track is
             if self._send_ahead_s and self._frame_ready():
                 delay -= self._send_ahead_s
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
-                if not self.playing and not (self._open or self._queue.size):
-                    self._frames += int(-delay / FRAME_SECONDS)  # skip the missed silence
+            elif late > LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
+                idle = not self.playing and not (self._open or self._queue.size)
+                if idle or late > MAX_BURST_FRAMES * FRAME_SECONDS:
+                    # Skip the missed slots: silence isn't sent late at all, and a reply
+                    # goes on from where it was instead of as a backlog of stale frames.
+                    missed = int(late / FRAME_SECONDS)
+                    self._frames += missed
+                    if not idle:
+                        self.skipped_late_frames += missed
             if self.readyState != "live":
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.
