@@ -56,6 +56,11 @@ MAX_BURST_FRAMES = 10
 SILENCE_HANGOVER_FRAMES = 10
 
 
+# Every gap's frame: one read-only array, not a new one 50 times a second per call.
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_SILENCE.setflags(write=False)
+
+
 @functools.cache
 def opus_silence_packet() -> bytes:
     """What aiortc's own Opus encoder makes of 20 ms of digital silence once settled (3
@@ -110,7 +115,7 @@ class _SampleQueue:
 class OutboundFrame:
     """One 20 ms frame as the track hands it out."""
 
-    pcm: np.ndarray
+    pcm: np.ndarray  # a gap's silence is one shared read-only array
     response_id: str | None  # whose audio it holds; None for silence filling a gap
     last: bool = False  # the response's audio ends with this frame
 
@@ -356,7 +361,7 @@ class OutboundAudioTrack(MediaStreamTrack):
     def _next_samples(self) -> OutboundFrame:
         if not self._frame_ready():
             self._finish_if_played_out()
-            return OutboundFrame(np.zeros(FRAME_SAMPLES, dtype=np.int16), None)
+            return OutboundFrame(_SILENCE, None)
         pcm = self._queue.take(FRAME_SAMPLES)
         self._played += len(pcm)
         if not self._announced:
