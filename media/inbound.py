@@ -10,6 +10,11 @@ Senders may stop sending in silence (Opus DTX on phones and glasses, and Chromiu
 digitally silent Web Audio track). A turn would then never end, since the VAD never sees
 the silence. So after `gap_fill_s` without a packet the missing time is fed as silence,
 unless the wait only looked long because the event loop itself was stalled.
+
+A reader that falls behind (a starved event loop) finds many frames waiting in aiortc's
+unbounded queue; past `MAX_BACKLOG_FRAMES` the oldest are dropped and replaced by as
+much silence (`frames_dropped` counts them): a late turn is worth less than a bounded
+call, and a VAD that catches up on 200 ms instead of seconds is in time again.
 """
 
 from __future__ import annotations
@@ -31,6 +36,10 @@ log = logging.getLogger(__name__)
 
 # After a gap-fill timeout, how long packets still get to arrive before silence is fed.
 STALL_GRACE_S = 0.02
+# Decoded frames allowed to wait in the track's queue (aiortc's is unbounded): behind a
+# stalled or starved reader, older frames are dropped and their time fed as silence, so
+# memory stays bounded and the audio clock still counts every sample that was sent.
+MAX_BACKLOG_FRAMES = 10
 
 
 class AudioSource(Protocol):
@@ -69,6 +78,8 @@ class InboundAudio:
         self._gap_fill_s = gap_fill_s
         self._clock_at: float | None = None  # wall time the audio clock last caught up to
         self._task: asyncio.Task[None] | None = None
+        self.max_backlog_frames = MAX_BACKLOG_FRAMES
+        self.frames_dropped = 0
 
     @property
     def samples_received(self) -> int:
@@ -109,6 +120,7 @@ class InboundAudio:
                 break
             if frame is None:
                 continue  # silence was fed for a gap
+            frame = self._skip_backlog(frame)
             self._last_frame = self._clock_at = time.monotonic()
             try:
                 pcm = self._resampler.frame(frame)
@@ -144,6 +156,25 @@ class InboundAudio:
             self._feed(self._resampler.flush())  # what the resampler holds came first
             self._feed(np.zeros(samples, dtype=np.int16))
             return None
+
+    def _skip_backlog(self, frame: av.AudioFrame) -> av.AudioFrame:
+        """`frame`, or a newer one if more than `max_backlog_frames` wait behind it; the
+        time of those dropped is fed as silence."""
+        queue = getattr(self.track, "_queue", None)  # aiortc's RemoteStreamTrack
+        if not isinstance(queue, asyncio.Queue) or queue.qsize() <= self.max_backlog_frames:
+            return frame
+        dropped_s = 0.0
+        while queue.qsize() > self.max_backlog_frames:
+            newer = queue.get_nowait()
+            if newer is None:  # the track's end: it stays last in the queue
+                queue.put_nowait(None)
+                break
+            dropped_s += frame.samples / frame.sample_rate
+            self.frames_dropped += 1
+            frame = newer
+        self._feed(self._resampler.flush())
+        self._feed(np.zeros(round(dropped_s * self.sample_rate), dtype=np.int16))
+        return frame
 
     def _feed(self, pcm: np.ndarray) -> None:
         self._received += len(pcm)

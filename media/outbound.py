@@ -4,7 +4,8 @@ aiortc's RTCRtpSender calls `recv()` in a loop and sends whatever it returns at 
 the track itself must keep real time: frame n is due at start + n * 20 ms. A late event
 loop sends immediately and catches up, so the stream never drifts; but when it is late
 with nothing to say, the missed silence is skipped (`pts` jumps) rather than sent as a
-burst, which would make the browser's jitter buffer grow for a while (204 ms instead of
+burst (and a reply, too, once more than `MAX_BURST_FRAMES` late: no backlog of stale
+frames goes out), which would make the browser's jitter buffer grow for a while (204 ms instead of
 ~110 ms after a 100 ms stall: tests/bench/browser_receive_delay.py). Silence fills every
 gap (idle, paused, cleared, or TTS running behind) because a stalled RTP stream makes
 browsers' jitter buffers misbehave.
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import asyncio
 import fractions
+import functools
 import logging
 import time
 from collections import deque
@@ -32,6 +34,7 @@ from typing import Any, Literal
 
 import av
 import numpy as np
+from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.resample import Resampler
@@ -44,6 +47,33 @@ FRAME_SECONDS = FRAME_SAMPLES / RATE
 TIME_BASE = fractions.Fraction(1, RATE)
 SAMPLES_PER_MS = RATE // 1000
 LATE_RESYNC_FRAMES = 2
+# A loop later than this with a reply to send skips the missed slots rather than send
+# them back to back: a client's jitter buffer absorbs a 200 ms burst, not a 2 s one.
+MAX_BURST_FRAMES = 10
+# Frames of silence still encoded after a response (and at the start of the stream)
+# before the cached silence packet takes over: the encoder's lookahead drains the end of
+# the reply, and its timestamps are anchored at pts 0 as aiortc expects.
+SILENCE_HANGOVER_FRAMES = 10
+
+
+# Every gap's frame: one read-only array, not a new one 50 times a second per call.
+_SILENCE = np.zeros(FRAME_SAMPLES, dtype=np.int16)
+_SILENCE.setflags(write=False)
+
+
+@functools.cache
+def opus_silence_packet() -> bytes:
+    """What aiortc's own Opus encoder makes of 20 ms of digital silence once settled (3
+    bytes): sent as is, an idle call costs no encoding, no encoder thread hop and no
+    pure-Python audio level per frame in RTCRtpSender."""
+    encoder = OpusEncoder()
+    zeros = np.zeros((1, FRAME_SAMPLES), dtype=np.int16)
+    packets: list[bytes] = []
+    for n in range(SILENCE_HANGOVER_FRAMES):
+        frame = av.AudioFrame.from_ndarray(zeros, format="s16", layout="mono")
+        frame.sample_rate, frame.time_base, frame.pts = RATE, TIME_BASE, n * FRAME_SAMPLES
+        packets.extend(encoder.encode(frame)[0])
+    return packets[-1]
 
 
 class _SampleQueue:
@@ -85,7 +115,7 @@ class _SampleQueue:
 class OutboundFrame:
     """One 20 ms frame as the track hands it out."""
 
-    pcm: np.ndarray
+    pcm: np.ndarray  # a gap's silence is one shared read-only array
     response_id: str | None  # whose audio it holds; None for silence filling a gap
     last: bool = False  # the response's audio ends with this frame
 
@@ -115,7 +145,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         resync_silence: bool = True,
         send_ahead_s: float = 0.0,
     ) -> None:
-        """`clock` is injectable so tests can play a late event loop without waiting.
+        """`clock` is injectable so tests can play a late event loop without waiting;
+        `resync_silence=False` keeps every slot however late (tests with such clocks).
         `send_ahead_s`: how far ahead of real time response audio may be handed out (0 for
         RTP, which the client plays as it arrives)."""
         super().__init__()
@@ -140,6 +171,11 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._frames = 0
         self._stop_requested = False
         self.silenced_at: float | None = None
+        self.skipped_late_frames = 0  # reply slots skipped because the loop was that late
+        # The encoded form of a silent frame in the negotiated codec (the transport sets
+        # it: `opus_silence_packet()`); None encodes every frame.
+        self.silence_packet: bytes | None = None
+        self._encode_left = SILENCE_HANGOVER_FRAMES
 
     # Properties
 
@@ -254,12 +290,28 @@ class OutboundAudioTrack(MediaStreamTrack):
 
     # aiortc side
 
-    async def recv(self) -> av.AudioFrame:
-        pcm = (await self.next_frame()).pcm
-        frame = av.AudioFrame.from_ndarray(pcm.reshape(1, -1), format="s16", layout="mono")
+    async def recv(self) -> av.AudioFrame | av.Packet:
+        """The next 20 ms for RTCRtpSender: a frame to encode, or, between responses, the
+        already encoded silence packet (no response open or playing, hangover done).
+
+        aiortc's encoder stamps the first frame it encodes after such a run with its own
+        next timestamp (the one it would have used without the run); that frame is the
+        silence right after `begin_response`, or at worst a reply's first 20 ms, which
+        Piper's quiet lead-in fills."""
+        out = await self.next_frame()
+        pts = (self._frames - 1) * FRAME_SAMPLES
+        if self.silence_packet is not None and out.response_id is None and not self._active:
+            if self._encode_left <= 0:
+                packet = av.Packet(self.silence_packet)
+                packet.pts, packet.time_base = pts, TIME_BASE
+                return packet
+            self._encode_left -= 1
+        else:
+            self._encode_left = SILENCE_HANGOVER_FRAMES
+        frame = av.AudioFrame.from_ndarray(out.pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE
-        frame.pts = (self._frames - 1) * FRAME_SAMPLES
+        frame.pts = pts
         return frame
 
     async def next_frame(self) -> OutboundFrame:
@@ -270,13 +322,20 @@ class OutboundAudioTrack(MediaStreamTrack):
             self._start = self._clock()
         else:
             delay = self._start + self._frames * FRAME_SECONDS - self._clock()
+            late = -delay  # how far behind its own schedule the track is
             if self._send_ahead_s and self._frame_ready():
                 delay -= self._send_ahead_s
             if delay > 0:
                 await asyncio.sleep(delay)
-            elif delay < -LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
-                if not self.playing and not (self._open or self._queue.size):
-                    self._frames += int(-delay / FRAME_SECONDS)  # skip the missed silence
+            elif late > LATE_RESYNC_FRAMES * FRAME_SECONDS and self._resync_silence:
+                idle = not self.playing and not (self._open or self._queue.size)
+                if idle or late > MAX_BURST_FRAMES * FRAME_SECONDS:
+                    # Skip the missed slots: silence isn't sent late at all, and a reply
+                    # goes on from where it was instead of as a backlog of stale frames.
+                    missed = int(late / FRAME_SECONDS)
+                    self._frames += missed
+                    if not idle:
+                        self.skipped_late_frames += missed
             if self.readyState != "live":
                 raise MediaStreamError
         # Decide the content only now, after the wait, so a clear() during it is obeyed.
@@ -302,7 +361,7 @@ class OutboundAudioTrack(MediaStreamTrack):
     def _next_samples(self) -> OutboundFrame:
         if not self._frame_ready():
             self._finish_if_played_out()
-            return OutboundFrame(np.zeros(FRAME_SAMPLES, dtype=np.int16), None)
+            return OutboundFrame(_SILENCE, None)
         pcm = self._queue.take(FRAME_SAMPLES)
         self._played += len(pcm)
         if not self._announced:

@@ -27,10 +27,22 @@ class Resampler:
         self.target_rate = target_rate
         self._inner: av.AudioResampler | None = None
         self._source: tuple[str, str, int] | None = None
+        self._zero_history = False  # the converter's last input frame was digital silence
+        self.skipped = 0  # frames of silence answered without the converter
 
     def frame(self, frame: av.AudioFrame) -> np.ndarray:
-        """Convert one decoded frame (any format, layout and rate)."""
+        """Convert one decoded frame (any format, layout and rate).
+
+        Digital silence after digital silence is not converted at all: the converter's
+        history is zeros, so its output would be exactly as many zeros (a silent caller's
+        50 frames a second cost nothing here)."""
         source = (frame.format.name, frame.layout.name, frame.sample_rate)
+        silent = _silent_s16(frame)
+        if silent and self._zero_history and source == self._source:
+            n, rest = divmod(frame.samples * self.target_rate, frame.sample_rate)
+            if not rest:
+                self.skipped += 1
+                return np.zeros(n, dtype=np.int16)
         parts = []
         if source != self._source:
             parts.append(self.flush())
@@ -38,6 +50,7 @@ class Resampler:
             self._source = source
         assert self._inner is not None
         parts.extend(_samples(f) for f in self._inner.resample(frame))
+        self._zero_history = silent
         return _join(parts)
 
     def pcm(self, pcm: np.ndarray, sample_rate: int) -> np.ndarray:
@@ -57,9 +70,18 @@ class Resampler:
     def flush(self) -> np.ndarray:
         """Drain the buffered tail at the end of a stream; the next input starts afresh."""
         inner, self._inner, self._source = self._inner, None, None
+        self._zero_history = False
         if inner is None:
             return _EMPTY.copy()
         return _join([_samples(f) for f in inner.resample(None)])
+
+
+def _silent_s16(frame: av.AudioFrame) -> bool:
+    """A packed s16 frame (what aiortc's decoders give) of nothing but zeros."""
+    if frame.format.name != "s16" or frame.samples == 0:
+        return False
+    count = frame.samples * len(frame.layout.channels)
+    return not np.frombuffer(frame.planes[0], dtype=np.int16, count=count).any()
 
 
 def _samples(frame: av.AudioFrame) -> np.ndarray:

@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 
 from media.resample import Resampler
+from tests.speech import speak
 
 
 def sine(freq: float, rate: int, n: int, amplitude: int = 10000) -> np.ndarray:
@@ -102,3 +103,31 @@ def test_rejects_wrong_dtype_and_shape():
     with pytest.raises(ValueError):
         resampler.pcm(np.zeros((2, 100), dtype=np.int16), 16000)
     assert len(resampler.pcm(np.zeros(0, dtype=np.int16), 16000)) == 0
+
+
+@pytest.mark.parametrize(("layout", "rate"), [("stereo", 48000), ("mono", 8000)])
+def test_digital_silence_skips_the_converter_with_identical_output(layout, rate):
+    """aiortc's decoded frames (Opus 48 kHz stereo, G.711 8 kHz mono): silence after silence
+    is not converted, and the stream is sample for sample what the converter gives."""
+    channels = 2 if layout == "stereo" else 1
+    per_frame = rate // 50
+    speech = speak("Silence, then words, then silence again.", rate)
+    pattern = [0, 0, 0, 1, 1, 1, 1, 1, 0, 0, 0, 0, 0, 0, 1, 1, 1, 1, 0, 0, 0]
+    frames = []
+    for i, voiced in enumerate(pattern):
+        mono = speech[i * per_frame : (i + 1) * per_frame] if voiced else np.zeros(per_frame)
+        interleaved = np.repeat(mono.astype(np.int16), channels).reshape(1, -1)
+        frames.append(interleaved)
+
+    def frame(data: np.ndarray) -> av.AudioFrame:
+        f = av.AudioFrame.from_ndarray(data, format="s16", layout=layout)
+        f.sample_rate = rate
+        return f
+
+    reference = av.AudioResampler(format="s16", layout="mono", rate=16000)
+    expected = [f.to_ndarray().reshape(-1) for d in frames for f in reference.resample(frame(d))]
+    expected += [f.to_ndarray().reshape(-1) for f in reference.resample(None)]
+    resampler = Resampler(16000)
+    got = [resampler.frame(frame(d)) for d in frames] + [resampler.flush()]
+    assert np.array_equal(np.concatenate(got), np.concatenate(expected))
+    assert resampler.skipped == 2 + 5 + 2  # each silent frame after a silent frame

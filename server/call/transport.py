@@ -18,10 +18,11 @@ from typing import Any, Protocol
 import numpy as np
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
+from aiortc.sdp import SessionDescription
 
 from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
-from media.outbound import OutboundAudioTrack
+from media.outbound import OutboundAudioTrack, opus_silence_packet
 from server.call.ports import CallControlError
 from server.protocol.audio_format import AudioFormat
 
@@ -118,6 +119,8 @@ class WebRtcTransport:
         shorten_audio_receive_delay(pc)  # the VAD sees each packet 20 ms after it, not 80
         pc.addTrack(self._track)
         await pc.setLocalDescription(await pc.createAnswer())
+        if _sends_opus(pc.localDescription.sdp):
+            self._track.silence_packet = opus_silence_packet()  # idle frames cost nothing
         return pc.localDescription.sdp
 
     def send_event(self, raw: str) -> None:
@@ -169,3 +172,11 @@ class WebRtcTransport:
         if state in ("failed", "closed"):
             # Not awaited here: closing the call closes this peer connection.
             asyncio.get_running_loop().call_soon(self._on_failed, f"connection_{state}")
+
+
+def _sends_opus(answer_sdp: str) -> bool:
+    """The answer's audio goes out in Opus (its first audio codec is what aiortc sends)."""
+    for media in SessionDescription.parse(answer_sdp).media:
+        if media.kind == "audio" and media.rtp.codecs:
+            return media.rtp.codecs[0].mimeType.lower() == "audio/opus"
+    return False
