@@ -17,24 +17,10 @@ async def connect(hark) -> CallClient:
     return client
 
 
-def say_text(client: CallClient, text: str) -> None:
-    client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        }
-    )
-    client.send({"type": "response.create"})
-
-
 async def ask(client: CallClient, text: str):
     """Type a question and wait for its response to finish."""
     mark = len(client.events)
-    say_text(client, text)
+    client.ask(text)
     return await client.wait_for("response.done", after=mark, timeout=90)
 
 
@@ -127,7 +113,7 @@ async def test_bad_events_get_error_events_and_the_call_survives(hark):
 async def test_cancel_truncate_and_a_second_response(hark):
     client = await connect(hark)
     try:
-        say_text(client, "Tell me about the history of Rome in three sentences.")
+        client.ask("Tell me about the history of Rome in three sentences.")
         await client.wait_for("output_audio_buffer.started", timeout=90)
         mark = len(client.events)
         client.send({"type": "response.create"})

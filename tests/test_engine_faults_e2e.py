@@ -93,17 +93,7 @@ def hark_on_llama(llama: LlamaServer) -> Iterator[ServerProcess]:
 async def ask(client: CallClient, text: str) -> tuple[dict, list[dict]]:
     """Type a question; its response.done and the events that came with it."""
     mark = len(client.events)
-    client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        }
-    )
-    client.send({"type": "response.create"})
+    client.ask(text)
     done = await client.wait_for("response.done", after=mark, timeout=90)
     return done.data["response"], [e.data for e in client.events[mark:]]
 

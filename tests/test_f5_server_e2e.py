@@ -39,17 +39,7 @@ def f5_server(tmp_path_factory: pytest.TempPathFactory):
 
 async def ask_typed(client: CallClient, text: str) -> dict:
     mark = len(client.events)
-    client.send(
-        {
-            "type": "conversation.item.create",
-            "item": {
-                "type": "message",
-                "role": "user",
-                "content": [{"type": "input_text", "text": text}],
-            },
-        }
-    )
-    client.send({"type": "response.create"})
+    client.ask(text)
     return (await client.wait_for("response.done", after=mark, timeout=120)).data
 
 

@@ -97,6 +97,11 @@ async def run_reply(deltas: list[str]) -> tuple[FakeLLM, FakeTTS, FakeTrack, Res
     tts = FakeTTS(llm)
     track = FakeTrack()
     track.llm = llm
+    return llm, tts, track, await run_to_end(llm, tts, track)
+
+
+async def run_to_end(llm: object, tts: object, track: FakeTrack) -> ResponseRun:
+    """One ResponseRun over these fakes, started and awaited to its end (5 s at most)."""
     done = asyncio.Event()
     run = ResponseRun(
         response_id="resp_test",
@@ -111,7 +116,7 @@ async def run_reply(deltas: list[str]) -> tuple[FakeLLM, FakeTTS, FakeTrack, Res
     )
     run.start()
     await asyncio.wait_for(done.wait(), 5)
-    return llm, tts, track, run
+    return run
 
 
 def trailing_silence_ms(pcm: np.ndarray) -> float:
@@ -172,20 +177,7 @@ async def test_clauses_that_piled_up_are_joined_for_engines_that_ask() -> None:
     llm = FakeLLM([w if i == 0 else " " + w for i, w in enumerate(words)])
     tts = FakeBatchingTTS(llm, delay=0.05)
     track = FakeTrack()
-    done = asyncio.Event()
-    run = ResponseRun(
-        response_id="resp_test",
-        conversation=Conversation(),
-        llm=llm,  # type: ignore[arg-type]
-        tts=tts,  # type: ignore[arg-type]
-        track=track,  # type: ignore[arg-type]
-        emit=lambda event: None,
-        spec=ReplySpec(LLMRequest("", ()), voice="alloy"),
-        timings=TurnTimings(),
-        on_finished=lambda _: done.set(),
-    )
-    run.start()
-    await asyncio.wait_for(done.wait(), 5)
+    run = await run_to_end(llm, tts, track)
     assert run.status == "completed"
     # The first clause alone (first audio sooner); the next had nothing waiting behind
     # it; the last two piled up while it was spoken, and fit in 80 characters together.

@@ -111,8 +111,7 @@ async def test_the_sideband_sees_the_call_and_drives_it(hark):
         await side.close()
         await asyncio.sleep(0.5)
         mark_call = len(call.events)
-        for event in say_text("Say hello."):
-            call.send(event)
+        call.ask("Say hello.")
         done = await call.wait_for("response.done", after=mark_call, timeout=90)
         assert done.data["response"]["status"] == "completed"
     finally:
@@ -135,8 +134,7 @@ async def test_the_sideband_answers_the_calls_tool_call(hark):
         await side.wait_for("session.updated", after=mark_side)
         # The browser asks; the model calls the tool; the backend sees the call.
         mark_call, mark_side = len(call.events), len(side.events)
-        for event in say_text("What's the weather like in Paris?"):
-            call.send(event)
+        call.ask("What's the weather like in Paris?")
         asked = await side.wait_for("response.done", after=mark_side, timeout=90)
         calls = [i for i in asked.data["response"]["output"] if i["type"] == "function_call"]
         assert [c["name"] for c in calls] == ["get_weather"], asked.data
