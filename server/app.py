@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import signal
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -22,9 +23,11 @@ from aiohttp import web
 from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.calls.admission import AdmissionGuard
+from server.calls.drain import Drain
 from server.calls.manager import CallManager
 from server.calls.runtime import NodeRuntime, Readiness
 from server.calls.watchdog import CallWatchdog
+from server.cluster.nodes import NodeDirectory
 from server.cluster.registry import CallRegistry
 from server.cluster.shared_state import SharedState, open_shared_state
 from server.config import Config
@@ -42,6 +45,7 @@ from signaling.client_secrets import ClientSecrets
 from signaling.conversations_api import ConversationsApi
 from signaling.cors import cors_middleware
 from signaling.errors import error_middleware
+from signaling.forwarding import CallRouter
 from signaling.http_api import RealtimeHttpApi
 from signaling.openapi import document
 from signaling.operator_api import OperatorApi
@@ -70,6 +74,8 @@ class Node:
     monitor: CallMonitor
     call_log: CallLog
     personas: PersonaLibrary
+    directory: NodeDirectory
+    drain: Drain
     runtime: NodeRuntime = field(default_factory=NodeRuntime)
     store: StoreRoom | None = None
     watchdog: CallWatchdog | None = None
@@ -133,6 +139,14 @@ def create_app(
         client_max_size=config.max_body_bytes,
     )
     shared = open_shared_state(config.redis_url)
+    runtime = NodeRuntime()
+    directory = NodeDirectory(
+        shared,
+        config.node_id,
+        config.node_url,
+        ttl_s=config.registry_ttl_s,
+        state=lambda: runtime.readiness.status,
+    )
     node = Node(
         config=config,
         engines=engines,
@@ -149,8 +163,19 @@ def create_app(
         monitor=CallMonitor(HarkMetrics(), interval_s=config.quality_interval_s),
         call_log=CallLog(transcripts=config.log_transcripts),
         personas=personas,
+        directory=directory,
+        drain=Drain(
+            runtime.readiness,
+            lambda: runtime.calls,
+            config.drain_timeout_s,
+            on_change=directory.changed,
+            on_done=_exit_gracefully,
+        ),
+        runtime=runtime,
     )
     app[NODE_KEY] = node
+    router = CallRouter(config.node_id, runtime, node.registry, directory)
+    app.middlewares.append(router.middleware)
     secrets = ClientSecrets(key_ring_for(config), config.jwt_leeway_s)
     auth = Authenticator(config.api_keys, secrets, config.admin_keys, node.ledger)
     api = RealtimeHttpApi(
@@ -178,7 +203,8 @@ def create_app(
             node.runtime.readiness.error = error
             log.error("%s", error)
             return
-        log.info("shared state: %s; node %s", shared.name, config.node_id)
+        log.info("shared state: %s; node %s at %s", shared.name, config.node_id, config.node_url)
+        directory.start()
         try:
             node.store = await open_store(config, engines, personas)
         except Exception as exc:
@@ -196,6 +222,7 @@ def create_app(
         if node.loader is not None:
             node.loader.cancel()
         operator_api.close_streams()
+        await router.close()
         await node.monitor.stop()
         if node.watchdog is not None:
             await node.watchdog.close()
@@ -204,11 +231,26 @@ def create_app(
         if node.store is not None:
             await node.store.close()
         await node.registry.close()
+        await directory.close()
         await shared.close()
 
     app.on_startup.append(start)
     app.on_shutdown.append(shutdown)
     return app
+
+
+def _exit_gracefully() -> None:
+    """The drain is over: leave `web.run_app` the way its own SIGINT handler does."""
+
+    def leave() -> None:
+        raise web.GracefulExit()
+
+    asyncio.get_running_loop().call_soon(leave)
+
+
+async def drain_on_sigterm(app: web.Application) -> None:
+    """On startup of a served node (`cli.serve`): SIGTERM drains instead of exiting."""
+    asyncio.get_running_loop().add_signal_handler(signal.SIGTERM, app[NODE_KEY].drain.begin)
 
 
 async def _load_and_open(node: Node) -> None:

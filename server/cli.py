@@ -31,7 +31,7 @@ def _page_url(config: Config) -> str:
 def serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
-    from server.app import NODE_KEY, create_app
+    from server.app import NODE_KEY, create_app, drain_on_sigterm
     from server.engines.factory import build_engines
     from signaling.signing_keys import KeyRingError, key_ring_for
 
@@ -85,6 +85,7 @@ def serve(args: argparse.Namespace) -> int:
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
     app[NODE_KEY].on_ready.append(announce)
+    app.on_startup.append(drain_on_sigterm)  # SIGTERM: stop admitting, let calls end, exit
     print(
         f"hark: listening on http://{config.host}:{config.port} (loading models…)",
         file=sys.stderr,

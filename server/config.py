@@ -162,6 +162,10 @@ class Config:
     # Empty: hostname:port.
     node_id: str = setting("HARK_NODE_ID", "")
     registry_ttl_s: float = setting("HARK_REGISTRY_TTL", 15.0, number())
+    # Where the other nodes reach this one (forwarded call requests). Empty: from host/port.
+    node_url: str = setting("HARK_NODE_URL", "")
+    # SIGTERM: seconds the live calls may go on before they are told and closed.
+    drain_timeout_s: float = setting("HARK_DRAIN_TIMEOUT_S", 30.0, number(0.0))
     max_calls: int = setting("HARK_MAX_CALLS", 16, integer())
     max_calls_per_key: int = setting("HARK_MAX_CALLS_PER_KEY", 0, integer())
     max_calls_per_sub: int = setting("HARK_MAX_CALLS_PER_SUB", 2, integer())
@@ -266,6 +270,11 @@ class Config:
             changes["jwt_secret_generated"] = True
         if not self.node_id:
             changes["node_id"] = f"{socket.gethostname()}:{self.port}"
+        if not self.node_url:
+            host = self.host if self.host not in ("0.0.0.0", "", "::") else socket.gethostname()
+            host = f"[{host}]" if ":" in host else host
+            changes["node_url"] = f"http://{host}:{self.port}"
+        changes["node_url"] = changes.get("node_url", self.node_url).rstrip("/")
         if self.client_secret_ttl_s > self.client_secret_max_ttl_s:
             raise ConfigError(
                 f"HARK_CLIENT_SECRET_TTL={self.client_secret_ttl_s} exceeds "

@@ -7,7 +7,8 @@ GET    /v1/realtime?model=…          a call over a WebSocket (signaling/realti
 DELETE /v1/realtime/calls/{call_id}  hang up, 204, idempotent
 POST   /v1/realtime/calls/{call_id}/hangup   the same, as current OpenAI SDKs hang up
 POST   /hark/demo/client_secret      the local demo page's secret (loopback only)
-GET    /healthz                      200 once engines are loaded, 503 while starting
+GET    /healthz                      200 once engines are loaded, 503 while starting or
+                                     draining (SIGTERM)
 
 Opening a call passes, in order: credentials (signature, expiry, scope, revocation), rate
 limits (per key, per address), the offer's checks, admission (node capacity, calls per
@@ -390,4 +391,4 @@ class RealtimeHttpApi:
         }
         if readiness.error:
             body["error"] = readiness.error
-        return web.json_response(body, status=200 if readiness.ready else 503)
+        return web.json_response(body, status=200 if readiness.accepting else 503)

@@ -15,6 +15,7 @@ END_MESSAGES = {
     "idle_timeout": "No audio was received for too long; the call was ended",
     "ice_timeout": "The call never connected (ICE) and was ended",
     "revoked": "The user's access was revoked; the call was ended",
+    "server_shutdown": "The server is shutting down; the call was ended (call again)",
 }
 
 

@@ -22,10 +22,19 @@ class Readiness:
     ready: bool = False
     error: str | None = None
     detail: dict[str, Any] = field(default_factory=dict)
+    # SIGTERM: no new calls; /healthz says 503 "draining" so the load balancer looks away.
+    draining: bool = False
 
     @property
     def status(self) -> str:
+        if self.draining:
+            return "draining"
         return "ok" if self.ready else ("error" if self.error else "starting")
+
+    @property
+    def accepting(self) -> bool:
+        """Ready for new calls (what /healthz's 200 means)."""
+        return self.ready and not self.draining
 
 
 @dataclass
@@ -61,6 +70,12 @@ class NodeRuntime:
     def admit_call(self) -> CallManager:
         """The live calls, if a new one may join now; else `Overloaded` (503)."""
         calls = self.require_calls()
+        if self.readiness.draining:
+            raise Overloaded(
+                "server_draining",
+                "This node is shutting down and takes no new calls; retry (another node will)",
+                retry_after_s=1,
+            )
         if self.admission is not None:
             self.admission.check()
         return calls
