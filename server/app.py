@@ -294,6 +294,7 @@ async def _load_and_open(node: Node) -> None:
     node.watchdog.start()
     node.runtime.calls = calls
     readiness.ready = True
+    node.directory.changed()
     for ready in node.on_ready:
         ready()
 

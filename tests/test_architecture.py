@@ -186,6 +186,7 @@ def test_each_config_default_is_written_once() -> None:
         "jwt_secret",
         "jwt_secret_generated",
         "node_id",
+        "node_url",
     }
     empty = Config.from_env({})
     declared = Config()
