@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 . scripts/lib.sh
 
-apt_install chromium espeak-ng redis-server postgresql
+apt_install chromium espeak-ng redis-server postgresql haproxy
 command -v npm >/dev/null 2>&1 || apt_install nodejs npm
 scripts/install.sh test,gpu
 # OpenAI's Agents SDK for Realtime (pinned by its lock file) for the cross-origin page test.

@@ -14,9 +14,10 @@ error with an OpenAI error body, never an upgraded socket that closes at once.
 
 Who may join a call: the API key accountable for it (the key itself, or the key that
 minted its client secret), an operator token or the admin key. Anyone else's call, or an
-unknown one, is 404. A call that lives on another node of the cluster is 409
-`call_on_other_node`, naming the node (also in the `Hark-Call-Node` header): route
-`call_id`-scoped requests to that node.
+unknown one, is 404. A sideband for a call on another node is relayed to that node by
+signaling/forwarding.py before it gets here; only a node that advertises no address
+leaves it to this module: 409 `call_on_other_node`, naming the node (also in the
+`Hark-Call-Node` header).
 """
 
 from __future__ import annotations

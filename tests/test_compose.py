@@ -91,10 +91,34 @@ def test_the_gpu_profile_is_hark_on_cuda_vllm_redis_and_coturn() -> None:
     assert "FROM nvidia/cuda:" in (ROOT / "Dockerfile.gpu").read_text()
 
 
+def test_the_cluster_profile_is_two_nodes_behind_haproxy_on_redis() -> None:
+    services = config("cluster")["services"]
+    assert set(services) == {"hark-a", "hark-b", "haproxy", "redis"}
+    nodes = {name: services[name]["environment"] for name in ("hark-a", "hark-b")}
+    haproxy_cfg = (ROOT / "deploy" / "haproxy.cfg").read_text()
+    for name, env in nodes.items():
+        port = env["HARK_PORT"]
+        assert env["HARK_NODE_ID"] == name
+        assert env["HARK_NODE_URL"] == f"http://127.0.0.1:{port}"
+        assert env["HARK_REDIS_URL"] == "redis://127.0.0.1:6379/0"
+        assert f"server {name} 127.0.0.1:{port}" in haproxy_cfg  # the balancer's backends
+        service = services[name]
+        assert service["network_mode"] == "host"
+        assert service["stop_grace_period"] == "40s"  # longer than the 30 s drain
+        assert "HARK_PORT" in " ".join(service["healthcheck"]["test"])
+    assert {env["HARK_PORT"] for env in nodes.values()} == {"8081", "8082"}
+    assert services["hark-a"]["volumes"][0]["source"] != services["hark-b"]["volumes"][0]["source"]
+    haproxy = services["haproxy"]
+    assert haproxy["network_mode"] == "host" and haproxy["image"].startswith("haproxy:")
+    mount = haproxy["volumes"][0]
+    assert Path(mount["source"]) == ROOT / "deploy" / "haproxy.cfg" and mount["read_only"]
+    assert "bind :8080" in haproxy_cfg and "option httpchk GET /healthz" in haproxy_cfg
+
+
 def test_every_hark_variable_in_the_compose_files_is_one_hark_reads() -> None:
     known = hark_variables() | DECLARED_ELSEWHERE
     used: set[str] = set()
-    for profile in ("cpu", "gpu"):
+    for profile in ("cpu", "gpu", "cluster"):
         for service in config(profile)["services"].values():
             used |= {k for k in service.get("environment", {}) if k.startswith("HARK_")}
     example = {
