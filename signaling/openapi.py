@@ -370,7 +370,7 @@ SPEC: dict[str, Any] = {
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                     "503": {
-                        "description": "Loading",
+                        "description": "Loading, or draining after SIGTERM",
                         "content": {"application/json": {"schema": {"type": "object"}}},
                     },
                 },
