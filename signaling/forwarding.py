@@ -330,17 +330,26 @@ class CallRouter:
 async def _pump_both(
     socket: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
 ) -> None:
-    """Relays messages both ways until either side closes; the close code travels too."""
+    """Relays messages both ways until either side closes; the close code and reason
+    travel too (a sideband learns `call ended: <reason>` as if it were joined directly)."""
 
     async def pump(source: Any, sink: Any) -> None:
-        async for message in source:
+        reason = b""
+        while True:
+            message = await source.receive()
             if message.type == WSMsgType.TEXT:
                 await sink.send_str(message.data)
             elif message.type == WSMsgType.BINARY:
                 await sink.send_bytes(message.data)
+            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
+                if message.type == WSMsgType.CLOSE and isinstance(message.extra, str):
+                    reason = message.extra.encode()[:120]
+                break
+            elif message.type == WSMsgType.ERROR:
+                break
         code = source.close_code or aiohttp.WSCloseCode.OK
         with contextlib.suppress(Exception):
-            await sink.close(code=code, message=b"closed by the other side")
+            await sink.close(code=code, message=reason)
 
     tasks = [
         asyncio.ensure_future(pump(socket, upstream)),

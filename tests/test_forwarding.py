@@ -56,7 +56,9 @@ def stand_in_app(where: str, router: CallRouter | None = None) -> web.Applicatio
         await socket.prepare(request)
         await socket.send_str(json.dumps({"type": "joined", "via": request.headers[FORWARDED_BY]}))
         async for message in socket:
-            if message.type == WSMsgType.TEXT:
+            if message.data == "bye":
+                await socket.close(code=4000, message=b"call ended: hangup")
+            elif message.type == WSMsgType.TEXT:
                 await socket.send_str("echo:" + message.data)
         return socket
 
@@ -150,6 +152,13 @@ async def test_a_sideband_is_relayed_both_ways_and_a_refusal_passed_on(pair):
             assert json.loads((await ws.receive()).data) == {"type": "joined", "via": "front"}
             await ws.send_str("hello")
             assert (await ws.receive()).data == "echo:hello"
+            await ws.send_str("bye")  # the owner closes: its code and reason come through
+            closing = await ws.receive()
+            assert (closing.type, closing.data, closing.extra) == (
+                WSMsgType.CLOSE,
+                4000,
+                "call ended: hangup",
+            )
         async with http.get(
             pair.url(f"/v1/realtime?call_id={CALL}"),
             headers={
