@@ -79,6 +79,8 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "HARK_ADMIN_KEYS": admin_key,
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        # Stopping a test server ends its calls at once (a drain test sets its own).
+        "HARK_DRAIN_TIMEOUT_S": "0",
         **(env or {}),
     }
     data_dir = None
