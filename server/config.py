@@ -295,5 +295,7 @@ class Config:
         return is_loopback(self.host) if self.demo is None else self.demo
 
     def validate(self) -> None:
+        if not self.node_url.startswith(("http://", "https://")):
+            raise ConfigError(f"HARK_NODE_URL={self.node_url!r}: give an http(s):// URL")
         if self.llm == "openai" and not self.llm_base_url:
             raise ConfigError("HARK_LLM=openai needs HARK_LLM_BASE_URL (e.g. http://vllm:8000/v1)")

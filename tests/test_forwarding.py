@@ -5,6 +5,7 @@ echo what reached them. The shared state is one `MemoryState` (the e2e test uses
 from __future__ import annotations
 
 import json
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from server.calls.runtime import NodeRuntime
 from server.cluster.nodes import NodeDirectory
 from server.cluster.registry import CallRegistry
 from server.cluster.shared_state import MemoryState
+from server.config import Config, ConfigError
 from signaling.errors import ApiError, error_middleware
 from signaling.forwarding import FORWARDED_BY, CallRouter
 from tests.server_process import free_port
@@ -171,3 +173,14 @@ async def test_a_sideband_is_relayed_both_ways_and_a_refusal_passed_on(pair):
         ) as resp:
             assert resp.status == 401
             assert (await resp.json())["error"]["message"] == "owner says no"
+
+
+def test_the_node_url_defaults_to_host_and_port_and_must_be_http() -> None:
+    assert Config.from_env({"HARK_PORT": "9001"}).node_url == "http://127.0.0.1:9001"
+    wildcard = Config.from_env({"HARK_HOST": "0.0.0.0", "HARK_PORT": "9001"})
+    assert wildcard.node_url == f"http://{socket.gethostname()}:9001"
+    given = Config.from_env({"HARK_NODE_URL": "http://hark-a:8080/"})
+    assert given.node_url == "http://hark-a:8080"
+    given.validate()
+    with pytest.raises(ConfigError, match="HARK_NODE_URL"):
+        Config.from_env({"HARK_NODE_URL": "hark-a:8080"}).validate()
