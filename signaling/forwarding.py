@@ -128,10 +128,12 @@ class CallRouter:
         if canonical == "/v1/operator/calls" and request.method == "GET":
             return await self._cluster_list(request, handler)
         call_id = None
-        if canonical in CALL_ROUTES:
+        if canonical in CALL_ROUTES and request.method != "OPTIONS":
             call_id = request.match_info.get("call_id")
         elif canonical == "/v1/realtime" and request.method == "GET":
-            call_id = request.query.get("call_id")
+            # Not an upgrade: this node answers (426) without bothering the owner.
+            if web.WebSocketResponse().can_prepare(request).ok:
+                call_id = request.query.get("call_id")
         if call_id:
             target = await self._owner_url(call_id)
             if target is not None:
