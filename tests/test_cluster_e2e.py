@@ -217,6 +217,8 @@ async def test_sigterm_drains_the_node(cluster):
     await staying.connect()
     leaving = CallClient(a.url, await mint(a))
     await leaving.connect()
+    socket_call = SdkCall(a.url, API_KEY)  # a call over a WebSocket is told the same way
+    await socket_call.connect(microphone=False)
     try:
         a.process.send_signal(signal.SIGTERM)
         await asyncio.sleep(0.3)
@@ -245,8 +247,16 @@ async def test_sigterm_drains_the_node(cluster):
         # The other is told, then closed, once the drain timeout is over; then A exits.
         told = await staying.wait_for("error", timeout=DRAIN_S + 15)
         assert told.data["error"]["code"] == "session_server_shutdown"
+        told = await socket_call.wait_for("error", timeout=5)
+        assert told.data["error"]["code"] == "session_server_shutdown"
+        for _ in range(50):
+            if socket_call.close_code is not None:
+                break
+            await asyncio.sleep(0.1)
+        assert socket_call.close_code == 1001  # going away
         assert await asyncio.to_thread(a.process.wait, 20) == 0, a.log()[-3000:]
-        assert "drain: ending 1 call(s) with server_shutdown" in a.log()
+        assert "drain: ending 2 call(s) with server_shutdown" in a.log()
     finally:
+        await socket_call.close()
         await staying.close()
         await leaving.close()
