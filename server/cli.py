@@ -70,7 +70,6 @@ def serve(args: argparse.Namespace) -> int:
     except PersonaError as exc:
         print(f"hark: persona error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config, build_engines(config), personas)
 
     def announce() -> None:
         lines = [f"Hark is ready on {config.host}:{config.port}"]
@@ -82,8 +81,15 @@ def serve(args: argparse.Namespace) -> int:
             f"Operators: http://{config.host}:{config.port}/operator "
             "(with the admin key or an operator token)."
         )
+        if config.workers > 1:
+            lines.append(f"{config.workers} worker processes (HARK_WORKERS).")
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
+    if config.workers > 1:  # the front: workers on private ports (server/workers)
+        from server.workers.front import serve_front
+
+        return serve_front(config, announce)
+    app = create_app(config, build_engines(config), personas)
     app[NODE_KEY].on_ready.append(announce)
     print(
         f"hark: listening on http://{config.host}:{config.port} (loading models…)",

@@ -79,6 +79,8 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "HARK_ADMIN_KEYS": admin_key,
         "HF_HUB_OFFLINE": "1",
         "PYTHONUNBUFFERED": "1",
+        # One process, as the tests expect, unless a test asks for a front and workers.
+        "HARK_WORKERS": "1",
         **(env or {}),
     }
     data_dir = None

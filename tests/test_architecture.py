@@ -18,7 +18,8 @@ PACKAGES = ("server", "signaling", "media")
 
 # Layers from the top down. A module may import its own layer or any layer below it.
 LAYERS: list[tuple[str, ...]] = [
-    ("server.__main__", "server.cli", "server.app"),  # the composition root
+    # the composition root; server.workers runs it as a front and worker processes
+    ("server.__main__", "server.cli", "server.app", "server.workers"),
     ("signaling",),  # the HTTP face
     ("server.tools",),  # the `call` client
     ("server.cluster",),  # shared state and the call registry
