@@ -34,14 +34,14 @@ class _WorkerCalls:
     def apply(self, event: dict[str, Any]) -> None:
         kind = event.get("type")
         if kind == "snapshot":
-            self.calls = {c["call_id"]: c for c in event.get("calls", [])}
+            self.calls = {c["id"]: c for c in event.get("calls", [])}
             self.interval_s = event.get("interval_s")
             self.synced = True
         elif kind == "call.started":
-            self.calls[event["call"]["call_id"]] = event["call"]
+            self.calls[event["call"]["id"]] = event["call"]
         elif kind == "calls.updated":
             for call in event.get("calls", []):
-                self.calls[call["call_id"]] = call
+                self.calls[call["id"]] = call
         elif kind == "call.ended":
             self.calls.pop(event.get("call_id", ""), None)
 

@@ -8,11 +8,13 @@ started without them (HARK_WORKERS=1) is the plain single-process Hark.
 
 from __future__ import annotations
 
+import logging
 import os
 from typing import Any
 
 from server.cluster.shared_state import SharedState, open_shared_state
 from server.config import Config
+from server.ops.log_format import FIELDS_ATTR
 from server.workers.local_state import LocalState
 from server.workers.peer import front_peer_middleware
 
@@ -25,5 +27,15 @@ def shared_state_for(config: Config) -> SharedState:
 
 
 def worker_middlewares() -> list[Any]:
+    """Under the front: trust its forwarded address, and keep its health polls (two a
+    second) out of the access log (the front logs a worker's changes of state)."""
     token = os.environ.get("HARK_FRONT_TOKEN", "")
-    return [front_peer_middleware(token)] if token else []
+    if not token:
+        return []
+    logging.getLogger("hark.http").addFilter(_not_a_health_poll)
+    return [front_peer_middleware(token)]
+
+
+def _not_a_health_poll(record: logging.LogRecord) -> bool:
+    fields = getattr(record, FIELDS_ATTR, {})
+    return not (fields.get("event") == "http.request" and fields.get("path") == "/healthz")
