@@ -29,10 +29,6 @@ def _page_url(config: Config) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from server.app import NODE_KEY, create_app
-    from server.engines.factory import build_engines
     from signaling.signing_keys import KeyRingError, key_ring_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -89,6 +85,11 @@ def serve(args: argparse.Namespace) -> int:
         from server.workers.front import serve_front
 
         return serve_front(config, announce)
+    from aiohttp import web
+
+    from server.app import NODE_KEY, create_app  # the engines: not in a front's process
+    from server.engines.factory import build_engines
+
     app = create_app(config, build_engines(config), personas)
     app[NODE_KEY].on_ready.append(announce)
     print(
