@@ -9,10 +9,12 @@ killed worker is restarted while the other goes on.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import signal
 import time
 
+import aiohttp
 import pytest
 
 from server.tools.call_client import CallClient, CallError, mint_client_secret
@@ -79,6 +81,8 @@ async def test_two_calls_land_on_two_workers_and_hang_up_through_the_front(node)
         assert {cid.split("_")[1] for cid in ids} == {"w0", "w1"}, ids
         seen = await eventually(lambda: _has(node, ids))
         assert {seen[cid] for cid in ids} == {0, 1}, seen  # one node's view of both
+        snapshot = await first_snapshot(node)
+        assert ids <= {call["id"] for call in snapshot["calls"]}, snapshot
         for call in (first, second):
             status, _, _ = await request(
                 "DELETE",
@@ -98,6 +102,20 @@ async def test_two_calls_land_on_two_workers_and_hang_up_through_the_front(node)
     finally:
         await first.close()
         await second.close()
+
+
+async def first_snapshot(node: ServerProcess) -> dict:
+    """The operator's live stream through the front: its first event, the node's snapshot."""
+    url = f"{node.url}/v1/operator/stream?token={node.admin_key}"
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=15)) as http:
+        async with http.get(url) as resp:
+            assert resp.status == 200
+            async for line in resp.content:
+                if line.startswith(b"data:"):
+                    event = json.loads(line[5:])
+                    assert event["type"] == "snapshot", event
+                    return event
+    raise AssertionError("the stream ended before its snapshot")
 
 
 async def _has(node: ServerProcess, ids: set[str]) -> dict[str, int] | None:
@@ -167,6 +185,30 @@ async def test_the_per_sub_cap_holds_across_workers(node):
 
 async def _lacks_any(node: ServerProcess) -> bool:
     return not await listing(node)
+
+
+async def test_a_revocation_ends_the_subs_calls_on_every_worker(node):
+    await eventually(lambda: _lacks_any(node))
+    calls = {sub: await webrtc_call(node, sub=sub) for sub in ("dave", "erin")}
+    try:
+        placed = await eventually(lambda: _has(node, {c.call_id for c in calls.values()}))
+        assert len(set(placed.values())) == 2, placed  # one on each worker
+        # Each revocation goes to one worker (in turn); the other must hear of it too.
+        for sub in calls:
+            status, _, body = await request(
+                "POST",
+                f"{node.url}/hark/revocations",
+                json={"sub": sub},
+                headers=bearer(node.api_key),
+            )
+            assert status == 200, body
+        for call in calls.values():
+            ended = await call.wait_for("error", timeout=10)
+            assert ended.data["error"]["code"] == "session_revoked", ended.data
+        assert await eventually(lambda: _lacks_any(node))
+    finally:
+        for call in calls.values():
+            await call.close()
 
 
 async def test_metrics_cover_every_worker(node):
