@@ -74,6 +74,7 @@ async def test_the_front_reports_every_worker_ready(node):
 
 
 async def test_two_calls_land_on_two_workers_and_hang_up_through_the_front(node):
+    assert await eventually(lambda: idle(node))
     first = await webrtc_call(node)
     second = await webrtc_call(node)
     try:
@@ -128,29 +129,40 @@ async def _lacks(node: ServerProcess, ids: set[str]) -> bool:
 
 
 async def test_a_sideband_through_the_front_reaches_the_owning_worker(node):
-    # Two calls, so that one of them is on worker 1 whichever the front picks first.
-    calls = [await webrtc_call(node), await webrtc_call(node)]
-    call = next(c for c in calls if c.call_id.startswith("rtc_w1_"))
-    side = SdkCall(node.url, node.api_key, call_id=call.call_id)
+    assert await eventually(lambda: idle(node))
+    calls = [await webrtc_call(node), await webrtc_call(node)]  # one on each worker
     try:
-        await side.connect(microphone=False)
-        assert side.events[0].data["session"]["id"] == call.events[0].data["session"]["id"]
-        mark_call, mark_side = len(call.events), len(side.events)
-        await side.send(
-            {
-                "type": "session.update",
-                "session": {"type": "realtime", "instructions": "Answer in three words."},
-            }
-        )
-        for event in (
-            await call.wait_for("session.updated", after=mark_call),
-            await side.wait_for("session.updated", after=mark_side),
-        ):
-            assert event.data["session"]["instructions"] == "Answer in three words."
+        assert {c.call_id[:7] for c in calls} == {"rtc_w0_", "rtc_w1_"}
+        for index, call in enumerate(calls):
+            side = SdkCall(node.url, node.api_key, call_id=call.call_id)
+            try:
+                await side.connect(microphone=False)
+                session = side.events[0].data["session"]
+                assert session["id"] == call.events[0].data["session"]["id"]
+                mark_call, mark_side = len(call.events), len(side.events)
+                words = f"Answer in {index + 3} words."
+                await side.send(
+                    {
+                        "type": "session.update",
+                        "session": {"type": "realtime", "instructions": words},
+                    }
+                )
+                for event in (
+                    await call.wait_for("session.updated", after=mark_call),
+                    await side.wait_for("session.updated", after=mark_side),
+                ):
+                    assert event.data["session"]["instructions"] == words
+            finally:
+                await side.close()
     finally:
-        await side.close()
         for each in calls:
             await each.hangup()
+
+
+async def idle(node: ServerProcess) -> bool:
+    """No call in the listing and none in the front's count (a new call goes to worker 0)."""
+    workers = (await health(node))["workers"]
+    return not await listing(node) and all(w["calls"] == 0 for w in workers)
 
 
 async def test_a_websocket_session_through_the_front(node):
@@ -169,7 +181,7 @@ async def _websocket_ids(node: ServerProcess) -> list[str]:
 
 
 async def test_the_per_sub_cap_holds_across_workers(node):
-    await eventually(lambda: _lacks_any(node))
+    assert await eventually(lambda: idle(node))
     first = await webrtc_call(node, sub="alice")  # on the least loaded worker
     try:
         # The front hands the next call to the other, idle worker, which must refuse it.
@@ -188,7 +200,7 @@ async def _lacks_any(node: ServerProcess) -> bool:
 
 
 async def test_a_revocation_ends_the_subs_calls_on_every_worker(node):
-    await eventually(lambda: _lacks_any(node))
+    assert await eventually(lambda: idle(node))
     calls = {sub: await webrtc_call(node, sub=sub) for sub in ("dave", "erin")}
     try:
         placed = await eventually(lambda: _has(node, {c.call_id for c in calls.values()}))

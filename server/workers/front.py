@@ -110,9 +110,11 @@ class Front:
             worker.pending += 1
             try:
                 answer = await self.proxy.fetch(request, worker.url, body)
-            except aiohttp.ClientConnectionError as exc:
+            except aiohttp.ClientConnectorError as exc:  # never reached it: try another
                 log.warning("worker %d refused an offer's connection: %s", worker.index, exc)
                 continue
+            except aiohttp.ClientConnectionError as exc:  # it may have opened the call
+                raise _unavailable(f"Worker {worker.index} failed; retry shortly") from exc
             finally:
                 worker.pending -= 1
             if answer.status == 503 and b'"server_full"' in answer.body:
@@ -130,10 +132,19 @@ class Front:
         if worker is None:
             raise _unavailable("No worker of this node is ready yet; retry shortly")
         worker.pending += 1
-        try:
-            return await self.proxy.websocket(request, worker.url)
-        finally:
+        counted = True
+
+        def opened() -> None:  # a live call now: its worker's /healthz counts it
+            nonlocal counted
             worker.pending -= 1
+            worker.calls += 1
+            counted = False
+
+        try:
+            return await self.proxy.websocket(request, worker.url, opened)
+        finally:
+            if counted:
+                worker.pending -= 1
 
     # ---- one node's views -------------------------------------------------------------------
 

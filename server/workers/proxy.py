@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import aiohttp
@@ -114,9 +115,12 @@ class WorkerProxy:
             await response.write_eof()
             return response
 
-    async def websocket(self, request: web.Request, base: str) -> web.StreamResponse:
+    async def websocket(
+        self, request: web.Request, base: str, opened: Callable[[], None] | None = None
+    ) -> web.StreamResponse:
         """Opens the same WebSocket on the worker, then relays; a refused handshake gives
-        the client the worker's own status and error body."""
+        the client the worker's own status and error body. `opened`: called once the
+        worker has accepted it."""
         protocols = [
             p.strip()
             for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
@@ -135,6 +139,8 @@ class WorkerProxy:
         except aiohttp.WSServerHandshakeError:
             refused = await self.fetch_handshake(request, base)
             return refused.response()
+        if opened is not None:
+            opened()
         client = web.WebSocketResponse(
             protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
         )

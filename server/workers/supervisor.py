@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import ctypes
 import logging
 import signal
 import socket
@@ -31,12 +32,19 @@ STOP_TIMEOUT_S = 15.0
 # A worker that dies within this long of starting waits longer before each new start.
 QUICK_DEATH_S = 10.0
 MAX_BACKOFF_S = 30.0
+PR_SET_PDEATHSIG = 1
 
 
 def free_port(host: str = "127.0.0.1") -> int:
     with socket.socket() as sock:
         sock.bind((host, 0))
         return int(sock.getsockname()[1])
+
+
+def _die_with_parent() -> None:
+    """In the child before exec: SIGTERM when the front exits, even by SIGKILL (Linux)."""
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 @dataclass
@@ -118,7 +126,15 @@ class Supervisor:
             "HARK_PORT": str(worker.port),
         }
         worker.process = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "server", "serve", env=env
+            sys.executable,
+            "-m",
+            "server",
+            "serve",
+            env=env,
+            # Its own session: a terminal's Ctrl-C reaches the front, which stops the
+            # workers in order; and the kernel ends a worker whose front died.
+            start_new_session=True,
+            preexec_fn=_die_with_parent,
         )
         worker.started_at = time.monotonic()
         worker.ready, worker.status, worker.error, worker.calls = False, "starting", "", 0
