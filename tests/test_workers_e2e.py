@@ -13,6 +13,7 @@ import json
 import os
 import signal
 import time
+from pathlib import Path
 
 import aiohttp
 import pytest
@@ -266,3 +267,23 @@ async def test_a_killed_worker_is_restarted_and_the_other_serves_meanwhile(node)
     worker = await eventually(restarted, timeout=180)
     assert worker and worker["pid"] != before[index]["pid"], worker
     assert "exited with -9" in node.log()
+
+
+async def test_sigterm_on_the_front_stops_every_worker(node):
+    """Last in this module: it stops the node."""
+    pids = [w["pid"] for w in (await health(node))["workers"]]
+    node.process.terminate()
+    assert await asyncio.to_thread(node.process.wait, 30) == 0
+
+    async def all_gone() -> bool:
+        return not any(_running(pid) for pid in pids)
+
+    assert await eventually(all_gone, timeout=20), pids
+
+
+def _running(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except FileNotFoundError:
+        return False
+    return state != "Z"

@@ -72,9 +72,11 @@ async def load(
     for client in clients:
         tag = client.call_id.split("_")[1] if client.call_id.count("_") > 1 else "single"
         placed[tag] = placed.get(tag, 0) + 1
+    loaded_rss = {name: rss_mb(pid) for name, pid in pids.items()}
     for client in clients:
         await client.hangup()
     return {
+        "rss_mb_with_calls": loaded_rss,
         "calls": calls,
         "calls_per_worker": placed,
         "core_percent_per_process": busy,
