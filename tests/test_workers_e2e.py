@@ -224,6 +224,19 @@ async def test_a_revocation_ends_the_subs_calls_on_every_worker(node):
             await call.close()
 
 
+async def test_an_upload_streams_through_the_front_to_a_worker(node):
+    """1 MB, beyond what the front would buffer: the worker reads it and judges it."""
+    form = aiohttp.FormData()
+    form.add_field("name", "Noise")
+    form.add_field("text", "not a voice")
+    form.add_field("file", b"RIFF" + bytes(1024 * 1024), filename="noise.wav")
+    status, _, body = await request(
+        "POST", f"{node.url}/v1/voices", data=form, headers=bearer(node.api_key)
+    )
+    assert status == 400, body  # the worker's verdict on the audio, not the front's 413
+    assert error_code(body) not in ("request_too_large", "file_too_large"), body
+
+
 async def test_metrics_cover_every_worker(node):
     status, _, text = await request("GET", f"{node.url}/metrics", headers=bearer(node.admin_key))
     assert status == 200

@@ -95,10 +95,9 @@ class Front:
         try:
             if websocket:
                 return await self.proxy.websocket(request, worker.url)
-            body = await request.read()
             if request.path.startswith(STREAMED):
-                return await self.proxy.stream(request, worker.url, body)
-            return (await self.proxy.fetch(request, worker.url, body)).response()
+                return await self.proxy.stream(request, worker.url, None)
+            return (await self.proxy.fetch(request, worker.url, None)).response()
         except aiohttp.ClientConnectionError as exc:
             raise _unavailable(f"Worker {worker.index} did not answer; retry shortly") from exc
 

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 from aiohttp import web
@@ -85,26 +86,39 @@ class WorkerProxy:
         kept.append((FRONT_TOKEN_HEADER, self.front_token))
         return kept
 
-    async def fetch(self, request: web.Request, base: str, body: bytes) -> Upstream:
-        """The worker's whole answer to `request` (with `body`), not yet sent on."""
+    def _outgoing(self, request: web.Request, body: bytes | None) -> dict[str, Any]:
+        """The worker's request: `body` if read already, else the client's body streamed
+        on as it arrives (uploads: the worker's own size limits apply, not the front's)."""
+        if body is not None:
+            return {"headers": self.headers(request), "data": body}
+        if not request.body_exists:
+            return {"headers": self.headers(request), "data": None}
+        return {
+            "headers": self.headers(request, HOP - {"content-length"}),
+            "data": request.content.iter_any(),
+        }
+
+    async def fetch(self, request: web.Request, base: str, body: bytes | None) -> Upstream:
+        """The worker's whole answer to `request` (with `body`, or the client's streamed
+        body when None), not yet sent on."""
         async with self.http.request(
             request.method,
             base + request.rel_url.path_qs,
-            headers=self.headers(request),
-            data=body,
             allow_redirects=False,
+            **self._outgoing(request, body),
         ) as upstream:
             payload = await upstream.read()
             return Upstream(upstream.status, list(upstream.headers.items()), payload)
 
-    async def stream(self, request: web.Request, base: str, body: bytes) -> web.StreamResponse:
+    async def stream(
+        self, request: web.Request, base: str, body: bytes | None
+    ) -> web.StreamResponse:
         """Sends the worker's answer on as it arrives (recordings, event streams)."""
         async with self.http.request(
             request.method,
             base + request.rel_url.path_qs,
-            headers=self.headers(request),
-            data=body,
             allow_redirects=False,
+            **self._outgoing(request, body),
         ) as upstream:
             response = web.StreamResponse(
                 status=upstream.status, headers=_response_headers(list(upstream.headers.items()))
