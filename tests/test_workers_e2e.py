@@ -120,6 +120,17 @@ async def first_snapshot(node: ServerProcess) -> dict:
     raise AssertionError("the stream ended before its snapshot")
 
 
+async def read_stream_to_its_end(node: ServerProcess) -> list[dict]:
+    url = f"{node.url}/v1/operator/stream?token={node.admin_key}"
+    events = []
+    async with aiohttp.ClientSession() as http:
+        async with http.get(url) as resp:
+            async for line in resp.content:
+                if line.startswith(b"data:"):
+                    events.append(json.loads(line[5:]))
+    return events
+
+
 async def _has(node: ServerProcess, ids: set[str]) -> dict[str, int] | None:
     calls = await listing(node)
     return calls if ids <= set(calls) else None
@@ -253,8 +264,14 @@ async def test_a_killed_worker_is_restarted_and_the_other_serves_meanwhile(node)
     before = {w["index"]: w for w in (await health(node))["workers"]}
     victim = await webrtc_call(node)
     index = int(victim.call_id.split("_")[1][1:])
+    stream = asyncio.create_task(read_stream_to_its_end(node))
+    await asyncio.sleep(1.0)
     os.kill(before[index]["pid"], signal.SIGKILL)
     try:
+        # The operator's merged stream ends, so the dashboard reconnects to the new node.
+        events = await asyncio.wait_for(stream, 20)
+        assert events and events[0]["type"] == "snapshot", events
+
         # Meanwhile new calls go to the worker still standing.
         async def down() -> bool:
             return not next(w for w in (await health(node))["workers"] if w["index"] == index)[

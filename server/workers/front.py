@@ -194,7 +194,7 @@ class Front:
         ready = [w for w in self.workers if w.ready]
         if not ready:
             raise _unavailable("No worker of this node is ready yet; retry shortly")
-        return await merged_stream(request, self.proxy, ready)
+        return await merged_stream(request, self.proxy, self.workers)
 
     async def healthz(self, request: web.Request) -> web.Response:
         """200 once every worker has been ready (then while any is); the workers' states."""

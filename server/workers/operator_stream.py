@@ -22,6 +22,8 @@ from server.ops.monitor import worst_first
 from server.workers.proxy import Upstream, WorkerProxy
 from server.workers.supervisor import Worker
 
+WATCH_S = 1.0
+
 
 class _WorkerCalls:
     """One worker's live calls, as its stream told them."""
@@ -53,8 +55,11 @@ def _events(buffer: bytes) -> tuple[list[bytes], bytes]:
 
 
 async def merged_stream(
-    request: web.Request, proxy: WorkerProxy, workers: list[Worker]
+    request: web.Request, proxy: WorkerProxy, everyone: list[Worker]
 ) -> web.StreamResponse:
+    """`everyone`: the node's workers; the stream follows those ready now, and ends when
+    that set changes (a worker restarted or became ready) so the client reconnects."""
+    workers = [w for w in everyone if w.ready]
     views = {w.index: _WorkerCalls() for w in workers}
     queue: asyncio.Queue[tuple[int, bytes | None]] = asyncio.Queue()
     opened: list[Any] = []
@@ -80,9 +85,16 @@ async def merged_stream(
                     await queue.put((index, event))
         await queue.put((index, None))
 
+    async def watch() -> None:
+        following = {(w.index, w.started_at) for w in workers}
+        while {(w.index, w.started_at) for w in everyone if w.ready} == following:  # noqa: ASYNC110
+            await asyncio.sleep(WATCH_S)
+        await queue.put((-1, None))
+
     readers = [
         asyncio.create_task(read(w.index, up)) for w, up in zip(workers, opened, strict=True)
     ]
+    readers.append(asyncio.create_task(watch()))
     response = web.StreamResponse(
         headers={
             "Content-Type": "text/event-stream",
