@@ -272,6 +272,7 @@ async def _run(config: Config, announce: Any) -> int:
     async def wait_ready() -> None:
         while not all(w.ready for w in supervisor.workers):  # noqa: ASYNC110 (polled state)
             await asyncio.sleep(0.2)
+        front.was_ready = True
         log.info("all %d workers ready in %.1f s", config.workers, time.monotonic() - started)
         announce()
 
