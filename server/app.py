@@ -29,7 +29,7 @@ from server.calls.runtime import NodeRuntime, Readiness
 from server.calls.watchdog import CallWatchdog
 from server.cluster.nodes import NodeDirectory
 from server.cluster.registry import CallRegistry
-from server.cluster.shared_state import SharedState, open_shared_state
+from server.cluster.shared_state import SharedState
 from server.config import Config
 from server.engines.base import Engines
 from server.errors import HarkError
@@ -39,6 +39,7 @@ from server.ops.prometheus import HarkMetrics
 from server.persona.library import PersonaLibrary
 from server.store.open import StoreRoom, open_store
 from server.turns.smart_turn import SmartTurn
+from server.workers.worker_side import shared_state_for, worker_middlewares
 from signaling.access_log import access_log_middleware
 from signaling.auth import Authenticator
 from signaling.client_secrets import ClientSecrets
@@ -132,13 +133,14 @@ def create_app(
         personas = PersonaLibrary.load(config.personas_dir)
     app = web.Application(
         middlewares=[
+            *worker_middlewares(),  # a worker behind the node's front: the client's address
             access_log_middleware,
             cors_middleware(config.cors_origins),
             error_middleware,
         ],
         client_max_size=config.max_body_bytes,
     )
-    shared = open_shared_state(config.redis_url)
+    shared = shared_state_for(config)
     runtime = NodeRuntime()
     directory = NodeDirectory(
         shared,

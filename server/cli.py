@@ -29,10 +29,6 @@ def _page_url(config: Config) -> str:
 
 
 def serve(args: argparse.Namespace) -> int:
-    from aiohttp import web
-
-    from server.app import NODE_KEY, create_app, drain_on_sigterm
-    from server.engines.factory import build_engines
     from signaling.signing_keys import KeyRingError, key_ring_for
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -70,7 +66,6 @@ def serve(args: argparse.Namespace) -> int:
     except PersonaError as exc:
         print(f"hark: persona error: {exc}", file=sys.stderr)
         return 2
-    app = create_app(config, build_engines(config), personas)
 
     def announce() -> None:
         lines = [f"Hark is ready on {config.host}:{config.port}"]
@@ -82,8 +77,21 @@ def serve(args: argparse.Namespace) -> int:
             f"Operators: http://{config.host}:{config.port}/operator "
             "(with the admin key or an operator token)."
         )
+        if config.workers > 1:
+            lines.append(f"{config.workers} worker processes (HARK_WORKERS).")
         print("\n".join(f"hark: {line}" for line in lines), file=sys.stderr, flush=True)
 
+    if config.workers > 1:  # the front: workers on private ports (server/workers)
+        from server.workers.front import serve_front
+
+        return serve_front(config, announce)
+    from aiohttp import web
+
+    # The engines: not in a front's process.
+    from server.app import NODE_KEY, create_app, drain_on_sigterm
+    from server.engines.factory import build_engines
+
+    app = create_app(config, build_engines(config), personas)
     app[NODE_KEY].on_ready.append(announce)
     app.on_startup.append(drain_on_sigterm)  # SIGTERM: stop admitting, let calls end, exit
     print(

@@ -108,6 +108,14 @@ def is_loopback(host: str) -> bool:
         return False
 
 
+def usable_cores() -> int:
+    """The cores this process may run on (its CPU affinity: taskset, a cgroup's cpuset)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except AttributeError:  # not Linux
+        return os.cpu_count() or 1
+
+
 DEFAULT_CACHE_DIR = Path.home() / ".cache" / "hark"
 # The personas shipped with Hark (a general assistant and the tutor Ava).
 DEFAULT_PERSONAS_DIR = Path(__file__).resolve().parent.parent / "personas"
@@ -161,6 +169,9 @@ class Config:
     redis_url: str = setting("HARK_REDIS_URL", "", secret=True)
     # Empty: hostname:port.
     node_id: str = setting("HARK_NODE_ID", "")
+    # Worker processes of this node (server/workers): 1 runs one process, as always; more
+    # puts an HTTP front on HARK_PORT that routes calls to workers on private ports.
+    workers: int = setting("HARK_WORKERS", usable_cores(), integer(1))
     registry_ttl_s: float = setting("HARK_REGISTRY_TTL", 15.0, number())
     # Where the other nodes reach this one (forwarded call requests). Empty: from host/port.
     node_url: str = setting("HARK_NODE_URL", "")

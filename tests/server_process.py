@@ -81,6 +81,8 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "PYTHONUNBUFFERED": "1",
         # Stopping a test server ends its calls at once (a drain test sets its own).
         "HARK_DRAIN_TIMEOUT_S": "0",
+        # One process, as the tests expect, unless a test asks for a front and workers.
+        "HARK_WORKERS": "1",
         **(env or {}),
     }
     data_dir = None

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import secrets
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
@@ -41,8 +42,15 @@ class NegotiationError(InvalidInput):
         super().__init__("invalid_sdp", f"The SDP offer was refused: {reason}")
 
 
+# A worker of a multi-worker node tags its calls' ids (`rtc_w1_…`) so that the node's
+# front routes every request about a call to its owner with no table (server/workers).
+_WORKER = os.environ.get("HARK_WORKER_INDEX", "").strip()
+WORKER_TAG = f"w{_WORKER}_" if _WORKER.isdigit() else ""
+
+
 def new_call_id(transport: str = "webrtc") -> str:
-    return ("ws_" if transport == "websocket" else "rtc_") + secrets.token_hex(12)
+    prefix = "ws_" if transport == "websocket" else "rtc_"
+    return prefix + WORKER_TAG + secrets.token_hex(12)
 
 
 class CallManager:

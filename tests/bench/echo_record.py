@@ -77,6 +77,7 @@ def install_recorder(root: Path) -> None:
 
 def serve(root: Path) -> None:
     install_recorder(root)
+    os.environ["HARK_WORKERS"] = "1"  # the recorder is patched into this process only
     from server.cli import main
 
     sys.exit(main(["-v", "serve"]))
