@@ -260,8 +260,10 @@ async def _load_and_open(node: Node) -> None:
 def built_in_voices(config: Config) -> dict[str, str]:
     """The voices the configured TTS speaks without a reference, with their language:
     the English one, then Kokoro's (`es-alpha`, …) unless HARK_MULTILINGUAL=off."""
-    english = config.espeak_voice if config.tts == "espeak" else "joe"
-    voices = {english: english.partition("-")[0] or "en"}
+    if config.tts == "espeak":  # espeak-ng's voices are named for their language: en-gb
+        voices = {config.espeak_voice: config.espeak_voice.partition("-")[0]}
+    else:
+        voices = {"joe": "en"}
     if config.multilingual != "off" and config.tts != "f5":
         voices.update({voice.id: voice.language.code for voice in all_voices()})
     return voices

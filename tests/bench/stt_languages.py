@@ -1,4 +1,4 @@
-"""Whisper base on five languages: word (or, for Chinese, character) error rate and speed.
+"""Whisper base on six languages: word (or, for Chinese, character) error rate and speed.
 
 Each sentence is spoken by espeak-ng and by Kokoro-82M (the voices Hark replies with),
 padded as the segmenter pads a turn, and transcribed by the packaged Whisper base twice:
@@ -60,6 +60,13 @@ SENTENCES: dict[str, list[str]] = {
         "A minha irmã mora numa casa perto do rio.",
         "Quanto custa uma passagem de ida e volta?",
     ],
+    "it": [
+        "Scusi, dov'è la stazione dei treni?",
+        "Vorrei prenotare un tavolo per due persone stasera.",
+        "Che tempo farà domani a Roma?",
+        "Mia sorella abita in una casa vicino al fiume.",
+        "Quanto costa un biglietto di andata e ritorno?",
+    ],
     "zh": [
         "请问火车站在哪里？",
         "我想预订今天晚上两个人的桌子。",
@@ -68,7 +75,7 @@ SENTENCES: dict[str, list[str]] = {
         "往返票多少钱？",
     ],
 }
-ESPEAK_VOICES = {"es": "es", "de": "de", "fr": "fr-fr", "pt": "pt-br", "zh": "cmn"}
+ESPEAK_VOICES = {"es": "es", "de": "de", "fr": "fr-fr", "pt": "pt-br", "it": "it", "zh": "cmn"}
 
 
 def tokens(text: str, language: str) -> list[str]:
