@@ -3,10 +3,10 @@
 Piper's packaged voice speaks US English only. Kokoro-82M speaks many languages from
 phonemes (espeak-ng's for most, misaki's for Chinese), but the packaged style vectors
 are its five Japanese timbres, so each voice here is a timbre speaking one language:
-`es-alpha` is the alpha timbre reading Spanish. Whisper base heard the languages listed
-back as what was written (tests/bench/stt_languages.py); French is understandable but
-the weakest. Importing this module loads nothing: the catalog is what the voices
-endpoint lists and what sessions are checked against.
+`es-alpha` is the alpha timbre reading Spanish, with a light accent. How well Whisper base
+hears each language back is in tests/bench/stt_languages.py (Chinese, Spanish, Italian,
+Portuguese best; French worst). Importing this module loads nothing: the catalog is what
+the voices endpoint lists and what sessions are checked against.
 """
 
 from __future__ import annotations

@@ -8,7 +8,7 @@ the language was detected right, and the mean transcription time and real-time f
 for Kokoro also its synthesis real-time factor. Robotic espeak-ng speech is harder for
 Whisper than people are; it is a floor, not a claim. Run:
 
-    PYTHONPATH=$PWD .venv/bin/python -m tests.bench.stt_languages [--voices espeak,kokoro]
+    PYTHONPATH=$PWD .venv/bin/python -m tests.bench.stt_languages [--voices espeak,kokoro] [--show]
 """
 
 from __future__ import annotations
@@ -117,6 +117,7 @@ async def main() -> None:
     parser.add_argument("--voices", default="espeak,kokoro")
     parser.add_argument("--languages", default=",".join(SENTENCES))
     parser.add_argument("--beam-size", type=int, default=5)
+    parser.add_argument("--show", action="store_true", help="print each transcript")
     args = parser.parse_args()
     cache = Path(tempfile.gettempdir()) / "hark-bench-cache"
     stt = FasterWhisperSTT(model="base", beam_size=args.beam_size, cache_dir=cache)
@@ -150,6 +151,8 @@ async def main() -> None:
                 detected_err += errors(reference, tokens(detected.text, language))
                 total += len(reference)
                 right += detected.language == language
+                if args.show:
+                    print(f"    {text} → {given.text} | [{detected.language}] {detected.text}")
             tts = f"{statistics.mean(tts_rtfs):8.2f}" if tts_rtfs else "       -"
             print(
                 f"{language:4} {voice:8} {given_err / total:11.1%} {detected_err / total:14.1%}"
