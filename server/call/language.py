@@ -102,11 +102,11 @@ class CallLanguage:
 
     async def transcribe(self, audio: np.ndarray) -> Transcript:
         transcription = self._config().transcription
-        if not transcription.multilingual:
-            return await self._engines.stt.transcribe_detailed(audio)
+        if not transcription.multilingual:  # English (a multilingual main model is told so)
+            return await self._engines.stt.transcribe_detailed(audio, "en")
         engine = multilingual_engine(self._engines)
         if engine is None:  # refused at session.update; the English model as a last resort
-            return await self._engines.stt.transcribe_detailed(audio)
+            return await self._engines.stt.transcribe_detailed(audio, "en")
         await engine.load()  # at once when loaded; the first call that needs base waits
         heard = await engine.transcribe_detailed(audio, transcription.language)
         if heard.detected and heard.has_words:
