@@ -215,10 +215,10 @@ class BreakableSTT:
     async def transcribe(self, audio: np.ndarray) -> str:
         return (await self.transcribe_detailed(audio)).text
 
-    async def transcribe_detailed(self, audio: np.ndarray):
+    async def transcribe_detailed(self, audio: np.ndarray, language: str | None = None):
         if self.broken:
             raise RuntimeError("CUDA out of memory (injected)")
-        return await self.inner.transcribe_detailed(audio)  # type: ignore[attr-defined]
+        return await self.inner.transcribe_detailed(audio, language)  # type: ignore[attr-defined]
 
 
 class BreakableTTS:

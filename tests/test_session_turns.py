@@ -35,7 +35,9 @@ class FakeSTT:
     async def transcribe(self, audio: np.ndarray) -> str:
         return (await self.transcribe_detailed(audio)).text
 
-    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
+    async def transcribe_detailed(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> Transcript:
         if self.text is None:
             raise RuntimeError("the speech-to-text server went away")
         return Transcript(self.text, 0.01, -0.2, len(audio) / 16000)

@@ -46,7 +46,9 @@ class FakeSTT:
     async def transcribe(self, audio: np.ndarray) -> str:
         return (await self.transcribe_detailed(audio)).text
 
-    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
+    async def transcribe_detailed(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> Transcript:
         self.calls.append(len(audio))
         await asyncio.sleep(self.delay)
         return Transcript(self.text, self.no_speech_prob, self.logprob, len(audio) / 16000)
