@@ -93,16 +93,20 @@ class HeardText:
 
     def heard(self, playout_ms: float) -> str:
         """The reply up to the last word whose audio ended by `playout_ms`."""
-        end = 0
+        return self.cut(playout_ms)[0]
+
+    def cut(self, playout_ms: float) -> tuple[str, float]:
+        """`heard(playout_ms)` and where its last word ends in the reply's audio (ms)."""
+        end, end_ms = 0, 0.0
         for span in self._spans:
             if playout_ms >= span.audio_end_ms:
-                end = span.text_end
+                end, end_ms = span.text_end, span.audio_end_ms
                 continue
             for word_end, ms in self._word_ends(span):
-                if ms <= playout_ms:
-                    end = max(end, word_end)
+                if ms <= playout_ms and word_end > end:
+                    end, end_ms = word_end, ms
             break
-        return self.text[:end].rstrip()
+        return self.text[:end].rstrip(), end_ms
 
     def _word_ends(self, span: _Span) -> list[tuple[int, float]]:
         if span.timed:
