@@ -52,6 +52,16 @@ def token_spans(text: str) -> list[tuple[int, int]]:
     return [m.span() for m in _TOKEN.finditer(text)]
 
 
+def proportional_ends(text: str, samples: int, first_word: int = 0) -> tuple[WordEnd, ...]:
+    """Each word of `text` ending in proportion to its characters in `samples` of audio:
+    the estimate for an engine with no alignment (numbered from `first_word`)."""
+    size = max(len(text), 1)
+    return tuple(
+        WordEnd(first_word + n, samples * end // size)
+        for n, (_, end) in enumerate(token_spans(text))
+    )
+
+
 async def timed_audio(
     tts: TextToSpeech, text: str, voice: str | None, speed: float
 ) -> AsyncIterator[TimedAudio]:
