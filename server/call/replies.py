@@ -191,7 +191,7 @@ class CallReplies:
         run = self.current
         if run is not None:
             played = self._track.playout_ms
-            ours = played if self._track.response_id == run.id else 0
+            ours = self._track.client_played_ms if self._track.response_id == run.id else 0
             heard_ms = round(run.spoken.cut(ours)[1]) if run.speaks else None
             self._emit(events.hark_interruption("confirmed", run.id, played, heard_ms))
             run.cancel("turn_detected")
