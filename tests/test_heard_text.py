@@ -135,3 +135,13 @@ async def test_the_speaker_moves_word_ends_with_the_trimmed_lead_in():
     assert heard.heard(209.0) == ""
     assert heard.heard(211.0) == "Hello"
     assert heard.heard(391.0) == "Hello world."
+
+
+def test_a_clause_begun_without_timings_stays_proportional():
+    heard = HeardText()
+    heard.add_text(DRAGON)
+    span = heard.locate(DRAGON)
+    heard.add_audio(span, 2050.0)  # an engine's first chunk came with no word ends
+    heard.add_audio(span, 2050.0, [(7, 2000.0)])
+    assert heard.heard(999.0) == "The"  # the estimate over the whole clause, as before
+    assert heard.heard(1001.0) == "The dragon"

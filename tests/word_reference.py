@@ -32,7 +32,7 @@ def heard_words(audio: np.ndarray, rate: int) -> list[tuple[str, float]]:
     segments, _ = whisper().transcribe(
         pcm16.astype(np.float32) / 32768, language="en", beam_size=1, word_timestamps=True
     )
-    return [(norm(w.word), w.end * 1000) for s in segments for w in s.words or []]
+    return [(norm(w.word), float(w.end) * 1000) for s in segments for w in s.words or []]
 
 
 def matched(text_words: list[str], heard: list[tuple[str, float]]) -> dict[int, float]:
