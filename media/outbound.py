@@ -11,8 +11,9 @@ gap (idle, paused, cleared, or TTS running behind) because a stalled RTP stream 
 browsers' jitter buffers misbehave.
 
 Barge-in needs two numbers this module owns: what was actually sent of the current
-response (`playout_ms`, to truncate the assistant's text to what the user heard) and an
-instant stop (`clear()`, effective at the very next frame).
+response (`playout_ms`; `client_played_ms` less what a WebSocket client only buffered, to
+truncate the assistant's text to what the user heard) and an instant stop (`clear()`,
+effective at the very next frame).
 
 The same track feeds a WebSocket client (`next_frame()`, which says whose audio each frame
 holds): such a client buffers and plays the audio itself, so a response's frames may be
@@ -165,6 +166,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         self._active = False  # a response whose audio is not yet fully sent or cleared
         self._announced = False  # on_playback_started fired for this response
         self._played = 0  # samples of the current response sent
+        self._ahead_at_pause = 0  # of those, sent ahead of their time when paused
         self._drained = asyncio.Event()
         self._drained.set()
         self._start: float | None = None
@@ -193,6 +195,20 @@ class OutboundAudioTrack(MediaStreamTrack):
     def playout_ms(self) -> int:
         """Milliseconds of the current response's audio handed to aiortc so far."""
         return self._played // SAMPLES_PER_MS
+
+    @property
+    def client_played_ms(self) -> int:
+        """Of the current response, what a client that plays each frame when it is due
+        had played by now, or by the pause while paused: `playout_ms` less what was sent
+        ahead of its time (a WebSocket client's buffer; nothing over RTP)."""
+        ahead = self._ahead_at_pause if self._paused else self._ahead_samples()
+        return max(0, self._played - ahead) // SAMPLES_PER_MS
+
+    def _ahead_samples(self) -> int:
+        if not self._send_ahead_s or self._start is None:
+            return 0
+        due = int((self._clock() - self._start) / FRAME_SECONDS + 1e-6) + 1  # due by now
+        return min(self._played, max(0, self._frames - due) * FRAME_SAMPLES)
 
     @property
     def queued_ms(self) -> int:
@@ -269,6 +285,8 @@ class OutboundAudioTrack(MediaStreamTrack):
         """Send silence but keep the queue (a maybe-barge-in); `clear()` and
         `begin_response()` also unpause, so a forgotten pause can't mute the next reply."""
         self._request_silence()
+        if not self._paused:
+            self._ahead_at_pause = self._ahead_samples()
         self._paused = True
 
     def resume(self) -> None:

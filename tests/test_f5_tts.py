@@ -22,6 +22,7 @@ from server.engines.base import TextToSpeech
 from server.engines.chat import LLMRequest
 from server.engines.f5.synthesis import F5Options, split_text
 from server.engines.f5_tts import F5TTS, F5Files
+from server.engines.word_timing import TimedAudio, token_spans
 from tests.f5_models import voiced_reference, write_random_f5
 
 HOP = 256
@@ -89,6 +90,17 @@ async def test_f5_long_text_streams_chunk_by_chunk(f5_files: F5Files) -> None:
         rest = [c async for c in stream]
         assert len(rest) == 2
         assert [keys for keys in engine._queue.served if keys == ("call-1",)] == [("call-1",)] * 3
+
+
+async def test_f5_words_end_in_proportion_to_each_chunks_characters(f5_files: F5Files) -> None:
+    async with loaded(f5_files, max_batch=1) as engine:
+        chunks = [c async for c in engine.synthesize_words(LONG_TEXT)]
+    assert len(chunks) == 3
+    words = [w.word for c in chunks for w in c.words or ()]
+    assert words == list(range(len(token_spans(LONG_TEXT))))  # numbered across chunks
+    for chunk in chunks:
+        ends = [w.sample for w in chunk.words or ()]
+        assert ends == sorted(ends) and 0 < ends[0] and ends[-1] == len(chunk.pcm)
 
 
 async def test_f5_two_calls_at_once_take_turns_and_share_batches(f5_files: F5Files) -> None:
@@ -216,15 +228,15 @@ async def test_f5_reply_plays_24khz_speech_into_the_48khz_track(f5_files: F5File
     async with loaded(f5_files, max_batch=1) as engine:
         spoken: list[str] = []
         pushed: list[int] = []
-        synthesize = engine.synthesize
+        synthesize = engine.synthesize_words
 
         def observed(
             clause: str, voice: str | None = None, speed: float = 1.0
-        ) -> AsyncIterator[np.ndarray]:
+        ) -> AsyncIterator[TimedAudio]:
             spoken.append(clause)
             return synthesize(clause, voice, speed)
 
-        engine.synthesize = observed  # type: ignore[method-assign]
+        engine.synthesize_words = observed  # type: ignore[method-assign]
         track = OutboundAudioTrack()  # paced in real time, as on a call
         push = track.push
         track.push = lambda pcm, rate: (pushed.append(len(pcm)), push(pcm, rate))[1]  # type: ignore[method-assign]

@@ -79,3 +79,30 @@ def test_clear_tells_the_consumer_first() -> None:
     track.clear()  # nothing active: no second call
     assert len(seen) == 1
     track.stop()
+
+
+async def test_the_client_has_played_only_what_was_due_when_the_pause_began() -> None:
+    clock = FrozenClock()
+    track = OutboundAudioTrack(clock=clock, send_ahead_s=0.2)
+    await track.next_frame()  # frame 0, due now
+    track.begin_response("resp_e")
+    track.push(np.full(48000, 1000, np.int16), 48000)
+    while await ready_now(track) is not None:
+        pass
+    for _ in range(25):  # half a second on, the client has played what was due
+        clock.now += 0.02
+        while await ready_now(track) is not None:
+            pass
+    assert track.playout_ms == 700  # sent: up to 200 ms ahead of the clock
+    assert track.client_played_ms == 500
+    track.pause()
+    clock.now += 0.3  # paused: its buffer was not played on
+    assert track.client_played_ms == 500
+    track.resume()
+    track.stop()
+
+
+def test_over_rtp_what_was_sent_is_what_was_played() -> None:
+    track = OutboundAudioTrack()
+    track.begin_response("resp_f")
+    assert track.client_played_ms == track.playout_ms == 0

@@ -190,7 +190,10 @@ class CallReplies:
         """The user took the turn: cancel, keeping only what was heard."""
         run = self.current
         if run is not None:
-            self._emit(events.hark_interruption("confirmed", run.id, self._track.playout_ms))
+            played = self._track.playout_ms
+            ours = self._track.client_played_ms if self._track.response_id == run.id else 0
+            heard_ms = round(run.spoken.cut(ours)[1]) if run.speaks else None
+            self._emit(events.hark_interruption("confirmed", run.id, played, heard_ms))
             run.cancel("turn_detected")
 
     async def _stamp_silenced(self, run: ResponseRun) -> None:

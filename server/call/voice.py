@@ -32,6 +32,7 @@ from server.engines.voices import (
     can_clone,
     check_voice,
 )
+from server.engines.word_timing import TimedAudio
 
 log = logging.getLogger("hark.voice")
 
@@ -182,6 +183,22 @@ class _VoicedTTS:
         stream = self._engine.synthesize(  # type: ignore[call-arg]
             text, voice, speed, reference=reference, call_key=self._voice._call_id
         )
+        async with aclosing(stream) as chunks:
+            async for chunk in chunks:
+                yield chunk
+
+    async def synthesize_words(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[TimedAudio]:
+        """The engine's chunks with their word ends, where it gives them."""
+        words = getattr(self._engine, "synthesize_words", None)
+        if words is None:
+            async with aclosing(self.synthesize(text, voice, speed)) as plain:
+                async for pcm in plain:
+                    yield TimedAudio(pcm)
+            return
+        reference = await self._voice.reference(voice)
+        stream = words(text, voice, speed, reference=reference, call_key=self._voice._call_id)
         async with aclosing(stream) as chunks:
             async for chunk in chunks:
                 yield chunk

@@ -20,6 +20,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Hashable
+from contextlib import aclosing
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -30,6 +31,7 @@ from server.engines.base import EngineUnavailable
 from server.engines.f5.synthesis import Chunk, F5Options, F5Synthesizer, split_text
 from server.engines.fair_queue import FairBatchQueue
 from server.engines.voices import VoiceError, VoiceReference
+from server.engines.word_timing import TimedAudio, proportional_ends, token_spans
 
 log = logging.getLogger("hark.engines")
 
@@ -119,14 +121,31 @@ class F5TTS:
     ) -> AsyncIterator[np.ndarray]:
         """Speak `text` in the voice of `reference` (the default voice if None), chunk
         by chunk. `call_key` names the call for round-robin fairness between calls."""
+        timed = self.synthesize_words(text, voice, speed, reference=reference, call_key=call_key)
+        async with aclosing(timed) as chunks:
+            async for chunk in chunks:
+                yield chunk.pcm
+
+    async def synthesize_words(
+        self,
+        text: str,
+        voice: str | None = None,
+        speed: float = 1.0,
+        *,
+        reference: VoiceReference | None = None,
+        call_key: Hashable | None = None,
+    ) -> AsyncIterator[TimedAudio]:
+        """Like `synthesize`, each chunk with its words' ends estimated in proportion to
+        its characters: F5 has no alignment, and sizes a chunk's audio by its text."""
         queue = self._require()
         voiced = reference or self._default
         assert voiced is not None
         key: Hashable = call_key if call_key is not None else object()
         chunks = split_text(text, self._max_chars)
         jobs = [queue.submit(key, Chunk(c, voiced, speed)) for c in chunks]
+        first_word = 0
         try:
-            for job in jobs:
+            for job, chunk in zip(jobs, chunks, strict=True):
                 try:
                     pcm = await job.result()
                 except asyncio.CancelledError:
@@ -134,7 +153,8 @@ class F5TTS:
                     if task is not None and task.cancelling():
                         raise
                     raise RuntimeError("the F5 worker stopped") from None
-                yield pcm
+                yield TimedAudio(pcm, proportional_ends(chunk, len(pcm), first_word))
+                first_word += len(token_spans(chunk))
         finally:
             for job in jobs:
                 job.cancel()

@@ -2,7 +2,9 @@
 
 Natural enough for a conversation and fast on a CPU (about a tenth of real time). Piper
 renders one sentence at a time; each is handed over as soon as it is ready, so speech
-starts after the first sentence, not the whole reply.
+starts after the first sentence, not the whole reply. The voice is loaded with its phoneme
+durations exposed, so each chunk says where its words end (`synthesize_words`, for
+heard-only transcripts; `server.engines.piper_words`).
 """
 
 from __future__ import annotations
@@ -18,7 +20,9 @@ from piper import PiperVoice, SynthesisConfig
 
 from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
+from server.engines.piper_words import WordPlan
 from server.engines.threaded import EngineWorker
+from server.engines.word_timing import TimedAudio
 
 log = logging.getLogger("hark.engines")
 
@@ -56,6 +60,14 @@ class PiperTTS:
     ) -> AsyncIterator[np.ndarray]:
         """Speak `text` with the loaded voice; `voice` (an OpenAI voice name) is ignored,
         `speed` divides the phonemes' length (Piper's `length_scale`)."""
+        async with aclosing(self.synthesize_words(text, voice, speed)) as chunks:
+            async for chunk in chunks:
+                yield chunk.pcm
+
+    async def synthesize_words(
+        self, text: str, voice: str | None = None, speed: float = 1.0
+    ) -> AsyncIterator[TimedAudio]:
+        """Like `synthesize`, each chunk with the words of `text` that end in it."""
         piper = self._require()
         if not text.strip():
             return
@@ -90,7 +102,8 @@ def packaged_voice() -> tuple[Path, Path]:
 
 def _load_voice(model: Path, config: Path | None) -> PiperVoice:
     try:
-        voice = PiperVoice.load(model, config_path=config)
+        # Alignments: the model's phoneme durations, for word timings (needs `onnx`).
+        voice = PiperVoice.load(model, config_path=config, include_alignments=True)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineUnavailable(f"Piper cannot load the voice {model}: {exc}") from exc
     for _ in _render(voice, "Hello."):  # warm up onnxruntime and the phonemizer
@@ -98,13 +111,18 @@ def _load_voice(model: Path, config: Path | None) -> PiperVoice:
     return voice
 
 
-def _render(voice: PiperVoice, text: str, speed: float = 1.0) -> Iterator[np.ndarray]:
+def _render(voice: PiperVoice, text: str, speed: float = 1.0) -> Iterator[TimedAudio]:
     started = time.perf_counter()
     config = None
     if speed != 1.0:
         scale = voice.config.length_scale / max(speed, 0.1)
         config = SynthesisConfig(length_scale=scale)
-    for i, chunk in enumerate(voice.synthesize(text, syn_config=config)):
+    plan = WordPlan(voice, text)
+    chunks = voice.synthesize(text, syn_config=config, include_alignments=True)
+    for i, chunk in enumerate(chunks):
         if i == 0:
             log.debug("piper: first audio in %.0f ms", (time.perf_counter() - started) * 1e3)
-        yield chunk.audio_int16_array
+        aligned = chunk.phoneme_alignments
+        samples = [a.num_samples for a in aligned] if aligned is not None else None
+        words = plan.word_ends(i, samples) if samples is not None else None
+        yield TimedAudio(chunk.audio_int16_array, words)

@@ -135,9 +135,18 @@ def hark_metrics(response_id: str, timings: dict[str, Any]) -> Event:
     return event("hark.metrics", response_id=response_id, turn=timings)
 
 
-def hark_interruption(status: str, response_id: str, audio_end_ms: int) -> Event:
+def hark_interruption(
+    status: str, response_id: str, audio_end_ms: int, heard_ms: int | None = None
+) -> Event:
     """Hark's own: speech over a reply paused it, then it was `confirmed` (cancelled) or
-    `resumed` (a false interruption); `audio_end_ms` is the reply's playout position."""
+    `resumed` (a false interruption); `audio_end_ms` is the reply's playout position and,
+    when confirmed, `heard_ms` where the last word fully played by then ends in the reply's
+    audio (the kept transcript ends with that word)."""
+    extra = {} if heard_ms is None else {"heard_ms": heard_ms}
     return event(
-        "hark.interruption", status=status, response_id=response_id, audio_end_ms=audio_end_ms
+        "hark.interruption",
+        status=status,
+        response_id=response_id,
+        audio_end_ms=audio_end_ms,
+        **extra,
     )

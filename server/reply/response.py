@@ -191,7 +191,9 @@ class ResponseRun:
         if not self.active:
             return
         self.audio_cut = self.timings.first_frame_sent is not None
-        played_ms = self._track.clear() if self._on_track else 0
+        played_ms = self._track.client_played_ms if self._on_track else 0
+        if self._on_track:
+            self._track.clear()
         if self.speaks and (self.audio_cut or report_clear):
             self._emit(events.output_audio_buffer("cleared", self.id))
         heard = self._heard.heard(played_ms) if self.speaks else self._heard.text

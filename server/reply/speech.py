@@ -4,6 +4,8 @@ Each clause is synthesized as soon as it is complete and its audio handed on whi
 LLM is still writing, so the first audio goes out after one clause, not one reply.
 `first_audio` is set once the first clause has audio (or none to give): until then the
 writer does not read the LLM on, so an in-process LLM leaves the CPU to the first TTS.
+Each chunk's word ends (where the engine knows them: `server.engines.word_timing`) follow
+its audio into `HeardText`, through the silence trimmed here, for heard-only text.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ import numpy as np
 
 from server.engines.base import TextToSpeech
 from server.engines.faults import as_fault
+from server.engines.word_timing import TimedAudio, timed_audio
 from server.reply.heard_text import HeardText
 from server.turns.timings import TurnTimings
 
@@ -55,38 +58,45 @@ class ClauseSpeaker:
                 self._timings.mark("first_clause")
                 spans = [self._heard.locate(part) for part in parts]
                 span = (spans[0][0], spans[-1][1])
-                async for pcm in self._clause_audio(" ".join(parts)):
+                async for chunk in self._clause_audio(" ".join(parts)):
+                    pcm, lead = chunk.pcm, 0
                     if first:
                         pcm = trim_leading_silence(pcm, rate)
+                        lead = len(chunk.pcm) - len(pcm)
                         first = len(pcm) == 0
                     if len(pcm) == 0:
                         continue
                     self._timings.mark("tts_first_audio")
                     self.first_audio.set()
                     self._play(pcm, rate)
-                    self._heard.add_audio(span, len(pcm) * 1000 / rate)
+                    words = chunk.shifted(lead, len(pcm))
+                    ends = (
+                        None if words is None else [(w.word, w.sample * 1000 / rate) for w in words]
+                    )
+                    self._heard.add_audio(span, len(pcm) * 1000 / rate, ends)
                 self.first_audio.set()
         except Exception as exc:
             raise as_fault(exc, "tts") from exc
         finally:
             self.first_audio.set()
 
-    async def _clause_audio(self, clause: str) -> AsyncIterator[np.ndarray]:
+    async def _clause_audio(self, clause: str) -> AsyncIterator[TimedAudio]:
         """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
         of the silence TTS leaves after a finished utterance, so the sentence flows on."""
         mid_sentence = clause[-1:].isalnum()
-        held: np.ndarray | None = None
-        audio = self._tts.synthesize(clause, self._voice, self._speed)
+        held: TimedAudio | None = None
+        audio = timed_audio(self._tts, clause, self._voice, self._speed)
         async with contextlib.aclosing(audio) as chunks:
-            async for pcm in chunks:
+            async for chunk in chunks:
                 if not mid_sentence:
-                    yield pcm
+                    yield chunk
                     continue
                 if held is not None:
                     yield held
-                held = pcm
+                held = chunk
         if held is not None:
-            yield trim_trailing_silence(held, self._tts.sample_rate)
+            pcm = trim_trailing_silence(held.pcm, self._tts.sample_rate)
+            yield TimedAudio(pcm, held.shifted(0, len(pcm)))
 
 
 class ClauseBatcher:
