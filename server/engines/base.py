@@ -38,10 +38,16 @@ class Transcript:
     no_speech_prob: float
     avg_logprob: float
     duration: float  # seconds of audio transcribed
+    # ISO 639-1 code the words were decoded in ("en" for an English-only model); with a
+    # multilingual model and no language asked for, the one Whisper detected.
+    language: str = ""
+    language_probability: float = 1.0
 
     @classmethod
-    def empty(cls, duration: float) -> Transcript:
-        return cls(text="", no_speech_prob=1.0, avg_logprob=0.0, duration=duration)
+    def empty(cls, duration: float, language: str = "") -> Transcript:
+        return cls(
+            text="", no_speech_prob=1.0, avg_logprob=0.0, duration=duration, language=language
+        )
 
     @property
     def has_words(self) -> bool:
@@ -68,8 +74,14 @@ class SpeechToText(Protocol):
     async def transcribe(self, audio: np.ndarray) -> str:
         """Transcribe 16 kHz mono int16 audio; runs off the event loop."""
 
-    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
-        """Like `transcribe`, with the confidence needed to tell words from noise."""
+    async def transcribe_detailed(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> Transcript:
+        """Like `transcribe`, with the confidence needed to tell words from noise.
+
+        `language`: the ISO 639-1 code to decode in; None lets a multilingual model
+        detect it (the transcript says which). An English-only model ignores it.
+        """
 
 
 @runtime_checkable

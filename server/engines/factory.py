@@ -28,6 +28,7 @@ def build_stt(config: Config) -> SpeechToText:
         return FasterWhisperSTT(
             beam_size=config.stt_beam_size,
             model=config.stt_model,
+            cache_dir=config.cache_dir,
             device=config.stt_device,
             compute_type=config.stt_compute_type,
             batch=config.stt_batch,

