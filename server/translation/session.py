@@ -28,13 +28,12 @@ from server.protocol.conversation import new_id
 from server.protocol.events import error as error_event
 from server.protocol.events import event
 from server.translation.interpreter import Interpreter
-from server.translation.pairs import UnsupportedPair
 from server.translation.settings import TranslationSettings
 
 log = logging.getLogger("hark.translation")
 
 PAUSE_MS = 300
-MAX_SEGMENT_MS = 6_000
+MAX_SEGMENT_MS = 8_000  # fits Whisper's 10 s window (server.translation.whisper_pass)
 FRAME_MS = 200  # elapsed_ms advances in the engine's 200 ms frames
 MAX_WAITING_SEGMENTS = 16
 MAX_RECORDED_SEGMENTS = 200
@@ -197,20 +196,18 @@ class TranslationSession:
         await self._spoken.put(None)
 
     async def _translate(self, segment: Segment) -> None:
-        interpreter = self._interpreter
-        heard = await interpreter.hear(segment.audio)
-        if heard is None:
+        settings = self.settings
+        result = await self._interpreter.interpret(
+            segment.audio, settings.source_language, settings.target
+        )
+        if result is None:
             return
-        segment.source_language, segment.source_text = heard.language, heard.text
-        if self.settings.transcription_model:
-            self.emit(self._delta("session.input_transcript.delta", heard.text, segment, True))
-        target = self.settings.target
-        try:
-            route = interpreter.capabilities.route(heard.language, target)
-        except UnsupportedPair as exc:
-            self.report(exc.code, exc.message)
-            return
-        segment.text = await interpreter.translate(route, segment.audio, heard, target)
+        segment.source_language, segment.source_text = result.language, result.source_text
+        if settings.transcription_model:
+            self.emit(
+                self._delta("session.input_transcript.delta", result.source_text, segment, True)
+            )
+        segment.text = result.text
         if segment.text:
             self.emit(self._delta("session.output_transcript.delta", segment.text, segment, False))
             await self._spoken.put(segment)

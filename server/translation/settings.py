@@ -40,6 +40,9 @@ class TranslationSettings:
     model: str = DEFAULT_MODEL
     output_language: str = DEFAULT_LANGUAGE
     transcription_model: str | None = None
+    # The speaker's language, when known: `audio.input.transcription.language` (as in a
+    # realtime session's transcription). Unset, Whisper detects it per segment.
+    source_language: str | None = None
     noise_reduction: dict[str, Any] | None = None
 
     @property
@@ -75,12 +78,18 @@ class TranslationSettings:
             changes.update(_audio(audio, self, f"{param}.audio"))
         return dataclasses.replace(self, **changes)
 
+    def _transcription(self) -> dict[str, Any] | None:
+        if not self.transcription_model:
+            return None
+        shown: dict[str, Any] = {"model": self.transcription_model}
+        if self.source_language:
+            shown["language"] = self.source_language
+        return shown
+
     def to_dict(self, session_id: str, expires_at: int) -> dict[str, Any]:
         """The `RealtimeTranslationSession` object the SDK validates."""
         audio_input: dict[str, Any] = {
-            "transcription": (
-                {"model": self.transcription_model} if self.transcription_model else None
-            ),
+            "transcription": self._transcription(),
             "noise_reduction": self.noise_reduction,
         }
         return {
@@ -100,7 +109,7 @@ def _audio(audio: dict[str, Any], current: TranslationSettings, param: str) -> d
             raise TranslationSettingsError("audio.input must be an object", f"{param}.input")
         _check_format(source.get("format"), f"{param}.input.format")
         if "transcription" in source:
-            changes["transcription_model"] = _transcription(
+            changes["transcription_model"], changes["source_language"] = _transcription(
                 source["transcription"], f"{param}.input.transcription"
             )
         if "noise_reduction" in source:
@@ -139,14 +148,20 @@ def _check_format(fmt: Any, param: str) -> None:
         )
 
 
-def _transcription(value: Any, param: str) -> str | None:
+def _transcription(value: Any, param: str) -> tuple[str | None, str | None]:
+    """(model, the source language hint) of `audio.input.transcription`."""
     if value is None:
-        return None
+        return None, None
     if not isinstance(value, dict) or not isinstance(value.get("model"), str) or not value["model"]:
         raise TranslationSettingsError("transcription must be {'model': '…'} or null", param)
     if len(value["model"]) > MAX_MODEL_CHARS:
         raise TranslationSettingsError("transcription.model is too long", f"{param}.model")
-    return str(value["model"])
+    language = value.get("language")
+    if language is not None and (not isinstance(language, str) or not _LANGUAGE.match(language)):
+        raise TranslationSettingsError(
+            "transcription.language must be a language code such as 'es'", f"{param}.language"
+        )
+    return str(value["model"]), language_of(language) if language else None
 
 
 def _noise(value: Any, current: dict[str, Any] | None, param: str) -> dict[str, Any] | None:
