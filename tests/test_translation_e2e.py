@@ -12,8 +12,6 @@ operator's view.
 from __future__ import annotations
 
 import functools
-import json
-import urllib.request
 
 import aiohttp
 import numpy as np
@@ -24,7 +22,7 @@ from openai import AsyncOpenAI
 from media.resample import Resampler
 from server.tools.call_client import CallClient, mint_client_secret
 from tests.server_process import running_server
-from tests.translation_client import RATE, SdkTranslation, espeak
+from tests.translation_client import RATE, SdkTranslation, espeak, wait_for_translation
 from tests.ws_client import rms
 
 pytestmark = pytest.mark.slow
@@ -40,19 +38,6 @@ def server():
     with running_server(env) as hark:
         wait_for_translation(hark.url)
         yield hark
-
-
-def wait_for_translation(url: str, tries: int = 120) -> dict:
-    """Translation loads after the call engines: poll /healthz until it says so."""
-    import time
-
-    for _ in range(tries):
-        with urllib.request.urlopen(f"{url}/healthz") as response:
-            health = json.loads(response.read())
-        if "translation" in health:
-            return health
-        time.sleep(1)
-    raise AssertionError(f"translation never became ready: {health}")
 
 
 @functools.cache

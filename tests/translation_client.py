@@ -13,10 +13,12 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import json
 import shutil
 import subprocess
 import tempfile
 import time
+import urllib.request
 from dataclasses import dataclass
 from typing import Any
 
@@ -46,6 +48,18 @@ def espeak(text: str, language: str, rate: int = RATE) -> np.ndarray:
         pcm, source_rate = read_wav(wav.name)
     resampler = Resampler(rate)
     return np.concatenate([resampler.pcm(pcm, source_rate), resampler.flush()])
+
+
+def wait_for_translation(url: str, tries: int = 240) -> dict[str, Any]:
+    """Translation loads after the call engines: poll /healthz until it says it is ready."""
+    health: dict[str, Any] = {}
+    for _ in range(tries):
+        with urllib.request.urlopen(f"{url}/healthz") as response:
+            health = json.loads(response.read())
+        if "translation" in health:
+            return health
+        time.sleep(1)
+    raise AssertionError(f"translation never became ready: {health}")
 
 
 @dataclass
