@@ -21,6 +21,7 @@ import json
 import logging
 import secrets
 import time
+from collections.abc import Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -29,7 +30,7 @@ from media.outbound import OutboundAudioTrack
 from media.wire_audio import WireFormat
 from server.call.appended_audio import AppendedAudio
 from server.call.ports import CallControlError
-from server.call.socket_writer import CLOSE_NORMAL, SocketWriter
+from server.call.socket_writer import CLOSE_NORMAL, CLOSE_POLICY, SocketWriter
 from server.call.transport import WebRtcTransport
 from server.config import Config
 from server.translation.outputs import EventAudioOut, TrackAudioOut
@@ -149,9 +150,11 @@ class TranslationsApi:
             )
         await socket.prepare(request)
         session_id = new_session_id()
-        closing = asyncio.Event()
         writer = SocketWriter(
-            socket, name=session_id, max_bytes=MAX_QUEUED_BYTES, on_overflow=closing.set
+            socket,
+            name=session_id,
+            max_bytes=MAX_QUEUED_BYTES,
+            on_overflow=lambda: self._spawn(socket.close(code=CLOSE_POLICY)),
         )
         writer.start()
         session = TranslationSession(
@@ -180,7 +183,7 @@ class TranslationsApi:
         )
         try:
             async for message in socket:
-                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY) or closing.is_set():
+                if message.type not in (WSMsgType.TEXT, WSMsgType.BINARY):
                     continue
                 if session.dispatch(message.data, append, self.config.max_event_bytes):
                     if feeding is not None:
@@ -268,22 +271,24 @@ class TranslationsApi:
             return caller.claims.expires_at
         return int(time.time() + self.config.max_call_duration_s)
 
+    def _spawn(self, work: Coroutine[Any, Any, Any]) -> None:
+        """Run `work` in a task the API keeps (and cancels at shutdown)."""
+        task = asyncio.create_task(work)
+        self._closing.add(task)
+        task.add_done_callback(self._closing.discard)
+
     def _later(self, first: Any, session: TranslationSession) -> None:
-        """Finish (if `first`) then close the session, in a task the API keeps."""
+        """Finish (if `first`) then close the session."""
 
         async def run() -> None:
             if first is not None:
                 await first
             await session.close()
 
-        task = asyncio.create_task(run())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._spawn(run())
 
     def _later_close(self, transport: WebRtcTransport) -> None:
-        task = asyncio.create_task(transport.close())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._spawn(transport.close())
 
     def _watch_ice(self, session: TranslationSession, transport: WebRtcTransport) -> None:
         """A peer that never connects does not leave its session behind."""
@@ -294,9 +299,7 @@ class TranslationsApi:
                 log.info("translation %s: no connection in time; closed", session.id)
                 await session.close()
 
-        task = asyncio.create_task(watch())
-        self._closing.add(task)
-        task.add_done_callback(self._closing.discard)
+        self._spawn(watch())
 
     async def hangup(self, request: web.Request) -> web.Response:
         caller = self.auth.require_translator(bearer_token(request))
