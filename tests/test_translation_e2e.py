@@ -21,7 +21,7 @@ from openai import AsyncOpenAI
 
 from media.resample import Resampler
 from server.tools.call_client import CallClient, mint_client_secret
-from tests.server_process import running_server
+from tests.server_process import free_port, running_server, stop_process
 from tests.translation_client import RATE, SdkTranslation, espeak, wait_for_translation
 from tests.ws_client import rms
 
@@ -275,3 +275,35 @@ async def test_webrtc_translation_call_and_the_operator_view(server):
             headers={"Authorization": f"Bearer {server.api_key}"},
         ) as r:
             assert r.status == 403
+
+
+async def test_a_pair_no_packaged_translator_covers_goes_through_the_llm(tmp_path):
+    """English → German through the configured OpenAI-compatible LLM: llama.cpp's own
+    server on the packaged Gemma 270M *base* model, whose German is poor; what is checked
+    is the route (accepted, asked, spoken by espeak-ng's German voice), not the German."""
+    from tests.llama_server import start_llama_server
+
+    port, log = free_port(), tmp_path / "llama.log"
+    llm = start_llama_server(port, log)
+    try:
+        env = {"HARK_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        with running_server(env) as hark:
+            health = wait_for_translation(hark.url)
+            assert "any source → any target" in health["translation"], health
+            t = SdkTranslation(hark.url, hark.api_key)
+            await t.connect()
+            try:
+                await t.update({"audio": {"input": TRANSCRIBED, "output": {"language": "de"}}})
+                await t.wait_for("session.updated")
+                await t.stream(talk(espeak("Good morning, where is the train station?", "en")))
+                await t.close()
+            finally:
+                await t.disconnect()
+    finally:
+        stop_process(llm)
+    errors = [e.data["error"] for e in t.of("error")]
+    assert not errors, errors
+    assert "station" in t.text("session.input_transcript.delta").lower()
+    assert t.text("session.output_transcript.delta").strip()
+    assert rms(t.audio()) > 300
+    assert "/v1/chat/completions" in log.read_text(errors="replace")
