@@ -21,7 +21,7 @@ import json
 import logging
 import secrets
 import time
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
@@ -96,6 +96,16 @@ class TranslationsApi:
             await self.rate.hit(action, who, limit)
 
     async def _admit(self, request: web.Request, caller: Caller) -> None:
+        """Rate limits, and this node's capacity (HARK_MAX_CALLS translation sessions)."""
+        if len(self.sessions.live()) >= self.config.max_calls:
+            raise ApiError(
+                503,
+                "node_full",
+                f"This node already interprets {self.config.max_calls} sessions; retry later "
+                "or on another node",
+                type="server_error",
+                headers={"Retry-After": "5"},
+            )
         who = caller.key or caller.principal
         await self._rate("calls", who, self.config.rate_calls_per_key)
         await self._rate("address", request.remote or "unknown", self.config.rate_per_address)
@@ -168,6 +178,7 @@ class TranslationsApi:
             transport="websocket",
         )
         self.sessions.add(session, caller.principal)
+        self._limit(session, lambda: socket.close(code=CLOSE_NORMAL, message=b"max duration"))
         appended = AppendedAudio(session.on_frame, burst_s=self.config.append_burst_s)
         feeding: asyncio.Task[None] | None = None
 
@@ -258,6 +269,7 @@ class TranslationsApi:
             await session.close()
             raise ApiError(400, "invalid_sdp", f"The SDP offer was refused: {exc}"[:300]) from exc
         self._watch_ice(session, transport)
+        self._limit(session, session.close)
         return web.Response(
             status=201,
             text=answer,
@@ -298,6 +310,19 @@ class TranslationsApi:
             if transport.connection_state != "connected" and not session.closed:
                 log.info("translation %s: no connection in time; closed", session.id)
                 await session.close()
+
+        self._spawn(watch())
+
+    def _limit(
+        self, session: TranslationSession, stop: Callable[[], Coroutine[Any, Any, Any]]
+    ) -> None:
+        """A session ends after HARK_MAX_CALL_DURATION, as a call does."""
+
+        async def watch() -> None:
+            await asyncio.sleep(self.config.max_call_duration_s)
+            if not session.closed:
+                log.info("translation %s: the longest call allowed is over", session.id)
+                await stop()
 
         self._spawn(watch())
 
