@@ -58,6 +58,7 @@ class Segment:
     speech_end_at: float  # monotonic time the input clock passed the end of speech
     source_language: str = ""
     source_text: str = ""
+    target: str = ""  # the language it was translated into (a later update may change it)
     text: str = ""
     first_audio_at: float | None = None
 
@@ -197,6 +198,7 @@ class TranslationSession:
 
     async def _translate(self, segment: Segment) -> None:
         settings = self.settings
+        segment.target = settings.target
         result = await self._interpreter.interpret(
             segment.audio, settings.source_language, settings.target
         )
@@ -225,7 +227,7 @@ class TranslationSession:
         while (segment := await self._spoken.get()) is not None:
             try:
                 self._out.begin(segment.id)
-                async for pcm, rate in self._interpreter.speak(segment.text, self.settings.target):
+                async for pcm, rate in self._interpreter.speak(segment.text, segment.target):
                     if segment.first_audio_at is None:
                         segment.first_audio_at = time.monotonic()
                     self._out.play(pcm, rate, segment.elapsed_ms)
