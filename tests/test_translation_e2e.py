@@ -307,3 +307,27 @@ async def test_a_pair_no_packaged_translator_covers_goes_through_the_llm(tmp_pat
     assert t.text("session.output_transcript.delta").strip()
     assert rms(t.audio()) > 300
     assert "/v1/chat/completions" in log.read_text(errors="replace")
+
+
+async def test_wrong_translation_offers_are_refused_with_openai_errors(server):
+    url = f"{server.url}/v1/realtime/translations/calls"
+    auth = {"Authorization": f"Bearer {server.api_key}"}
+    async with aiohttp.ClientSession() as http:
+
+        async def refused(headers: dict | None = None, **kwargs) -> tuple[int, str]:
+            async with http.post(url, headers=headers or auth, **kwargs) as response:
+                return response.status, (await response.json())["error"]["code"]
+
+        assert await refused(json={"sdp": "v=0"}) == (415, "unsupported_media_type")
+        assert (await refused(data="not sdp", headers={**auth, "Content-Type": "application/sdp"}))[
+            0
+        ] == 400
+        form = aiohttp.FormData()
+        form.add_field("session", "{}")
+        assert await refused(data=form) == (400, "missing_sdp")
+        form = aiohttp.FormData()
+        form.add_field("sdp", "v=0\r\n")
+        form.add_field("session", "[1]")
+        assert (await refused(data=form))[0] == 400
+        async with http.delete(f"{url}/sess_nope", headers=auth) as response:
+            assert response.status == 404
