@@ -29,6 +29,7 @@ from server.cluster.registry import CallRegistry
 from server.cluster.shared_state import SharedState, open_shared_state
 from server.config import Config
 from server.engines.base import Engines
+from server.engines.language_voices import all_voices
 from server.errors import HarkError
 from server.ops.call_log import CallLog
 from server.ops.monitor import CallMonitor
@@ -288,9 +289,16 @@ async def load_translation(node: Node, vad: SileroModel) -> None:
     node.runtime.readiness.detail["translation"] = interpreter.capabilities.describe()
 
 
-def built_in_voices(config: Config) -> tuple[str, ...]:
-    """The voices the configured TTS speaks without a reference."""
-    return (config.espeak_voice,) if config.tts == "espeak" else ("joe",)
+def built_in_voices(config: Config) -> dict[str, str]:
+    """The voices the configured TTS speaks without a reference, with their language:
+    the English one, then Kokoro's (`es-alpha`, …) unless HARK_MULTILINGUAL=off."""
+    if config.tts == "espeak":  # espeak-ng's voices are named for their language: en-gb
+        voices = {config.espeak_voice: config.espeak_voice.partition("-")[0]}
+    else:
+        voices = {"joe": "en"}
+    if config.multilingual != "off" and config.tts != "f5":
+        voices.update({voice.id: voice.language.code for voice in all_voices()})
+    return voices
 
 
 def _register_static(app: web.Application) -> None:

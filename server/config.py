@@ -214,6 +214,9 @@ class Config:
     stt_compute_type: str = setting("HARK_STT_COMPUTE_TYPE", "")
     # Utterances of several calls transcribed in one batch; 0: 1 on the CPU, 8 on CUDA.
     stt_batch: int = setting("HARK_STT_BATCH", 0, integer())
+    # Callers in other languages: Whisper base and Kokoro's voices, loaded by the first
+    # call that needs them (lazy), with the other engines (start), or never (off).
+    multilingual: str = setting("HARK_MULTILINGUAL", "lazy", choice("lazy", "start", "off"))
     # A reply whose first token is later than this fails over to the spoken apology (0: off).
     llm_first_token_timeout_s: float = setting("HARK_LLM_FIRST_TOKEN_TIMEOUT", 5.0, number(0.0))
     # vLLM's request priority (lower is served first; needs --scheduling-policy priority).

@@ -2,7 +2,8 @@
 
 POST   /v1/voices        multipart: name, file (3-15 s WAV or Ogg), text (its transcript,
                          optional: the server's Whisper writes it) → 201 voice
-GET    /v1/voices        the TTS engine's built-in voices and the tenant's own
+GET    /v1/voices        the TTS engine's built-in voices (with the language each speaks:
+                         `joe` English, `es-alpha` Spanish, …) and the tenant's own
 GET    /v1/voices/{id}   one (built-in or the tenant's)
 DELETE /v1/voices/{id}   204
 
@@ -14,6 +15,7 @@ a 400 that says why.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -49,8 +51,9 @@ class VoicesApi:
         auth: Authenticator,
         runtime: NodeRuntime,
         stt: SpeechToText,
-        built_in: tuple[str, ...],
+        built_in: Mapping[str, str],
     ) -> None:
+        """`built_in`: the TTS engine's own voices, each with the language it speaks."""
         self.auth = auth
         self.runtime = runtime
         self.stt = stt
@@ -147,14 +150,14 @@ class VoicesApi:
     async def list(self, request: web.Request) -> web.Response:
         tenant = self._tenant(request)
         own = [record.to_dict() for record in await self._store().list(tenant)]
-        data = [built_in_voice(name) for name in self.built_in] + own
+        data = [built_in_voice(name, lang) for name, lang in self.built_in.items()] + own
         return web.json_response({"object": "list", "data": data})
 
     async def get(self, request: web.Request) -> web.Response:
         tenant = self._tenant(request)
         voice_id = request.match_info["voice_id"]
         if voice_id in self.built_in:
-            return web.json_response(built_in_voice(voice_id))
+            return web.json_response(built_in_voice(voice_id, self.built_in[voice_id]))
         return web.json_response((await self._store().get(tenant, voice_id)).to_dict())
 
     async def delete(self, request: web.Request) -> web.Response:

@@ -70,7 +70,7 @@ function cellTexts(c) {
     num(q.mos, 2),
     c.id,
     age(c.started_at),
-    c.state,
+    c.language ? `${c.state} · ${c.language}` : c.state, // the caller's language, when not English
     num(q.rtt_ms),
     pair(q.jitter_in_ms, q.jitter_out_ms, 1),
     pair(q.loss_in_pct, q.loss_out_pct, 1),

@@ -13,6 +13,8 @@ from server.engines.base import LanguageModel, SpeechToText, TextToSpeech
 from server.engines.espeak_tts import EspeakTTS
 from server.engines.factory import build_engines
 from server.engines.faster_whisper_stt import FasterWhisperSTT
+from server.engines.kokoro_tts import KokoroTTS
+from server.engines.language_tts import LanguageTTS
 from server.engines.llama_cpp_llm import LlamaCppLLM
 from server.engines.openai_llm import OpenAICompatibleLLM
 from server.engines.piper_tts import PiperTTS
@@ -24,7 +26,10 @@ def test_defaults_are_the_packaged_cpu_engines(tmp_path: Path) -> None:
     assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 5
     assert isinstance(engines.llm, LlamaCppLLM)
     assert (engines.llm.cache_dir, engines.llm.threads) == (tmp_path, 3)
-    assert isinstance(engines.tts, PiperTTS)
+    assert isinstance(engines.tts, LanguageTTS) and isinstance(engines.tts.english, PiperTTS)
+    assert isinstance(engines.tts.kokoro.engine, KokoroTTS) and not engines.tts.kokoro.loaded
+    assert isinstance(engines.multilingual_stt, FasterWhisperSTT)
+    assert engines.multilingual_stt.model_name == "base" and not engines.preload_multilingual
     assert isinstance(engines.stt, SpeechToText)
     assert isinstance(engines.llm, LanguageModel)
     assert isinstance(engines.tts, TextToSpeech)
@@ -55,8 +60,18 @@ def test_remote_llm_and_espeak(tmp_path: Path) -> None:
         "secret",
         120,
     )
-    assert isinstance(engines.tts, EspeakTTS) and engines.tts.voice == "en-gb"
+    assert isinstance(engines.tts, LanguageTTS) and isinstance(engines.tts.english, EspeakTTS)
+    assert engines.tts.english.voice == "en-gb"
     assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 1
+
+
+def test_english_only_builds_neither_whisper_base_nor_kokoro() -> None:
+    engines = build_engines(Config.from_env({"HARK_MULTILINGUAL": "off"}))
+    assert isinstance(engines.tts, PiperTTS) and engines.multilingual_stt is None
+    started = build_engines(Config.from_env({"HARK_MULTILINGUAL": "start"}))
+    assert started.preload_multilingual
+    based = build_engines(Config.from_env({"HARK_STT_MODEL": "base"}))
+    assert based.multilingual_stt is None  # the main model hears every language already
 
 
 def test_unknown_engine_is_refused() -> None:

@@ -1,12 +1,11 @@
 """One call: the conductor between its transport, turn taking, replies and history.
 
-The session owns what the call *is*: the conversation, the replies (`CallReplies`), the
-user's turns (`UserTurns`), the paced outbound track. It asks `TurnTaking` when the user
-has the turn and applies the client's asks through the `CallControl` port; it parses no
-client events and moves no bytes (`client_events`, `transport`, `sideband`). Its state
-is computed, never assigned: USER_SPEAKING (the VAD hears the user), SPEAKING (a reply
-plays), THINKING (a turn transcribed, a reply prepared), else LISTENING.
-"""
+The session owns what the call *is*: the conversation, the replies (`CallReplies`), the user's
+turns (`UserTurns`), the paced outbound track, the caller's language (`CallLanguage`). It asks
+`TurnTaking` when the user has the turn and applies the client's asks through the `CallControl`
+port; it parses no client events and moves no bytes (`client_events`, `transport`, `sideband`).
+Its state is computed: USER_SPEAKING (the VAD hears the user), SPEAKING (a reply plays),
+THINKING (a turn transcribed, a reply prepared), else LISTENING."""
 
 from __future__ import annotations
 
@@ -25,6 +24,7 @@ from media.segmenter import SpeechStopped
 from media.vad import SileroModel, SileroVad
 from server.call.client_events import ClientEventDispatcher
 from server.call.history import CallHistory
+from server.call.language import CallLanguage, check_update
 from server.call.observer import CallObserver, ResponseOutcome
 from server.call.ports import CallControlError
 from server.call.replies import CallReplies
@@ -113,17 +113,18 @@ class RealtimeSession:
             recorder=context.recorder,
         )
         self._greeting = context.greeting
+        self.language = CallLanguage(engines, lambda: self.config, self.report_error, call_id)
         self.user_turns = UserTurns(
             self,
             tasks=self.tasks,
             conversation=self.conversation,
             history=self.history,
-            stt=engines.stt,
+            stt=self.language.stt,
         )
         self._echo_guard_default = echo_guard
         detection = session_config.turn_detection or TurnDetectionConfig()
         self._turns = TurnTaking(
-            SileroVad(vad_model), engines.stt, detection, self, smart_turn=smart_turn
+            SileroVad(vad_model), self.language.stt, detection, self, smart_turn=smart_turn
         )
         self._use_echo_guard(session_config.turn_detection)
         self.track.on_frame_sent = self._on_frame_sent
@@ -210,7 +211,7 @@ class RealtimeSession:
             history = context_history(self.conversation, params)
         elif history is None:
             history = self.history.context(self.conversation.messages())
-        return reply_spec(self.config, history, params, conversation_id=self.conversation_id)
+        return self.language.adapt(reply_spec(self.config, history, params, self.conversation_id))
 
     def _on_channel_open(self) -> None:
         self.send(events.session_created(self.session_dict()))
@@ -330,8 +331,7 @@ class RealtimeSession:
                 f"A {self.config.type} session cannot become a {updated.type} session",
                 "session.type",
             )
-        self.config.check_fixed(updated)
-        self.voice.change(self.config.voice, updated.voice)  # refuses one it cannot speak
+        check_update(self.config, updated, self.engines, self.voice)  # may refuse it
         if updated.turn_detection != self.config.turn_detection:
             self.clear_input(announce=False)
             if updated.turn_detection is not None:

@@ -179,7 +179,8 @@ class UserTurns:
             timings.mark("stt_done")
             item.text = transcript
             seconds = len(audio) / SAMPLE_RATE
-            self._host.send(events.transcription_completed(item.id, transcript, seconds))
+            detected = heard.language if heard.detected and transcript else None
+            self._host.send(events.transcription_completed(item.id, transcript, seconds, detected))
             self._host.send(events.item_done(previous, item))
             self._history.done(item)
             current = seq == self._seq and not self._host.user_speaking()

@@ -19,6 +19,8 @@ from typing import Literal
 from aiortc.exceptions import OperationError
 
 from media.vad import SileroModel
+from server.call.language import check_languages
+from server.call.ports import CallControlError
 from server.call.session import RealtimeSession
 from server.config import Config
 from server.engines.base import Engines
@@ -110,6 +112,10 @@ class CallManager:
                 f"No voice profile {voice[:64]!r}: this server has no voice store",
                 param="session.audio.output.voice",
             )
+        try:
+            check_languages(self._engines, session_config)
+        except CallControlError as exc:
+            raise InvalidInput(exc.code, exc.message, param=exc.param) from exc
         call_id = call_id or new_call_id(transport)
         session = RealtimeSession(
             call_id,

@@ -42,6 +42,7 @@ class Transcript:
     # multilingual model and no language asked for, the one Whisper detected.
     language: str = ""
     language_probability: float = 1.0
+    detected: bool = False  # the language was Whisper's guess, not the session's
 
     @classmethod
     def empty(cls, duration: float, language: str = "") -> Transcript:
@@ -124,6 +125,10 @@ class Engines:
     tts: TextToSpeech
     # The apology rendered at start-up, said when the TTS itself fails (engines.faults).
     apology: Clip | None = None
+    # Whisper base for sessions in other languages when `stt` is English-only (loaded on
+    # first use, or in `load()` with `preload_multilingual`); None: English only.
+    multilingual_stt: SpeechToText | None = None
+    preload_multilingual: bool = False
 
     def stages(self) -> list[tuple[str, SpeechToText | LanguageModel | TextToSpeech]]:
         """Each engine with a label, in the order a turn uses them (and they load)."""
@@ -136,6 +141,8 @@ class Engines:
     async def load(self) -> None:
         for _, engine in self.stages():
             await engine.load()
+        if self.multilingual_stt is not None and self.preload_multilingual:
+            await self.multilingual_stt.load()
         await self.prepare_apology()
 
     def queue_depths(self) -> dict[str, int]:

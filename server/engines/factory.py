@@ -18,7 +18,13 @@ from server.engines.base import (
 
 def build_engines(config: Config) -> Engines:
     """The engines `config` names, constructed but not loaded (call `Engines.load()`)."""
-    return Engines(stt=build_stt(config), llm=build_llm(config), tts=build_tts(config))
+    return Engines(
+        stt=build_stt(config),
+        llm=build_llm(config),
+        tts=build_tts(config),
+        multilingual_stt=build_multilingual_stt(config),
+        preload_multilingual=config.multilingual == "start",
+    )
 
 
 def build_stt(config: Config) -> SpeechToText:
@@ -34,6 +40,25 @@ def build_stt(config: Config) -> SpeechToText:
             batch=config.stt_batch,
         )
     raise ValueError(f"unknown STT engine {config.stt!r}")
+
+
+def build_multilingual_stt(config: Config) -> SpeechToText | None:
+    """Whisper base beside an English-only `HARK_STT_MODEL`; None when the configured
+    model is base already, or with HARK_MULTILINGUAL=off."""
+    if config.multilingual == "off" or config.stt != "faster-whisper":
+        return None
+    if config.stt_model == "base":
+        return None
+    from server.engines.faster_whisper_stt import FasterWhisperSTT
+
+    return FasterWhisperSTT(
+        beam_size=config.stt_beam_size,
+        model="base",
+        cache_dir=config.cache_dir,
+        device=config.stt_device,
+        compute_type=config.stt_compute_type,
+        batch=config.stt_batch,
+    )
 
 
 def build_llm(config: Config) -> LanguageModel:
@@ -61,6 +86,21 @@ def build_llm(config: Config) -> LanguageModel:
 
 
 def build_tts(config: Config) -> TextToSpeech:
+    """The configured English TTS; Piper or espeak-ng come with Kokoro's language voices
+    beside them unless HARK_MULTILINGUAL=off."""
+    if config.tts == "f5":
+        return build_f5(config)
+    english = build_english_tts(config)
+    if config.multilingual == "off":
+        return english
+    from server.engines.kokoro_tts import KokoroTTS
+    from server.engines.language_tts import LanguageTTS
+
+    kokoro = KokoroTTS(cache_dir=config.cache_dir)
+    return LanguageTTS(english, kokoro, preload=config.multilingual == "start")
+
+
+def build_english_tts(config: Config) -> TextToSpeech:
     if config.tts == "piper":
         from server.engines.piper_tts import PiperTTS
 
@@ -69,8 +109,6 @@ def build_tts(config: Config) -> TextToSpeech:
         from server.engines.espeak_tts import EspeakTTS
 
         return EspeakTTS(voice=config.espeak_voice)
-    if config.tts == "f5":
-        return build_f5(config)
     raise ValueError(f"unknown TTS engine {config.tts!r}")
 
 

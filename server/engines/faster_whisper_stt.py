@@ -17,6 +17,7 @@ more words right on noisy audio.
 
 from __future__ import annotations
 
+import asyncio
 import functools
 import logging
 import time
@@ -83,6 +84,7 @@ class FasterWhisperSTT:
         self._queue: FairBatchQueue[np.ndarray, Transcript] | None = None
         self._model: WhisperModel | None = None
         self._pending = 0
+        self._load_lock: asyncio.Lock | None = None
 
     @property
     def queue_depth(self) -> int:
@@ -90,8 +92,14 @@ class FasterWhisperSTT:
         return self._pending
 
     async def load(self) -> None:
-        if self._model is not None:
-            return
+        """Load once; calls that arrive while it loads wait for the same load (Whisper
+        base is loaded by the first call that needs it)."""
+        self._load_lock = self._load_lock or asyncio.Lock()
+        async with self._load_lock:
+            if self._model is None:
+                await self._load()
+
+    async def _load(self) -> None:
         started = time.perf_counter()
         device = resolve_device(self.device)
         self.device = device
@@ -259,8 +267,8 @@ class FasterWhisperSTT:
             suppress_tokens=[-1],
         )
         transcripts: list[Transcript | None] = []
-        for samples, cap, result, tokenizer, (language, probability) in zip(
-            batch, caps, results, tokenizers, chosen, strict=True
+        for samples, cap, result, tokenizer, (language, probability), asked in zip(
+            batch, caps, results, tokenizers, chosen, languages, strict=True
         ):
             tokens = [t for t in result.sequences_ids[0] if t < tokenizer.eot]
             text = tokenizer.decode(tokens).strip()
@@ -279,6 +287,7 @@ class FasterWhisperSTT:
                     duration,
                     language,
                     probability,
+                    detected=not asked,
                 )
             )
         return transcripts
@@ -305,6 +314,7 @@ class FasterWhisperSTT:
         if not texts:
             return Transcript.empty(duration, info.language)
         text = " ".join(texts).strip()
+        detected = language is None and model.model.is_multilingual
         return Transcript(
             text,
             no_speech,
@@ -312,6 +322,7 @@ class FasterWhisperSTT:
             duration,
             info.language,
             float(info.language_probability),
+            detected=detected,
         )
 
     def _require(self) -> WhisperModel:

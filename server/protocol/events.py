@@ -109,13 +109,20 @@ def transcription_failed(item_id: str, code: str, message: str) -> Event:
     )
 
 
-def transcription_completed(item_id: str, transcript: str, seconds: float) -> Event:
+def transcription_completed(
+    item_id: str, transcript: str, seconds: float, detected_language: str | None = None
+) -> Event:
+    """A turn's words; `languages` (OpenAI's field) when Whisper detected the language."""
+    fields: dict[str, Any] = {}
+    if detected_language:
+        fields["languages"] = [{"code": detected_language}]
     return event(
         "conversation.item.input_audio_transcription.completed",
         item_id=item_id,
         content_index=0,
         transcript=transcript,
         usage={"type": "duration", "seconds": round(seconds, 3)},
+        **fields,
     )
 
 

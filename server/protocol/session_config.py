@@ -28,6 +28,7 @@ from server.protocol.tools import (
     tool_choice_value,
     tool_dict,
 )
+from server.protocol.transcription import TranscriptionConfig, parse_transcription
 from server.turns.end_of_turn import EAGERNESS
 from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
 
@@ -70,6 +71,7 @@ class SessionConfig:
     output_modality: Modality = "audio"
     max_output_tokens: int | None = None  # None: "inf" (the server's own cap)
     speed: float = 1.0
+    transcription: TranscriptionConfig = field(default_factory=TranscriptionConfig)
 
     input_format: AudioFormat = field(default_factory=AudioFormat)
     output_format: AudioFormat = field(default_factory=AudioFormat)
@@ -136,6 +138,12 @@ class SessionConfig:
                     changes[name] = parse_audio_format(raw, param)
                 except AudioFormatError as exc:
                     raise SessionConfigError(exc.param, str(exc)) from exc
+        for raw, param in (
+            (update, "input_audio_transcription"),  # the beta shape
+            (audio_input, "transcription"),
+        ):
+            if param in raw:
+                changes["transcription"] = parse_transcription(raw[param])
         for shape in (update, audio_input):
             if "turn_detection" in shape:
                 changes["turn_detection"] = _turn_detection(
@@ -154,7 +162,7 @@ class SessionConfig:
     def to_dict(self, session_id: str, expires_at: int | None = None) -> dict[str, Any]:
         audio_input = {
             "format": self.input_format.to_dict(),
-            "transcription": {"model": "whisper-tiny.en", "language": "en"},
+            "transcription": self.transcription.to_dict(),
             "noise_reduction": None,
             "turn_detection": (
                 turn_detection_dict(self.turn_detection) if self.turn_detection else None

@@ -48,7 +48,8 @@ class VoiceRecord:
         }
 
 
-def built_in_voice(name: str) -> dict[str, Any]:
+def built_in_voice(name: str, language: str | None = None) -> dict[str, Any]:
+    """An engine's own voice; `language` (ISO 639-1) is what it speaks."""
     return {
         "id": name,
         "object": "voice",
@@ -56,6 +57,7 @@ def built_in_voice(name: str) -> dict[str, Any]:
         "created_at": None,
         "duration_ms": None,
         "built_in": True,
+        "language": language,
     }
 
 
