@@ -34,6 +34,9 @@ class FakeInterpreter:
         self.heard.append(len(audio))
         return Interpretation("es", f"fuente {len(self.heard)}", self.texts.pop(0))
 
+    def prepare(self, language: str) -> None:
+        return None
+
     async def speak(self, text: str, language: str) -> AsyncIterator[tuple[np.ndarray, int]]:
         yield np.full(2400, 1000, np.int16), 24_000
 

