@@ -52,7 +52,8 @@ def _whisper():
 def listen(pcm: np.ndarray, rate: int = RATE, language: str | None = None) -> tuple[str, str]:
     """(language, text) Whisper base hears in `pcm`: the listener's check. `language`:
     a listener who knows the language (Whisper base takes espeak-ng's Portuguese for
-    Spanish or Japanese when left to guess, yet writes its words down when told)."""
+    Spanish, and Kokoro's, in its Japanese timbres, for Japanese when left to guess, yet
+    writes its words down when told)."""
     resampler = Resampler(16_000)
     audio = np.concatenate([resampler.pcm(pcm, rate), resampler.flush()])
     samples = audio.astype(np.float32) / 32768.0
