@@ -278,6 +278,7 @@ async def load_translation(node: Node, vad: SileroModel) -> None:
         config.cache_dir,
         english_voice=engines.tts if config.tts == "piper" else None,
         llm=engines.llm if config.llm == "openai" else None,
+        kokoro_voices=config.translation_voice == "kokoro",
     )
     try:
         await interpreter.load()

