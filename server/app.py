@@ -39,6 +39,8 @@ from server.ops.monitor import CallMonitor
 from server.ops.prometheus import HarkMetrics
 from server.persona.library import PersonaLibrary
 from server.store.open import StoreRoom, open_store
+from server.translation.interpreter import Interpreter
+from server.translation.registry import TranslationSessions
 from server.turns.smart_turn import SmartTurn
 from server.workers.worker_side import shared_state_for, worker_middlewares
 from signaling.access_log import access_log_middleware
@@ -56,6 +58,7 @@ from signaling.realtime_ws import RealtimeWebSocketApi
 from signaling.recordings_api import RecordingsApi
 from signaling.signing_keys import key_ring_for
 from signaling.token_ledger import TokenLedger
+from signaling.translations_api import TranslationsApi
 from signaling.trust_api import TrustHttpApi
 from signaling.voices_api import VoicesApi
 
@@ -80,6 +83,7 @@ class Node:
     drain: Drain
     runtime: NodeRuntime = field(default_factory=NodeRuntime)
     store: StoreRoom | None = None
+    translations: TranslationSessions = field(default_factory=TranslationSessions)
     watchdog: CallWatchdog | None = None
     loader: asyncio.Task[None] | None = None
     # Called once when the engines are loaded and calls are accepted (the CLI's banner).
@@ -193,6 +197,10 @@ def create_app(
     TrustHttpApi(
         config, auth, node.ledger, node.registry, node.runtime, api._json_body, spec
     ).register(app)
+    translations_api = TranslationsApi(
+        config, auth, node.translations, RateLimiter(shared), api._json_body
+    )
+    translations_api.register(app)
     operator_api = OperatorApi(auth, node.monitor, node.runtime)
     operator_api.register(app)
     _register_static(app)
@@ -226,6 +234,7 @@ def create_app(
             node.loader.cancel()
         operator_api.close_streams()
         await router.close()
+        await translations_api.close()
         await node.monitor.stop()
         if node.watchdog is not None:
             await node.watchdog.close()
@@ -300,6 +309,30 @@ async def _load_and_open(node: Node) -> None:
     node.directory.changed()
     for ready in node.on_ready:
         ready()
+    await load_translation(node, vad)
+
+
+async def load_translation(node: Node, vad: SileroModel) -> None:
+    """The interpreter, after the call engines (calls are already accepted): its own
+    Whisper and Marian, the node's Piper for English and its LLM where it is remote."""
+    config, engines = node.config, node.engines
+    if not config.translation:
+        node.translations.error = "off on this node (HARK_TRANSLATION=0)"
+        return
+    interpreter = Interpreter(
+        config.cache_dir,
+        english_voice=engines.tts if config.tts == "piper" else None,
+        llm=engines.llm if config.llm == "openai" else None,
+        kokoro_voices=config.translation_voice == "kokoro",
+    )
+    try:
+        await interpreter.load()
+    except Exception as exc:
+        node.translations.error = f"{type(exc).__name__}: {exc}"
+        log.error("translation unavailable: %s", node.translations.error)
+        return
+    node.translations.ready(interpreter, vad)
+    node.runtime.readiness.detail["translation"] = interpreter.capabilities.describe()
 
 
 def built_in_voices(config: Config) -> dict[str, str]:

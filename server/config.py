@@ -254,6 +254,12 @@ class Config:
     persona: str = setting("HARK_PERSONA", "")
     # Calls may ask to be recorded only when the server allows it.
     recording: bool = setting("HARK_RECORDING", False, boolean)
+    # Live interpretation (/v1/realtime/translations): loads multilingual Whisper and the
+    # en<->pt Marian models after the call engines; off saves their memory and start-up.
+    translation: bool = setting("HARK_TRANSLATION", True, boolean)
+    # Who speaks non-English translations: espeak-ng (robotic, first audio in ~0.1 s) or
+    # Kokoro's language voices (natural, but seconds a sentence on a CPU).
+    translation_voice: str = setting("HARK_TRANSLATION_VOICE", "espeak", choice("espeak", "kokoro"))
     recording_retention_days: float = setting("HARK_RECORDING_RETENTION_DAYS", 30.0, number(0))
 
     @classmethod

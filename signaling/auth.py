@@ -153,6 +153,22 @@ class Authenticator:
             raise unauthorized("invalid_api_key", "Incorrect API key or client secret provided")
         return caller
 
+    def require_translator(self, token: str) -> Caller:
+        """An API key or a `translation`-scoped client secret (a realtime one is refused)."""
+        if token.startswith(PREFIX):
+            caller = self._token(token)
+            if "translation" not in caller.scopes:
+                raise unauthorized(
+                    "invalid_client_secret",
+                    "This token is not a translation client secret: mint one at "
+                    "POST /v1/realtime/translations/client_secrets",
+                )
+            return caller
+        caller = self._api_key(token)
+        if caller is None:
+            raise unauthorized("invalid_api_key", "Incorrect API key or client secret provided")
+        return caller
+
     def require_operator(self, request: web.Request) -> Caller:
         """An admin key or an `operator`-scoped token; 401 if unknown, 403 if not allowed."""
         token = bearer_token(request)

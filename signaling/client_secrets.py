@@ -28,8 +28,9 @@ PREFIX = "ek_"
 ALGORITHM = "HS256"
 ISSUER = "hark"
 AUDIENCE = "hark-realtime"
-Scope = Literal["realtime", "operator"]
-SCOPES: tuple[str, ...] = ("realtime", "operator")
+Scope = Literal["realtime", "operator", "translation"]
+# A `translation` secret opens only a translation session; a `realtime` one only a call.
+SCOPES: tuple[str, ...] = ("realtime", "operator", "translation")
 
 
 @dataclass(frozen=True)
@@ -71,7 +72,7 @@ class ClientSecrets:
             "jti": uuid.uuid4().hex,
             "scope": scope,
         }
-        if scope == "realtime":
+        if scope in ("realtime", "translation"):
             claims["session"] = session
         if sub is not None:
             claims["sub"] = sub

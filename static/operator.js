@@ -221,6 +221,40 @@ async function errorText(resp) {
   }
 }
 
+const TRANSLATIONS_MS = 3000;
+let translationsTimer = null;
+
+// Translation sessions (live and recently ended): languages and each segment's latency,
+// polled (they are few; the call stream stays as it is).
+async function refreshTranslations() {
+  const resp = await api("/v1/operator/translations");
+  if (!resp.ok) return;
+  const rows = (await resp.json()).data;
+  const body = $("translation-rows");
+  body.replaceChildren(
+    ...rows.map((row) => {
+      const tr = document.createElement("tr");
+      const languages = `${(row.source_languages || []).join(", ") || "?"} → ${row.output_language}`;
+      const latency = `${row.latency_ms_last ?? "–"} / ${row.latency_ms_max ?? "–"}`;
+      for (const [text, numeric] of [
+        [row.id, false],
+        [row.state, false],
+        [row.transport, false],
+        [languages, false],
+        [row.segments, true],
+        [latency, true],
+        [row.errors, true],
+      ]) {
+        const td = document.createElement("td");
+        td.textContent = String(text);
+        if (numeric) td.className = "num";
+        tr.append(td);
+      }
+      return tr;
+    }),
+  );
+}
+
 async function open() {
   if (source) source.close();
   if (!token) {
@@ -241,6 +275,9 @@ async function open() {
   setFeed("connecting", "Connecting…");
   source = new EventSource(`/v1/operator/stream?token=${encodeURIComponent(token)}`);
   source.onopen = () => setFeed("live", "Live");
+  clearInterval(translationsTimer);
+  refreshTranslations();
+  translationsTimer = setInterval(refreshTranslations, TRANSLATIONS_MS);
   source.onmessage = (ev) => {
     try {
       ingest(JSON.parse(ev.data));

@@ -83,6 +83,8 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "HARK_DRAIN_TIMEOUT_S": "0",
         # One process, as the tests expect, unless a test asks for a front and workers.
         "HARK_WORKERS": "1",
+        # No interpreter models (Whisper base, Marian) unless a test asks for translation.
+        "HARK_TRANSLATION": "0",
         **(env or {}),
     }
     data_dir = None

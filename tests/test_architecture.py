@@ -24,7 +24,7 @@ LAYERS: list[tuple[str, ...]] = [
     ("server.tools",),  # the `call` client
     ("server.cluster",),  # shared state and the call registry
     ("server.ops",),  # monitor, quality, metrics, logs
-    ("server.calls",),  # the live calls of a node, the watchdog
+    ("server.calls", "server.translation"),  # the live calls; live interpretation
     ("server.call",),  # one call: session, transport, client events
     ("server.reply",),  # response runs, speculation, heard text, clauses
     ("server.store", "server.persona"),  # durable memory; persona files

@@ -130,9 +130,12 @@ class CallClient:
         offer_filter: SdpFilter | None = None,
         answer_filter: SdpFilter | None = None,
         receive_prefetch: int | None = 1,
+        calls_path: str = "/v1/realtime/calls",
     ) -> None:
         """`receive_prefetch`: aiortc audio packets held before a frame is released
-        (None keeps aiortc's 4)."""
+        (None keeps aiortc's 4); `calls_path`: where the offer goes (translation calls:
+        /v1/realtime/translations/calls)."""
+        self.calls_path = calls_path
         self.base_url = base_url.rstrip("/")
         self.receive_prefetch = receive_prefetch
         self.token = token
@@ -161,7 +164,7 @@ class CallClient:
             shorten_audio_receive_delay(pc, self.receive_prefetch)
         async with aiohttp.ClientSession() as http:
             async with http.post(
-                f"{self.base_url}/v1/realtime/calls",
+                f"{self.base_url}{self.calls_path}",
                 data=self._offer_filter(pc.localDescription.sdp),
                 headers={
                     "Authorization": f"Bearer {self.token}",
