@@ -1,0 +1,162 @@
+"""The node's measured load: event-loop lag, outbound pacing slip and process CPU.
+
+A static call cap is right only on the machine it was tuned on. What says a node is full
+is what its calls feel: the event loop waking late (every 20 ms frame waits on it), the
+paced outbound frames going out behind their slots, the process's CPU near the cores it
+may use. `LoadMonitor` samples all three in one cheap task (a 100 ms sleep that measures
+how late it woke, `time.process_time()` deltas, the tally the outbound tracks keep in
+`media.pacing`), smooths them, and says the node is overloaded only when a signal has
+stayed over its limit for a whole window, so a single hiccup (a model loading, a busy
+test machine) refuses nothing.
+
+`HARK_TEST_LOOP_LAG_FILE` is a test hook: while the file it names exists, the sampler
+blocks the event loop for the milliseconds written in it on every tick, a real stall
+that every call on the node feels, so tests can overload a node on demand.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import os
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from media.pacing import PACING, PacingSlip
+from server.config import Config
+
+log = logging.getLogger("hark.load")
+
+TICK_S = 0.1
+# Weight of the newest tick in the smoothed lag and CPU (about a second's memory).
+SMOOTHING = 0.1
+TEST_LAG_ENV = "HARK_TEST_LOOP_LAG_FILE"
+
+
+@dataclass(frozen=True)
+class LoadLimits:
+    """Over any of these for `window_s` seconds, a node is overloaded (0: not checked)."""
+
+    loop_lag_ms: float = 60.0
+    pacing_slip: float = 0.05  # share of outbound frames later than media.pacing's budget
+    cpu: float = 0.9  # share of the cores this process may run on
+    window_s: float = 2.0
+
+    @classmethod
+    def from_config(cls, config: Config) -> LoadLimits:
+        return cls(
+            loop_lag_ms=config.admission_loop_lag_ms,
+            pacing_slip=config.admission_pacing_slip,
+            cpu=config.admission_cpu,
+            window_s=config.admission_window_s,
+        )
+
+
+@dataclass(frozen=True)
+class LoadReading:
+    loop_lag_ms: float  # smoothed oversleep of the sampler's tick
+    pacing_slip: float  # smoothed share of frames sent late
+    worst_slip_ms: float  # the latest frame of the last tick
+    cpu: float  # smoothed share of the usable cores
+    cores: int  # the cores this process may run on
+    over: str | None  # the signal over its limit for a whole window, if any
+
+
+def usable_cores() -> int:
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+class LoadMonitor:
+    """Samples the node's load every `TICK_S` while started."""
+
+    def __init__(self, limits: LoadLimits, pacing: PacingSlip = PACING) -> None:
+        self.limits = limits
+        self._pacing = pacing
+        self._cores = usable_cores()
+        self._lag_ms = 0.0
+        self._slip = 0.0
+        self._worst_ms = 0.0
+        self._cpu = 0.0
+        self._over_since: dict[str, float] = {}
+        self._task: asyncio.Task[None] | None = None
+        test_lag = os.environ.get(TEST_LAG_ENV, "")
+        self._test_lag_file = Path(test_lag) if test_lag else None
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="load-monitor")
+            if self._test_lag_file is not None:
+                hook = self._test_lag_file
+                log.warning("test hook on: the event loop stalls while %s exists", hook)
+
+    async def stop(self) -> None:
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+
+    @classmethod
+    def for_node(cls, config: Config) -> LoadMonitor | None:
+        """The node's monitor, or None with HARK_ADMISSION_LOAD off."""
+        return cls(LoadLimits.from_config(config)) if config.admission_load else None
+
+    def reading(self) -> LoadReading:
+        return LoadReading(
+            loop_lag_ms=self._lag_ms,
+            pacing_slip=self._slip,
+            worst_slip_ms=self._worst_ms,
+            cpu=self._cpu,
+            cores=self._cores,
+            over=self._sustained(time.monotonic()),
+        )
+
+    def sample(self, lag_s: float, cpu_s: float, wall_s: float, now: float) -> None:
+        """Fold one tick in: the sampler's oversleep, CPU seconds used over `wall_s`."""
+        pacing = self._pacing.take()
+        slip = pacing.slipped / pacing.frames if pacing.frames else 0.0
+        self._lag_ms += SMOOTHING * (max(0.0, lag_s) * 1000 - self._lag_ms)
+        self._slip += SMOOTHING * (slip - self._slip)
+        self._worst_ms = max(0.0, pacing.worst_s) * 1000
+        if wall_s > 0:
+            self._cpu += SMOOTHING * (cpu_s / wall_s / self._cores - self._cpu)
+        limits = self.limits
+        for name, value, limit in (
+            ("event-loop lag", self._lag_ms, limits.loop_lag_ms),
+            ("outbound pacing slip", self._slip, limits.pacing_slip),
+            ("CPU", self._cpu, limits.cpu),
+        ):
+            if limit and value > limit:
+                self._over_since.setdefault(name, now)
+            else:
+                self._over_since.pop(name, None)
+
+    def _sustained(self, now: float) -> str | None:
+        for name, since in self._over_since.items():
+            if now - since >= self.limits.window_s:
+                return name
+        return None
+
+    async def _run(self) -> None:
+        cpu_at, wall_at = time.process_time(), time.monotonic()
+        while True:
+            await asyncio.sleep(TICK_S)
+            now = time.monotonic()
+            cpu = time.process_time()
+            self.sample(now - wall_at - TICK_S, cpu - cpu_at, now - wall_at, now)
+            cpu_at, wall_at = cpu, now
+            self._stall_for_test()
+
+    def _stall_for_test(self) -> None:
+        if self._test_lag_file is None:
+            return
+        try:
+            ms = float(self._test_lag_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return
+        time.sleep(ms / 1000)  # deliberately on the loop: the stall the test asked for
