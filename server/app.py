@@ -190,11 +190,13 @@ def create_app(
         node.runtime.memory = node.store.memory
         node.runtime.voices = node.store.voices
         node.runtime.load = load = LoadMonitor.for_node(config)
-        if load is not None:
-            load.start()
-            node.monitor.metrics.track_load(load.reading)
+        load.start()
+        node.monitor.metrics.track_load(load.reading)
         node.runtime.admission = AdmissionGuard.for_node(
-            config.gpu_memory_limit, config.max_engine_queue, engines.queue_depths, load
+            config.gpu_memory_limit,
+            config.max_engine_queue,
+            engines.queue_depths,
+            load if config.admission_load else None,
         )
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 

@@ -102,9 +102,9 @@ class LoadMonitor:
                 await task
 
     @classmethod
-    def for_node(cls, config: Config) -> LoadMonitor | None:
-        """The node's monitor, or None with HARK_ADMISSION_LOAD off."""
-        return cls(LoadLimits.from_config(config)) if config.admission_load else None
+    def for_node(cls, config: Config) -> LoadMonitor:
+        """The node's monitor (it runs, for /metrics, even with HARK_ADMISSION_LOAD off)."""
+        return cls(LoadLimits.from_config(config))
 
     def reading(self) -> LoadReading:
         return LoadReading(

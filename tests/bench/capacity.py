@@ -31,6 +31,7 @@ import json
 import multiprocessing
 import statistics
 import time
+import urllib.request
 from multiprocessing.connection import Connection
 from pathlib import Path
 from typing import Any
@@ -188,14 +189,31 @@ class Clients:
                 proc.terminate()
 
 
-def held(clients: Clients, pid: int, hold_s: float) -> dict[str, Any]:
+def load_gauges(server: server_process.ServerProcess) -> dict[str, float]:
+    """The node's measured load as admission sees it, from /metrics."""
+    request = urllib.request.Request(
+        f"{server.url}/metrics", headers={"Authorization": f"Bearer {server.admin_key}"}
+    )
+    with urllib.request.urlopen(request, timeout=10) as response:
+        text = response.read().decode()
+    gauges = {}
+    for line in text.splitlines():
+        name, _, value = line.partition(" ")
+        if name.startswith("hark_node_"):
+            gauges[name.removeprefix("hark_node_")] = round(float(value), 3)
+    return gauges
+
+
+def held(clients: Clients, server: server_process.ServerProcess, hold_s: float) -> dict[str, Any]:
     """The server and the calls over a window of `hold_s` from now."""
+    pid = server.process.pid
     t0 = time.monotonic() + 0.5
     t1 = t0 + hold_s
     time.sleep(0.5)
     cpu = cpu_seconds(pid)
     window = clients.measure(t0, t1)
     cpu = cpu_seconds(pid) - cpu
+    load = load_gauges(server)
     expected = hold_s / FRAME_S
     frames = window["frames"]
     return {
@@ -208,6 +226,7 @@ def held(clients: Clients, pid: int, hold_s: float) -> dict[str, Any]:
         "max_gap_ms": max(window["gaps_ms"], default=None),
         "calls_ended": window["ended"],
         "server_rss_mb": round(rss_mb(pid)),
+        "load": load,
     }
 
 
@@ -231,7 +250,7 @@ def levels_part(levels: list[int], hold_s: float, procs: int) -> None:
                 grown = clients.grow(level - live)
                 live = grown["live"]
                 time.sleep(SETTLE_S)
-                row = held(clients, pid, hold_s)
+                row = held(clients, server, hold_s)
                 per_call = (row["server_core_percent"] - 100 * idle_core) / max(live, 1)
                 row = {
                     "level": level,
@@ -260,7 +279,6 @@ def admission_part(
     ramp_to: int, gap_s: float, hold_s: float, procs: int, talker_counts: list[int]
 ) -> None:
     with server_process.running_server(dict(OPEN_LIMITS)) as server:
-        pid = server.process.pid
         clients = Clients(server.url, server.api_key, procs)
         try:
             grown = clients.grow(ramp_to, gap_s)
@@ -270,7 +288,7 @@ def admission_part(
                 "admitted": grown["live"],
                 "refused_503": grown["refused"],
                 "failed": grown["failed"],
-                **held(clients, pid, hold_s),
+                **held(clients, server, hold_s),
             }
             print(f"admission {json.dumps(row)}", flush=True)
             clients.hangup()
