@@ -1,7 +1,7 @@
 """Admission by measured load: a node whose event loop lags (or whose frames go out late,
 or whose CPU is spent) for a whole window refuses new calls with 503 server_full and
 Retry-After, keeps its live calls, admits again once the load is gone, and always admits
-a call when it has none.
+a call when it has none; near a limit it lets one call in per window.
 
 The units feed `LoadMonitor.sample` by hand. The end-to-end test overloads a real server
 through its test hook (`HARK_TEST_LOOP_LAG_FILE`: while the file exists the server's
@@ -76,6 +76,24 @@ def test_a_short_stall_refuses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     clock[0] = ticks(monitor, 0.5, start=now)
     assert monitor.reading().over is None
     guard(monitor).check(live_calls=5)
+
+
+def test_near_a_limit_one_call_joins_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A node filling up (lag over half its limit) lets one call in, then waits a window
+    for that call's load to show before the next: a ramp stops near capacity."""
+    clock = [0.0]
+    monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    clock[0] = ticks(monitor, 5, lag_s=0.035)  # 35 ms: over half of 50, under 50
+    assert monitor.reading().over is None
+    guard(monitor).check(live_calls=4)
+    with pytest.raises(Overloaded, match="event-loop lag near its limit and a call joined"):
+        guard(monitor).check(live_calls=5)
+    clock[0] = ticks(monitor, LIMITS.window_s + 0.1, lag_s=0.035, start=clock[0])
+    guard(monitor).check(live_calls=5)  # a window later the next one may join
+    clock[0] = ticks(monitor, 3)  # the lag gone: calls join back to back again
+    guard(monitor).check(live_calls=6)
+    guard(monitor).check(live_calls=7)
 
 
 def test_cpu_and_pacing_slip_are_judged_too(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -118,17 +118,6 @@ class AdmissionGuard:
     def check(self, live_calls: int = 0) -> None:
         """Raise `Overloaded("server_full")` if a new call should wait (`live_calls`: the
         calls this node holds now)."""
-        if self.load is not None and live_calls > 0:
-            reading = self.load.reading()
-            if reading.over is not None:
-                raise Overloaded(
-                    "server_full",
-                    f"This node is at capacity ({reading.over} over its limit: loop lag "
-                    f"{reading.loop_lag_ms:.0f} ms, {reading.pacing_slip:.0%} of frames "
-                    f"late, CPU {reading.cpu:.0%} of {reading.cores} cores); retry shortly "
-                    "or on another node",
-                    retry_after_s=RETRY_AFTER_S,
-                )
         if self.memory is not None:
             try:
                 fractions = self.memory.used_fractions()
@@ -152,3 +141,16 @@ class AdmissionGuard:
                         f"{self.max_queue}); retry shortly or on another node",
                         retry_after_s=RETRY_AFTER_S,
                     )
+        # Last: judging the load notes the call as admitted.
+        if self.load is not None and live_calls > 0:
+            why = self.load.judge()
+            if why is not None:
+                reading = self.load.reading()
+                raise Overloaded(
+                    "server_full",
+                    f"This node is at capacity ({why}: loop lag "
+                    f"{reading.loop_lag_ms:.0f} ms, {reading.pacing_slip:.0%} of frames "
+                    f"late, CPU {reading.cpu:.0%} of {reading.cores} cores); retry shortly "
+                    "or on another node",
+                    retry_after_s=RETRY_AFTER_S,
+                )

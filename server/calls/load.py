@@ -83,6 +83,7 @@ class LoadMonitor:
         self._worst_ms = 0.0
         self._cpu = 0.0
         self._over_since: dict[str, float] = {}
+        self._admitted_at = -float("inf")
         self._task: asyncio.Task[None] | None = None
         test_lag = os.environ.get(TEST_LAG_ENV, "")
         self._test_lag_file = Path(test_lag) if test_lag else None
@@ -135,6 +136,34 @@ class LoadMonitor:
                 self._over_since.setdefault(name, now)
             else:
                 self._over_since.pop(name, None)
+
+    def judge(self) -> str | None:
+        """Why a new call must wait now, or None (and the call is noted as admitted).
+
+        Over a limit for the window: refused. Over half of one (the node is filling up):
+        one call per window, so each new call's load shows before the next is let in; a
+        ramp of calls then stops near capacity instead of far past it."""
+        now = time.monotonic()
+        over = self._sustained(now)
+        if over is not None:
+            return f"{over} over its limit"
+        near = self._near()
+        since = now - self._admitted_at
+        if near is not None and since < self.limits.window_s:
+            return f"{near} near its limit and a call joined {since:.1f} s ago"
+        self._admitted_at = now
+        return None
+
+    def _near(self) -> str | None:
+        limits = self.limits
+        for name, value, limit in (
+            ("event-loop lag", self._lag_ms, limits.loop_lag_ms),
+            ("outbound pacing slip", self._slip, limits.pacing_slip),
+            ("CPU", self._cpu, limits.cpu),
+        ):
+            if limit and value > limit / 2:
+                return name
+        return None
 
     def _sustained(self, now: float) -> str | None:
         for name, since in self._over_since.items():

@@ -29,6 +29,7 @@ import contextlib
 import itertools
 import json
 import multiprocessing
+import os
 import statistics
 import time
 import urllib.request
@@ -227,6 +228,7 @@ def held(clients: Clients, server: server_process.ServerProcess, hold_s: float) 
         "calls_ended": window["ended"],
         "server_rss_mb": round(rss_mb(pid)),
         "load": load,
+        "machine_load_avg_1m": round(os.getloadavg()[0], 1),  # other work on the host
     }
 
 
