@@ -79,12 +79,12 @@ def test_a_short_stall_refuses_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_near_a_limit_one_call_joins_per_window(monkeypatch: pytest.MonkeyPatch) -> None:
-    """A node filling up (lag over half its limit) lets one call in, then waits a window
+    """A node filling up (lag over NEAR of its limit) lets one call in, then waits a window
     for that call's load to show before the next: a ramp stops near capacity."""
     clock = [0.0]
     monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
     monitor = LoadMonitor(LIMITS, PacingSlip())
-    clock[0] = ticks(monitor, 5, lag_s=0.035)  # 35 ms: over half of 50, under 50
+    clock[0] = ticks(monitor, 5, lag_s=0.035)  # 35 ms: near 50, under it
     assert monitor.reading().over is None
     guard(monitor).check(live_calls=4)
     with pytest.raises(Overloaded, match="event-loop lag near its limit and a call joined"):

@@ -33,6 +33,8 @@ TICK_S = 0.1
 # Weight of the newest tick in the smoothed lag and CPU (about a second's memory).
 SMOOTHING = 0.1
 TEST_LAG_ENV = "HARK_TEST_LOOP_LAG_FILE"
+# Past this share of a limit a node is filling up: one new call per window from then on.
+NEAR = 0.3
 
 
 @dataclass(frozen=True)
@@ -140,7 +142,7 @@ class LoadMonitor:
     def judge(self) -> str | None:
         """Why a new call must wait now, or None (and the call is noted as admitted).
 
-        Over a limit for the window: refused. Over half of one (the node is filling up):
+        Over a limit for the window: refused. Over `NEAR` of one (the node is filling up):
         one call per window, so each new call's load shows before the next is let in; a
         ramp of calls then stops near capacity instead of far past it."""
         now = time.monotonic()
@@ -161,7 +163,7 @@ class LoadMonitor:
             ("outbound pacing slip", self._slip, limits.pacing_slip),
             ("CPU", self._cpu, limits.cpu),
         ):
-            if limit and value > limit / 2:
+            if limit and value > limit * NEAR:
                 return name
         return None
 

@@ -312,10 +312,22 @@ async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dic
 
     async def talker(index: int) -> list[float]:
         await asyncio.sleep(0.7 * index)
-        client = CallClient(url, await mint_client_secret(url, api_key, {}))
         results = []
+        for _ in range(10):  # a full node says 503 and Retry-After: a caller tries again
+            client = CallClient(url, await mint_client_secret(url, api_key, {}))
+            try:
+                await client.connect()
+                break
+            except CallError as exc:
+                await client.close()
+                if "(503)" not in str(exc):
+                    print(f"talker {index}: {exc}")
+                    return results
+                await asyncio.sleep(5)
+        else:
+            print(f"talker {index}: refused 10 times")
+            return results
         try:
-            await client.connect()
             await client.finish_saying()
             for q in range(questions):
                 question = asked[index * questions + q]
