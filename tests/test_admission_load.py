@@ -28,7 +28,7 @@ from server.errors import Overloaded
 from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests import server_process
 
-LIMITS = LoadLimits(loop_lag_ms=50, pacing_slip=0.05, cpu=0.9, window_s=2.0)
+LIMITS = LoadLimits(loop_lag_ms=50, pacing_slip=0.05, cpu=0.9, loop_busy=0.85, window_s=2.0)
 
 
 def ticks(
@@ -37,13 +37,14 @@ def ticks(
     *,
     lag_s: float = 0.0,
     cpu: float = 0.0,
+    busy: float = 0.0,
     start: float = 0.0,
 ) -> float:
     """Feed `seconds` of 100 ms ticks; returns the time reached."""
     now = start
     while now < start + seconds - 1e-9:
         now += 0.1
-        monitor.sample(lag_s, cpu * 0.1 * monitor.reading().cores, 0.1, now)
+        monitor.sample(lag_s, cpu * 0.1 * monitor.reading().cores, 0.1, now, busy * 0.1)
     return now
 
 
@@ -119,11 +120,43 @@ def test_cpu_and_pacing_slip_are_judged_too(monkeypatch: pytest.MonkeyPatch) -> 
     assert reading.worst_slip_ms == pytest.approx(SLIP_BUDGET_S * 2000)
 
 
+def test_a_loop_busy_all_the_time_refuses_and_a_half_busy_one_does_not(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock = [0.0]
+    monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    clock[0] = ticks(monitor, 5, busy=0.5)
+    guard(monitor).check(live_calls=3)
+    guard(monitor).check(live_calls=4)  # half busy is not near the limit
+    clock[0] = ticks(monitor, 6, busy=0.97, start=clock[0])
+    with pytest.raises(Overloaded, match="event-loop busy over its limit"):
+        guard(monitor).check(live_calls=5)
+
+
+async def test_the_monitor_sees_a_loop_spinning_on_the_cpu() -> None:
+    """A real monitor on this loop, and a task that keeps the loop's thread on the CPU
+    90 ms of every 100 ms."""
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    monitor.start()
+    try:
+        until = time.monotonic() + 3
+        while time.monotonic() < until:
+            spin = time.thread_time() + 0.09
+            while time.thread_time() < spin:
+                pass
+            await asyncio.sleep(0.01)
+        assert monitor.reading().loop_busy > 0.5
+        assert monitor.reading().loop_lag_ms > 20  # the sampler woke late behind the spin
+    finally:
+        await monitor.stop()
+
+
 def test_limits_at_zero_check_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
     clock = [0.0]
     monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
-    monitor = LoadMonitor(LoadLimits(0, 0, 0, 2.0), PacingSlip())
-    clock[0] = ticks(monitor, 5, lag_s=1.0, cpu=1.0)
+    monitor = LoadMonitor(LoadLimits(0, 0, 0, 0, 2.0), PacingSlip())
+    clock[0] = ticks(monitor, 5, lag_s=1.0, cpu=1.0, busy=1.0)
     assert monitor.reading().over is None
 
 

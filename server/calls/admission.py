@@ -150,7 +150,8 @@ class AdmissionGuard:
                     "server_full",
                     f"This node is at capacity ({why}: loop lag "
                     f"{reading.loop_lag_ms:.0f} ms, {reading.pacing_slip:.0%} of frames "
-                    f"late, CPU {reading.cpu:.0%} of {reading.cores} cores); retry shortly "
+                    f"late, CPU {reading.cpu:.0%} of {reading.cores} cores, loop busy "
+                    f"{reading.loop_busy:.0%}); retry shortly "
                     "or on another node",
                     retry_after_s=RETRY_AFTER_S,
                 )

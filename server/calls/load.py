@@ -3,8 +3,10 @@
 A static call cap is right only on the machine it was tuned on. What says a node is full
 is what its calls feel: the event loop waking late (every 20 ms frame waits on it), the
 paced outbound frames going out behind their slots, the process's CPU near the cores it
-may use. `LoadMonitor` samples all three in one cheap task (a 100 ms sleep that measures
-how late it woke, `time.process_time()` deltas, the tally the outbound tracks keep in
+may use, the loop thread busy (running, or runnable and waiting for a core that other
+work holds) nearly all the time. `LoadMonitor` samples them in one cheap task (a 100 ms
+sleep that measures how late it woke, `time.process_time()` and `time.thread_time()`
+deltas, the thread's schedstat run-queue wait, the tally the outbound tracks keep in
 `media.pacing`), smooths them, and says the node is overloaded only when a signal has
 stayed over its limit for a whole window, so a single hiccup (a model loading, a busy
 test machine) refuses nothing.
@@ -35,6 +37,8 @@ SMOOTHING = 0.1
 TEST_LAG_ENV = "HARK_TEST_LOOP_LAG_FILE"
 # Past this share of a limit a node is filling up: one new call per window from then on.
 NEAR = 0.3
+NEAR_BUSY = 0.7
+SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
 @dataclass(frozen=True)
@@ -44,6 +48,8 @@ class LoadLimits:
     loop_lag_ms: float = 60.0
     pacing_slip: float = 0.05  # share of outbound frames later than media.pacing's budget
     cpu: float = 0.9  # share of the cores this process may run on
+    # Share of the time the event-loop thread runs or waits for a core to run on.
+    loop_busy: float = 0.85
     window_s: float = 2.0
 
     @classmethod
@@ -52,6 +58,7 @@ class LoadLimits:
             loop_lag_ms=config.admission_loop_lag_ms,
             pacing_slip=config.admission_pacing_slip,
             cpu=config.admission_cpu,
+            loop_busy=config.admission_loop_busy,
             window_s=config.admission_window_s,
         )
 
@@ -62,8 +69,18 @@ class LoadReading:
     pacing_slip: float  # smoothed share of frames sent late
     worst_slip_ms: float  # the latest frame of the last tick
     cpu: float  # smoothed share of the usable cores
+    loop_busy: float  # smoothed share of time the loop thread ran or waited to run
     cores: int  # the cores this process may run on
     over: str | None  # the signal over its limit for a whole window, if any
+
+
+def run_queue_wait_s() -> float:
+    """Seconds the calling thread has spent runnable but waiting for a core (Linux's
+    schedstat; 0 where there is none): CPU the loop wanted and did not get."""
+    try:
+        return int(SCHEDSTAT.read_text().split()[1]) / 1e9
+    except (OSError, IndexError, ValueError):
+        return 0.0
 
 
 def usable_cores() -> int:
@@ -84,6 +101,7 @@ class LoadMonitor:
         self._slip = 0.0
         self._worst_ms = 0.0
         self._cpu = 0.0
+        self._busy = 0.0
         self._over_since: dict[str, float] = {}
         self._admitted_at = -float("inf")
         self._task: asyncio.Task[None] | None = None
@@ -115,12 +133,16 @@ class LoadMonitor:
             pacing_slip=self._slip,
             worst_slip_ms=self._worst_ms,
             cpu=self._cpu,
+            loop_busy=self._busy,
             cores=self._cores,
             over=self._sustained(time.monotonic()),
         )
 
-    def sample(self, lag_s: float, cpu_s: float, wall_s: float, now: float) -> None:
-        """Fold one tick in: the sampler's oversleep, CPU seconds used over `wall_s`."""
+    def sample(
+        self, lag_s: float, cpu_s: float, wall_s: float, now: float, loop_s: float = 0.0
+    ) -> None:
+        """Fold one tick in: the sampler's oversleep, the process's CPU seconds over
+        `wall_s`, and the seconds its loop thread ran or waited on a run queue."""
         pacing = self._pacing.take()
         slip = pacing.slipped / pacing.frames if pacing.frames else 0.0
         self._lag_ms += SMOOTHING * (max(0.0, lag_s) * 1000 - self._lag_ms)
@@ -128,12 +150,8 @@ class LoadMonitor:
         self._worst_ms = max(0.0, pacing.worst_s) * 1000
         if wall_s > 0:
             self._cpu += SMOOTHING * (cpu_s / wall_s / self._cores - self._cpu)
-        limits = self.limits
-        for name, value, limit in (
-            ("event-loop lag", self._lag_ms, limits.loop_lag_ms),
-            ("outbound pacing slip", self._slip, limits.pacing_slip),
-            ("CPU", self._cpu, limits.cpu),
-        ):
+            self._busy += SMOOTHING * (min(1.0, loop_s / wall_s) - self._busy)
+        for name, value, limit, _ in self._signals():
             if limit and value > limit:
                 self._over_since.setdefault(name, now)
             else:
@@ -156,14 +174,20 @@ class LoadMonitor:
         self._admitted_at = now
         return None
 
-    def _near(self) -> str | None:
+    def _signals(self) -> list[tuple[str, float, float, float]]:
+        """(name, smoothed value, limit, share of the limit that counts as near)."""
         limits = self.limits
-        for name, value, limit in (
-            ("event-loop lag", self._lag_ms, limits.loop_lag_ms),
-            ("outbound pacing slip", self._slip, limits.pacing_slip),
-            ("CPU", self._cpu, limits.cpu),
-        ):
-            if limit and value > limit * NEAR:
+        return [
+            ("event-loop lag", self._lag_ms, limits.loop_lag_ms, NEAR),
+            ("outbound pacing slip", self._slip, limits.pacing_slip, NEAR),
+            ("CPU", self._cpu, limits.cpu, NEAR),
+            # A loop busy half the time is a healthy node: near only close to the limit.
+            ("event-loop busy", self._busy, limits.loop_busy, NEAR_BUSY),
+        ]
+
+    def _near(self) -> str | None:
+        for name, value, limit, near in self._signals():
+            if limit and value > limit * near:
                 return name
         return None
 
@@ -175,12 +199,14 @@ class LoadMonitor:
 
     async def _run(self) -> None:
         cpu_at, wall_at = time.process_time(), time.monotonic()
+        loop_at = time.thread_time() + run_queue_wait_s()
         while True:
             await asyncio.sleep(TICK_S)
             now = time.monotonic()
             cpu = time.process_time()
-            self.sample(now - wall_at - TICK_S, cpu - cpu_at, now - wall_at, now)
-            cpu_at, wall_at = cpu, now
+            loop = time.thread_time() + run_queue_wait_s()  # this task runs on the loop
+            self.sample(now - wall_at - TICK_S, cpu - cpu_at, now - wall_at, now, loop - loop_at)
+            cpu_at, wall_at, loop_at = cpu, now, loop
             self._stall_for_test()
 
     def _stall_for_test(self) -> None:

@@ -29,6 +29,7 @@ class LoadSignals(Protocol):
     loop_lag_ms: float
     pacing_slip: float
     cpu: float
+    loop_busy: float
     over: str | None
 
 
@@ -131,6 +132,7 @@ class HarkMetrics:
             ("hark_node_loop_lag_seconds", "Event-loop lag, smoothed", "loop_lag_ms", 1e-3),
             ("hark_node_pacing_slip_ratio", "Outbound frames late, smoothed", "pacing_slip", 1),
             ("hark_node_cpu_ratio", "Process CPU over its usable cores, smoothed", "cpu", 1),
+            ("hark_node_loop_busy_ratio", "Loop thread running or waiting", "loop_busy", 1),
         )
         for name, doc, attribute, scale in gauges:
             gauge = Gauge(name, doc, registry=r)
