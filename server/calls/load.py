@@ -36,8 +36,9 @@ TICK_S = 0.1
 SMOOTHING = 0.1
 TEST_LAG_ENV = "HARK_TEST_LOOP_LAG_FILE"
 # Past this share of a limit a node is filling up: one new call per window from then on.
-NEAR = 0.3
-NEAR_BUSY = 0.7
+# Only the gradual signals have one: lag and slip come at the cliff, and a busy machine
+# (a test suite) shows tens of ms of lag with nothing wrong.
+NEAR = 0.7
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
 
 
@@ -103,6 +104,7 @@ class LoadMonitor:
         self._cpu = 0.0
         self._busy = 0.0
         self._over_since: dict[str, float] = {}
+        self._near_since: dict[str, float] = {}
         self._admitted_at = -float("inf")
         self._task: asyncio.Task[None] | None = None
         test_lag = os.environ.get(TEST_LAG_ENV, "")
@@ -151,23 +153,25 @@ class LoadMonitor:
         if wall_s > 0:
             self._cpu += SMOOTHING * (cpu_s / wall_s / self._cores - self._cpu)
             self._busy += SMOOTHING * (min(1.0, loop_s / wall_s) - self._busy)
-        for name, value, limit, _ in self._signals():
-            if limit and value > limit:
-                self._over_since.setdefault(name, now)
-            else:
-                self._over_since.pop(name, None)
+        for name, value, limit, near in self._signals():
+            for since, share in ((self._over_since, 1.0), (self._near_since, near)):
+                if limit and value > limit * share:
+                    since.setdefault(name, now)
+                else:
+                    since.pop(name, None)
 
     def judge(self) -> str | None:
         """Why a new call must wait now, or None (and the call is noted as admitted).
 
-        Over a limit for the window: refused. Over `NEAR` of one (the node is filling up):
+        Over a limit for the window: refused. Over `NEAR` of the CPU or busy limit for the
+        window (lag and slip have no such stage), the node is filling up:
         one call per window, so each new call's load shows before the next is let in; a
         ramp of calls then stops near capacity instead of far past it."""
         now = time.monotonic()
         over = self._sustained(now)
         if over is not None:
             return f"{over} over its limit"
-        near = self._near()
+        near = self._sustained(now, self._near_since)
         since = now - self._admitted_at
         if near is not None and since < self.limits.window_s:
             return f"{near} near its limit and a call joined {since:.1f} s ago"
@@ -178,22 +182,16 @@ class LoadMonitor:
         """(name, smoothed value, limit, share of the limit that counts as near)."""
         limits = self.limits
         return [
-            ("event-loop lag", self._lag_ms, limits.loop_lag_ms, NEAR),
-            ("outbound pacing slip", self._slip, limits.pacing_slip, NEAR),
+            ("event-loop lag", self._lag_ms, limits.loop_lag_ms, 1.0),
+            ("outbound pacing slip", self._slip, limits.pacing_slip, 1.0),
             ("CPU", self._cpu, limits.cpu, NEAR),
-            # A loop busy half the time is a healthy node: near only close to the limit.
-            ("event-loop busy", self._busy, limits.loop_busy, NEAR_BUSY),
+            ("event-loop busy", self._busy, limits.loop_busy, NEAR),
         ]
 
-    def _near(self) -> str | None:
-        for name, value, limit, near in self._signals():
-            if limit and value > limit * near:
-                return name
-        return None
-
-    def _sustained(self, now: float) -> str | None:
-        for name, since in self._over_since.items():
-            if now - since >= self.limits.window_s:
+    def _sustained(self, now: float, since: dict[str, float] | None = None) -> str | None:
+        """The first signal over its limit (or near it) for a whole window."""
+        for name, at in (self._over_since if since is None else since).items():
+            if now - at >= self.limits.window_s:
                 return name
         return None
 
