@@ -38,6 +38,7 @@ import numpy as np
 from aiortc.codecs.opus import OpusEncoder
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.pacing import PACING, PacingSlip
 from media.resample import Resampler
 
 log = logging.getLogger(__name__)
@@ -145,12 +146,15 @@ class OutboundAudioTrack(MediaStreamTrack):
         clock: Callable[[], float] = time.monotonic,
         resync_silence: bool = True,
         send_ahead_s: float = 0.0,
+        pacing: PacingSlip = PACING,
     ) -> None:
         """`clock` is injectable so tests can play a late event loop without waiting;
         `resync_silence=False` keeps every slot however late (tests with such clocks).
         `send_ahead_s`: how far ahead of real time response audio may be handed out (0 for
-        RTP, which the client plays as it arrives)."""
+        RTP, which the client plays as it arrives). `pacing`: where each frame's lateness
+        is noted (the node's load monitor reads the process-wide tally)."""
         super().__init__()
+        self._pacing = pacing
         self._clock = clock
         self._resync_silence = resync_silence
         self._send_ahead_s = send_ahead_s
@@ -341,6 +345,7 @@ class OutboundAudioTrack(MediaStreamTrack):
         else:
             delay = self._start + self._frames * FRAME_SECONDS - self._clock()
             late = -delay  # how far behind its own schedule the track is
+            self._pacing.note(late)
             if self._send_ahead_s and self._frame_ready():
                 delay -= self._send_ahead_s
             if delay > 0:

@@ -24,7 +24,9 @@ from media.vad import SileroModel
 from server.call.session import RealtimeSession
 from server.calls.admission import AdmissionGuard
 from server.calls.drain import Drain
+from server.calls.load import LoadMonitor
 from server.calls.manager import CallManager
+from server.calls.memory_release import IdleMemoryRelease
 from server.calls.runtime import NodeRuntime, Readiness
 from server.calls.watchdog import CallWatchdog
 from server.cluster.nodes import NodeDirectory
@@ -224,8 +226,14 @@ def create_app(
             return
         node.runtime.memory = node.store.memory
         node.runtime.voices = node.store.voices
+        node.runtime.load = load = LoadMonitor.for_node(config)
+        load.start()
+        node.monitor.metrics.track_load(load.reading)
         node.runtime.admission = AdmissionGuard.for_node(
-            config.gpu_memory_limit, config.max_engine_queue, engines.queue_depths
+            config.gpu_memory_limit,
+            config.max_engine_queue,
+            engines.queue_depths,
+            load if config.admission_load else None,
         )
         node.loader = asyncio.create_task(_load_and_open(node), name="load-engines")
 
@@ -236,6 +244,8 @@ def create_app(
         await router.close()
         await translations_api.close()
         await node.monitor.stop()
+        if node.runtime.load is not None:
+            await node.runtime.load.stop()
         if node.watchdog is not None:
             await node.watchdog.close()
         if node.runtime.calls is not None:
@@ -287,6 +297,7 @@ async def _load_and_open(node: Node) -> None:
     node.monitor.attach(calls)
     node.registry.attach(calls)
     node.call_log.attach(calls)
+    IdleMemoryRelease(calls)
 
     def connected(session: RealtimeSession) -> None:
         node.registry.set_state(session.call_id, "connected")

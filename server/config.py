@@ -240,6 +240,14 @@ class Config:
     # with more than HARK_MAX_ENGINE_QUEUE jobs waiting on an engine (0: no queue limit).
     gpu_memory_limit: float = setting("HARK_GPU_MEMORY_LIMIT", 0.9, number(0.0, 1.0))
     max_engine_queue: int = setting("HARK_MAX_ENGINE_QUEUE", 32, integer())
+    # New calls are also refused while the node's measured load stays over a limit for
+    # HARK_ADMISSION_WINDOW seconds (a node with no call always admits one); 0: unchecked.
+    admission_load: bool = setting("HARK_ADMISSION_LOAD", True, boolean)
+    admission_loop_lag_ms: float = setting("HARK_ADMISSION_LOOP_LAG_MS", 60.0, number(0.0))
+    admission_pacing_slip: float = setting("HARK_ADMISSION_PACING_SLIP", 0.05, number(0.0, 1.0))
+    admission_cpu: float = setting("HARK_ADMISSION_CPU", 0.9, number(0.0, 1.0))
+    admission_loop_busy: float = setting("HARK_ADMISSION_LOOP_BUSY", 0.85, number(0.0, 1.0))
+    admission_window_s: float = setting("HARK_ADMISSION_WINDOW", 2.0, number(0.0))
 
     # Durable memory: conversations, recordings, voices (server/store). SQLite under the
     # data directory unless a PostgreSQL URL is given.

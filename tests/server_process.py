@@ -85,6 +85,9 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         "HARK_WORKERS": "1",
         # No interpreter models (Whisper base, Marian) unless a test asks for translation.
         "HARK_TRANSLATION": "0",
+        # Admission by measured load refuses calls on a busy machine: tests that open
+        # calls in bursts are not about it; tests/test_admission_load.py turns it on.
+        "HARK_ADMISSION_LOAD": "false",
         **(env or {}),
     }
     data_dir = None

@@ -1,12 +1,15 @@
 """No queue on the media path grows behind a stalled consumer: late inbound frames are
-dropped (their time fed as silence), and a late outbound track sends no backlog."""
+dropped (their time fed as silence), aiortc's decoder queue keeps only the newest second,
+and a late outbound track sends no backlog."""
 
 import asyncio
 
 import av
 import numpy as np
+from aiortc import RTCPeerConnection
 from aiortc.rtcrtpreceiver import RemoteStreamTrack
 
+from media.decoder_queue import MAX_DECODER_BACKLOG, LatestFrames, bound_decoder_queues
 from media.inbound import MAX_BACKLOG_FRAMES, InboundAudio
 from media.outbound import FRAME_SECONDS, MAX_BURST_FRAMES, OutboundAudioTrack
 
@@ -92,3 +95,30 @@ async def test_outbound_sends_no_backlog_after_a_stalled_sender():
     # Nothing of the reply was lost: it goes on from where it was.
     assert track.playout_ms == (1 + burst) * 20
     assert track.queued_ms == 5000 - track.playout_ms
+
+
+async def test_decoder_queue_behind_a_stalled_decoder_thread_is_bounded():
+    """aiortc's receiver feeds its decoder thread through an unbounded queue; a real
+    receiver of a negotiated peer connection gets the bounded one, and behind a decoder
+    that takes nothing for 10 s of packets only the newest second waits."""
+    caller, callee = RTCPeerConnection(), RTCPeerConnection()
+    try:
+        caller.addTransceiver("audio")
+        await caller.setLocalDescription(await caller.createOffer())
+        await callee.setRemoteDescription(caller.localDescription)
+        assert bound_decoder_queues(callee) == 1
+        (receiver,) = callee.getReceivers()
+        backlog = receiver._RTCRtpReceiver__decoder_queue
+        assert isinstance(backlog, LatestFrames)
+        for n in range(500):  # the stalled thread's packets: (codec, encoded frame)
+            backlog.put(("opus", n))
+        assert backlog.qsize() == MAX_DECODER_BACKLOG
+        assert backlog.dropped == 500 - MAX_DECODER_BACKLOG
+        assert backlog.get_nowait() == ("opus", 500 - MAX_DECODER_BACKLOG)  # the newest kept
+        backlog.put(None)  # the end marker still arrives, after what is left
+        while (item := backlog.get_nowait()) is not None:
+            assert item[1] >= 500 - MAX_DECODER_BACKLOG
+        assert bound_decoder_queues(callee) == 0  # already bounded: left as is
+    finally:
+        await caller.close()
+        await callee.close()

@@ -27,6 +27,8 @@ def node_env(redis_url: str, node: str, **overrides: str) -> dict[str, str]:
         "HARK_IDLE_TIMEOUT": "3",
         "HARK_ICE_TIMEOUT": "3",
         "HARK_MAX_CALLS": "120",
+        # Churn tests open calls in bursts: admission by measured load would pace them.
+        "HARK_ADMISSION_LOAD": "false",
         "HARK_MAX_CALLS_PER_SUB": "2",
         "HARK_REGISTRY_TTL": "3",
         # The leak check opens hundreds of calls from one address in a few minutes.

@@ -20,6 +20,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamTrack
 from aiortc.sdp import SessionDescription
 
+from media.decoder_queue import bound_decoder_queues
 from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
 from media.outbound import OutboundAudioTrack, opus_silence_packet
@@ -117,6 +118,7 @@ class WebRtcTransport:
         pc.on("connectionstatechange", self._state_changed)
         await pc.setRemoteDescription(RTCSessionDescription(sdp=offer_sdp, type="offer"))
         shorten_audio_receive_delay(pc)  # the VAD sees each packet 20 ms after it, not 80
+        bound_decoder_queues(pc)  # a starved decoder thread drops old packets, not memory
         pc.addTrack(self._track)
         await pc.setLocalDescription(await pc.createAnswer())
         if _sends_opus(pc.localDescription.sdp):

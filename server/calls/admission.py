@@ -11,6 +11,11 @@ GPU memory is read through NVML (`nvidia-ml-py`, the `gpu` extra), the driver's 
 counters, so memory held by other processes on the GPU (a vLLM server) counts too. On a
 host without a GPU (no NVML library, no device) the guard says so at start and checks
 only the queues.
+
+With a `LoadMonitor` (server.calls.load) it also refuses while the node's measured load,
+event-loop lag, outbound pacing slip or CPU, has stayed over its limit for a window:
+the calls already here would be the ones to suffer. A node with no call at all always
+admits one (its load is someone else's, and a node must be able to start serving).
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ import logging
 from collections.abc import Callable
 from typing import Protocol
 
+from server.calls.load import LoadMonitor
 from server.errors import Overloaded
 
 log = logging.getLogger("hark.admission")
@@ -75,16 +81,23 @@ class AdmissionGuard:
         memory_limit: float,
         queues: Callable[[], dict[str, int]],
         max_queue: int,
+        load: LoadMonitor | None = None,
     ) -> None:
-        """`queues()`: each engine's waiting jobs by name; `max_queue` 0: no limit."""
+        """`queues()`: each engine's waiting jobs by name; `max_queue` 0: no limit;
+        `load`: the node's measured load (None: not checked)."""
         self.memory = memory
+        self.load = load
         self.memory_limit = memory_limit
         self.max_queue = max_queue
         self._queues = queues
 
     @classmethod
     def for_node(
-        cls, memory_limit: float, max_queue: int, queues: Callable[[], dict[str, int]]
+        cls,
+        memory_limit: float,
+        max_queue: int,
+        queues: Callable[[], dict[str, int]],
+        load: LoadMonitor | None = None,
     ) -> AdmissionGuard:
         """The guard for this host, saying at start whether it watches GPU memory."""
         memory, why = NvmlMemory.open()
@@ -96,10 +109,15 @@ class AdmissionGuard:
                 why,
                 memory_limit * 100,
             )
-        return cls(memory, memory_limit=memory_limit, queues=queues, max_queue=max_queue)
+        if load is None:
+            log.info("admission by measured load off")
+        else:
+            log.info("admission by measured load on: %s", load.limits)
+        return cls(memory, memory_limit=memory_limit, queues=queues, max_queue=max_queue, load=load)
 
-    def check(self) -> None:
-        """Raise `Overloaded("server_full")` if a new call should wait."""
+    def check(self, live_calls: int = 0) -> None:
+        """Raise `Overloaded("server_full")` if a new call should wait (`live_calls`: the
+        calls this node holds now)."""
         if self.memory is not None:
             try:
                 fractions = self.memory.used_fractions()
@@ -123,3 +141,17 @@ class AdmissionGuard:
                         f"{self.max_queue}); retry shortly or on another node",
                         retry_after_s=RETRY_AFTER_S,
                     )
+        # Last: judging the load notes the call as admitted.
+        if self.load is not None and live_calls > 0:
+            why = self.load.judge()
+            if why is not None:
+                reading = self.load.reading()
+                raise Overloaded(
+                    "server_full",
+                    f"This node is at capacity ({why}: loop lag "
+                    f"{reading.loop_lag_ms:.0f} ms, {reading.pacing_slip:.0%} of frames "
+                    f"late, CPU {reading.cpu:.0%} of {reading.cores} cores, loop busy "
+                    f"{reading.loop_busy:.0%}); retry shortly "
+                    "or on another node",
+                    retry_after_s=RETRY_AFTER_S,
+                )

@@ -11,6 +11,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from server.calls.admission import AdmissionGuard
+from server.calls.load import LoadMonitor
 from server.calls.manager import CallManager
 from server.errors import Overloaded
 from server.store.memory import MemoryService
@@ -54,8 +55,10 @@ class NodeRuntime:
             )
         return self.memory
 
-    # GPU memory and engine queues, checked before a new call (None: no checks).
+    # GPU memory, engine queues and measured load, checked before a new call (None: none).
     admission: AdmissionGuard | None = None
+    # The node's measured load (event-loop lag, pacing slip, CPU); None: not measured.
+    load: LoadMonitor | None = None
 
     def require_calls(self) -> CallManager:
         """The live calls, or `Overloaded` while the engines are still loading."""
@@ -77,7 +80,7 @@ class NodeRuntime:
                 retry_after_s=1,
             )
         if self.admission is not None:
-            self.admission.check()
+            self.admission.check(live_calls=len(calls))
         return calls
 
     @property

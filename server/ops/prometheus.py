@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
+from typing import Protocol
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
@@ -20,6 +21,17 @@ LOSS_BUCKETS = (0.0, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0)
 JITTER_BUCKETS = (0.001, 0.005, 0.01, 0.02, 0.03, 0.05, 0.1, 0.2, 0.5)
 RTT_BUCKETS = (0.01, 0.05, 0.1, 0.15, 0.2, 0.3, 0.5, 1.0, 2.0)
 MOS_BUCKETS = (1.0, 2.0, 2.5, 3.0, 3.5, 3.8, 4.0, 4.2, 4.4, 4.5)
+
+
+class LoadSignals(Protocol):
+    """A reading of the node's load (server.calls.load.LoadReading)."""
+
+    loop_lag_ms: float
+    pacing_slip: float
+    cpu: float
+    loop_busy: float
+    over: str | None
+
 
 _LABEL = re.compile(r"^[a-z0-9_.]{1,48}$")
 
@@ -112,6 +124,21 @@ class HarkMetrics:
         for direction in ("in", "out"):
             self.packet_loss.labels(direction)
             self.jitter.labels(direction)
+
+    def track_load(self, reading: Callable[[], LoadSignals]) -> None:
+        """The node's measured load, read at each scrape (server.calls.load)."""
+        r = self.registry
+        gauges = (
+            ("hark_node_loop_lag_seconds", "Event-loop lag, smoothed", "loop_lag_ms", 1e-3),
+            ("hark_node_pacing_slip_ratio", "Outbound frames late, smoothed", "pacing_slip", 1),
+            ("hark_node_cpu_ratio", "Process CPU over its usable cores, smoothed", "cpu", 1),
+            ("hark_node_loop_busy_ratio", "Loop thread running or waiting", "loop_busy", 1),
+        )
+        for name, doc, attribute, scale in gauges:
+            gauge = Gauge(name, doc, registry=r)
+            gauge.set_function(lambda a=attribute, k=scale: float(getattr(reading(), a)) * k)
+        over = Gauge("hark_node_overloaded", "1 while new calls are refused for load", registry=r)
+        over.set_function(lambda: float(reading().over is not None))
 
     def track_live(self, count: Callable[[], int]) -> None:
         self.calls_live.set_function(lambda: float(count()))
