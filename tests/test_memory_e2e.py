@@ -387,7 +387,10 @@ async def test_voice_profiles_upload_list_and_refuse_bad_files(server, tmp_path)
     ids = [v["id"] for v in listed["data"]]
     assert ids[0] == "joe" and given["id"] in ids and heard["id"] in ids
     _, theirs = await request(server, "GET", "/v1/voices", key=KEY_B)
-    assert [v["id"] for v in theirs["data"]] == ["joe"]
+    # Tenant B sees the built-in voices (Piper's and the language voices), none of A's.
+    theirs_ids = [v["id"] for v in theirs["data"]]
+    assert theirs_ids[0] == "joe" and not [i for i in theirs_ids if i.startswith("voice_")]
+    assert set(theirs_ids) == set(ids) - {given["id"], heard["id"]}
     assert (await request(server, "GET", f"/v1/voices/{given['id']}", key=KEY_B))[0] == 404
     for files, code in (
         ({"name": "x", "file": tmp_path / "short.wav"}, "invalid_voice_audio"),

@@ -287,7 +287,7 @@ async def test_a_pair_no_packaged_translator_covers_goes_through_the_llm(tmp_pat
     port, log = free_port(), tmp_path / "llama.log"
     llm = start_llama_server(port, log)
     try:
-        env = {"HARK_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1"}
+        env = {"HARK_LLM_BASE_URL": f"http://127.0.0.1:{port}/v1", "HARK_TRANSLATION": "1"}
         with running_server(env) as hark:
             health = wait_for_translation(hark.url)
             assert "any source → any target" in health["translation"], health
