@@ -68,6 +68,8 @@ def serve(args: argparse.Namespace) -> int:
         return 2
 
     def announce() -> None:
+        if os.environ.get("HARK_WORKER_INDEX"):  # a worker's private port: the front announces
+            return
         lines = [f"Hark is ready on {config.host}:{config.port}"]
         if config.demo_page:
             lines.append(f"Open {_page_url(config)} in a browser and talk.")
@@ -94,8 +96,10 @@ def serve(args: argparse.Namespace) -> int:
     app = create_app(config, build_engines(config), personas)
     app[NODE_KEY].on_ready.append(announce)
     app.on_startup.append(drain_on_sigterm)  # SIGTERM: stop admitting, let calls end, exit
+    worker = os.environ.get("HARK_WORKER_INDEX")
+    where = f"worker {worker} (private)" if worker else "listening"
     print(
-        f"hark: listening on http://{config.host}:{config.port} (loading models…)",
+        f"hark: {where} on http://{config.host}:{config.port} (loading models…)",
         file=sys.stderr,
         flush=True,
     )
