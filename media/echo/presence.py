@@ -1,0 +1,106 @@
+"""Does this client send the bot's voice back? Decided per call, from what was sent.
+
+A browser cancels its own echo; smart glasses do not. Hark cannot ask, and the wrong
+guess costs either way: gating a client that has no echo makes its user's barge-in
+wait for a verdict, not gating one that echoes makes the bot interrupt itself. So the
+call starts `UNKNOWN` (the guard's verdicts apply, at no cost while the bot is silent)
+and settles as soon as the audio says which:
+
+- `ECHO`: the waveforms found the echo (`WaveformDelay`: a sharp GCC-PHAT peak that two
+  searches agree on and that each loud frame correlates at). Over WebRTC that takes
+  64-150 ms of echo, before the segmenter's 64 ms onset has let anything through,
+  because the guard holds back everything no louder than the worst-case echo meanwhile.
+- `NONE`: the microphone stayed quiet while the reply was loud at every possible delay.
+  Each frame whose microphone is at least `quiet_db` under the reference at a lag
+  clears that lag once; a lag cleared `clear_frames` times cannot hold an echo (one
+  would be at most `quiet_db` under its reference: -9 dB for glasses, -30 dB is
+  inaudible). A client with an echo never clears its own delay: there the microphone is
+  never that far under what was sent. Every lag of the guard's range cleared takes
+  ~0.3 s of reply past the longest delay searched. A person talking clears nothing and
+  spoils nothing: only quiet frames count.
+- `NONE` also when a voice was held back as possible echo for `voice_frames` frames and
+  the waveforms found no echo in it: the user talked over the first reply of a client
+  with echo cancellation before the quiet lags could settle it (a user at the echo's
+  own level over a real echo is found as echo within ~150 ms, well before).
+
+`NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
+it `ECHO`. `ECHO` is final for the call.
+"""
+
+from __future__ import annotations
+
+from enum import Enum
+
+import numpy as np
+
+from media.echo.reference import BLOCK, RATE, History
+
+FRAME_BLOCKS = 512 // BLOCK
+LOUD_REFERENCE = 30000.0  # a frame of reference louder than this (~ -30 dBFS) can echo
+
+
+class Presence(Enum):
+    UNKNOWN = "unknown"
+    ECHO = "echo"
+    NONE = "none"
+
+
+class EchoPresence:
+    """`hear` once per microphone frame while the guard runs; `echo_found` from the
+    waveform search; `voice_held` for each frame held back as echo with a voice in it,
+    `release` when the hold ends."""
+
+    def __init__(
+        self,
+        max_delay_seconds: float = 1.5,
+        min_delay_seconds: float = 0.03,
+        quiet_db: float = 30.0,
+        clear_frames: int = 4,
+        voice_frames: int = 10,
+    ) -> None:
+        self.state = Presence.UNKNOWN
+        self._lo = round(min_delay_seconds * RATE / BLOCK)
+        self._hi = round(max_delay_seconds * RATE / BLOCK)
+        self._quiet = 10 ** (-quiet_db / 10)
+        self._clear_frames = clear_frames
+        self._cleared = np.zeros(self._hi - self._lo + 1, np.int32)
+        self._voice_frames = voice_frames
+        self._voice = 0
+
+    @property
+    def gating(self) -> bool:
+        """The guard's verdicts apply: echo found, or not yet ruled out."""
+        return self.state is not Presence.NONE
+
+    def echo_found(self) -> None:
+        self.state = Presence.ECHO
+
+    def hear(self, mic_power: float, reference: History, last_block: int) -> None:
+        """One microphone frame (its mean power) ending at reference block `last_block`."""
+        if self.state is not Presence.UNKNOWN:
+            return
+        # The reference's 32 ms power at each lag, newest lag first.
+        lo = last_block - FRAME_BLOCKS + 1 - self._hi
+        blocks = reference.get(lo, last_block - self._lo + 1)
+        frames = np.convolve(blocks, np.full(FRAME_BLOCKS, 1 / FRAME_BLOCKS), "valid")[::-1]
+        loud = frames >= LOUD_REFERENCE
+        if not loud.any():
+            return
+        self._cleared += loud & (mic_power <= frames * self._quiet)
+        if int(self._cleared.min()) >= self._clear_frames:
+            self.state = Presence.NONE
+
+    def voice_held(self) -> bool:
+        """One more frame with a voice in it was held back as echo (since `release`);
+        True once enough were, with no echo found in them: the state is then `NONE`."""
+        if self.state is not Presence.UNKNOWN:
+            return False
+        self._voice += 1
+        if self._voice >= self._voice_frames:
+            self.state = Presence.NONE
+            return True
+        return False
+
+    def release(self) -> None:
+        """What was held back went on (or the bot fell silent): count afresh."""
+        self._voice = 0
