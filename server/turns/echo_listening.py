@@ -1,0 +1,145 @@
+"""The caller's audio with the bot's own voice taken out, and nothing the caller said lost.
+
+`EchoListener` sits in front of the VAD and the segmenter of one call:
+
+- `echo_guard: "off"`: frames pass as they are.
+- `"on"`: the `EchoGuard` cancels the bot's voice and its verdict gates each frame: an
+  echo-only frame reaches the segmenter with a speech probability of 0.
+- `"auto"` (the default): the guard runs and gates while its `EchoPresence` has not
+  ruled the echo out. The client that sends no echo back (a browser's AEC) is known
+  within ~1.7 s of its first reply, or at once when its user talks over that reply
+  (a voice held back with no echo found in it); from then on nothing is gated, so its
+  barge-in is as fast as with the guard off. A client that echoes is found within
+  ~150 ms of its first reply's echo, before any of it could start a turn.
+
+Gating can hide a person: a voice at the bot's own level over an echo the guard has not
+learned yet is judged echo. So a voiced frame that the gate holds back is kept (with
+the ~300 ms before it, the segmenter's padding), and handed back to the caller to replay
+into the segmenter when it turns out to be speech: when the gate lets the same voice
+through a moment later, when the echo is ruled out, or when the reply's echo has ended
+and the held voice carried the gate's evidence of a person (`suspect` frames: a frame
+of pure echo almost never does). The segmenter then starts the turn where the voice
+began, and it is transcribed and answered like any other. Held frames with no such
+evidence were the echo itself (the first reply's, before the canceller converged) and
+are dropped.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from media.echo.guard import EchoGuard
+from media.echo.presence import Presence
+from server.turns.options import EchoGuardMode
+
+log = logging.getLogger("hark.echo")
+
+PADDING_FRAMES = 10  # ~320 ms before a held voice: the segmenter's prefix padding
+MAX_HELD_FRAMES = 940  # ~30 s, the longest segment
+REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person for a held
+# voice to be replayed once the echo ends
+
+
+@dataclass(frozen=True)
+class HeldFrame:
+    frame: np.ndarray
+    probability: float  # the VAD's, on the cleaned frame
+    audio_end_ms: int
+
+
+@dataclass
+class Heard:
+    frame: np.ndarray  # what the VAD and the segmenter get
+    probability: float  # 0 where the frame is held back as echo
+    replay: list[HeldFrame] = field(default_factory=list)  # to push first, oldest first
+
+
+class EchoListener:
+    """One call's echo handling in front of the segmenter; `hear` every inbound frame."""
+
+    def __init__(self, mode: EchoGuardMode) -> None:
+        self.mode = mode
+        self.guard = EchoGuard()
+        self._recent: deque[HeldFrame] = deque(maxlen=PADDING_FRAMES)
+        self._held: list[HeldFrame] = []
+        self._suspects = 0
+        self._presence = self.guard.presence.state
+
+    @property
+    def gating(self) -> bool:
+        return self.mode == "on" or self.guard.presence.gating
+
+    @property
+    def holding(self) -> bool:
+        return bool(self._held)
+
+    def far_end(self, pcm: np.ndarray, sent_at: float) -> None:
+        self.guard.far_end(pcm, sent_at)
+
+    def hear(
+        self,
+        frame: np.ndarray,
+        audio_end_ms: int,
+        vad: Callable[[np.ndarray], float],
+        threshold: float,
+        *,
+        in_turn: bool,
+    ) -> Heard:
+        """`in_turn`: the segmenter is inside a turn already (whatever is held back now
+        is part of that turn's audio, so nothing is kept for replay)."""
+        verdict = self.guard.near_end(frame, audio_end_ms)
+        presence = self.guard.presence.state
+        if presence is not self._presence:
+            self._presence = presence
+            log.info("echo from the client: %s (at %d ms)", presence.value, audio_end_ms)
+            if presence is Presence.ECHO and self._held:
+                self._drop()  # what was held was the echo just found in it
+        probability = vad(verdict.frame)  # always run: the VAD's state stays continuous
+        here = HeldFrame(verdict.frame, probability, audio_end_ms)
+        voiced = probability >= threshold
+        if not self.gating:
+            return Heard(verdict.frame, probability, self._release(in_turn))
+        # Once the echo is known, a hold starts only where the gate saw a person; before,
+        # at any voice (the client's own voice rule needs it).
+        starts = voiced and (verdict.suspect or presence is Presence.UNKNOWN)
+        if verdict.echo_only and not in_turn and (starts or self._held):
+            if voiced and self.mode == "auto" and self.guard.presence.voice_held():
+                # A voice held this long with no echo found in it: the client sends none.
+                return Heard(verdict.frame, probability, self._release(in_turn))
+            if not self._held:
+                self._held = list(self._recent)
+            self._held.append(here)
+            self._suspects += verdict.suspect and voiced
+            if len(self._held) > MAX_HELD_FRAMES:
+                del self._held[0]
+            return Heard(verdict.frame, 0.0)
+        if verdict.echo_only:
+            self._recent.append(here)
+            return Heard(verdict.frame, 0.0)
+        # Not echo: the gate let a voice through, or the bot's echo is over.
+        # The gate let a voice through (the segmenter's padding holds its start), or the
+        # echo is over: a held voice the gate had seen a person in is replayed.
+        replay: list[HeldFrame] = []
+        if self._held and not voiced and self._suspects >= REPLAY_MIN_SUSPECTS:
+            log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
+            replay = self._release(in_turn)
+        elif self._held:
+            self._drop()
+        self._recent.append(here)
+        return Heard(verdict.frame, probability, replay)
+
+    def _release(self, in_turn: bool) -> list[HeldFrame]:
+        held = [] if in_turn else self._held
+        self._drop()
+        return held
+
+    def _drop(self) -> None:
+        self._held = []
+        self._suspects = 0
+        self._recent.clear()
+        self.guard.presence.release()

@@ -1,0 +1,142 @@
+"""Echo handled with no setting (`echo_guard: "auto"`, the default), over real WebRTC.
+
+A client with no echo canceller (glasses) plays each reply back into its microphone
+200 ms later at -9 dB; it never says so. From its first reply on the bot must not hear
+itself, a real interruption over that reply's echo must still stop it, and whatever the
+user said over a reply must be answered. A client that sends no echo back barges in
+as it would with no guard at all."""
+
+from __future__ import annotations
+
+import asyncio
+
+import numpy as np
+import pytest
+
+from server.tools.call_client import CallClient
+from tests.acoustic import EchoingMicrophone, ScriptedMicrophone, utterance
+from tests.bench.peers.hark import HarkPeer
+
+pytestmark = pytest.mark.slow
+
+# No echo_guard in the session: the shared test server runs on the defaults.
+STORYTELLER = {
+    "instructions": "You are a storyteller. Always answer with three long sentences.",
+    "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}},
+}
+
+
+async def call_with(hark, mic: ScriptedMicrophone) -> CallClient:
+    call = await HarkPeer(hark.url, hark.api_key, STORYTELLER).call(mic)
+    if isinstance(mic, EchoingMicrophone):
+        call.ear.listeners.append(mic.hear)
+    return call.client
+
+
+def count(client: CallClient, kind: str, status: str | None = None) -> int:
+    return sum(
+        e.type == kind and (status is None or e.data["response"]["status"] == status)
+        for e in client.events
+    )
+
+
+async def interrupt_first_reply(client: CallClient, mic: ScriptedMicrophone, at: float) -> str:
+    """Ask for a long story, then say "Wait, stop. What time is it?" `at` s into the first
+    reply's audio; returns the reply's id (skips if it ended before the interruption)."""
+    mark = len(client.events)
+    await mic.say(utterance("Tell me a long story about a brave dragon and a knight.")).sent()
+    started = await client.wait_for("output_audio_buffer.started", after=mark, timeout=90)
+    await asyncio.sleep(at)
+    response_id = started.data["response_id"]
+    if any(
+        e.type == "response.done" and e.data["response"]["id"] == response_id for e in client.events
+    ):
+        pytest.skip("the reply was over before the interruption could be tried")
+    mic.say(utterance("Wait, stop. What time is it?"))
+    return response_id
+
+
+async def answered(client: CallClient, words: str, timeout: float = 60) -> None:
+    """A completed response that began after a committed user transcript holding `words`."""
+    heard = await client.wait_for(
+        "conversation.item.input_audio_transcription.completed",
+        lambda d: words in d.get("transcript", "").lower(),
+        timeout=timeout,
+    )
+    after = client.events.index(heard)
+    await client.wait_for(
+        "response.done",
+        lambda d: d["response"]["status"] == "completed",
+        after=after,
+        timeout=timeout,
+    )
+
+
+async def test_at_the_defaults_an_echoing_client_never_hears_the_bot(hark):
+    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
+    client = await call_with(hark, mic)
+    try:
+        for question in ("Tell me a story about a brave dragon.", "Tell me a story about a cat."):
+            mark = len(client.events)
+            await mic.say(utterance(question)).sent()
+            done = await client.wait_for("response.done", after=mark, timeout=90)
+            assert done.data["response"]["status"] == "completed", done.data["response"]
+            await asyncio.sleep(2.0)  # room for a reply to its own echo
+        assert mic.echoed_frames > 20  # the echo really reached the server
+        assert count(client, "response.done", "cancelled") == 0  # no self-interruption
+        assert count(client, "response.created") == 2  # no reply to its own echo
+        # No phantom turn: one speech onset per question.
+        assert count(client, "input_audio_buffer.speech_started") == 2
+    finally:
+        await client.hangup()
+
+
+async def test_at_the_defaults_a_first_reply_interruption_over_echo_stops_it_and_is_answered(
+    hark,
+):
+    """The issue's probe: 1.5 s into a call's very first reply, at the bot's own level
+    over its echo; the reply is cancelled and the question after "stop" answered."""
+    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
+    client = await call_with(hark, mic)
+    try:
+        response_id = await interrupt_first_reply(client, mic, 1.5)
+        done = await client.wait_for(
+            "response.done", lambda d: d["response"]["id"] == response_id, timeout=30
+        )
+        assert done.data["response"]["status"] == "cancelled"
+        assert mic.echoed_frames > 10  # the interruption really was over the echo
+        await answered(client, "time")
+    finally:
+        await client.hangup()
+
+
+async def test_at_the_defaults_a_soft_question_over_the_first_reply_is_answered(hark):
+    """A question 10 dB under the user's normal level during the first reply, quieter
+    than the bot's echo: whether it stops the reply or the gate holds it back until the
+    reply ends, it is transcribed and answered."""
+    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
+    client = await call_with(hark, mic)
+    try:
+        mark = len(client.events)
+        await mic.say(utterance("Tell me a story about a brave dragon.")).sent()
+        await client.wait_for("output_audio_buffer.started", after=mark, timeout=90)
+        await asyncio.sleep(1.0)
+        soft = utterance("What time is it?").astype(np.float64) * 10 ** (-10 / 20)
+        mic.say(soft.astype(np.int16))
+        await answered(client, "time", timeout=90)
+    finally:
+        await client.hangup()
+
+
+async def test_at_the_defaults_a_client_without_echo_barges_in(hark):
+    mic = ScriptedMicrophone()
+    client = await call_with(hark, mic)
+    try:
+        response_id = await interrupt_first_reply(client, mic, 0.5)
+        done = await client.wait_for(
+            "response.done", lambda d: d["response"]["id"] == response_id, timeout=30
+        )
+        assert done.data["response"]["status"] == "cancelled"
+        await answered(client, "time")
+    finally:
+        await client.hangup()
