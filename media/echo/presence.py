@@ -13,15 +13,19 @@ and settles as soon as the audio says which:
 - `NONE`: the microphone stayed quiet while the reply was loud at every possible delay.
   Each frame whose microphone is at least `quiet_db` under the reference at a lag
   clears that lag once; a lag cleared `clear_frames` times cannot hold an echo (one
-  would be at most `quiet_db` under its reference: -9 dB for glasses, -30 dB is
-  inaudible). A client with an echo never clears its own delay: there the microphone is
-  never that far under what was sent. Every lag of the guard's range cleared takes
-  ~0.3 s of reply past the longest delay searched. A person talking clears nothing and
-  spoils nothing: only quiet frames count.
-- `NONE` also when a voice was held back as possible echo for `voice_frames` frames and
-  the waveforms found no echo in it: the user talked over the first reply of a client
-  with echo cancellation before the quiet lags could settle it (a user at the echo's
-  own level over a real echo is found as echo within ~150 ms, well before).
+  would be at most `quiet_db` under its reference: glasses echo at -6 to -12 dB). A
+  client with an echo never clears its own delay: there the microphone is never that
+  far under what was sent. The lag of a real echo wanders (100-300 ms under load), so a
+  frame as loud as an echo from a lag could be (within `echo_db` of its reference)
+  undoes that lag's clearing; a person talking does too, which only delays the verdict.
+  Through the simulated room (tests/echo_path.py) every lag of the guard's 1.5 s range
+  was cleared 1.7-2.0 s into a first reply.
+- `NONE` also when a voice was held back as possible echo for `voice_frames` frames
+  (~380 ms) and no waveform search over it came near an echo's peak: the user talked
+  over the first reply of a client with echo cancellation before the quiet lags could
+  settle it. A real echo peaks far above `max_peak_ratio` within ~150 ms, even with a
+  voice over it; on a loaded server it may take longer to be confirmed, but its peak
+  shows.
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -54,18 +58,24 @@ class EchoPresence:
         self,
         max_delay_seconds: float = 1.5,
         min_delay_seconds: float = 0.03,
-        quiet_db: float = 30.0,
-        clear_frames: int = 4,
-        voice_frames: int = 10,
+        quiet_db: float = 25.0,
+        clear_frames: int = 6,
+        echo_db: float = 15.0,
+        voice_frames: int = 12,
+        max_peak_ratio: float = 12.0,
     ) -> None:
         self.state = Presence.UNKNOWN
         self._lo = round(min_delay_seconds * RATE / BLOCK)
         self._hi = round(max_delay_seconds * RATE / BLOCK)
         self._quiet = 10 ** (-quiet_db / 10)
         self._clear_frames = clear_frames
+        self._echoing = 10 ** (-echo_db / 10)
+        self.reason = ""  # what settled it: "waveform", "quiet" or "voice"
         self._cleared = np.zeros(self._hi - self._lo + 1, np.int32)
         self._voice_frames = voice_frames
         self._voice = 0
+        self._peak = 0.0
+        self._max_peak = max_peak_ratio
 
     @property
     def gating(self) -> bool:
@@ -73,6 +83,7 @@ class EchoPresence:
         return self.state is not Presence.NONE
 
     def echo_found(self) -> None:
+        self.reason = "waveform"
         self.state = Presence.ECHO
 
     def hear(self, mic_power: float, reference: History, last_block: int) -> None:
@@ -87,16 +98,25 @@ class EchoPresence:
         if not loud.any():
             return
         self._cleared += loud & (mic_power <= frames * self._quiet)
+        # A microphone that could hold an echo from a lag undoes what that lag had
+        # cleared: an echo whose lag wanders (under load) is found at each lag it visits.
+        self._cleared[loud & (mic_power >= frames * self._echoing)] = 0
         if int(self._cleared.min()) >= self._clear_frames:
+            self.reason = "quiet"
             self.state = Presence.NONE
 
-    def voice_held(self) -> bool:
+    def voice_held(self, peak_ratio: float) -> bool:
         """One more frame with a voice in it was held back as echo (since `release`);
-        True once enough were, with no echo found in them: the state is then `NONE`."""
+        `peak_ratio` is the waveform search's last peak over the spread of its lags.
+        True once enough were held and no search came near finding an echo in them (an
+        echo peaks at 15-100 within ~150 ms, a voice with none stays under ~11): the
+        state is then `NONE`."""
         if self.state is not Presence.UNKNOWN:
             return False
         self._voice += 1
-        if self._voice >= self._voice_frames:
+        self._peak = max(self._peak, peak_ratio)
+        if self._voice >= self._voice_frames and self._peak < self._max_peak:
+            self.reason = "voice"
             self.state = Presence.NONE
             return True
         return False
@@ -104,3 +124,4 @@ class EchoPresence:
     def release(self) -> None:
         """What was held back went on (or the bot fell silent): count afresh."""
         self._voice = 0
+        self._peak = 0.0

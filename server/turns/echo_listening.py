@@ -96,19 +96,42 @@ class EchoListener:
         presence = self.guard.presence.state
         if presence is not self._presence:
             self._presence = presence
-            log.info("echo from the client: %s (at %d ms)", presence.value, audio_end_ms)
+            log.info(
+                "echo from the client: %s (%s, at %d ms)",
+                presence.value,
+                self.guard.presence.reason,
+                audio_end_ms,
+            )
             if presence is Presence.ECHO and self._held:
                 self._drop()  # what was held was the echo just found in it
         probability = vad(verdict.frame)  # always run: the VAD's state stays continuous
         here = HeldFrame(verdict.frame, probability, audio_end_ms)
         voiced = probability >= threshold
+        if voiced and verdict.echo_only:  # TEMP-DIAG
+            g = self.guard
+            log.info(
+                "DIAG %d mic=%.0f gain=%.1f model=%.1f erle=%.1f d=%s sus=%s burst=%d chk=%s",
+                audio_end_ms,
+                float(np.mean(frame.astype(float) ** 2)),
+                g._gate.echo_gain_db,
+                g._gate.model_gain_db,
+                g._gate.erle_db,
+                g.delay_ms,
+                verdict.suspect,
+                g._burst,
+                g._checked,
+            )
         if not self.gating:
             return Heard(verdict.frame, probability, self._release(in_turn))
         # Once the echo is known, a hold starts only where the gate saw a person; before,
         # at any voice (the client's own voice rule needs it).
         starts = voiced and (verdict.suspect or presence is Presence.UNKNOWN)
         if verdict.echo_only and not in_turn and (starts or self._held):
-            if voiced and self.mode == "auto" and self.guard.presence.voice_held():
+            if (
+                voiced
+                and self.mode == "auto"
+                and self.guard.presence.voice_held(self.guard.waveform_peak)
+            ):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(verdict.frame, probability, self._release(in_turn))
             if not self._held:
