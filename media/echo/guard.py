@@ -59,7 +59,6 @@ REVERB_TAIL_SECONDS = 0.15  # echo energy still arriving after the direct path
 DELAY_SLACK_SECONDS = 0.04  # error allowed in the delay estimate when bounding the echo
 AEC_LEAD_SECONDS = 0.065  # the reference handed to AEC3 leads the echo by this much
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
-PAUSE_FRAMES = 16  # a gap in the echo shorter than ~0.5 s does not end its burst
 ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
@@ -105,8 +104,7 @@ class EchoGuard:
         self._canceller: EchoCanceller | None = None
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
-        self._burst = 0  # frames with reference at the measured delay, short gaps bridged
-        self._gap = 0  # frames of the current gap in that reference
+        self._burst = 0  # consecutive frames with reference at the measured delay
         # (last block, mic power) of recent echo-only frames, and the delay the coupling
         # was last learned at: a first (or moved) delay re-reads them against the new window.
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
@@ -249,17 +247,7 @@ class EchoGuard:
         echo_bound = self._echo_bound(last_block, delay)
         aligned = delay is not None
         narrow = echo_bound if aligned else None
-        if aligned and echo_bound >= ACTIVE_FRAME_POWER:
-            self._burst += 1
-            self._gap = 0
-        elif not aligned or self._burst == 0 or self._gap >= PAUSE_FRAMES:
-            self._burst = 0
-        else:
-            # A gap between clauses: the path does not move in it (a jitter buffer
-            # resizes in longer silences), so the model stays confirmed and no new onset
-            # begins. Doubting every clause anew hid a user talking over the first
-            # reply: the waveforms cannot confirm the model again under a voice.
-            self._gap += 1
+        self._burst = self._burst + 1 if aligned and echo_bound >= ACTIVE_FRAME_POWER else 0
         if not self._burst and self._checked:
             # A pause: the next burst of echo may come back along another path (a client's
             # jitter buffer resizes in silence); the model waits for the waveforms again.

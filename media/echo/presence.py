@@ -17,15 +17,16 @@ and settles as soon as the audio says which:
   client with an echo never clears its own delay: there the microphone is never that
   far under what was sent. The lag of a real echo wanders (100-300 ms under load), so a
   frame as loud as an echo from a lag could be (within `echo_db` of its reference)
-  undoes that lag's clearing; a person talking does too, which only delays the verdict.
+  undoes the clearing of every lag within `wander_seconds` of it; a person talking
+  does too, which only delays the verdict.
   Through the simulated room (tests/echo_path.py) every lag of the guard's 1.5 s range
-  was cleared 1.7-2.0 s into a first reply.
+  was cleared 2.1-2.3 s into a first reply.
 - `NONE` also when a voice was held back as possible echo for `voice_frames` frames
   (~380 ms) and no waveform search over it came near an echo's peak: the user talked
   over the first reply of a client with echo cancellation before the quiet lags could
-  settle it. A real echo peaks far above `max_peak_ratio` within ~150 ms, even with a
-  voice over it; on a loaded server it may take longer to be confirmed, but its peak
-  shows.
+  settle it. A real echo peaks above `max_peak_ratio` (the search's own bar) within
+  ~150 ms, even with a voice over it; on a loaded server it may take longer to be
+  confirmed, but its peak shows.
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -41,6 +42,7 @@ from media.echo.reference import BLOCK, RATE, History
 
 FRAME_BLOCKS = 512 // BLOCK
 LOUD_REFERENCE = 30000.0  # a frame of reference louder than this (~ -30 dBFS) can echo
+NOISE_POWER = 3000.0  # ~ -55 dBFS: a microphone this quiet holds no echo worth the name
 
 
 class Presence(Enum):
@@ -59,10 +61,11 @@ class EchoPresence:
         max_delay_seconds: float = 1.5,
         min_delay_seconds: float = 0.03,
         quiet_db: float = 25.0,
-        clear_frames: int = 6,
+        clear_frames: int = 16,
         echo_db: float = 15.0,
+        wander_seconds: float = 0.5,
         voice_frames: int = 12,
-        max_peak_ratio: float = 12.0,
+        max_peak_ratio: float = 15.0,
     ) -> None:
         self.state = Presence.UNKNOWN
         self._lo = round(min_delay_seconds * RATE / BLOCK)
@@ -70,6 +73,7 @@ class EchoPresence:
         self._quiet = 10 ** (-quiet_db / 10)
         self._clear_frames = clear_frames
         self._echoing = 10 ** (-echo_db / 10)
+        self._wander = round(wander_seconds * RATE / BLOCK)
         self.reason = ""  # what settled it: "waveform", "quiet" or "voice"
         self._cleared = np.zeros(self._hi - self._lo + 1, np.int32)
         self._voice_frames = voice_frames
@@ -100,7 +104,10 @@ class EchoPresence:
         self._cleared += loud & (mic_power <= frames * self._quiet)
         # A microphone that could hold an echo from a lag undoes what that lag had
         # cleared: an echo whose lag wanders (under load) is found at each lag it visits.
-        self._cleared[loud & (mic_power >= frames * self._echoing)] = 0
+        echoing = loud & (mic_power >= np.maximum(frames * self._echoing, NOISE_POWER))
+        if echoing.any():
+            near = np.convolve(echoing, np.ones(2 * self._wander + 1), "same") > 0
+            self._cleared[near] = 0
         if int(self._cleared.min()) >= self._clear_frames:
             self.reason = "quiet"
             self.state = Presence.NONE

@@ -7,7 +7,7 @@
   echo-only frame reaches the segmenter with a speech probability of 0.
 - `"auto"` (the default): the guard runs and gates while its `EchoPresence` has not
   ruled the echo out. The client that sends no echo back (a browser's AEC) is known
-  within ~1.7 s of its first reply, or at once when its user talks over that reply
+  within ~2.2 s of its first reply, or at once when its user talks over that reply
   (a voice held back with no echo found in it); from then on nothing is gated, so its
   barge-in is as fast as with the guard off. A client that echoes is found within
   ~150 ms of its first reply's echo, before any of it could start a turn.
@@ -33,7 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from media.echo.guard import EchoGuard
+from media.echo.guard import EchoGuard, EchoVerdict
 from media.echo.presence import Presence
 from server.turns.options import EchoGuardMode
 
@@ -47,7 +47,8 @@ REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person fo
 
 @dataclass(frozen=True)
 class HeldFrame:
-    frame: np.ndarray
+    frame: np.ndarray  # as the guard cleaned it
+    raw: np.ndarray  # as it came: what is replayed once the echo is ruled out
     probability: float  # the VAD's, on the cleaned frame
     audio_end_ms: int
 
@@ -104,36 +105,19 @@ class EchoListener:
             )
             if presence is Presence.ECHO and self._held:
                 self._drop()  # what was held was the echo just found in it
-        probability = vad(verdict.frame)  # always run: the VAD's state stays continuous
-        here = HeldFrame(verdict.frame, probability, audio_end_ms)
-        voiced = probability >= threshold
-        if voiced and verdict.echo_only:  # TEMP-DIAG
-            g = self.guard
-            log.info(
-                "DIAG %d mic=%.0f gain=%.1f model=%.1f erle=%.1f d=%s sus=%s burst=%d chk=%s",
-                audio_end_ms,
-                float(np.mean(frame.astype(float) ** 2)),
-                g._gate.echo_gain_db,
-                g._gate.model_gain_db,
-                g._gate.erle_db,
-                g.delay_ms,
-                verdict.suspect,
-                g._burst,
-                g._checked,
-            )
         if not self.gating:
-            return Heard(verdict.frame, probability, self._release(in_turn))
-        # Once the echo is known, a hold starts only where the gate saw a person; before,
-        # at any voice (the client's own voice rule needs it).
-        starts = voiced and (verdict.suspect or presence is Presence.UNKNOWN)
-        if verdict.echo_only and not in_turn and (starts or self._held):
-            if (
-                voiced
-                and self.mode == "auto"
-                and self.guard.presence.voice_held(self.guard.waveform_peak)
-            ):
+            # No echo from this client: the microphone as it came, as with no guard.
+            probability = vad(frame)
+            replay = self._release(in_turn) if self._held else []
+            return Heard(frame, probability, replay)
+        probability = vad(verdict.frame)  # always run: the VAD's state stays continuous
+        here = HeldFrame(verdict.frame, frame, probability, audio_end_ms)
+        voiced = probability >= threshold
+        unknown = self.mode == "auto" and presence is Presence.UNKNOWN
+        if self._hold(verdict, voiced, unknown, in_turn):
+            if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
-                return Heard(verdict.frame, probability, self._release(in_turn))
+                return Heard(frame, probability, self._release(in_turn))
             if not self._held:
                 self._held = list(self._recent)
             self._held.append(here)
@@ -141,20 +125,32 @@ class EchoListener:
             if len(self._held) > MAX_HELD_FRAMES:
                 del self._held[0]
             return Heard(verdict.frame, 0.0)
+        if self._held and in_turn:
+            self._drop()  # a turn began: what was held is in its audio
         if verdict.echo_only:
             self._recent.append(here)
             return Heard(verdict.frame, 0.0)
-        # Not echo: the gate let a voice through, or the bot's echo is over.
         # The gate let a voice through (the segmenter's padding holds its start), or the
         # echo is over: a held voice the gate had seen a person in is replayed.
         replay: list[HeldFrame] = []
-        if self._held and not voiced and self._suspects >= REPLAY_MIN_SUSPECTS:
+        if self._held and self._suspects >= REPLAY_MIN_SUSPECTS:
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn)
         elif self._held:
             self._drop()
         self._recent.append(here)
         return Heard(verdict.frame, probability, replay)
+
+    def _hold(self, verdict: EchoVerdict, voiced: bool, unknown: bool, in_turn: bool) -> bool:
+        """Whether this frame is held back. Not inside a turn, nor once the echo is over.
+        While the echo is not yet known every voice is (the gate may pass a frame of the
+        echo as a person); once known, a hold starts where the gate saw a person and
+        still judged the frame echo, and goes on while it does."""
+        if in_turn or not verdict.echo_window:
+            return False
+        if self._held:
+            return verdict.echo_only or unknown
+        return voiced and (unknown or (verdict.echo_only and verdict.suspect))
 
     def _release(self, in_turn: bool) -> list[HeldFrame]:
         held = [] if in_turn else self._held

@@ -197,8 +197,11 @@ class TurnTaking:
         with the VAD's own verdicts, so the turn begins where the voice did."""
         log.debug("replaying %d frames held back as echo", len(held))
         self._segmenter.reset()
+        # With the echo ruled out, the guard's canceller only mangled the voice (a new
+        # AEC3 suppresses a voice with the echo): the microphone as it came is replayed.
+        raw = self._echo is not None and not self._echo.gating
         for item in held:
-            self._segment(item.frame, item.probability, item.audio_end_ms, at)
+            self._segment(item.raw if raw else item.frame, item.probability, item.audio_end_ms, at)
 
     def _handle(
         self, event: SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed, at: float
