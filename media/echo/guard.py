@@ -154,7 +154,9 @@ class EchoGuard:
         samples = frame.astype(np.float64)
         self._model.hear(frame)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
-        self.presence.hear(float(np.mean(mic_blocks)), self._reference.power, last_block)
+        self.presence.hear(
+            float(np.mean(mic_blocks)), self._reference.power, last_block, self.waveform_peak
+        )
         self._relearn_coupling()
         self._fit_model()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)

@@ -26,7 +26,9 @@ and settles as soon as the audio says which:
   over the first reply of a client with echo cancellation before the quiet lags could
   settle it. A real echo peaks above `max_peak_ratio` (the search's own bar) within
   ~150 ms, even with a voice over it; on a loaded server it may take longer to be
-  confirmed, but its peak shows.
+  confirmed, but its peak shows. A voice held for `long_voice_frames` (~800 ms) with
+  no echo confirmed in it settles it too (a voice like the bot's may peak as high).
+  The quiet rule, likewise, holds only while no search of the call peaked that high.
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -65,6 +67,7 @@ class EchoPresence:
         echo_db: float = 15.0,
         wander_seconds: float = 0.5,
         voice_frames: int = 12,
+        long_voice_frames: int = 25,
         max_peak_ratio: float = 15.0,
     ) -> None:
         self.state = Presence.UNKNOWN
@@ -80,6 +83,8 @@ class EchoPresence:
         self._voice = 0
         self._peak = 0.0
         self._max_peak = max_peak_ratio
+        self._long_voice_frames = long_voice_frames
+        self._call_peak = 0.0  # the highest waveform peak seen while unknown
 
     @property
     def gating(self) -> bool:
@@ -90,10 +95,14 @@ class EchoPresence:
         self.reason = "waveform"
         self.state = Presence.ECHO
 
-    def hear(self, mic_power: float, reference: History, last_block: int) -> None:
-        """One microphone frame (its mean power) ending at reference block `last_block`."""
+    def hear(
+        self, mic_power: float, reference: History, last_block: int, peak_ratio: float = 0.0
+    ) -> None:
+        """One microphone frame (its mean power) ending at reference block `last_block`;
+        `peak_ratio`: the waveform search's last peak over the spread of its lags."""
         if self.state is not Presence.UNKNOWN:
             return
+        self._call_peak = max(self._call_peak, peak_ratio)
         # The reference's 32 ms power at each lag, newest lag first.
         lo = last_block - FRAME_BLOCKS + 1 - self._hi
         blocks = reference.get(lo, last_block - self._lo + 1)
@@ -108,7 +117,10 @@ class EchoPresence:
         if echoing.any():
             near = np.convolve(echoing, np.ones(2 * self._wander + 1), "same") > 0
             self._cleared[near] = 0
-        if int(self._cleared.min()) >= self._clear_frames:
+        # Only where the waveforms never came near an echo: a client's echo that slips
+        # out of reach of the quiet rule (a stalled server) still shows its peak.
+        quiet = self._call_peak < self._max_peak
+        if quiet and int(self._cleared.min()) >= self._clear_frames:
             self.reason = "quiet"
             self.state = Presence.NONE
 
@@ -122,7 +134,8 @@ class EchoPresence:
             return False
         self._voice += 1
         self._peak = max(self._peak, peak_ratio)
-        if self._voice >= self._voice_frames and self._peak < self._max_peak:
+        settled = self._voice >= self._voice_frames and self._peak < self._max_peak
+        if settled or self._voice >= self._long_voice_frames:
             self.reason = "voice"
             self.state = Presence.NONE
             return True

@@ -133,7 +133,9 @@ class EchoListener:
         # The gate let a voice through (the segmenter's padding holds its start), or the
         # echo is over: a held voice the gate had seen a person in is replayed.
         replay: list[HeldFrame] = []
-        if self._held and self._suspects >= REPLAY_MIN_SUSPECTS:
+        # While the echo is still unknown, only a voice can have been held that long
+        # with no echo found in it (the presence rules settle an echo first).
+        if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or unknown):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn)
         elif self._held:
