@@ -59,8 +59,6 @@ async def interrupt_first_reply(client: CallClient, mic: ScriptedMicrophone, at:
         ),
         None,
     )
-    t0 = client.events[mark].at  # TEMP-DIAG
-    print("DIAGEV onset", stop.onset and stop.onset - t0, [(round(e.at - t0, 2), e.type) for e in client.events[mark:] if "delta" not in e.type])
     if stop.onset is None or (stopped is not None and stopped < stop.onset + 0.3):
         pytest.skip("the reply was over before the interruption could be tried")
     return response_id

@@ -21,14 +21,15 @@ and settles as soon as the audio says which:
   does too, which only delays the verdict.
   Through the simulated room (tests/echo_path.py) every lag of the guard's 1.5 s range
   was cleared 2.1-2.3 s into a first reply.
-- `NONE` also when a voice was held back as possible echo for `voice_frames` frames
-  (~380 ms) and no waveform search over it came near an echo's peak: the user talked
-  over the first reply of a client with echo cancellation before the quiet lags could
-  settle it. A real echo peaks above `max_peak_ratio` (the search's own bar) within
-  ~150 ms, even with a voice over it; on a loaded server it may take longer to be
-  confirmed, but its peak shows. A voice held for `long_voice_frames` (~800 ms) with
-  no echo confirmed in it settles it too (a voice like the bot's may peak as high).
-  The quiet rule, likewise, holds only while no search of the call peaked that high.
+- `NONE` also when `voice_frames` voiced frames louder than any echo could be (the
+  gate's worst-case bound passed them) were held back while no waveform search of the
+  hold came near an echo's peak (`max_peak_ratio`, the search's own bar; a real echo
+  peaks above it within ~150 ms, even under a voice): the user talked over the first
+  reply of a client with echo cancellation before the quiet lags could settle it. The
+  level matters: over a loaded server the waveforms sometimes never lined up with a
+  real echo, and frames of that echo alone (no louder than the bound) then looked like
+  a voice with no echo in it. The quiet rule, likewise, holds only while no search of
+  the call peaked that high.
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -66,8 +67,7 @@ class EchoPresence:
         clear_frames: int = 16,
         echo_db: float = 15.0,
         wander_seconds: float = 0.5,
-        voice_frames: int = 12,
-        long_voice_frames: int = 25,
+        voice_frames: int = 4,
         max_peak_ratio: float = 15.0,
     ) -> None:
         self.state = Presence.UNKNOWN
@@ -83,7 +83,6 @@ class EchoPresence:
         self._voice = 0
         self._peak = 0.0
         self._max_peak = max_peak_ratio
-        self._long_voice_frames = long_voice_frames
         self._call_peak = 0.0  # the highest waveform peak seen while unknown
 
     @property
@@ -125,7 +124,8 @@ class EchoPresence:
             self.state = Presence.NONE
 
     def voice_held(self, peak_ratio: float) -> bool:
-        """One more frame with a voice in it was held back as echo (since `release`);
+        """One more frame with a voice louder than any echo could be (the gate passed
+        it) was held back while the echo is unknown (since `release`);
         `peak_ratio` is the waveform search's last peak over the spread of its lags.
         True once enough were held and no search came near finding an echo in them (an
         echo peaks at 15-100 within ~150 ms, a voice with none stays under ~11): the
@@ -134,8 +134,7 @@ class EchoPresence:
             return False
         self._voice += 1
         self._peak = max(self._peak, peak_ratio)
-        settled = self._voice >= self._voice_frames and self._peak < self._max_peak
-        if settled or self._voice >= self._long_voice_frames:
+        if self._voice >= self._voice_frames and self._peak < self._max_peak:
             self.reason = "voice"
             self.state = Presence.NONE
             return True

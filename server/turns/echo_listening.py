@@ -69,6 +69,7 @@ class EchoListener:
         self._recent: deque[HeldFrame] = deque(maxlen=PADDING_FRAMES)
         self._held: list[HeldFrame] = []
         self._suspects = 0
+        self._loud = 0  # held voiced frames the gate passed: louder than any echo
         self._presence = self.guard.presence.state
 
     @property
@@ -115,7 +116,9 @@ class EchoListener:
         voiced = probability >= threshold
         unknown = self.mode == "auto" and presence is Presence.UNKNOWN
         if self._hold(verdict, voiced, unknown, in_turn):
-            if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
+            loud = voiced and not verdict.echo_only  # louder than any echo could be
+            self._loud += loud
+            if loud and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(frame, probability, self._release(in_turn))
             if not self._held:
@@ -133,9 +136,8 @@ class EchoListener:
         # The gate let a voice through (the segmenter's padding holds its start), or the
         # echo is over: a held voice the gate had seen a person in is replayed.
         replay: list[HeldFrame] = []
-        # While the echo is still unknown, only a voice can have been held that long
-        # with no echo found in it (the presence rules settle an echo first).
-        if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or unknown):
+        # (With the echo unknown, frames louder than any echo could be are a voice too.)
+        if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn)
         elif self._held:
@@ -162,5 +164,6 @@ class EchoListener:
     def _drop(self) -> None:
         self._held = []
         self._suspects = 0
+        self._loud = 0
         self._recent.clear()
         self.guard.presence.release()
