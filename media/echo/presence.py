@@ -21,15 +21,15 @@ and settles as soon as the audio says which:
   does too, which only delays the verdict.
   Through the simulated room (tests/echo_path.py) every lag of the guard's 1.5 s range
   was cleared 2.1-2.3 s into a first reply.
-- `NONE` also when `voice_frames` voiced frames louder than any echo could be (the
-  gate's worst-case bound passed them) were held back while no waveform search of the
-  hold came near an echo's peak (`max_peak_ratio`, the search's own bar; a real echo
-  peaks above it within ~150 ms, even under a voice): the user talked over the first
-  reply of a client with echo cancellation before the quiet lags could settle it. The
-  level matters: over a loaded server the waveforms sometimes never lined up with a
-  real echo, and frames of that echo alone (no louder than the bound) then looked like
-  a voice with no echo in it. The quiet rule, likewise, holds only while no search of
-  the call peaked that high.
+- `NONE` also when `voice_frames` voiced frames (~320 ms) were held back while no
+  waveform search of the hold came near an echo's peak (`max_peak_ratio`, the search's
+  own bar; a real echo peaks above it within ~100-150 ms, under a voice too): the user
+  talked over the first reply of a client with echo cancellation before the quiet lags
+  could settle it, and is heard ~320 ms late, from the onset (the held frames are
+  replayed). Limit: over a heavily loaded server the waveforms sometimes never lined up
+  with a real echo (its estimated delay wandered to 1.4-1.5 s); such an echo then looks
+  like a voice with no echo in it, and gets through. The quiet rule holds only while no
+  search of the call peaked that high.
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -67,7 +67,7 @@ class EchoPresence:
         clear_frames: int = 16,
         echo_db: float = 15.0,
         wander_seconds: float = 0.5,
-        voice_frames: int = 4,
+        voice_frames: int = 10,
         max_peak_ratio: float = 15.0,
     ) -> None:
         self.state = Presence.UNKNOWN
@@ -124,8 +124,8 @@ class EchoPresence:
             self.state = Presence.NONE
 
     def voice_held(self, peak_ratio: float) -> bool:
-        """One more frame with a voice louder than any echo could be (the gate passed
-        it) was held back while the echo is unknown (since `release`);
+        """One more frame with a voice in it was held back while the echo is unknown
+        (since `release`);
         `peak_ratio` is the waveform search's last peak over the spread of its lags.
         True once enough were held and no search came near finding an echo in them (an
         echo peaks at 15-100 within ~150 ms, a voice with none stays under ~11): the

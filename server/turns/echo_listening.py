@@ -7,10 +7,11 @@
   echo-only frame reaches the segmenter with a speech probability of 0.
 - `"auto"` (the default): the guard runs and gates while its `EchoPresence` has not
   ruled the echo out. The client that sends no echo back (a browser's AEC) is known
-  within ~2.2 s of its first reply, or at once when its user talks over that reply
-  (a voice held back with no echo found in it); from then on nothing is gated, so its
-  barge-in is as fast as with the guard off. A client that echoes is found within
-  ~150 ms of its first reply's echo, before any of it could start a turn.
+  within ~2.2 s of its first reply, or ~320 ms into its user's voice over that reply
+  (a voice held back with no echo found in it, replayed from its onset); from then on
+  nothing is gated, so its barge-in is as fast as with the guard off. A client that
+  echoes is found within ~150-400 ms of its first reply's echo, before any of it could
+  start a turn.
 
 Gating can hide a person: a voice at the bot's own level over an echo the guard has not
 learned yet is judged echo. So a voiced frame that the gate holds back is kept (with
@@ -91,10 +92,12 @@ class EchoListener:
         threshold: float,
         *,
         in_turn: bool,
+        now: float | None = None,
     ) -> Heard:
         """`in_turn`: the segmenter is inside a turn already (whatever is held back now
-        is part of that turn's audio, so nothing is kept for replay)."""
-        verdict = self.guard.near_end(frame, audio_end_ms)
+        is part of that turn's audio, so nothing is kept for replay); `now`: when the
+        frame arrived (default: the guard's clock)."""
+        verdict = self.guard.near_end(frame, audio_end_ms, now)
         presence = self.guard.presence.state
         if presence is not self._presence:
             self._presence = presence
@@ -111,14 +114,16 @@ class EchoListener:
             probability = vad(frame)
             replay = self._release(in_turn) if self._held else []
             return Heard(frame, probability, replay)
-        probability = vad(verdict.frame)  # always run: the VAD's state stays continuous
+        unknown = self.mode == "auto" and presence is Presence.UNKNOWN
+        # While the echo is unknown the VAD hears the microphone as it came: a canceller
+        # that is still new suppresses a voice along with the echo, and the voice rule
+        # must hear the voice to rule the echo out.
+        probability = vad(frame if unknown else verdict.frame)  # always run: VAD state
         here = HeldFrame(verdict.frame, frame, probability, audio_end_ms)
         voiced = probability >= threshold
-        unknown = self.mode == "auto" and presence is Presence.UNKNOWN
         if self._hold(verdict, voiced, unknown, in_turn):
-            loud = voiced and not verdict.echo_only  # louder than any echo could be
-            self._loud += loud
-            if loud and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
+            self._loud += voiced and not verdict.echo_only  # louder than any echo could be
+            if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(frame, probability, self._release(in_turn))
             if not self._held:
