@@ -29,7 +29,9 @@ and settles as soon as the audio says which:
   replayed). Limit: over a heavily loaded server the waveforms sometimes never lined up
   with a real echo (its estimated delay wandered to 1.4-1.5 s); such an echo then looks
   like a voice with no echo in it, and gets through. The quiet rule holds only while no
-  search of the call peaked that high.
+  search of the call peaked that high, and while the microphone was loud in at most a
+  fifth of the frames the bot could echo in (a real echo keeps it loud, wherever its
+  lag has gone: on a fresh server's first call the lags once cleared a real echo).
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
@@ -46,6 +48,7 @@ from media.echo.reference import BLOCK, RATE, History
 FRAME_BLOCKS = 512 // BLOCK
 LOUD_REFERENCE = 30000.0  # a frame of reference louder than this (~ -30 dBFS) can echo
 NOISE_POWER = 3000.0  # ~ -55 dBFS: a microphone this quiet holds no echo worth the name
+LOUD_MIC_POWER = 30000.0  # ~ -45 dBFS: a microphone this loud holds a sound
 
 
 class Presence(Enum):
@@ -84,6 +87,8 @@ class EchoPresence:
         self._peak = 0.0
         self._max_peak = max_peak_ratio
         self._call_peak = 0.0  # the highest waveform peak seen while unknown
+        self._frames = 0  # frames with something sent that could echo, while unknown
+        self._loud_mic = 0  # ... with a loud microphone
 
     @property
     def gating(self) -> bool:
@@ -109,6 +114,11 @@ class EchoPresence:
         loud = frames >= LOUD_REFERENCE
         if not loud.any():
             return
+        # A client whose microphone is mostly loud while the bot talks is not one with
+        # no echo, whatever the lags say (they cannot be trusted when the reference and
+        # the microphone fall out of step, as on a stalled server's first call).
+        self._frames += 1
+        self._loud_mic += mic_power > LOUD_MIC_POWER
         self._cleared += loud & (mic_power <= frames * self._quiet)
         # A microphone that could hold an echo from a lag undoes what that lag had
         # cleared: an echo whose lag wanders (under load) is found at each lag it visits.
@@ -118,7 +128,7 @@ class EchoPresence:
             self._cleared[near] = 0
         # Only where the waveforms never came near an echo: a client's echo that slips
         # out of reach of the quiet rule (a stalled server) still shows its peak.
-        quiet = self._call_peak < self._max_peak
+        quiet = self._call_peak < self._max_peak and self._loud_mic <= self._frames * 0.2
         if quiet and int(self._cleared.min()) >= self._clear_frames:
             self.reason = "quiet"
             self.state = Presence.NONE
@@ -139,6 +149,11 @@ class EchoPresence:
             self.state = Presence.NONE
             return True
         return False
+
+    @property
+    def hold_peak(self) -> float:
+        """The highest waveform peak seen in the current hold."""
+        return self._peak
 
     def release(self) -> None:
         """What was held back went on (or the bot fell silent): count afresh."""

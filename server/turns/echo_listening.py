@@ -71,6 +71,7 @@ class EchoListener:
         self._held: list[HeldFrame] = []
         self._suspects = 0
         self._loud = 0  # held voiced frames the gate passed: louder than any echo
+        self._voiced = 0  # held voiced frames
         self._presence = self.guard.presence.state
 
     @property
@@ -123,6 +124,7 @@ class EchoListener:
         voiced = probability >= threshold
         if self._hold(verdict, voiced, unknown, in_turn):
             self._loud += voiced and not verdict.echo_only  # louder than any echo could be
+            self._voiced += voiced
             if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(frame, probability, self._release(in_turn))
@@ -141,8 +143,10 @@ class EchoListener:
         # The gate let a voice through (the segmenter's padding holds its start), or the
         # echo is over: a held voice the gate had seen a person in is replayed.
         replay: list[HeldFrame] = []
-        # (With the echo unknown, frames louder than any echo could be are a voice too.)
-        if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2):
+        # (With the echo unknown, frames louder than any echo could be are a voice too,
+        # and so is a short voice, a backchannel, in which no echo peaked.)
+        quiet_hold = unknown and self._voiced >= 3 and self.guard.presence.hold_peak < 15.0
+        if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2 or quiet_hold):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn)
         elif self._held:
@@ -170,5 +174,6 @@ class EchoListener:
         self._held = []
         self._suspects = 0
         self._loud = 0
+        self._voiced = 0
         self._recent.clear()
         self.guard.presence.release()
