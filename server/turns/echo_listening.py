@@ -42,6 +42,9 @@ log = logging.getLogger("hark.echo")
 
 PADDING_FRAMES = 10  # ~320 ms before a held voice: the segmenter's prefix padding
 MAX_HELD_FRAMES = 940  # ~30 s, the longest segment
+SHORT_VOICE_FRAMES = 3  # voiced frames held while the echo is unknown, and
+SHORT_VOICE_END_FRAMES = 4  # ... unvoiced ones after them: a short voice that ended
+NO_ECHO_PEAK = 15.0  # ... in which no waveform search peaked this high (an echo does)
 REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person for a held
 # voice to be replayed once the echo ends
 
@@ -72,6 +75,7 @@ class EchoListener:
         self._suspects = 0
         self._loud = 0  # held voiced frames the gate passed: louder than any echo
         self._voiced = 0  # held voiced frames
+        self._quiet_run = 0  # unvoiced frames since the last voiced one held
         self._presence = self.guard.presence.state
 
     @property
@@ -128,6 +132,12 @@ class EchoListener:
             if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(frame, probability, self._release(in_turn))
+            self._quiet_run = 0 if voiced else self._quiet_run + 1
+            if unknown and self._short_voice():
+                # A short voice that has ended (a backchannel, a cough) with no echo
+                # peak in it: replayed now, while the reply it may pause still plays.
+                self._held.append(here)
+                return Heard(verdict.frame, 0.0, self._release(in_turn))
             if not self._held:
                 self._held = list(self._recent)
             self._held.append(here)
@@ -137,6 +147,11 @@ class EchoListener:
             return Heard(verdict.frame, 0.0)
         if self._held and in_turn:
             self._drop()  # a turn began: what was held is in its audio
+        if in_turn and unknown:
+            # A turn that began before the bot spoke goes on as it is heard: gating it on
+            # a guess would cut the user off mid-sentence. An echo, if any, is found
+            # within ~150-400 ms and gated from then on.
+            return Heard(frame, probability)
         if verdict.echo_only:
             self._recent.append(here)
             return Heard(verdict.frame, 0.0)
@@ -145,7 +160,11 @@ class EchoListener:
         replay: list[HeldFrame] = []
         # (With the echo unknown, frames louder than any echo could be are a voice too,
         # and so is a short voice, a backchannel, in which no echo peaked.)
-        quiet_hold = unknown and self._voiced >= 3 and self.guard.presence.hold_peak < 15.0
+        quiet_hold = (
+            unknown
+            and self._voiced >= SHORT_VOICE_FRAMES
+            and self.guard.presence.hold_peak < NO_ECHO_PEAK
+        )
         if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2 or quiet_hold):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn)
@@ -153,6 +172,13 @@ class EchoListener:
             self._drop()
         self._recent.append(here)
         return Heard(verdict.frame, probability, replay)
+
+    def _short_voice(self) -> bool:
+        return (
+            self._voiced >= SHORT_VOICE_FRAMES
+            and self._quiet_run >= SHORT_VOICE_END_FRAMES
+            and self.guard.presence.hold_peak < NO_ECHO_PEAK
+        )
 
     def _hold(self, verdict: EchoVerdict, voiced: bool, unknown: bool, in_turn: bool) -> bool:
         """Whether this frame is held back. Not inside a turn, nor once the echo is over.
@@ -175,5 +201,6 @@ class EchoListener:
         self._suspects = 0
         self._loud = 0
         self._voiced = 0
+        self._quiet_run = 0
         self._recent.clear()
         self.guard.presence.release()
