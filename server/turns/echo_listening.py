@@ -5,13 +5,14 @@
 - `echo_guard: "off"`: frames pass as they are.
 - `"on"`: the `EchoGuard` cancels the bot's voice and its verdict gates each frame: an
   echo-only frame reaches the segmenter with a speech probability of 0.
-- `"auto"` (the default): the guard runs and gates while its `EchoPresence` has not
-  ruled the echo out. The client that sends no echo back (a browser's AEC) is known
-  within ~2.2 s of its first reply, or ~320 ms into its user's voice over that reply
-  (a voice held back with no echo found in it, replayed from its onset); from then on
-  nothing is gated, so its barge-in is as fast as with the guard off. A client that
-  echoes is found within ~150-400 ms of its first reply's echo, before any of it could
-  start a turn.
+- `"auto"` (experimental; the server default is `"off"`): the guard runs and gates while
+  its `EchoPresence` has not ruled the echo out. The client that sends no echo back (a
+  browser's AEC) is known within ~2.2 s of its first reply, or ~320 ms into its user's
+  voice over that reply (a voice held back with no echo found in it, replayed from its
+  onset); from then on nothing is gated, so its barge-in is as fast as with the guard
+  off. A client that echoes is meant to be found within ~150-400 ms of its first
+  reply's echo; over real WebRTC the waveform search often misses it and the echo is
+  ruled out wrongly (README), which is why `auto` is not the default.
 
 Gating can hide a person: a voice at the bot's own level over an echo the guard has not
 learned yet is judged echo. So a voiced frame that the gate holds back is kept (with
