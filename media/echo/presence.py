@@ -23,12 +23,14 @@ and settles as soon as the audio says which:
   was cleared 2.1-2.3 s into a first reply.
 - `NONE` also when `voice_frames` voiced frames (~320 ms) were held back while no
   waveform search of the hold came near an echo's peak (`max_peak_ratio`, the search's
-  own bar; a real echo peaks above it within ~100-150 ms, under a voice too): the user
+  own bar; in the simulated room a real echo peaks above it within ~100-150 ms): the user
   talked over the first reply of a client with echo cancellation before the quiet lags
   could settle it, and is heard ~320 ms late, from the onset (the held frames are
-  replayed). Limit: over a heavily loaded server the waveforms sometimes never lined up
-  with a real echo (its estimated delay wandered to 1.4-1.5 s); such an echo then looks
-  like a voice with no echo in it, and gets through. The quiet rule holds only while no
+  replayed). Limit: over real WebRTC, even on a quiet server, a real echo is often
+  not found in time: with `echo_guard: "on"` the search found it 2.9-4.1 s into the
+  calls' audio, while in `auto` calls this rule had by then fired on the echo itself
+  (the VAD takes the echo for a voice too) and ruled it out; such an echo looks like a
+  voice with no echo in it, and gets through. The quiet rule holds only while no
   search of the call peaked that high, and while the microphone was loud in at most a
   fifth of the frames the bot could echo in (a real echo keeps it loud, wherever its
   lag has gone: on a fresh server's first call the lags once cleared a real echo).
