@@ -28,12 +28,13 @@ and settles as soon as the audio says which:
   could settle it, and is heard ~320 ms late, from the onset (the held frames are
   replayed). Limit: over real WebRTC, even on a quiet server, a real echo is often
   not found in time: with `echo_guard: "on"` the search found it 2.9-4.1 s into the
-  calls' audio, while in `auto` calls this rule had by then fired on the echo itself
-  (the VAD takes the echo for a voice too) and ruled it out; such an echo looks like a
-  voice with no echo in it, and gets through. The quiet rule holds only while no
-  search of the call peaked that high, and while the microphone was loud in at most a
-  fifth of the frames the bot could echo in (a real echo keeps it loud, wherever its
-  lag has gone: on a fresh server's first call the lags once cleared a real echo).
+  calls' audio, while in `auto` calls this rule fired on the echo itself (the VAD
+  takes it for a voice too) 4.1-5.2 s in, before any search found it, and ruled it
+  out; such an echo looks like a voice with no echo in it, and gets through. The quiet
+  rule holds only while no search of the call peaked that high, and while the
+  microphone was loud in at most a fifth of the frames the bot could echo in (a real
+  echo keeps it loud, wherever its lag has gone: on a fresh server's first call the
+  lags once cleared a real echo).
 
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
