@@ -71,6 +71,17 @@ def boolean(name: str, raw: str) -> bool:
     raise ConfigError(f"{name}={value!r} is not a boolean (use 1/0, true/false)")
 
 
+def echo_mode(name: str, raw: str) -> str:
+    """auto/on/off, with the boolean spellings of on and off still accepted."""
+    value = raw.strip().lower()
+    if value == "auto":
+        return value
+    try:
+        return "on" if boolean(name, value) else "off"
+    except ConfigError:
+        raise ConfigError(f"{name}={value!r}: choose auto, on or off (or 1/0)") from None
+
+
 def choice(*choices: str) -> Parser:
     def parse(name: str, raw: str) -> str:
         value = raw.strip().lower()
@@ -188,11 +199,13 @@ class Config:
     log_format: str = setting("HARK_LOG_FORMAT", "auto", choice("auto", "json", "text"))
     log_transcripts: bool = setting("HARK_LOG_TRANSCRIPTS", False, boolean)
     quality_interval_s: float = setting("HARK_QUALITY_INTERVAL", 2.0, number(0.25, 60.0))
-    # Cancel and gate the bot's own voice in the caller's audio, for deployments whose
-    # clients have no echo cancellation (glasses). Off by default: until it has measured
-    # the echo path it treats speech at the bot's own level as possible echo, which makes
-    # barge-in on a call's first reply harder for clients that do cancel echo (browsers).
-    echo_guard: bool = setting("HARK_ECHO_GUARD", False, boolean)
+    # The bot's own voice in the caller's audio (clients without echo cancellation, such
+    # as glasses): "on" always gates it; "auto" (experimental) detects per call whether
+    # the client sends it back and gates it only then; "off" never looks. Off by default:
+    # "on" makes a first reply's barge-in need a voice louder than the bot's for clients
+    # that cancel echo, and "auto" still misses some real echoes (README). 1/0, true/false
+    # mean on/off.
+    echo_guard: str = setting("HARK_ECHO_GUARD", "off", echo_mode)
     # Default turn detection of new sessions (clients may change it with session.update).
     turn_detection: str = setting(
         "HARK_TURN_DETECTION", "semantic_vad", choice("semantic_vad", "server_vad")

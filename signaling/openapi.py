@@ -86,7 +86,7 @@ TURN_DETECTION = {
             for key, (lo, hi) in TURN_DETECTION_RANGES.items()
         },
         **{key: {"type": "boolean"} for key in TURN_DETECTION_FLAGS},
-        "echo_guard": {"type": ["boolean", "null"]},
+        "echo_guard": {"enum": ["auto", "on", "off", True, False, None]},
     },
 }
 VOICE = {"type": ["string", "null"], "maxLength": MAX_VOICE_CHARS}

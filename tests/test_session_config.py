@@ -2,6 +2,7 @@
 
 import pytest
 
+from server.config import Config, ConfigError, echo_mode
 from server.protocol.session_config import SessionConfig, SessionConfigError
 from server.turns.options import TurnDetectionConfig
 
@@ -93,18 +94,38 @@ def test_speculative_reply_is_on_unless_a_session_turns_it_off():
         config.apply({"turn_detection": {"speculative_reply": "yes"}})
 
 
-def test_echo_guard_is_a_per_session_switch_over_the_server_default():
+def test_echo_guard_is_a_per_session_mode_over_the_server_default():
     config = SessionConfig().apply({"turn_detection": {"type": "semantic_vad"}})
     assert config.turn_detection is not None and config.turn_detection.echo_guard is None
-    on = config.apply({"turn_detection": {"echo_guard": True}})
-    assert on.turn_detection is not None and on.turn_detection.echo_guard is True
-    assert on.to_dict("sess_1")["audio"]["input"]["turn_detection"]["echo_guard"] is True
+    on = config.apply({"turn_detection": {"echo_guard": True}})  # the old boolean: on
+    assert on.turn_detection is not None and on.turn_detection.echo_guard == "on"
+    assert on.to_dict("sess_1")["audio"]["input"]["turn_detection"]["echo_guard"] == "on"
     kept = on.apply({"turn_detection": {"eagerness": "high"}})
-    assert kept.turn_detection is not None and kept.turn_detection.echo_guard is True
+    assert kept.turn_detection is not None and kept.turn_detection.echo_guard == "on"
+    off = on.apply({"turn_detection": {"echo_guard": False}})
+    assert off.turn_detection is not None and off.turn_detection.echo_guard == "off"
+    auto = off.apply({"turn_detection": {"echo_guard": "auto"}})
+    assert auto.turn_detection is not None and auto.turn_detection.echo_guard == "auto"
     back = on.apply({"turn_detection": {"echo_guard": None}})
     assert back.turn_detection is not None and back.turn_detection.echo_guard is None
-    with pytest.raises(SessionConfigError, match="echo_guard"):
-        config.apply({"turn_detection": {"echo_guard": "yes"}})
+    for bad in ("yes", 1, "AUTO"):
+        with pytest.raises(SessionConfigError, match="echo_guard"):
+            config.apply({"turn_detection": {"echo_guard": bad}})
+
+
+def test_the_server_echo_guard_is_off_by_default_and_takes_the_old_booleans():
+    assert Config.from_env({}).echo_guard == "off"
+    assert Config.from_env({"HARK_ECHO_GUARD": "auto"}).echo_guard == "auto"
+    assert Config.from_env({"HARK_ECHO_GUARD": "0"}).echo_guard == "off"
+    assert [echo_mode("HARK_ECHO_GUARD", v) for v in ("auto", "1", "true", "on")] == [
+        "auto",
+        "on",
+        "on",
+        "on",
+    ]
+    assert [echo_mode("HARK_ECHO_GUARD", v) for v in ("0", "false", "off")] == ["off"] * 3
+    with pytest.raises(ConfigError, match="HARK_ECHO_GUARD"):
+        echo_mode("HARK_ECHO_GUARD", "maybe")
 
 
 def test_interruption_options_are_hark_extensions_of_turn_detection():

@@ -50,6 +50,7 @@ from media.echo.canceller import EchoCanceller
 from media.echo.delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo.gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
 from media.echo.model import AlignedEchoModel
+from media.echo.presence import EchoPresence
 from media.echo.reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME_SAMPLES = 512
@@ -75,6 +76,8 @@ class EchoVerdict:
     frame: np.ndarray  # the microphone frame with the echo removed (or as given)
     echo_only: bool  # reference playing and nothing but its echo heard: no speech onset
     delay_ms: float | None  # the round-trip echo delay in use, once measured
+    echo_window: bool = False  # something sent could be echoing in this frame
+    suspect: bool = False  # the gate saw evidence of a person in it, not yet confirmed
 
 
 class EchoGuard:
@@ -106,11 +109,17 @@ class EchoGuard:
         # was last learned at: a first (or moved) delay re-reads them against the new window.
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
         self._coupling_delay: float | None = None
+        self.presence = EchoPresence(max_delay_seconds)  # does this client echo at all?
 
     @property
     def delay_ms(self) -> float | None:
         d = self._delay.delay_seconds
         return None if d is None else d * 1000
+
+    @property
+    def waveform_peak(self) -> float:
+        """The last waveform search's peak over the spread of its lags (an echo: 15-100)."""
+        return self._waveform.peak_ratio
 
     @property
     def erle_db(self) -> float:
@@ -145,6 +154,9 @@ class EchoGuard:
         samples = frame.astype(np.float64)
         self._model.hear(frame)
         mic_blocks = np.mean(samples.reshape(FRAME_BLOCKS, BLOCK) ** 2, axis=1)
+        self.presence.hear(
+            float(np.mean(mic_blocks)), self._reference.power, last_block, self.waveform_peak
+        )
         self._relearn_coupling()
         self._fit_model()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)
@@ -170,6 +182,7 @@ class EchoGuard:
         if delay is None:
             return
         self._checked = True
+        self.presence.echo_found()
         model = self._model.delay
         if model is not None and abs(delay * RATE - model) <= SAME_DELAY_SAMPLES:
             return  # the model's delay holds
@@ -257,6 +270,19 @@ class EchoGuard:
                 self._cancel(frame, end_index, delay)
             self._gate.decide(echo_bound, 0.0, 0.0, aligned=False)
             return EchoVerdict(frame, False, self.delay_ms)
+        return self._echoing(frame, mic_blocks, end_index, echo_bound, aligned, narrow, delay)
+
+    def _echoing(
+        self,
+        frame: np.ndarray,
+        mic_blocks: np.ndarray,
+        end_index: float,
+        echo_bound: float,
+        aligned: bool,
+        narrow: float | None,
+        delay: float | None,
+    ) -> EchoVerdict:
+        """A frame in which something sent could be echoing: cancel, then judge."""
         cleaned = self._cancel(frame, end_index, delay)
         residual = np.mean(cleaned.astype(np.float64) ** 2)
         end = round(end_index)
@@ -280,8 +306,9 @@ class EchoGuard:
             if abs(self._model.delay / RATE - delay) > DELAY_SLACK_SECONDS:
                 # The model followed the echo out of the window the gate judges against.
                 self._delay.adopt(self._model.delay / RATE)
-        if echo_only and not self._gate.suspects_speech:
-            return EchoVerdict(cleaned, True, self.delay_ms)
+        suspect = self._gate.suspects_speech
+        if echo_only and not suspect:
+            return EchoVerdict(cleaned, True, self.delay_ms, echo_window=True)
         # Near-end speech (or a frame with evidence not yet confirmed: still echo only for
         # the VAD, but it is the first 32 ms of the word if it is one). Hand on the
         # microphone as it was, or with only the model's echo subtracted where the model
@@ -290,7 +317,7 @@ class EchoGuard:
         # Whisper unsure of a first "Wait".
         if model is not None and useful:
             frame = self._model.subtract(frame, end)
-        return EchoVerdict(frame, echo_only, self.delay_ms)
+        return EchoVerdict(frame, echo_only, self.delay_ms, echo_window=True, suspect=suspect)
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:
         """The loudest 32 ms of reference that can echo in the frame ending at `last_block`."""

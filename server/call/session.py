@@ -43,7 +43,7 @@ from server.protocol.response_params import ResponseParams
 from server.protocol.session_config import SessionConfig
 from server.reply.spec import ReplySpec
 from server.store.memory import CallContext
-from server.turns.options import TurnDetectionConfig
+from server.turns.options import EchoGuardMode, TurnDetectionConfig
 from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings
 from server.turns.turn_taking import TurnTaking
@@ -62,7 +62,7 @@ class RealtimeSession:
         max_event_bytes: int,
         ice_timeout_s: float,
         on_closed: Callable[[RealtimeSession], None],
-        echo_guard: bool = False,
+        echo_guard: EchoGuardMode = "off",
         transport: Literal["webrtc", "websocket"] = "webrtc",
         append_burst_s: float,
         context: CallContext | None = None,

@@ -30,7 +30,13 @@ from server.protocol.tools import (
 )
 from server.protocol.transcription import TranscriptionConfig, parse_transcription
 from server.turns.end_of_turn import EAGERNESS
-from server.turns.options import TURN_DETECTION_TYPES, InterruptionOptions, TurnDetectionConfig
+from server.turns.options import (
+    ECHO_GUARD_MODES,
+    TURN_DETECTION_TYPES,
+    EchoGuardMode,
+    InterruptionOptions,
+    TurnDetectionConfig,
+)
 
 MAX_MODEL_CHARS = 200
 MAX_INSTRUCTIONS_CHARS = 16_000
@@ -38,7 +44,8 @@ MAX_VOICE_CHARS = 100
 MAX_PERSONA_CHARS = 64
 CONVERSATION_ID = re.compile(r"conv_[0-9a-f]{20}")
 # turn_detection's numbers and their accepted ranges (also published by the OpenAPI
-# document, signaling/openapi.py); the flags are true/false, echo_guard also null.
+# document, signaling/openapi.py); the flags are true/false;
+# echo_guard is auto/on/off (true/false accepted) or null.
 TURN_DETECTION_RANGES: dict[str, tuple[float, float]] = {
     "threshold": (0.0, 1.0),
     "prefix_padding_ms": (0, 5000),
@@ -341,9 +348,17 @@ def _flag(raw: dict[str, Any], key: str, default: bool) -> bool:
     return value
 
 
-def _optional_flag(raw: dict[str, Any], key: str, default: bool | None) -> bool | None:
-    value = raw.get(key, default)
-    return None if value is None else _flag({key: value}, key, False)
+def _echo_guard(raw: dict[str, Any], default: EchoGuardMode | None) -> EchoGuardMode | None:
+    """auto/on/off, true/false for on/off, or null for the server's default."""
+    value = raw.get("echo_guard", default)
+    if value is None or value in ECHO_GUARD_MODES:
+        return value
+    if isinstance(value, bool):
+        return "on" if value else "off"
+    raise SessionConfigError(
+        "session.audio.input.turn_detection.echo_guard",
+        f"echo_guard must be one of auto, on, off, true, false or null, got {value!r}",
+    )
 
 
 def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetectionConfig | None:
@@ -383,7 +398,7 @@ def _turn_detection(raw: Any, current: TurnDetectionConfig | None) -> TurnDetect
         create_response=_flag(raw, "create_response", base.create_response),
         interrupt_response=_flag(raw, "interrupt_response", base.interrupt_response),
         interruption=interruption,
-        echo_guard=_optional_flag(raw, "echo_guard", base.echo_guard),
+        echo_guard=_echo_guard(raw, base.echo_guard),
         speculative_reply=_flag(raw, "speculative_reply", base.speculative_reply),
         end_of_turn=base.end_of_turn,
     )

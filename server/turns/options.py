@@ -22,6 +22,11 @@ TURN_DETECTION_TYPES: tuple[TurnDetectionType, ...] = ("server_vad", "semantic_v
 # What judges a pause under semantic_vad: the words (`end_of_turn`) or the audio
 # (`smart_turn`, Smart Turn v3.2).
 EndOfTurnJudge = Literal["semantic", "smart_turn"]
+# How the bot's own voice in the caller's audio is handled (`server.turns.echo_mode`):
+# `auto` finds out per call whether the client sends it back, `on` always gates it
+# (a client known to have no echo canceller), `off` never looks.
+EchoGuardMode = Literal["auto", "on", "off"]
+ECHO_GUARD_MODES: tuple[EchoGuardMode, ...] = ("auto", "on", "off")
 
 
 @dataclass(frozen=True)
@@ -55,9 +60,10 @@ class TurnDetectionConfig:
     create_response: bool = True
     interrupt_response: bool = True
     interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
-    # Hark extension: true for a client without echo cancellation (smart glasses), whose
-    # microphone hears the bot; null leaves it to the server's HARK_ECHO_GUARD.
-    echo_guard: bool | None = None
+    # Hark extension: "auto" (detect per call whether the client returns the bot's voice),
+    # "on" (a client without echo cancellation, such as smart glasses) or "off"; null
+    # leaves it to the server's HARK_ECHO_GUARD (default "off").
+    echo_guard: EchoGuardMode | None = None
     # Hark extension: begin the reply at a pause that may end the turn, held until it does
     # (`server.reply.response`); off saves the CPU spent on pauses that were not the end.
     speculative_reply: bool = True

@@ -27,7 +27,6 @@ from typing import Protocol
 
 import numpy as np
 
-from media.echo.guard import EchoGuard
 from media.segmenter import (
     SpeechPaused,
     SpeechResumed,
@@ -37,6 +36,7 @@ from media.segmenter import (
 )
 from media.vad import SileroVad
 from server.engines.base import SpeechToText, Transcript
+from server.turns.echo_listening import EchoListener, HeldFrame
 from server.turns.end_of_turn import WAITS, completeness
 from server.turns.interruption import (
     PendingInterruption,
@@ -45,7 +45,7 @@ from server.turns.interruption import (
     meaningful_words,
     unsure_words,
 )
-from server.turns.options import TurnDetectionConfig
+from server.turns.options import EchoGuardMode, TurnDetectionConfig
 from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings, now
 from server.turns.transcriber import TurnTranscriber
@@ -94,14 +94,15 @@ class TurnTaking:
         host: TurnHost,
         *,
         clock: Callable[[], float] = now,
-        echo: EchoGuard | None = None,
+        echo: EchoGuardMode = "off",
         smart_turn: SmartTurn | None = None,
     ) -> None:
         """`smart_turn`: the loaded model, used when the config's `end_of_turn` asks."""
         self.config = config
         self._smart_turn = smart_turn
         self._verdict: asyncio.Task[float] | None = None  # Smart Turn on the current pause
-        self._echo = echo
+        self._echo: EchoListener | None = None
+        self.use_echo_guard(echo)
         self._vad = vad
         self._host = host
         self._clock = clock
@@ -129,14 +130,18 @@ class TurnTaking:
         self._segmenter.update(config.segmenter_params())
 
     @property
-    def echo(self) -> EchoGuard | None:
+    def echo(self) -> EchoListener | None:
         return self._echo
 
-    def use_echo_guard(self, wanted: bool) -> None:
-        """Cancel and gate the bot's own voice in the caller's audio (a client without
-        echo cancellation), or stop; a guard is only built for calls that want it."""
-        if wanted != (self._echo is not None):
-            self._echo = EchoGuard() if wanted else None
+    def use_echo_guard(self, mode: EchoGuardMode) -> None:
+        """How the bot's own voice in the caller's audio is handled (`EchoListener`); a
+        guard is only built for calls that may need it, and kept while the mode allows."""
+        if mode == "off":
+            self._echo = None
+        elif self._echo is None:
+            self._echo = EchoListener(mode)
+        else:
+            self._echo.mode = mode
 
     def far_end(self, pcm: np.ndarray, sent_at: float) -> None:
         """A frame the caller was sent: the echo guard's reference."""
@@ -161,14 +166,24 @@ class TurnTaking:
         at = self._clock()
         self._audio_end_ms = audio_end_ms
         if self._echo is not None:
-            # The bot's own voice coming back (glasses have no AEC) must not start a turn.
-            verdict = self._echo.near_end(frame, audio_end_ms)
-            frame = verdict.frame
-            probability = self._vad(frame)  # always run: the VAD's state stays continuous
-            if verdict.echo_only:
-                probability = 0.0
+            # The bot's own voice coming back (glasses have no AEC) must not start a turn;
+            # a voice it hid, once known to be one, is replayed first.
+            heard = self._echo.hear(
+                frame,
+                audio_end_ms,
+                self._vad,
+                self.config.threshold,
+                in_turn=self._segmenter.speaking,
+            )
+            if heard.replay:
+                self._replay(heard.replay, at)
+            frame, probability = heard.frame, heard.probability
         else:
             probability = self._vad(frame)
+        self._segment(frame, probability, audio_end_ms, at)
+        self._after_frame(at, audio_end_ms)
+
+    def _segment(self, frame: np.ndarray, probability: float, audio_end_ms: int, at: float) -> None:
         if not self._segmenter.speaking:
             if probability >= self.config.threshold:
                 self._voice_since = self._voice_since or at
@@ -176,7 +191,17 @@ class TurnTaking:
                 self._voice_since = None
         for event in self._segmenter.push(frame, probability, audio_end_ms):
             self._handle(event, at)
-        self._after_frame(at, audio_end_ms)
+
+    def _replay(self, held: list[HeldFrame], at: float) -> None:
+        """Speech the echo gate held back: the segmenter hears it again from the start,
+        with the VAD's own verdicts, so the turn begins where the voice did."""
+        log.debug("replaying %d frames held back as echo", len(held))
+        self._segmenter.reset()
+        # With the echo ruled out, the guard's canceller only mangled the voice (a new
+        # AEC3 suppresses a voice with the echo): the microphone as it came is replayed.
+        raw = self._echo is not None and not self._echo.gating
+        for item in held:
+            self._segment(item.raw if raw else item.frame, item.probability, item.audio_end_ms, at)
 
     def _handle(
         self, event: SpeechStarted | SpeechStopped | SpeechPaused | SpeechResumed, at: float

@@ -6,7 +6,9 @@ recorder replace CallClient's own. Signals come from the events: committed trans
 (`…input_audio_transcription.completed`), `response.created`, `response.done` with
 status `cancelled`, and `barge_in_stop_ms` wherever a `hark.metrics` event carries it
 (missing means null: older servers do not measure it). A call whose microphone hears
-its own speaker (the echo scenarios) asks for Hark's `echo_guard`, as glasses would.
+its own speaker (the echo scenarios) asks for Hark's `echo_guard: "on"`, as glasses
+configured for Hark would, unless its session already names an `echo_guard` mode (the
+server's default is off).
 """
 
 from __future__ import annotations
@@ -38,12 +40,13 @@ def find_number(data: Any, key: str) -> float | None:
     return None
 
 
-def with_echo_guard(session: dict[str, Any]) -> dict[str, Any]:
-    """`session` with Hark's `echo_guard` on, keeping its other turn detection settings."""
+def with_echo_guard(session: dict[str, Any], mode: str = "on") -> dict[str, Any]:
+    """`session` with Hark's `echo_guard` set to `mode` unless it names one already,
+    keeping its other turn detection settings."""
     audio = dict(session.get("audio") or {})
     audio_input = dict(audio.get("input") or {})
     turn = dict(audio_input.get("turn_detection") or {"type": "semantic_vad"})
-    audio_input["turn_detection"] = {**turn, "echo_guard": True}
+    audio_input["turn_detection"] = {"echo_guard": mode, **turn}
     return {**session, "audio": {**audio, "input": audio_input}}
 
 
