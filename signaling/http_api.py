@@ -134,7 +134,7 @@ class RealtimeHttpApi:
 
     async def _json_body(self, request: web.Request) -> dict[str, Any]:
         raw = await request.read()
-        if not raw.strip():
+        if not raw:  # no body at all: the defaults (whitespace is not JSON: 400)
             return {}
         if request.content_type not in ("application/json", "text/plain", ""):
             raise ApiError(415, "unsupported_media_type", "Send the body as application/json")
