@@ -26,7 +26,6 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from aiohttp import web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from server.calls.manager import CallManager, new_call_id
 from server.calls.runtime import NodeRuntime
@@ -39,7 +38,7 @@ from server.turns.options import server_turn_detection
 from signaling.auth import Authenticator, Caller
 from signaling.errors import ApiError
 from signaling.rate_limits import RateLimiter
-from signaling.sdp import validate_offer
+from signaling.sdp import read_offer
 
 T = TypeVar("T")
 
@@ -66,13 +65,6 @@ def _session_config(base: SessionConfig, raw: Any, param: str = "session") -> Se
         return base.apply(raw)
     except SessionConfigError as exc:
         raise ApiError(400, "invalid_session", str(exc), param=exc.param) from exc
-
-
-def _form_value(value: Any) -> bytes:
-    """A form field's content, whether sent as a plain field or as a file part."""
-    if hasattr(value, "file"):
-        return bytes(value.file.read())
-    return value.encode() if isinstance(value, str) else bytes(value)
 
 
 class RealtimeHttpApi:
@@ -236,39 +228,17 @@ class RealtimeHttpApi:
     async def _read_offer(
         self, request: web.Request, session: SessionConfig
     ) -> tuple[str, SessionConfig]:
-        ctype = request.content_type
-        if ctype == "application/sdp":
-            return validate_offer(await request.read()), session
-        if ctype in ("multipart/form-data", "application/x-www-form-urlencoded"):
+        offer, fields = await read_offer(request)
+        if fields is not None:
             try:
-                form = await request.post()
-            except (HttpProcessingError, ValueError) as exc:
-                # e.g. a part header with control characters (found by schemathesis: a 500).
+                session = self.configure(session, fields)
+            except ValueError as exc:  # a value the checks let through but cannot use
+                if isinstance(exc, SessionConfigError):
+                    raise
                 raise ApiError(
-                    400, "invalid_multipart", f"The multipart body is malformed: {exc}"[:300]
+                    400, "invalid_session", f"'session' is not usable: {exc}"[:300], param="session"
                 ) from exc
-            sdp = form.get("sdp")
-            if sdp is None:
-                raise ApiError(
-                    400, "missing_sdp", "The multipart body has no 'sdp' field", param="sdp"
-                )
-            raw_session = form.get("session")
-            if raw_session is not None:
-                text = _form_value(raw_session)
-                try:
-                    session = self.configure(session, json.loads(text))
-                except ValueError as exc:
-                    if isinstance(exc, SessionConfigError):
-                        raise
-                    raise ApiError(
-                        400, "invalid_session", "'session' is not valid JSON", param="session"
-                    ) from exc
-            return validate_offer(_form_value(sdp)), session
-        raise ApiError(
-            415,
-            "unsupported_media_type",
-            f"Unsupported Content-Type '{ctype}': send application/sdp or multipart/form-data",
-        )
+        return offer, session
 
     async def create_call(self, request: web.Request) -> web.Response:
         caller = self.auth.require_caller(request)

@@ -6,7 +6,57 @@ no audio section) are refused here with a 400 that says what is missing.
 
 from __future__ import annotations
 
+import json
+from typing import Any
+
+from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+
 from signaling.errors import ApiError
+
+OFFER_FORMS = ("multipart/form-data", "application/x-www-form-urlencoded")
+
+
+def _form_value(value: Any) -> bytes:
+    """A form field's content, whether sent as a plain field or as a file part."""
+    if hasattr(value, "file"):
+        return bytes(value.file.read())
+    return value.encode() if isinstance(value, str) else bytes(value)
+
+
+async def read_offer(request: web.Request) -> tuple[str, Any | None]:
+    """The offer of a call-creating request and the parsed JSON of its optional `session`
+    form field: `application/sdp`, or a multipart/urlencoded form with `sdp` (and
+    `session`), as OpenAI's WebRTC endpoints take it. Anything else is a 415."""
+    ctype = request.content_type
+    if ctype == "application/sdp":
+        return validate_offer(await request.read()), None
+    if ctype not in OFFER_FORMS:
+        raise ApiError(
+            415,
+            "unsupported_media_type",
+            f"Unsupported Content-Type '{ctype}': send application/sdp or multipart/form-data",
+        )
+    try:
+        form = await request.post()
+    except (HttpProcessingError, ValueError) as exc:
+        # e.g. a part header with control characters (found by schemathesis: a 500).
+        raise ApiError(
+            400, "invalid_multipart", f"The multipart body is malformed: {exc}"[:300]
+        ) from exc
+    sdp = form.get("sdp")
+    if sdp is None:
+        raise ApiError(400, "missing_sdp", "The multipart body has no 'sdp' field", param="sdp")
+    raw_session = form.get("session")
+    session = None
+    if raw_session is not None:
+        try:
+            session = json.loads(_form_value(raw_session))
+        except ValueError as exc:
+            raise ApiError(
+                400, "invalid_session", "'session' is not valid JSON", param="session"
+            ) from exc
+    return validate_offer(_form_value(sdp)), session
 
 
 def validate_offer(raw: bytes | str) -> str:

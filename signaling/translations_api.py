@@ -25,7 +25,6 @@ from collections.abc import Callable, Coroutine
 from typing import Any
 
 from aiohttp import WSMsgType, web
-from aiohttp.http_exceptions import HttpProcessingError
 
 from media.outbound import OutboundAudioTrack
 from media.wire_audio import WireFormat
@@ -41,7 +40,7 @@ from server.translation.settings import MAX_MODEL_CHARS, TranslationSettings
 from signaling.auth import Authenticator, Caller, bearer_token, websocket_token
 from signaling.errors import ApiError
 from signaling.rate_limits import RateLimiter
-from signaling.sdp import validate_offer
+from signaling.sdp import read_offer
 
 log = logging.getLogger("hark.translation")
 
@@ -215,12 +214,13 @@ class TranslationsApi:
         caller = self.auth.require_translator(bearer_token(request))
         await self._admit(request, caller)
         raw_session: Any = caller.session
-        if request.content_type == "application/sdp":
-            offer = validate_offer(await request.read())
-        elif request.content_type in ("multipart/form-data", "application/x-www-form-urlencoded"):
-            offer, raw_session = await self._multipart(request, raw_session)
-        else:
-            raise ApiError(415, "unsupported_media_type", "Send the offer as application/sdp")
+        offer, fields = await read_offer(request)
+        if fields is not None:  # the form's `session` over what the secret fixed
+            if not isinstance(fields, dict):
+                raise ApiError(
+                    400, "invalid_session", "'session' must be an object", param="session"
+                )
+            raw_session = {**raw_session, **fields}
         settings = self._settings(raw_session, model=request.query.get("model"))
         interpreter, vad = self.sessions.require()
         session_id = new_session_id()
@@ -266,32 +266,6 @@ class TranslationsApi:
             content_type="application/sdp",
             headers={"Location": f"/v1/realtime/translations/calls/{session_id}"},
         )
-
-    async def _multipart(self, request: web.Request, secret: Any) -> tuple[str, Any]:
-        """The offer and the session of a multipart body (`sdp`, optional `session`
-        over what the secret fixed)."""
-        try:
-            form = await request.post()
-        except (HttpProcessingError, ValueError) as exc:
-            raise ApiError(
-                400, "invalid_multipart", f"The multipart body is malformed: {exc}"[:300]
-            ) from exc
-        sdp = form.get("sdp")
-        if sdp is None:
-            raise ApiError(400, "missing_sdp", "The multipart body has no 'sdp' field", param="sdp")
-        offer = validate_offer(sdp.encode() if isinstance(sdp, str) else sdp.file.read())
-        raw = form.get("session")
-        if raw is None:
-            return offer, secret
-        try:
-            session = json.loads(raw if isinstance(raw, str) else raw.file.read())
-        except ValueError as exc:
-            raise ApiError(
-                400, "invalid_session", "'session' is not valid JSON", param="session"
-            ) from exc
-        if not isinstance(session, dict):
-            raise ApiError(400, "invalid_session", "'session' must be an object", param="session")
-        return offer, {**secret, **session}
 
     def _expires_at(self, caller: Caller) -> int:
         """The secret's expiry; an API key's session lasts the longest call allowed."""
