@@ -20,7 +20,7 @@ import pytest
 
 from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests.server_process import ServerProcess, running_server
-from tests.trust_cluster import bearer, error_code, request
+from tests.trust_cluster import bearer, error_code, make_offer, open_call, request
 from tests.ws_client import SdkCall
 
 pytestmark = pytest.mark.slow
@@ -31,6 +31,7 @@ def node():
     env = {
         "HARK_WORKERS": "2",
         "HARK_MAX_CALLS_PER_SUB": "1",
+        "HARK_MAX_CALLS": "3",  # the node's ceiling, over both workers
         "HARK_JWT_SECRET": "test-signing-secret-0123456789abcdef",
     }
     with running_server(env) as server:
@@ -205,6 +206,35 @@ async def test_the_per_sub_cap_holds_across_workers(node):
         await other.hangup()
     finally:
         await first.hangup()
+
+
+async def test_the_call_ceiling_is_the_nodes_not_each_workers(node):
+    """HARK_MAX_CALLS=3 over two workers: three calls live (two on one worker), the fourth
+    is refused by the front with the OpenAI-style body and Retry-After, and a hang-up
+    makes room again."""
+    assert await eventually(lambda: idle(node))
+    calls = [await webrtc_call(node) for _ in range(3)]
+    try:
+        assert {cid.split("_")[1] for cid in (c.call_id for c in calls)} == {"w0", "w1"}
+        pc, offer = await make_offer()
+        status, headers, body = await open_call(node, node.api_key, offer)
+        await pc.close()
+        assert status == 503 and error_code(body) == "server_full", body
+        assert (
+            body["error"]["type"] == "server_error" and "3 concurrent" in body["error"]["message"]
+        )
+        assert int(headers["Retry-After"]) > 0
+        await calls.pop().hangup()
+        room = await eventually(lambda: _workers_hold(node, 2))
+        assert room, "the hung-up call still counts"
+        calls.append(await webrtc_call(node))
+    finally:
+        for call in calls:
+            await call.hangup()
+
+
+async def _workers_hold(node: ServerProcess, count: int) -> bool:
+    return sum(w["calls"] for w in (await health(node))["workers"]) == count
 
 
 async def _lacks_any(node: ServerProcess) -> bool:

@@ -46,6 +46,16 @@ def _unavailable(message: str) -> ApiError:
     )
 
 
+def _full(max_calls: int) -> ApiError:
+    return ApiError(
+        503,
+        "server_full",
+        f"This node is at its limit of {max_calls} concurrent calls; retry shortly",
+        type="server_error",
+        headers={"Retry-After": "5"},
+    )
+
+
 class Front:
     def __init__(self, config: Config, supervisor: Supervisor, proxy: WorkerProxy) -> None:
         self.config = config
@@ -82,6 +92,14 @@ class Front:
             raise ApiError(404, "call_not_found", f"No call with id '{call_id[:64]}'")
         return worker
 
+    def check_room(self) -> None:
+        """`HARK_MAX_CALLS` is the node's ceiling, not each worker's: the calls of every
+        worker (live, and being created) count against it. Each worker's own measured
+        load still refuses earlier (`503 server_full` from the worker)."""
+        limit = self.config.max_calls
+        if limit and sum(w.load for w in self.workers) >= limit:
+            raise _full(limit)
+
     # ---- forwarding ------------------------------------------------------------------------
 
     async def dispatch(self, request: web.Request) -> web.StreamResponse:
@@ -102,6 +120,7 @@ class Front:
             raise _unavailable(f"Worker {worker.index} did not answer; retry shortly") from exc
 
     async def _new_call(self, request: web.Request, body: bytes) -> web.Response:
+        self.check_room()
         tried: set[int] = set()
         refused: Upstream | None = None
         while (worker := least_loaded(self.workers, tried)) is not None:
@@ -127,6 +146,7 @@ class Front:
         raise _unavailable("No worker of this node is ready yet; retry shortly")
 
     async def _new_session(self, request: web.Request) -> web.StreamResponse:
+        self.check_room()
         worker = least_loaded(self.workers)
         if worker is None:
             raise _unavailable("No worker of this node is ready yet; retry shortly")
