@@ -162,6 +162,7 @@ class Config:
     llm_api_key: str = setting("HARK_LLM_API_KEY", "", secret=True)
     llm_max_tokens: int = setting("HARK_LLM_MAX_TOKENS", 60, integer(1))
     llm_threads: int = setting("HARK_LLM_THREADS", min(4, os.cpu_count() or 2), integer(1))
+    llm_slots: int = setting("HARK_LLM_SLOTS", 3, integer(1))
     tts: str = setting("HARK_TTS", "piper", choice("piper", "espeak", "f5"))
     espeak_voice: str = setting("HARK_ESPEAK_VOICE", "en-us")
     default_instructions: str = setting(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import time
 from collections.abc import AsyncIterator
@@ -90,7 +91,7 @@ def test_with_no_pending_question_the_model_is_prompted_to_open() -> None:
 @pytest.fixture(scope="module")
 async def llm() -> LlamaCppLLM:
     cache = Path(os.environ.get("HARK_CACHE_DIR") or Config().cache_dir)
-    engine = LlamaCppLLM(cache_dir=cache, threads=2, warmup_instructions=PERSONA)
+    engine = LlamaCppLLM(cache_dir=cache, threads=2, warmup_instructions=PERSONA, slots=2)
     await engine.load()
     return engine
 
@@ -141,10 +142,10 @@ async def test_closing_the_stream_stops_generation_promptly(llm: LlamaCppLLM) ->
     started = time.perf_counter()
     await stream.aclose()
     assert time.perf_counter() - started < 0.1  # closing does not wait for the worker
-    await llm._worker.run(time.sleep, 0)  # the worker is free again...
-    model = llm._llm
-    assert model is not None
-    fitted = llm._fit_prompt(model, "", history, llm.max_tokens)
+    for slot in llm._slots:
+        await slot.worker.run(time.sleep, 0)  # the workers are free again...
+    fitted = llm._fit_prompt(llm._slots[0].llm, "", history, llm.max_tokens)
+    model = next(slot.llm for slot in llm._slots if slot.last_prompt == fitted)
     prompt = model.tokenize(fitted.encode(), add_bos=True)
     generated = model.n_tokens - len(prompt)
     # ... having generated a token or so past those read and those waiting unread, not
@@ -156,6 +157,28 @@ async def test_closing_the_stream_stops_generation_promptly(llm: LlamaCppLLM) ->
         await collect(llm.stream(LLMRequest(PERSONA, (user("What is the capital of Italy?"),))))
     )
     assert "rome" in answer.lower(), answer
+
+
+@pytest.mark.slow
+async def test_a_reply_paused_by_its_reader_does_not_hold_up_another(llm: LlamaCppLLM) -> None:
+    """Two slots: while one call's reply waits for its reader (its first words being
+    spoken), another call's reply is generated; and when both are read, their tokens
+    take turns: the second reply starts before the first one ends."""
+    counting = LLMRequest("", (user("Count to one hundred."),), max_tokens=40)
+    first = llm.stream(counting)
+    order = ["a:" + await anext(first)]
+    second = llm.stream(LLMRequest(PERSONA, (user("What is the capital of Italy?"),)))
+    order.append("b:" + await asyncio.wait_for(anext(second), timeout=60))  # not stuck
+
+    async def read(name: str, stream: AsyncIterator[str]) -> None:
+        async for delta in stream:
+            order.append(f"{name}:{delta}")
+
+    await asyncio.gather(read("a", first), read("b", second))
+    a_last = max(i for i, d in enumerate(order) if d.startswith("a:"))
+    assert order.index(next(d for d in order if d.startswith("b:"))) < a_last, order
+    assert "rome" in "".join(d[2:] for d in order if d.startswith("b:")).lower(), order
+    assert llm.busy_slots == 0
 
 
 @pytest.mark.slow

@@ -68,6 +68,7 @@ def build_llm(config: Config) -> LanguageModel:
         return LlamaCppLLM(
             cache_dir=config.cache_dir,
             threads=config.llm_threads,
+            slots=config.llm_slots,
             max_tokens=config.llm_max_tokens,
             warmup_instructions=config.default_instructions,
         )

@@ -28,6 +28,7 @@ from server.engines.chat import (
     ToolSpec,
 )
 from server.engines.json_grammar import arguments_grammar
+from server.engines.llama_slots import Slot, SlotPool, TurnLock, in_turns
 from server.engines.llama_tools import UtteranceScorer, arguments_prompt, tool_to_call
 from server.engines.prompt import EMPTY_REPLY, MAX_HISTORY_CHARS, STOP, build_prompt
 from server.engines.threaded import EngineWorker
@@ -55,6 +56,7 @@ class LlamaCppLLM:
         model_path: Path | None = None,
         temperature: float = 0.6,
         warmup_instructions: str = "",
+        slots: int = 1,
     ) -> None:
         self.cache_dir = Path(cache_dir)
         self.threads = threads
@@ -63,20 +65,34 @@ class LlamaCppLLM:
         self.temperature = temperature
         # Warming up with the usual persona leaves its prompt prefix evaluated and cached.
         self.warmup_instructions = warmup_instructions
-        self._worker = EngineWorker("llm")
-        self._llm: llama_cpp.Llama | None = None
-        self._scorer: UtteranceScorer | None = None  # made on the first tool decision
+        # Replies generated at once (llama_slots.py): each a context of its own.
+        self._slots = [Slot(i, EngineWorker(f"llm{i}")) for i in range(max(1, slots))]
+        self._pool = SlotPool(self._slots)
+        self._turns = TurnLock()
+
+    @property
+    def slots(self) -> int:
+        return len(self._slots)
+
+    @property
+    def busy_slots(self) -> int:
+        return self._pool.busy
 
     async def load(self) -> None:
-        if self._llm is not None:
+        if self._slots[-1].llm is not None:
             return
         started = time.perf_counter()
-        path = self.model_path or await self._worker.run(assemble_gguf, self.cache_dir)
-        log.info("loading %s (llama.cpp, %d threads)…", path.name, self.threads)
-        self._llm = await self._worker.run(self._load_model, path)
+        first = self._slots[0].worker
+        path = self.model_path or await first.run(assemble_gguf, self.cache_dir)
+        log.info(
+            "loading %s (llama.cpp, %d threads, %d slots)…", path.name, self.threads, self.slots
+        )
+        for slot in self._slots:
+            if slot.llm is None:
+                slot.llm = await slot.worker.run(self._load_model, path, slot)
         log.info("… %s ready in %.1f s", path.name, time.perf_counter() - started)
 
-    def _load_model(self, path: Path) -> llama_cpp.Llama:
+    def _load_model(self, path: Path, slot: Slot) -> llama_cpp.Llama:
         _route_llama_logs()
         if not path.is_file():
             raise EngineUnavailable(f"no GGUF model at {path}")
@@ -89,20 +105,29 @@ class LlamaCppLLM:
         warmup = build_prompt(self.warmup_instructions, [ChatMessage("user", "Hi!")])
         for _ in self._generate(llm, warmup, 4):
             pass
+        slot.last_prompt = warmup
         return llm
 
     async def stream(self, request: LLMRequest) -> AsyncIterator[LLMOutput]:
-        llm = self._require()
+        self._require()
+        guess = build_prompt(request.instructions, request.history)  # to pick a slot
+        async with self._pool.use(guess) as slot:
+            async with aclosing(self._stream_on(slot, request)) as parts:
+                async for part in parts:
+                    yield part
+
+    async def _stream_on(self, slot: Slot, request: LLMRequest) -> AsyncIterator[LLMOutput]:
+        worker = slot.worker
         if request.callable_tools:
-            tool = await self._worker.run(self._tool_to_call, llm, request)
+            tool = await worker.run(self._tool_to_call, slot, request)
             if tool is not None:
-                call = self._worker.iterate(lambda: self._call(llm, request, tool))
+                call = worker.iterate(lambda: self._call(slot.llm, request, tool))
                 async with aclosing(call) as parts:
                     async for part in parts:
                         yield part
                 return
         produced = False
-        replies = self._worker.iterate(lambda: self._reply(llm, request), ahead=TOKENS_AHEAD)
+        replies = worker.iterate(lambda: self._reply(slot, request), ahead=TOKENS_AHEAD)
         # aclosing: closing this stream must reach the worker's stop flag at once.
         async with aclosing(replies) as deltas:
             async for delta in deltas:
@@ -115,11 +140,13 @@ class LlamaCppLLM:
         if not produced:
             yield EMPTY_REPLY
 
-    def _tool_to_call(self, llm: llama_cpp.Llama, request: LLMRequest) -> ToolSpec | None:
-        if self._scorer is None:
-            self._scorer = UtteranceScorer(llm, self.threads)
-        started = time.perf_counter()
-        tool = tool_to_call(request, self._scorer)
+    def _tool_to_call(self, slot: Slot, request: LLMRequest) -> ToolSpec | None:
+        with self._turns.turn():
+            if slot.scorer is None:
+                slot.scorer = UtteranceScorer(slot.llm, self.threads)
+            started = time.perf_counter()
+            tool = tool_to_call(request, slot.scorer)
+        slot.last_prompt = ""  # the scorer's prompts replaced the context
         log.debug(
             "llm: %s chosen in %.0f ms",
             tool.name if tool else "an answer",
@@ -140,7 +167,7 @@ class LlamaCppLLM:
             grammar=arguments_grammar(tool.parameters),
         )
         held = ""  # whitespace the grammar allows after the closing brace is not sent
-        for chunk in chunks:
+        for chunk in in_turns(chunks, self._turns):
             text = held + chunk["choices"][0]["text"]  # type: ignore[index]
             body = text.rstrip()
             held = text[len(body) :]
@@ -148,9 +175,11 @@ class LlamaCppLLM:
                 yield ToolCallDelta(0, body)
         yield LLMFinish("tool_calls")
 
-    def _reply(self, llm: llama_cpp.Llama, request: LLMRequest) -> Iterator[LLMOutput]:
+    def _reply(self, slot: Slot, request: LLMRequest) -> Iterator[LLMOutput]:
+        llm = slot.llm
         max_tokens = min(request.max_tokens or self.max_tokens, N_CTX // 2)
         prompt = self._fit_prompt(llm, request.instructions, request.history, max_tokens)
+        slot.last_prompt = prompt
         started = time.perf_counter()
         first: float | None = None
         count = 0
@@ -163,7 +192,11 @@ class LlamaCppLLM:
         if first is not None and count > 1:
             rate = (count - 1) / max(time.perf_counter() - started - first, 1e-6)
             log.debug(
-                "llm: first token %.0f ms, %d tokens, %.0f tokens/s", first * 1e3, count, rate
+                "llm: first token %.0f ms, %d tokens, %.0f tokens/s (slot %d)",
+                first * 1e3,
+                count,
+                rate,
+                slot.index,
             )
 
     def _fit_prompt(
@@ -187,7 +220,8 @@ class LlamaCppLLM:
     def _generate(
         self, llm: llama_cpp.Llama, prompt: str, max_tokens: int
     ) -> Iterator[str | LLMFinish]:
-        """The completion's text deltas; `LLMFinish("length")` last if the cap cut it."""
+        """The completion's text deltas; `LLMFinish("length")` last if the cap cut it.
+        Each step (the prompt's evaluation, then each token) takes its turn on the cores."""
         chunks = llm.create_completion(
             prompt,
             max_tokens=max_tokens,
@@ -197,17 +231,16 @@ class LlamaCppLLM:
             repeat_penalty=1.1,
             stop=list(STOP),
         )
-        for chunk in chunks:
+        for chunk in in_turns(chunks, self._turns):
             choice = chunk["choices"][0]  # type: ignore[index]
             if choice["text"]:
                 yield choice["text"]
             if choice.get("finish_reason") == "length":
                 yield LLMFinish("length")
 
-    def _require(self) -> llama_cpp.Llama:
-        if self._llm is None:
+    def _require(self) -> None:
+        if self._slots[-1].llm is None:
             raise RuntimeError("LlamaCppLLM.load() must finish before stream()")
-        return self._llm
 
 
 def assemble_gguf(cache_dir: Path) -> Path:

@@ -1,0 +1,148 @@
+"""Several llama.cpp contexts over one model, so one call's reply never waits for another's.
+
+A llama.cpp context decodes one sequence at a time: with a single context shared by every
+call, a reply waits until the reply before it has been generated to its last token (and
+that reply's generator pauses whenever its first words are being spoken), so at six
+talkers a question's first token came seconds late. Here each `Slot` is a context of its
+own, driven by its own thread; the model file is memory-mapped, so the weights are in
+memory once and a slot adds its KV cache and compute buffers (~110 MB for Gemma-3-270M
+at n_ctx 2048).
+
+The slots must not compute at the same time: llama.cpp's threads spin at their barriers,
+and two contexts using every core at once slow each other down many times over. So every
+step of work (a prompt's evaluation, one token) is taken under the `TurnLock`, first come
+first served: replies take turns token by token, and a new reply's prompt is evaluated
+between two tokens of the replies already running. A call's first token then waits for at
+most one step of each running reply, not for their ends.
+
+A reply goes to the free slot whose last prompt shares the longest beginning with its
+own (`SlotPool.acquire`): that context still holds the call's persona and history, which
+llama.cpp's prefix reuse then does not evaluate again.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from collections import deque
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from server.engines.threaded import EngineWorker
+
+T = TypeVar("T")
+_END = object()
+
+
+class TurnLock:
+    """A lock handed over in arrival order: a thread that releases it and asks again
+    goes behind those already waiting (a plain Lock lets it take the lock straight back)."""
+
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._waiting: deque[object] = deque()
+        self._held = False
+
+    @contextlib.contextmanager
+    def turn(self) -> Iterator[None]:
+        me = object()
+        with self._changed:
+            self._waiting.append(me)
+            while self._held or self._waiting[0] is not me:
+                self._changed.wait()
+            self._waiting.popleft()
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._changed:
+                self._held = False
+                self._changed.notify_all()
+
+
+def in_turns(steps: Iterator[T], lock: TurnLock) -> Iterator[T]:
+    """`steps`, each `next` taken under `lock` (where llama.cpp does its work); closing
+    this generator closes `steps`."""
+    try:
+        while True:
+            with lock.turn():
+                item = next(steps, _END)
+            if item is _END:
+                return
+            yield item  # type: ignore[misc]
+    finally:
+        close = getattr(steps, "close", None)
+        if close is not None:
+            close()
+
+
+@dataclass(eq=False)
+class Slot:
+    """One llama.cpp context and the thread that drives it."""
+
+    index: int
+    worker: EngineWorker
+    llm: Any = None  # llama_cpp.Llama once loaded
+    scorer: Any = None  # its UtteranceScorer, made on the first tool decision
+    last_prompt: str = ""  # what the context holds, as text
+
+
+def shared_prefix(a: str, b: str) -> int:
+    """Length of the common beginning of `a` and `b`."""
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+@dataclass
+class SlotPool:
+    """The free slots, handed out fairly: a reply waits only when every slot is busy,
+    and waiting replies are served in arrival order."""
+
+    slots: list[Slot]
+    _free: list[Slot] = field(init=False)
+    _waiting: deque[asyncio.Future[Slot]] = field(init=False, default_factory=deque)
+
+    def __post_init__(self) -> None:
+        self._free = list(self.slots)
+
+    @property
+    def busy(self) -> int:
+        return len(self.slots) - len(self._free)
+
+    async def acquire(self, prompt: str) -> Slot:
+        if self._free and not self._waiting:
+            slot = max(self._free, key=lambda s: (shared_prefix(s.last_prompt, prompt), -s.index))
+            self._free.remove(slot)
+            return slot
+        waiter: asyncio.Future[Slot] = asyncio.get_running_loop().create_future()
+        self._waiting.append(waiter)
+        try:
+            return await waiter
+        except asyncio.CancelledError:
+            if waiter.done() and not waiter.cancelled():
+                self.release(waiter.result())  # handed over just as it was abandoned
+            else:
+                with contextlib.suppress(ValueError):
+                    self._waiting.remove(waiter)
+            raise
+
+    def release(self, slot: Slot) -> None:
+        while self._waiting:
+            waiter = self._waiting.popleft()
+            if not waiter.done():
+                waiter.set_result(slot)
+                return
+        self._free.append(slot)
+
+    @contextlib.asynccontextmanager
+    async def use(self, prompt: str) -> Any:
+        slot = await self.acquire(prompt)
+        try:
+            yield slot
+        finally:
+            self.release(slot)
