@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from server.config import Config
+from server.errors import Overloaded
 from server.workers.merge import merge_listings, merge_metrics
 from server.workers.operator_stream import merged_stream
 from server.workers.proxy import Upstream, WorkerProxy
@@ -43,16 +44,6 @@ STREAMED = ("/v1/operator/stream", "/v1/recordings/")
 def _unavailable(message: str) -> ApiError:
     return ApiError(
         503, "server_starting", message, type="server_error", headers={"Retry-After": "2"}
-    )
-
-
-def _full(max_calls: int) -> ApiError:
-    return ApiError(
-        503,
-        "server_full",
-        f"This node is at its limit of {max_calls} concurrent calls; retry shortly",
-        type="server_error",
-        headers={"Retry-After": "5"},
     )
 
 
@@ -98,7 +89,11 @@ class Front:
         load still refuses earlier (`503 server_full` from the worker)."""
         limit = self.config.max_calls
         if limit and sum(w.load for w in self.workers) >= limit:
-            raise _full(limit)
+            raise Overloaded(
+                "server_full",
+                f"This node is at its limit of {limit} concurrent calls; retry shortly",
+                retry_after_s=5,
+            )
 
     # ---- forwarding ------------------------------------------------------------------------
 
