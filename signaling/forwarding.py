@@ -27,13 +27,22 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import aiohttp
-from aiohttp import WSMsgType, web
+from aiohttp import web
 
 from server.calls.runtime import NodeRuntime
 from server.cluster.nodes import NodeDirectory
 from server.cluster.registry import CallRegistry
 from server.ops.monitor import worst_first
 from signaling.errors import ApiError
+from signaling.relay import (
+    HOP_BY_HOP,
+    WEBSOCKET_HANDSHAKE,
+    accept_like,
+    end_to_end,
+    handshake_refusal,
+    offered_protocols,
+    relay_websocket,
+)
 
 log = logging.getLogger("hark.forwarding")
 
@@ -47,33 +56,15 @@ CALL_ROUTES = frozenset(
         "/v1/operator/calls/{call_id}",
     }
 )
-# Not copied between the hops (RFC 9110 §7.6.1, plus what aiohttp recomputes).
-HOP_HEADERS = frozenset(
-    {
-        "connection",
-        "keep-alive",
-        "proxy-authenticate",
-        "proxy-authorization",
-        "te",
-        "trailer",
-        "transfer-encoding",
-        "upgrade",
-        "host",
-        "content-length",
-        "content-encoding",
-        "sec-websocket-key",
-        "sec-websocket-version",
-        "sec-websocket-extensions",
-        "sec-websocket-accept",
-        "sec-websocket-protocol",
-    }
-)
+# Not copied between the hops: the client's Host, and an encoding this side's client
+# session has already undone (it decompresses).
+DROPPED = HOP_BY_HOP | WEBSOCKET_HANDSHAKE | {"host", "content-encoding"}
 FORWARD_TIMEOUT_S = 10.0
 LIST_TIMEOUT_S = 3.0
 
 
 def _copy_headers(headers: Any) -> dict[str, str]:
-    return {k: v for k, v in headers.items() if k.lower() not in HOP_HEADERS}
+    return dict(end_to_end(headers.items(), DROPPED))
 
 
 def _unreachable(node: str) -> ApiError:
@@ -200,16 +191,12 @@ class CallRouter:
         """Joins the owner's sideband first; its refusal (status and body) is passed on as
         is, so the client sees exactly what the owner said."""
         headers = self._headers_for(request)
-        protocols = [
-            p.strip() for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-        ]
-        protocols = [p for p in protocols if p]
         target = url.replace("http", "ws", 1) + request.rel_url.path_qs
         try:
             upstream = await self._client().ws_connect(
                 target,
                 headers=headers,
-                protocols=protocols,
+                protocols=offered_protocols(request),
                 autoping=True,
                 heartbeat=20.0,
                 max_msg_size=0,
@@ -219,22 +206,11 @@ class CallRouter:
             return await self._refusal(request, node, url, exc.status)
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _unreachable(node) from exc
-        socket = web.WebSocketResponse(
-            protocols=(upstream.protocol,) if upstream.protocol else (),
-            compress=False,
-            max_msg_size=0,
-            autoping=True,
-            heartbeat=20.0,
-        )
-        try:
-            await socket.prepare(request)
-        except BaseException:
-            await upstream.close()
-            raise
+        socket = await accept_like(request, upstream)
         self._relays.add(socket)
         log.info("sideband for %s relayed to node %s", request.query.get("call_id"), node)
         try:
-            await _pump_both(socket, upstream)
+            await relay_websocket(socket, upstream)
         finally:
             self._relays.discard(socket)
         return socket
@@ -244,23 +220,22 @@ class CallRouter:
     ) -> web.Response:
         """The owner's HTTP answer to the refused join, read again without the upgrade
         (aiohttp's client drops the body of a failed handshake)."""
-        headers = self._headers_for(request)
         try:
-            async with self._client().get(
+            refused = await handshake_refusal(
+                self._client(),
                 url + request.rel_url.path_qs,
-                headers=headers,
-                timeout=aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
-            ) as resp:
-                if resp.status == status:
-                    body = await resp.read()
-                    return web.Response(
-                        status=status,
-                        body=body,
-                        content_type=resp.content_type,
-                        headers={FORWARDED_BY: node},
-                    )
+                self._headers_for(request).items(),
+                aiohttp.ClientTimeout(total=FORWARD_TIMEOUT_S),
+            )
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise _unreachable(node) from exc
+        if refused.status == status:
+            content_type = dict(refused.headers).get("Content-Type", "application/json")
+            return web.Response(
+                status=status,
+                body=refused.body,
+                headers={FORWARDED_BY: node, "Content-Type": content_type},
+            )
         raise ApiError(status, "sideband_refused", f"Node '{node[:64]}' refused the sideband")
 
     # ---- the whole cluster's calls ---------------------------------------------------------
@@ -327,42 +302,3 @@ class CallRouter:
                 if r.get("node") == node
             ]
         return []
-
-
-async def _pump_both(
-    socket: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse
-) -> None:
-    """Relays messages both ways until either side closes; the close code and reason
-    travel too (a sideband learns `call ended: <reason>` as if it were joined directly)."""
-
-    async def pump(source: Any, sink: Any) -> None:
-        reason = b""
-        while True:
-            message = await source.receive()
-            if message.type == WSMsgType.TEXT:
-                await sink.send_str(message.data)
-            elif message.type == WSMsgType.BINARY:
-                await sink.send_bytes(message.data)
-            elif message.type in (WSMsgType.CLOSE, WSMsgType.CLOSING, WSMsgType.CLOSED):
-                if message.type == WSMsgType.CLOSE and isinstance(message.extra, str):
-                    reason = message.extra.encode()[:120]
-                break
-            elif message.type == WSMsgType.ERROR:
-                break
-        code = source.close_code or aiohttp.WSCloseCode.OK
-        with contextlib.suppress(Exception):
-            await sink.close(code=code, message=reason)
-
-    tasks = [
-        asyncio.ensure_future(pump(socket, upstream)),
-        asyncio.ensure_future(pump(upstream, socket)),
-    ]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        await upstream.close()
-        with contextlib.suppress(Exception):
-            await socket.close()

@@ -396,7 +396,13 @@ def contract_check(operation, mode, url: str, headers: dict[str, str], counter: 
             # A generated body over HARK_MAX_BODY_BYTES is rightly refused (schemathesis'
             # list of refusals lacks 413); anything else is validated.
             return
-        case.validate_response(response, headers=headers, excluded_checks=excluded)
+        try:
+            case.validate_response(response, headers=headers, excluded_checks=excluded)
+        except Exception as exc:
+            # schemathesis hides fields it deems secret ("session"): say what was sent.
+            sent = json.dumps(case.body, default=repr)[:2000]
+            answer = response.text[:500]
+            raise AssertionError(f"{response.status_code} {answer} for the body {sent}") from exc
 
     return check
 

@@ -9,49 +9,26 @@ either side closes the other with the same code.
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 
 from server.workers.peer import FORWARDED_FOR, FRONT_TOKEN_HEADER
+from signaling.relay import (
+    HOP_BY_HOP,
+    WEBSOCKET_HANDSHAKE,
+    Upstream,
+    accept_like,
+    end_to_end,
+    handshake_refusal,
+    offered_protocols,
+    relay_websocket,
+)
 
-# Headers of one hop, never forwarded (RFC 9110 §7.6.1), and those aiohttp sets itself.
-HOP = {
-    "connection",
-    "keep-alive",
-    "proxy-authenticate",
-    "proxy-authorization",
-    "te",
-    "trailer",
-    "transfer-encoding",
-    "upgrade",
-    "content-length",
-}
-WS_OWN = {"sec-websocket-key", "sec-websocket-version", "sec-websocket-extensions"}
-
-
-@dataclass
-class Upstream:
-    """A worker's answer read in full (an offer's answer is small; it may be retried)."""
-
-    status: int
-    headers: list[tuple[str, str]]
-    body: bytes
-
-    def response(self) -> web.Response:
-        return web.Response(
-            status=self.status, headers=_response_headers(self.headers), body=self.body
-        )
-
-
-def _response_headers(headers: list[tuple[str, str]]) -> list[tuple[str, str]]:
-    # aiohttp's Response takes a MultiDict-like; a list of pairs keeps repeated headers.
-    return [(k, v) for k, v in headers if k.lower() not in HOP]
+__all__ = ["Upstream", "WorkerProxy"]
+OWN = {FORWARDED_FOR.lower(), FRONT_TOKEN_HEADER.lower()}  # only the front sets these
 
 
 class WorkerProxy:
@@ -75,13 +52,10 @@ class WorkerProxy:
         assert self._http is not None, "WorkerProxy.start() first"
         return self._http
 
-    def headers(self, request: web.Request, drop: set[str] = HOP) -> list[tuple[str, str]]:
-        kept = [
-            (k, v)
-            for k, v in request.headers.items()
-            if k.lower() not in drop
-            and k.lower() not in (FORWARDED_FOR.lower(), FRONT_TOKEN_HEADER.lower())
-        ]
+    def headers(
+        self, request: web.Request, drop: frozenset[str] = HOP_BY_HOP
+    ) -> list[tuple[str, str]]:
+        kept = end_to_end(request.headers.items(), drop | OWN)
         kept.append((FORWARDED_FOR, request.remote or ""))
         kept.append((FRONT_TOKEN_HEADER, self.front_token))
         return kept
@@ -94,7 +68,7 @@ class WorkerProxy:
         if not request.body_exists:
             return {"headers": self.headers(request), "data": None}
         return {
-            "headers": self.headers(request, HOP - {"content-length"}),
+            "headers": self.headers(request, HOP_BY_HOP - {"content-length"}),
             "data": request.content.iter_any(),
         }
 
@@ -121,7 +95,7 @@ class WorkerProxy:
             **self._outgoing(request, body),
         ) as upstream:
             response = web.StreamResponse(
-                status=upstream.status, headers=_response_headers(list(upstream.headers.items()))
+                status=upstream.status, headers=end_to_end(upstream.headers.items())
             )
             await response.prepare(request)
             async for chunk in upstream.content.iter_any():
@@ -135,70 +109,23 @@ class WorkerProxy:
         """Opens the same WebSocket on the worker, then relays; a refused handshake gives
         the client the worker's own status and error body. `opened`: called once the
         worker has accepted it."""
-        protocols = [
-            p.strip()
-            for p in request.headers.get("Sec-WebSocket-Protocol", "").split(",")
-            if p.strip()
-        ]
-        drop = HOP | WS_OWN | {"sec-websocket-protocol"}
         url = "ws" + base.removeprefix("http") + request.rel_url.path_qs
+        headers = self.headers(request, HOP_BY_HOP | WEBSOCKET_HANDSHAKE)
         try:
             upstream = await self.http.ws_connect(
                 url,
-                headers=self.headers(request, drop),
-                protocols=protocols,
+                headers=headers,
+                protocols=offered_protocols(request),
                 max_msg_size=0,
                 autoping=True,
             )
         except aiohttp.WSServerHandshakeError:
-            refused = await self.fetch_handshake(request, base)
+            # Asked again with the upgrade's headers: the worker refuses it the same way.
+            again = end_to_end(self.headers(request, frozenset()), {"content-length"})
+            refused = await handshake_refusal(self.http, base + request.rel_url.path_qs, again)
             return refused.response()
         if opened is not None:
             opened()
-        client = web.WebSocketResponse(
-            protocols=[upstream.protocol] if upstream.protocol else (), max_msg_size=0
-        )
-        await client.prepare(request)
-        await _relay(client, upstream)
+        client = await accept_like(request, upstream)
+        await relay_websocket(client, upstream)
         return client
-
-    async def fetch_handshake(self, request: web.Request, base: str) -> Upstream:
-        """The worker's refusal of a WebSocket handshake, asked again as plain HTTP (a
-        refusal happens before the upgrade, so asking twice changes nothing)."""
-        headers = [(k, v) for k, v in self.headers(request, set()) if k.lower() != "content-length"]
-        async with self.http.get(
-            base + request.rel_url.path_qs, headers=headers, allow_redirects=False
-        ) as upstream:
-            return Upstream(upstream.status, list(upstream.headers.items()), await upstream.read())
-
-
-async def _pump(
-    source: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-    sink: web.WebSocketResponse | aiohttp.ClientWebSocketResponse,
-) -> None:
-    async for message in source:
-        if message.type == aiohttp.WSMsgType.TEXT:
-            await sink.send_str(message.data)
-        elif message.type == aiohttp.WSMsgType.BINARY:
-            await sink.send_bytes(message.data)
-        elif message.type == aiohttp.WSMsgType.ERROR:
-            break
-    with contextlib.suppress(ConnectionError, RuntimeError):
-        await sink.close(code=source.close_code or aiohttp.WSCloseCode.OK)
-
-
-async def _relay(client: web.WebSocketResponse, upstream: aiohttp.ClientWebSocketResponse) -> None:
-    tasks = [
-        asyncio.ensure_future(_pump(client, upstream)),
-        asyncio.ensure_future(_pump(upstream, client)),
-    ]
-    try:
-        await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        # One side closed: the other pump sees the close it was sent and ends too.
-        await asyncio.wait(tasks, timeout=5)
-    finally:
-        for task in tasks:
-            task.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(ConnectionError, RuntimeError):
-            await upstream.close()
