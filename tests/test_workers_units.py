@@ -125,6 +125,19 @@ async def test_workers_share_one_state_through_the_front(tmp_path):
                 break
             await asyncio.sleep(0.02)
         assert sorted(heard) == [("one", "bob"), ("two", "bob")]
+        # A worker that goes away (killed, restarted) leaves no subscriber behind.
+        await two.close()
+        for _ in range(50):
+            if len(server.state._subscribers["revocations"]) == 1:
+                break
+            await asyncio.sleep(0.02)
+        assert len(server.state._subscribers["revocations"]) == 1
+        await one.close()
+        for _ in range(50):
+            if "revocations" not in server.state._subscribers:
+                break
+            await asyncio.sleep(0.02)
+        assert "revocations" not in server.state._subscribers
     finally:
         await one.close()
         await two.close()

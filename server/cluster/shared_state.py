@@ -168,6 +168,14 @@ class MemoryState:
     def subscribe(self, channel: str, handler: Subscriber) -> None:
         self._subscribers.setdefault(channel, []).append(handler)
 
+    def unsubscribe(self, channel: str, handler: Subscriber) -> None:
+        """Drops `handler` (a worker's connection to the front's state ended)."""
+        handlers = self._subscribers.get(channel, [])
+        if handler in handlers:
+            handlers.remove(handler)
+        if not handlers:
+            self._subscribers.pop(channel, None)
+
     async def close(self) -> None:
         self._subscribers.clear()
 

@@ -14,7 +14,7 @@ import json
 import logging
 from typing import Any
 
-from server.cluster.shared_state import MemoryState
+from server.cluster.shared_state import MemoryState, Subscriber
 from server.workers.state_protocol import MAX_LINE, OPS, encode
 
 log = logging.getLogger("hark.workers.state")
@@ -42,7 +42,7 @@ class StateServer:
         task = asyncio.current_task()
         assert task is not None
         self._peers.add(task)
-        channels: set[str] = set()
+        channels: dict[str, Subscriber] = {}
         lock = asyncio.Lock()
 
         async def send(message: dict[str, Any]) -> None:
@@ -62,8 +62,8 @@ class StateServer:
                 if op == "subscribe":
                     channel = str(args[0])
                     if channel not in channels:
-                        channels.add(channel)
-                        self.state.subscribe(channel, lambda m, c=channel: forward(c, m))
+                        channels[channel] = lambda m, c=channel: forward(c, m)
+                        self.state.subscribe(channel, channels[channel])
                     await send({"id": rid, "result": None})
                     continue
                 if op not in OPS:
@@ -74,6 +74,8 @@ class StateServer:
         except (ConnectionError, ValueError, asyncio.LimitOverrunError) as exc:
             log.warning("a worker's state connection failed: %s", exc)
         finally:
-            channels.clear()  # its subscriptions go quiet (MemoryState keeps no handles)
+            for channel, handler in channels.items():  # a restarted worker subscribes anew
+                self.state.unsubscribe(channel, handler)
+            channels.clear()
             self._peers.discard(task)
             writer.close()
