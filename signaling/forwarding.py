@@ -140,8 +140,7 @@ class CallRouter:
         if calls is not None and calls.is_known(call_id):
             return None
         try:
-            record = await self.registry.locate(call_id)
-            node = (record or {}).get("node")
+            node = await self.registry.owner_of(call_id)
             if not node or node == self.node_id:
                 return None
             url = await self.directory.url_of(node)

@@ -207,6 +207,15 @@ async def test_hangup_through_the_balancer_whichever_node_answers(cluster):
         )
         assert status == 204
         assert call.call_id not in {c["id"] for c in (await listing(cluster.lb.url))["data"]}
+        # Hanging up again is answered alike by both nodes: the other one still routes
+        # the ended call to its node, which knows it ended.
+        again = set()
+        for _ in range(4):
+            status, headers, _ = await request(
+                "DELETE", f"{cluster.lb.url}{call.call_path}", headers=bearer(call.token)
+            )
+            again.add((status, forwarded_by(headers) == owner))
+        assert again == {(204, True), (204, False)}, again
     finally:
         await call.close()
 

@@ -30,6 +30,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("hark.registry")
 
 ALL = "calls"
+ENDED_TTL_S = 300.0  # how long other nodes route an ended call's requests to its node
 
 
 @dataclass
@@ -214,6 +215,15 @@ class CallRegistry:
             return record.fields()
         return await self.shared.record_get("call:" + call_id)
 
+    async def owner_of(self, call_id: str) -> str | None:
+        """The node that holds `call_id`, or held it until it ended within the last
+        `ENDED_TTL_S` (so a second hang-up reaches the node that knows the call ended,
+        and gets the same answer through every node)."""
+        record = await self.locate(call_id)
+        if record is None:
+            record = await self.shared.record_get("ended:" + call_id)
+        return (record or {}).get("node") or None
+
     async def all_calls(self) -> list[dict[str, str]]:
         """Every live call on every node that shares the state."""
         found = []
@@ -235,6 +245,7 @@ class CallRegistry:
     async def _remove(self, record: RegisteredCall) -> None:
         await self.shared.lease_remove(ALL, record.call_id)
         await self.shared.record_delete("call:" + record.call_id)
+        await self.shared.record_put("ended:" + record.call_id, {"node": record.node}, ENDED_TTL_S)
         if record.ticket is not None:
             for group in record.ticket.groups:
                 await self.shared.lease_remove(group, record.ticket.id)
