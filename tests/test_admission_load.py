@@ -89,14 +89,31 @@ def test_near_a_limit_one_call_joins_per_window(monkeypatch: pytest.MonkeyPatch)
     monitor = LoadMonitor(LIMITS, PacingSlip())
     clock[0] = ticks(monitor, 5, busy=0.7)  # near 0.85, under it
     assert monitor.reading().over is None
-    guard(monitor).check(live_calls=4)
+    guard(monitor).check(live_calls=14)  # 0.05 a call: one more stays under the limit
     with pytest.raises(Overloaded, match="event-loop busy near its limit and a call joined"):
-        guard(monitor).check(live_calls=5)
+        guard(monitor).check(live_calls=15)
     clock[0] = ticks(monitor, LIMITS.window_s + 0.1, busy=0.7, start=clock[0])
-    guard(monitor).check(live_calls=5)  # a window later the next one may join
+    guard(monitor).check(live_calls=15)  # a window later the next one may join
     clock[0] = ticks(monitor, 3, busy=0.3, start=clock[0])  # calmer: back to back again
-    guard(monitor).check(live_calls=6)
-    guard(monitor).check(live_calls=7)
+    guard(monitor).check(live_calls=16)
+    guard(monitor).check(live_calls=17)
+
+
+def test_near_a_limit_a_call_that_would_cross_it_is_refused(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Four calls keep the loop 0.8 busy (0.2 each): a fifth would take it to 1.0, past
+    0.85, so it is refused before its load shows; forty calls at 0.8 (0.02 each) leave
+    room for one more."""
+    clock = [0.0]
+    monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    clock[0] = ticks(monitor, 5, busy=0.8)
+    with pytest.raises(
+        Overloaded, match=r"event-loop busy would reach (99|100)% with one more call"
+    ):
+        guard(monitor).check(live_calls=4)
+    guard(monitor).check(live_calls=40)
 
 
 def test_moderate_lag_of_a_busy_machine_slows_no_admission(

@@ -143,7 +143,7 @@ class AdmissionGuard:
                     )
         # Last: judging the load notes the call as admitted.
         if self.load is not None and live_calls > 0:
-            why = self.load.judge()
+            why = self.load.judge(live_calls)
             if why is not None:
                 reading = self.load.reading()
                 raise Overloaded(

@@ -160,18 +160,25 @@ class LoadMonitor:
                 else:
                     since.pop(name, None)
 
-    def judge(self) -> str | None:
+    def judge(self, live_calls: int = 0) -> str | None:
         """Why a new call must wait now, or None (and the call is noted as admitted).
 
         Over a limit for the window: refused. Over `NEAR` of the CPU or busy limit for the
-        window (lag and slip have no such stage), the node is filling up:
-        one call per window, so each new call's load shows before the next is let in; a
-        ramp of calls then stops near capacity instead of far past it."""
+        window (lag and slip have no such stage), the node is filling up: a call whose
+        share of the load (the load over the `live_calls` there are) would take the node
+        over the limit is refused, and otherwise one call joins per window, so each new
+        call's load shows before the next is let in; a ramp of calls then stops near
+        capacity instead of past it."""
         now = time.monotonic()
         over = self._sustained(now)
         if over is not None:
             return f"{over} over its limit"
         near = self._sustained(now, self._near_since)
+        if near is not None and live_calls > 0:
+            value, limit = next((v, lim) for n, v, lim, _ in self._signals() if n == near)
+            projected = value * (live_calls + 1) / live_calls
+            if projected > limit:
+                return f"{near} would reach {projected:.0%} with one more call"
         since = now - self._admitted_at
         if near is not None and since < self.limits.window_s:
             return f"{near} near its limit and a call joined {since:.1f} s ago"
