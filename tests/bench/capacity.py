@@ -2,6 +2,7 @@
 
     .venv/bin/python -m tests.bench.capacity [--levels 1,5,10,20,40] [--hold 15]
         [--client-procs 2] [--ramp-to 40] [--ramp-gap 0.5] [--talkers 1,2,4,6]
+        [--workers 1]
 
 Three parts, each against a real server (`python -m server serve`, real models):
 
@@ -16,7 +17,9 @@ Three parts, each against a real server (`python -m server serve`, real models):
 3. Talkers (`--talkers`, empty to skip): that many calls at once, staggered, each asking
    three spoken questions; voice-to-voice p50/p95 (tests/bench/voice_to_voice.py).
 
-The silent clients run in `--client-procs` processes of their own; each sends the cached
+`--workers` is the server's HARK_WORKERS (default 1: one process; with more, its CPU and
+RSS are summed over the front and its workers). The silent clients run in
+`--client-procs` processes of their own; each sends the cached
 Opus silence packet (no encoding) and only notes when each frame arrives. Their CPU is
 printed too: they share the machine's cores with the server. It prints; it never fails.
 """
@@ -56,11 +59,37 @@ OPEN_LIMITS = {
 }
 
 
+def family(pid: int) -> list[int]:
+    """`pid` and its descendants (a front's workers)."""
+    children: dict[int, list[int]] = {}
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        with contextlib.suppress(OSError, IndexError, ValueError):
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+            children.setdefault(int(fields[1]), []).append(int(stat.parent.name))
+    found, todo = [], [pid]
+    while todo:
+        current = todo.pop()
+        found.append(current)
+        todo.extend(children.get(current, []))
+    return found
+
+
 def rss_mb(pid: int) -> float:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1]) / 1024
-    return 0.0
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            for line in Path(f"/proc/{member}/status").read_text().splitlines():
+                if line.startswith("VmRSS:"):
+                    total += int(line.split()[1]) / 1024
+    return total
+
+
+def server_cpu_seconds(pid: int) -> float:
+    total = 0.0
+    for member in family(pid):
+        with contextlib.suppress(OSError):
+            total += cpu_seconds(member)
+    return total
 
 
 class SilentCall(CallClient):
@@ -211,9 +240,9 @@ def held(clients: Clients, server: server_process.ServerProcess, hold_s: float) 
     t0 = time.monotonic() + 0.5
     t1 = t0 + hold_s
     time.sleep(0.5)
-    cpu = cpu_seconds(pid)
+    cpu = server_cpu_seconds(pid)
     window = clients.measure(t0, t1)
-    cpu = cpu_seconds(pid) - cpu
+    cpu = server_cpu_seconds(pid) - cpu
     load = load_gauges(server)
     expected = hold_s / FRAME_S
     frames = window["frames"]
@@ -235,14 +264,14 @@ def held(clients: Clients, server: server_process.ServerProcess, hold_s: float) 
 # ---- the three parts -----------------------------------------------------------------------
 
 
-def levels_part(levels: list[int], hold_s: float, procs: int) -> None:
-    env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "false"}
+def levels_part(levels: list[int], hold_s: float, procs: int, workers: int) -> None:
+    env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "false", "HARK_WORKERS": str(workers)}
     with server_process.running_server(env) as server:
         pid = server.process.pid
         time.sleep(2)
-        cpu, start = cpu_seconds(pid), time.monotonic()
+        cpu, start = server_cpu_seconds(pid), time.monotonic()
         time.sleep(5)
-        idle_core = (cpu_seconds(pid) - cpu) / (time.monotonic() - start)
+        idle_core = (server_cpu_seconds(pid) - cpu) / (time.monotonic() - start)
         rss_before = rss_mb(pid)
         print(f"levels: idle server {100 * idle_core:.1f} % of a core, RSS {rss_before:.0f} MB")
         clients = Clients(server.url, server.api_key, procs)
@@ -278,9 +307,11 @@ def levels_part(levels: list[int], hold_s: float, procs: int) -> None:
 
 
 def admission_part(
-    ramp_to: int, gap_s: float, hold_s: float, procs: int, talker_counts: list[int]
+    ramp_to: int, gap_s: float, hold_s: float, procs: int, talker_counts: list[int], workers: int
 ) -> None:
-    with server_process.running_server(dict(OPEN_LIMITS)) as server:
+    # Admission by measured load on (the test servers' default is off).
+    env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "true", "HARK_WORKERS": str(workers)}
+    with server_process.running_server(env) as server:
         clients = Clients(server.url, server.api_key, procs)
         try:
             grown = clients.grow(ramp_to, gap_s)
@@ -368,16 +399,22 @@ def main() -> None:
     parser.add_argument("--ramp-gap", type=float, default=0.5)
     parser.add_argument("--talkers", default="1,2,4,6")
     parser.add_argument("--skip", default="", help="parts to skip: levels,admission")
+    parser.add_argument("--workers", type=int, default=1, help="the server's HARK_WORKERS")
     args = parser.parse_args()
     levels = numbers(args.levels)
     skip = set(args.skip.split(","))
     try:
         if "levels" not in skip:
-            levels_part(levels, args.hold, args.client_procs)
+            levels_part(levels, args.hold, args.client_procs, args.workers)
         if "admission" not in skip:
             ramp_to = args.ramp_to or 2 * max(levels)
             admission_part(
-                ramp_to, args.ramp_gap, args.hold, args.client_procs, numbers(args.talkers)
+                ramp_to,
+                args.ramp_gap,
+                args.hold,
+                args.client_procs,
+                numbers(args.talkers),
+                args.workers,
             )
     except Exception as exc:  # a benchmark reports, it does not fail
         print(f"capacity: failed: {exc!r}"[:3000])
