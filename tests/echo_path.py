@@ -166,7 +166,7 @@ def run_case(
     tail_seconds: float = 2.0,
     with_echo: bool = True,
     delay_change_ms: float = 0.0,
-    slip_ms: float = 0.0,
+    slip_ms: float | tuple[float, ...] = 0.0,
 ) -> CaseResult:
     """Play the case through `guard` (None: no echo handling) into real Silero and the
     real segmenter. `warm_reply` first plays another reply through the same guard, as
@@ -174,7 +174,8 @@ def run_case(
     gives the user's voice alone: the baseline for onset delays. `delay_change_ms` moves
     the echo path by that much just before the (last) reply, as a client's jitter buffer
     growing or shrinking would; `slip_ms` moves it by that much 1 s into the (last) reply's
-    echo, as a client's playout buffer slipping by a packet mid-reply would."""
+    echo, as a client's playout buffer slipping by a packet mid-reply would (several:
+    one after another, 200 ms apart, each on top of the ones before)."""
     rng = np.random.default_rng(case.seed)
     reply48 = speak(case.reply, 48000)
     lead = np.zeros(int(REPLY_AT * 48000), np.int16)
@@ -199,9 +200,13 @@ def run_case(
     if delay_change_ms:
         switch = int((reply_at - 0.1 - MIC_T0) * RATE)
         echo_at_mic[switch:] = delayed(echo, case.delay_ms + delay_change_ms, n_mic)[switch:]
-    if slip_ms:
-        slip = int((reply_at + case.delay_ms / 1000 + 1.0 - MIC_T0) * RATE)
-        echo_at_mic[slip:] = delayed(echo, case.delay_ms + slip_ms, n_mic)[slip:]
+    moved = 0.0
+    for k, step in enumerate(slip_ms if isinstance(slip_ms, tuple) else (slip_ms,)):
+        if not step:
+            continue
+        moved += step
+        slip = int((reply_at + case.delay_ms / 1000 + 1.0 + 0.2 * k - MIC_T0) * RATE)
+        echo_at_mic[slip:] = delayed(echo, case.delay_ms + moved, n_mic)[slip:]
     mic = echo_at_mic + rng.standard_normal(n_mic) * 30.0  # ~ -61 dBFS of noise
     result = CaseResult(case=case, echo=echo_at_mic)
     result.reply_echo_ms = round((reply_at + case.delay_ms / 1000 - MIC_T0) * 1000)

@@ -270,13 +270,16 @@ class EchoGuard:
                 self._cancel(frame, end_index, delay)
             self._gate.decide(echo_bound, 0.0, 0.0, aligned=False)
             return EchoVerdict(frame, False, self.delay_ms)
-        return self._echoing(frame, mic_blocks, end_index, echo_bound, aligned, narrow, delay)
+        return self._echoing(
+            frame, mic_blocks, end_index, last_block, echo_bound, aligned, narrow, delay
+        )
 
     def _echoing(
         self,
         frame: np.ndarray,
         mic_blocks: np.ndarray,
         end_index: float,
+        last_block: int,
         echo_bound: float,
         aligned: bool,
         narrow: float | None,
@@ -291,7 +294,20 @@ class EchoGuard:
         # While a person is heard, the echo is not chased to another delay: a voice like
         # the bot's can match some lag of the reply as well as a moved echo does.
         follow = useful and not self._gate.hearing_speech
+        before = self._model.delay
         model = self._model.residual(frame, end, follow_slips=follow) if modelled else None
+        if modelled and self._model.delay != before:
+            # The model followed the echo to another delay (a client's playout slipped or
+            # stalled): the window follows it at once, not after the model's 256 ms of
+            # doubt (judged against the old one meanwhile, the moved echo passed for a
+            # voice), and this frame and the next few are judged against the whole range
+            # with no credit for cancellation, as at the start of a burst.
+            assert self._model.delay is not None
+            if delay is not None and abs(self._model.delay / RATE - delay) > DELAY_SLACK_SECONDS:
+                self._delay.adopt(self._model.delay / RATE)
+                narrow = self._echo_bound(last_block, self._delay.delay_seconds)
+            self._burst = 1
+            echo_bound, aligned = max(echo_bound, self._echo_bound(last_block, None)), False
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),
