@@ -60,6 +60,7 @@ DELAY_SLACK_SECONDS = 0.04  # error allowed in the delay estimate when bounding 
 AEC_LEAD_SECONDS = 0.065  # the reference handed to AEC3 leads the echo by this much
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
 ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
+CLOCK_JUMP_SECONDS = 0.02  # the anchor moving earlier by more than this at once: a jump
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
 RELEARN_SHIFT_SECONDS = 0.05  # ... and again when the delay moves by more than this
@@ -143,7 +144,19 @@ class EchoGuard:
             return EchoVerdict(frame, False, None)
         now = self._clock() if now is None else now
         anchor = min(self._anchor, now - audio_end_ms / 1000)
-        if anchor < self._anchor < math.inf:
+        if anchor < self._anchor - CLOCK_JUMP_SECONDS:
+            # The audio clock ran ahead of the arrivals: a stalled server fed silence for
+            # a gap whose audio came after all (tens to hundreds of ms under load). Frames
+            # from before and after the splice do not line up with the reference alike,
+            # so nothing measured across it holds: the model waits for the waveforms, and
+            # the next frames are judged against the whole window. (Moving the model by
+            # the jump, as for a less-delayed arrival, put it hundreds of ms off the
+            # echo, which then passed for a voice.)
+            self._model.forget()
+            self._checked = False
+            self._waveform.reset()
+            self._burst = 0
+        elif anchor < self._anchor < math.inf:
             # A less-delayed arrival moved the whole mapping earlier, so the same echo now
             # sits that much nearer in reference samples: the model's delay must follow.
             self._model.move((anchor - self._anchor) * RATE)
