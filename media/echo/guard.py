@@ -106,6 +106,7 @@ class EchoGuard:
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
         self._burst = 0  # consecutive frames with reference at the measured delay
+        self._jumped = False  # the audio clock jumped since the waveforms last found the echo
         # (last block, mic power) of recent echo-only frames, and the delay the coupling
         # was last learned at: a first (or moved) delay re-reads them against the new window.
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
@@ -149,13 +150,14 @@ class EchoGuard:
             # a gap whose audio came after all (tens to hundreds of ms under load). Frames
             # from before and after the splice do not line up with the reference alike,
             # so nothing measured across it holds: the model waits for the waveforms, and
-            # the next frames are judged against the whole window. (Moving the model by
-            # the jump, as for a less-delayed arrival, put it hundreds of ms off the
-            # echo, which then passed for a voice.)
+            # frames are judged against the whole window until they find the echo again.
+            # (Moving the model by the jump, as for a less-delayed arrival, put it
+            # hundreds of ms off the echo, which then passed for a voice.)
             self._model.forget()
             self._checked = False
             self._waveform.reset()
             self._burst = 0
+            self._jumped = True
         elif anchor < self._anchor < math.inf:
             # A less-delayed arrival moved the whole mapping earlier, so the same echo now
             # sits that much nearer in reference samples: the model's delay must follow.
@@ -195,6 +197,7 @@ class EchoGuard:
         if delay is None:
             return
         self._checked = True
+        self._jumped = False
         self.presence.echo_found()
         model = self._model.delay
         if model is not None and abs(delay * RATE - model) <= SAME_DELAY_SAMPLES:
@@ -268,7 +271,7 @@ class EchoGuard:
             # jitter buffer resizes in silence); the model waits for the waveforms again.
             self._checked = False
             self._waveform.reset()
-        if aligned and self._burst <= ONSET_FRAMES:
+        if aligned and (self._burst <= ONSET_FRAMES or self._jumped):
             # Nothing at the measured delay yet, but something within the whole searched
             # range: if the path just shrank or grew (a client's jitter buffer adapting),
             # that is where its echo is; and the first frames of a burst are where a
