@@ -166,7 +166,8 @@ def run_case(
     tail_seconds: float = 2.0,
     with_echo: bool = True,
     delay_change_ms: float = 0.0,
-    slip_ms: float = 0.0,
+    slip_ms: float | tuple[float, ...] = 0.0,
+    stall_ms: float = 0.0,
 ) -> CaseResult:
     """Play the case through `guard` (None: no echo handling) into real Silero and the
     real segmenter. `warm_reply` first plays another reply through the same guard, as
@@ -174,7 +175,11 @@ def run_case(
     gives the user's voice alone: the baseline for onset delays. `delay_change_ms` moves
     the echo path by that much just before the (last) reply, as a client's jitter buffer
     growing or shrinking would; `slip_ms` moves it by that much 1 s into the (last) reply's
-    echo, as a client's playout buffer slipping by a packet mid-reply would."""
+    echo, as a client's playout buffer slipping by a packet mid-reply would (several:
+    one after another, 200 ms apart, each on top of the ones before). `stall_ms` stalls
+    the server that long 1 s into the (last) reply's echo: the microphone frames due
+    meanwhile arrive in a burst at its end, after the inbound reader fed as much
+    silence for the gap (`media.inbound`), so the audio clock runs ahead from then on."""
     rng = np.random.default_rng(case.seed)
     reply48 = speak(case.reply, 48000)
     lead = np.zeros(int(REPLY_AT * 48000), np.int16)
@@ -199,9 +204,13 @@ def run_case(
     if delay_change_ms:
         switch = int((reply_at - 0.1 - MIC_T0) * RATE)
         echo_at_mic[switch:] = delayed(echo, case.delay_ms + delay_change_ms, n_mic)[switch:]
-    if slip_ms:
-        slip = int((reply_at + case.delay_ms / 1000 + 1.0 - MIC_T0) * RATE)
-        echo_at_mic[slip:] = delayed(echo, case.delay_ms + slip_ms, n_mic)[slip:]
+    moved = 0.0
+    for k, step in enumerate(slip_ms if isinstance(slip_ms, tuple) else (slip_ms,)):
+        if not step:
+            continue
+        moved += step
+        slip = int((reply_at + case.delay_ms / 1000 + 1.0 + 0.2 * k - MIC_T0) * RATE)
+        echo_at_mic[slip:] = delayed(echo, case.delay_ms + moved, n_mic)[slip:]
     mic = echo_at_mic + rng.standard_normal(n_mic) * 30.0  # ~ -61 dBFS of noise
     result = CaseResult(case=case, echo=echo_at_mic)
     result.reply_echo_ms = round((reply_at + case.delay_ms / 1000 - MIC_T0) * 1000)
@@ -219,17 +228,23 @@ def run_case(
     far_times = np.arange(len(sent48) // 960) * 0.02
     n_frames = n_mic // 512
     arrivals = MIC_T0 + (np.arange(n_frames) + 1) * 0.032 + rng.uniform(0, 0.015, n_frames)
+    frames = [(mic_pcm[k * 512 : (k + 1) * 512], float(arrivals[k])) for k in range(n_frames)]
+    if stall_ms:
+        k0 = int((reply_at + case.delay_ms / 1000 + 1.0 - MIC_T0) / 0.032)
+        end = arrivals[k0] + stall_ms / 1000
+        late = [(pcm, max(at, end + 0.001 * i)) for i, (pcm, at) in enumerate(frames[k0:])]
+        fill = [(np.zeros(512, np.int16), end)] * round(stall_ms / 32)
+        frames = frames[:k0] + fill + late
     cleaned = []
     f = 0
-    for k in range(n_frames):
-        while guard is not None and f < len(far_times) and far_times[f] <= arrivals[k]:
+    for k, (frame, arrival) in enumerate(frames):
+        while guard is not None and f < len(far_times) and far_times[f] <= arrival:
             guard.far_end(sent48[f * 960 : (f + 1) * 960], float(far_times[f]))
             f += 1
-        frame = mic_pcm[k * 512 : (k + 1) * 512]
         end_ms = (k + 1) * 32
         echo_only = False
         if guard is not None:
-            verdict = guard.near_end(frame, end_ms, now=float(arrivals[k]))
+            verdict = guard.near_end(frame, end_ms, now=arrival)
             frame, echo_only = verdict.frame, verdict.echo_only
             result.echo_only.append(echo_only)
         cleaned.append(frame)

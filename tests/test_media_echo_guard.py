@@ -146,6 +146,35 @@ def test_echo_slipping_mid_reply_never_starts_a_turn():
     assert starts == [0] * 12
 
 
+def test_echo_slipping_twice_mid_reply_never_starts_a_turn():
+    """A client stalling on a busy machine: its playout slips by 60-100 ms and again
+    200 ms later. The model follows each slip; the gate's window must follow it at once
+    (it kept the old delay for the model's 256 ms of doubt, and the envelopes' 2 s of
+    echo at the old delay then pulled it back there): judged against a window the echo
+    had left, the echo passed for a voice (3 in 12 before; over WebRTC under load the
+    bot interrupted itself)."""
+    starts = []
+    for i, case in enumerate(echo_cases(12, user=False, seed=9)):
+        slips = ((-100.0, -60.0), (-60.0, -100.0), (100.0, 60.0), (-60.0, -60.0, -60.0))[i % 4]
+        result = run_case(replace(case, room=False), EchoGuard(), slip_ms=slips)
+        starts.append(len(result.started_ms))
+    assert starts == [0] * 12
+
+
+def test_a_server_stall_mid_reply_never_starts_a_turn():
+    """The server stalls 150-500 ms in a later reply (a busy machine): the inbound reader
+    feeds silence for the gap, then the late frames drain, so the audio clock runs ahead
+    of their arrival. The echo's alignment must be measured again, not shifted by the
+    jump (4 in 4 of the 500 ms stalls passed for a voice before)."""
+    starts = []
+    for i, case in enumerate(echo_cases(12, user=False, seed=4)):
+        stall = (150.0, 300.0, 500.0)[i % 3]
+        warm = REPLIES[(i + 7) % len(REPLIES)]
+        result = run_case(replace(case, room=False), EchoGuard(), warm_reply=warm, stall_ms=stall)
+        starts.append(len(result.started_ms))
+    assert starts == [0] * 12
+
+
 def test_a_voice_over_the_echo_is_handed_on_with_the_echo_taken_out():
     """Frames judged a person's voice go to the VAD and the transcript without the
     model's echo (AEC3's suppressor would carve the voice; the raw microphone keeps all

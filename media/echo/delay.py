@@ -94,9 +94,13 @@ class EchoDelayEstimator:
         self._track(estimate.delay_seconds)
 
     def adopt(self, delay_seconds: float) -> None:
-        """Take a delay measured another way (the waveform search) as the one in use."""
+        """Take a delay measured another way (the waveform search, the echo model
+        following a slip) as the one in use. It is newer than what the envelope window
+        holds, so the window starts over: 2 s of echo at the old delay otherwise pulled
+        the delay back to it within a second, away from the echo."""
         self.delay_seconds = delay_seconds
         self._candidate = None
+        self._mic_filled = 0
 
     def _measure(self, zero_lag_block: int, reference: History) -> DelayEstimate | None:
         n = self._mic_filled

@@ -60,6 +60,7 @@ DELAY_SLACK_SECONDS = 0.04  # error allowed in the delay estimate when bounding 
 AEC_LEAD_SECONDS = 0.065  # the reference handed to AEC3 leads the echo by this much
 RESYNC_SAMPLES = 640  # re-align the AEC reference only when it is off by more than 10 ms
 ONSET_FRAMES = 8  # a burst of echo is judged against the whole window for its first 256 ms
+CLOCK_JUMP_SECONDS = 0.02  # the anchor moving earlier by more than this at once: a jump
 RESET_SAMPLES = 1600  # ... and restart AEC3 when the jump is over 50 ms
 RELEARN_FRAMES = 64  # echo heard in the last ~2 s teaches the coupling once the delay is known
 RELEARN_SHIFT_SECONDS = 0.05  # ... and again when the delay moves by more than this
@@ -105,6 +106,7 @@ class EchoGuard:
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
         self._burst = 0  # consecutive frames with reference at the measured delay
+        self._jumped = False  # the audio clock jumped since the waveforms last found the echo
         # (last block, mic power) of recent echo-only frames, and the delay the coupling
         # was last learned at: a first (or moved) delay re-reads them against the new window.
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
@@ -143,7 +145,20 @@ class EchoGuard:
             return EchoVerdict(frame, False, None)
         now = self._clock() if now is None else now
         anchor = min(self._anchor, now - audio_end_ms / 1000)
-        if anchor < self._anchor < math.inf:
+        if anchor < self._anchor - CLOCK_JUMP_SECONDS:
+            # The audio clock ran ahead of the arrivals: a stalled server fed silence for
+            # a gap whose audio came after all (tens to hundreds of ms under load). Frames
+            # from before and after the splice do not line up with the reference alike,
+            # so nothing measured across it holds: the model waits for the waveforms, and
+            # frames are judged against the whole window until they find the echo again.
+            # (Moving the model by the jump, as for a less-delayed arrival, put it
+            # hundreds of ms off the echo, which then passed for a voice.)
+            self._model.forget()
+            self._checked = False
+            self._waveform.reset()
+            self._burst = 0
+            self._jumped = True
+        elif anchor < self._anchor < math.inf:
             # A less-delayed arrival moved the whole mapping earlier, so the same echo now
             # sits that much nearer in reference samples: the model's delay must follow.
             self._model.move((anchor - self._anchor) * RATE)
@@ -182,6 +197,7 @@ class EchoGuard:
         if delay is None:
             return
         self._checked = True
+        self._jumped = False
         self.presence.echo_found()
         model = self._model.delay
         if model is not None and abs(delay * RATE - model) <= SAME_DELAY_SAMPLES:
@@ -255,7 +271,7 @@ class EchoGuard:
             # jitter buffer resizes in silence); the model waits for the waveforms again.
             self._checked = False
             self._waveform.reset()
-        if aligned and self._burst <= ONSET_FRAMES:
+        if aligned and (self._burst <= ONSET_FRAMES or self._jumped):
             # Nothing at the measured delay yet, but something within the whole searched
             # range: if the path just shrank or grew (a client's jitter buffer adapting),
             # that is where its echo is; and the first frames of a burst are where a
@@ -270,13 +286,16 @@ class EchoGuard:
                 self._cancel(frame, end_index, delay)
             self._gate.decide(echo_bound, 0.0, 0.0, aligned=False)
             return EchoVerdict(frame, False, self.delay_ms)
-        return self._echoing(frame, mic_blocks, end_index, echo_bound, aligned, narrow, delay)
+        return self._echoing(
+            frame, mic_blocks, end_index, last_block, echo_bound, aligned, narrow, delay
+        )
 
     def _echoing(
         self,
         frame: np.ndarray,
         mic_blocks: np.ndarray,
         end_index: float,
+        last_block: int,
         echo_bound: float,
         aligned: bool,
         narrow: float | None,
@@ -291,7 +310,20 @@ class EchoGuard:
         # While a person is heard, the echo is not chased to another delay: a voice like
         # the bot's can match some lag of the reply as well as a moved echo does.
         follow = useful and not self._gate.hearing_speech
+        before = self._model.delay
         model = self._model.residual(frame, end, follow_slips=follow) if modelled else None
+        if modelled and self._model.delay != before:
+            # The model followed the echo to another delay (a client's playout slipped or
+            # stalled): the window follows it at once, not after the model's 256 ms of
+            # doubt (judged against the old one meanwhile, the moved echo passed for a
+            # voice), and this frame and the next few are judged against the whole range
+            # with no credit for cancellation, as at the start of a burst.
+            assert self._model.delay is not None
+            if delay is not None and abs(self._model.delay / RATE - delay) > DELAY_SLACK_SECONDS:
+                self._delay.adopt(self._model.delay / RATE)
+                narrow = self._echo_bound(last_block, self._delay.delay_seconds)
+            self._burst = 1
+            echo_bound, aligned = max(echo_bound, self._echo_bound(last_block, None)), False
         echo_only = self._gate.decide(
             echo_bound,
             float(np.mean(mic_blocks)),

@@ -45,6 +45,7 @@ SLIP_CHECK_DB = 12.0  # a frame the model removed less than this of is checked f
 SLIP_MIN_SAMPLES = 8  # ... one of at least 0.5 ms,
 SLIP_MIN_PEAK = 0.7  # ... where the frame correlates with the reference this well,
 SLIP_MIN_GAIN = 0.2  # ... and this much better than at the model's delay,
+SLIP_REFINE_SAMPLES = 16  # ... refined to the sample within 1 ms of its peak,
 SLIP_GAIN_DB = 3.0  # ... is followed if the model moved there leaves this much less of
 # the frame, and of the next one
 SLIP_MIN_DELAY, SLIP_MAX_DELAY = 480, 24000  # samples: 30 ms to 1.5 s
@@ -85,13 +86,26 @@ class SpectralEchoModel:
             return None
         # Regularized: a frequency the reference has barely carried gets no gain.
         self._gain = self._cross / (self._power + 1e-3 * float(np.max(self._power)) + 1.0)
+        return float(self._left(m, x))
+
+    def residuals(self, mic: np.ndarray, refs: np.ndarray) -> np.ndarray | None:
+        """`residual` of `mic` against each row of `refs` (candidate alignments of the
+        reference) at once, with nothing kept to learn; None while not ready."""
+        if not self.ready:
+            return None
+        m = np.fft.rfft(_WINDOW * mic)
+        x = np.fft.rfft(_WINDOW * refs, axis=-1)
+        self._gain = self._cross / (self._power + 1e-3 * float(np.max(self._power)) + 1.0)
+        return self._left(m, x)
+
+    def _left(self, m: np.ndarray, x: np.ndarray) -> np.ndarray:
         left = np.abs(m - self._gain * x) ** 2
         # A frequency the fit has seen little of, next to what the reference carries now
         # (the first "s" of a reply), is left out: what is there may be unmodelled echo.
         power = np.abs(x) ** 2
         trust = self._power / (self._power + TRUST_FRAMES * power + 1e-9)
         # Parseval, with the Hann window's mean square (3/8) undone: a mean power per sample.
-        return float(np.sum(left * trust) * 2 / (FRAME * FRAME * 0.375))
+        return np.sum(left * trust, axis=-1) * 2 / (FRAME * FRAME * 0.375)
 
     def echo(self, ref: np.ndarray) -> np.ndarray:
         """The model's echo waveform in the frame last given to `residual`, from `ref`:
@@ -219,15 +233,23 @@ class AlignedEchoModel:
         """`shift`, refined to the sample, if the model moved by it leaves 3 dB less of
         the frame than where it is; else None."""
         assert self.delay is not None
-        # The peak is exact to a sample or so, and a sample matters above 2 kHz.
-        tried = [
-            (self._fit.residual(mic, self._ref(end, self.delay + s)), s)
-            for s in (shift - 1, shift, shift + 1)
-        ]
-        moved, best = min((r, s) for r, s in tried if r is not None)  # ready: all are
+        # A sample matters above 2 kHz, and the correlation peak of one frame is not
+        # that exact: in the first whole frame after a slip (the frame before straddles
+        # it) it came 9 samples short of the new delay over WebRTC, where the model
+        # moved by the peak +-1 left as much as at the old delay, and the echo passed
+        # for a voice. Every shift within `SLIP_REFINE_SAMPLES` of the peak is tried.
+        low = shift - SLIP_REFINE_SAMPLES
+        stop = end - self.delay - low
+        ref = self._reference.get(stop - FRAME - 2 * SLIP_REFINE_SAMPLES, stop)
+        # Row i is the reference at delay + shift + SLIP_REFINE_SAMPLES - i.
+        rows = np.lib.stride_tricks.sliding_window_view(ref.astype(np.float64), FRAME)
+        residuals = self._fit.residuals(mic, rows)
+        assert residuals is not None  # ready: `left` came from it
+        i = int(np.argmin(residuals))
+        best = shift + SLIP_REFINE_SAMPLES - i
         if not SLIP_MIN_DELAY <= self.delay + best <= SLIP_MAX_DELAY:
             return None  # no echo comes back that fast, or is searched that late
-        return best if moved * 10 ** (SLIP_GAIN_DB / 10) <= left else None
+        return best if residuals[i] * 10 ** (SLIP_GAIN_DB / 10) <= left else None
 
     def _slip(self, end: int, frames: int) -> tuple[int | None, float]:
         """Where the echo in the newest `frames` frames may have moved from the model's
