@@ -163,6 +163,9 @@ class Config:
     llm_max_tokens: int = setting("HARK_LLM_MAX_TOKENS", 60, integer(1))
     llm_threads: int = setting("HARK_LLM_THREADS", min(4, os.cpu_count() or 2), integer(1))
     llm_slots: int = setting("HARK_LLM_SLOTS", 3, integer(1))
+    # A reply's first chunk may go to the TTS after this many words (0: only at a clause
+    # or a phrase): the first audio waits for fewer tokens of a CPU LLM.
+    first_chunk_words: int = setting("HARK_FIRST_CHUNK_WORDS", 2, integer())
     tts: str = setting("HARK_TTS", "piper", choice("piper", "espeak", "f5"))
     espeak_voice: str = setting("HARK_ESPEAK_VOICE", "en-us")
     default_instructions: str = setting(

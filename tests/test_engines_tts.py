@@ -75,6 +75,15 @@ async def test_piper_stops_when_closed_early(piper: PiperTTS) -> None:
 
 
 @pytest.mark.slow
+async def test_piper_threads_sleep_between_runs(piper: PiperTTS) -> None:
+    # onnxruntime's idle spin took the cores the LLM writes the next clause with.
+    session = piper._require().session
+    options = session.get_session_options()
+    assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
+    # ... and the voice still has its phoneme durations (word timings) as a second output.
+    assert len(session.get_outputs()) == 2
+
+
 async def test_piper_says_nothing_for_blank_text(piper: PiperTTS) -> None:
     assert (await collect(piper.synthesize("  \n"))).size == 0
 

@@ -175,3 +175,37 @@ def test_only_the_first_chunk_is_cut_at_a_phrase() -> None:
         "of France.",
         "Its river is the Seine and it is long.",
     ]
+
+
+@pytest.mark.parametrize(
+    ("text", "first"),
+    [
+        ("Mount Everest is the tallest mountain in the world.", "Mount Everest"),
+        ("William Shakespeare wrote Romeo and Juliet.", "William Shakespeare"),
+        # never after a word that leans on the next: "is", "the" wait for "capital"
+        ("Paris is the capital of France.", "Paris is the capital"),
+        ("There are seven days in a week.", "There are seven"),
+        ("Hello! How can I help you today?", "Hello!"),  # a sentence end comes first
+        ("Dr. Smith is here today.", "Dr. Smith"),
+    ],
+)
+def test_the_first_chunk_may_end_after_a_few_words(text: str, first: str) -> None:
+    chunks = split_all(text, tokens(text), first_words=2)
+    assert chunks[0] == first
+    assert " ".join(chunks) == text
+    assert len(chunks) <= 3  # only the first chunk is cut early
+
+
+def test_a_first_chunk_of_words_waits_for_the_next_word_to_begin() -> None:
+    splitter = SentenceSplitter(first_words=2)
+    assert splitter.push("Mount") == []
+    assert splitter.push(" Everest") == []  # "Everest" may not be whole yet
+    assert splitter.push(" ") == []  # nothing after it yet: could be the end
+    assert splitter.push("is") == ["Mount Everest"]
+    assert splitter.push(" the tallest mountain in the world.") == []  # later: punctuation
+    assert splitter.flush() == ["is the tallest mountain in the world."]
+
+
+def test_first_words_off_keeps_the_phrase_rules() -> None:
+    text = "Mount Everest is the tallest mountain in the world."
+    assert split_all(text, tokens(text), first_words=0) == [text]

@@ -138,6 +138,7 @@ class CallReplies:
             on_finished=self._finished,
             held=held,
             apology=self._engines.apology,
+            first_words=self._engines.first_chunk_words,
         )
 
     def _finished(self, run: ResponseRun) -> None:

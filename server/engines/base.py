@@ -129,6 +129,10 @@ class Engines:
     # first use, or in `load()` with `preload_multilingual`); None: English only.
     multilingual_stt: SpeechToText | None = None
     preload_multilingual: bool = False
+    # A reply's first chunk for the TTS may end after this many words (0: only at a
+    # clause or phrase), so the first audio waits for fewer LLM tokens
+    # (HARK_FIRST_CHUNK_WORDS; `server.reply.sentences`).
+    first_chunk_words: int = 0
 
     def stages(self) -> list[tuple[str, SpeechToText | LanguageModel | TextToSpeech]]:
         """Each engine with a label, in the order a turn uses them (and they load)."""

@@ -24,6 +24,7 @@ def build_engines(config: Config) -> Engines:
         tts=build_tts(config),
         multilingual_stt=build_multilingual_stt(config),
         preload_multilingual=config.multilingual == "start",
+        first_chunk_words=config.first_chunk_words,
     )
 
 

@@ -9,6 +9,7 @@ heard-only transcripts; `server.engines.piper_words`).
 
 from __future__ import annotations
 
+import json
 import logging
 import time
 from collections.abc import AsyncIterator, Iterator
@@ -16,7 +17,11 @@ from contextlib import aclosing
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 from piper import PiperVoice, SynthesisConfig
+from piper.config import PiperConfig
+from piper.patch_voice_with_alignment import add_alignment_output
 
 from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
@@ -101,9 +106,21 @@ def packaged_voice() -> tuple[Path, Path]:
 
 
 def _load_voice(model: Path, config: Path | None) -> PiperVoice:
+    """The voice, as `PiperVoice.load` makes it, but in a session whose threads sleep
+    when idle: onnxruntime's spin right after each run took the cores the LLM needs to
+    write the next clause."""
     try:
-        # Alignments: the model's phoneme durations, for word timings (needs `onnx`).
-        voice = PiperVoice.load(model, config_path=config, include_alignments=True)
+        with open(config or f"{model}.json", encoding="utf-8") as file:
+            settings = PiperConfig.from_dict(json.load(file))
+        graph = onnx.load(str(model))
+        # Alignments: the model's phoneme durations, for word timings.
+        add_alignment_output(graph)
+        options = ort.SessionOptions()
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        session = ort.InferenceSession(
+            graph.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"]
+        )
+        voice = PiperVoice(session=session, config=settings)
     except (OSError, ValueError, KeyError) as exc:
         raise EngineUnavailable(f"Piper cannot load the voice {model}: {exc}") from exc
     for _ in _render(voice, "Hello."):  # warm up onnxruntime and the phonemizer

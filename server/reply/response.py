@@ -58,8 +58,10 @@ class ResponseRun:
         on_finished: Callable[[ResponseRun], None],
         held: bool = False,
         apology: Clip | None = None,
+        first_words: int = 0,
     ) -> None:
-        """`apology`: said if the TTS itself fails (else the TTS says it)."""
+        """`apology`: said if the TTS itself fails (else the TTS says it); `first_words`:
+        the first chunk may go to the TTS after that many words (`SentenceSplitter`)."""
         self.id = response_id
         self.spec = spec
         self.item = Item(
@@ -74,6 +76,7 @@ class ResponseRun:
         self.reason: str | None = None  # why cancelled (CancelReason), or the fault's code
         self.fault: EngineFault | None = None
         self._apology = apology
+        self._first_words = first_words
         self._tts = tts
         self.audio_cut = False  # its audio was playing when it was cancelled
         self._llm = llm
@@ -284,7 +287,7 @@ class ResponseRun:
         self._track.begin_response(self.id)
 
     async def _write(self, clauses: asyncio.Queue[str | None]) -> None:
-        splitter = SentenceSplitter()
+        splitter = SentenceSplitter(first_words=self._first_words)
         speaker = self._speaker
         try:
             async with contextlib.aclosing(self._llm.stream(self.spec.request)) as stream:

@@ -4,8 +4,11 @@ TTS cannot start before it has a phrase to say, and voice-to-voice latency is mo
 wait for that first phrase. So a chunk ends at a sentence end, and also at a clause
 boundary (, ; : —) once enough text is pending; the first chunk of a reply may be cut
 shorter still, at a shorter clause or before a word that opens a phrase ("of", "and",
-"because"…) once four words are pending, so the first audio starts early: Piper's time
-to first audio grows with the chunk (~100 ms for four words, ~200 ms for nine, here).
+"because"…) once four words are pending, and with `first_words` after that many words
+whatever follows, unless the last one leans on the next ("the", "is", "of"…), so the
+first audio starts early: every word the LLM must write first costs ~40-50 ms on CPU, and
+Piper's time to first audio grows with the chunk (~100 ms for four words, ~200 ms for
+nine, here).
 Cuts happen only where the text already shows what follows, so a "3." never splits
 "3.5" and "Dr." never ends a sentence.
 """
@@ -39,6 +42,16 @@ PHRASE_STARTERS = frozenset(
     that which who whose where when while if after before since until during""".split()
 )
 _WORD_AHEAD = re.compile(r"\s+([A-Za-z']+)(?=\s)")
+# Words that lean on the next one: a first chunk never ends on one ("Paris is | the…"
+# would be said as a finished sentence, "is" falling).
+LEANING = frozenset(
+    """a an the of in on at to for with from by about into like than as and but or nor so
+    because that which who whose where when while if is are was were be been am do does
+    did has have had can could would should will shall may might must not no very my your
+    his her its our their this these those there it's i'm i we you he she they it what how
+    why some any each every more most less few many much own same such just also""".split()
+)
+_NEXT_WORD = re.compile(r"\s+\S")
 
 
 class SentenceSplitter:
@@ -54,11 +67,15 @@ class SentenceSplitter:
         first_clause_chars: int = 20,
         max_chars: int = 160,
         first_phrase_words: int = 4,
+        first_words: int = 0,
     ) -> None:
+        """`first_words` > 0: the first chunk may end after that many words wherever a
+        next word has begun (not after a `LEANING` word or an abbreviation)."""
         self.clause_chars = clause_chars
         self.first_clause_chars = first_clause_chars
         self.max_chars = max_chars
         self.first_phrase_words = first_phrase_words
+        self.first_words = first_words
         self._pending = ""
         self._first = True
 
@@ -99,7 +116,8 @@ class SentenceSplitter:
             None,
         )
         phrase = self._phrase_start(text) if self._first else None
-        cuts = [c for c in (sentence, clause, phrase) if c is not None]
+        words = self._after_words(text) if self._first else None
+        cuts = [c for c in (sentence, clause, phrase, words) if c is not None]
         if cuts:
             return min(cuts)
         if len(text) > self.max_chars:
@@ -118,6 +136,21 @@ class SentenceSplitter:
             if match.group(1).lower() not in PHRASE_STARTERS:
                 continue
             if len(text[: match.start()].split()) >= self.first_phrase_words:
+                return match.start()
+        return None
+
+    def _after_words(self, text: str) -> int | None:
+        """Where the first chunk may end after `first_words` words: at the space before a
+        word that has begun (so the last kept word is whole), after a word that does not
+        lean on the next."""
+        if self.first_words <= 0:
+            return None
+        for match in _NEXT_WORD.finditer(text):
+            kept = text[: match.start()].split()
+            if len(kept) < self.first_words:
+                continue
+            last = kept[-1].strip("\"'“”‘’()[]").lower()
+            if last and last not in LEANING and not _is_abbreviation(text[: match.start()]):
                 return match.start()
         return None
 

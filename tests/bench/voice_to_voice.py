@@ -2,14 +2,17 @@
 
     .venv/bin/python -m tests.bench.voice_to_voice [--turns 10] [--url URL --api-key KEY]
         [--versus '{"audio": {"input": {"turn_detection": {"speculative_reply": false}}}}']
+        [--versus-env HARK_FIRST_CHUNK_WORDS=0,HARK_X=…]
 
 Starts its own server on the embedded defaults unless --url is given. Each turn is a
 fresh question spoken by Piper into the `call` client's microphone; voice-to-voice is the
 client-side time from the last voiced sample sent to the first audible reply frame
 received. The server's `hark.metrics` event gives the breakdown. With `--versus SESSION`,
 each question is asked twice, once with that session, and each arm is summarized apart: a
-comparison within one run, so other load on the machine falls on both. It measures and
-prints; it never fails on a number.
+comparison within one run, so other load on the machine falls on both. With
+`--versus-env`, the versus arm is a second server started with those settings (both
+idle but for the turn in progress): server settings compared the same way. It measures
+and prints; it never fails on a number.
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from server.tools.call_client import CallClient, CallError, mint_client_secret
+from server.tools.call_client import AUDIBLE_RMS, CallClient, CallError, mint_client_secret
 from tests.speech import silence, speak
 
 QUESTIONS = [
@@ -93,7 +96,26 @@ async def one_turn(client: CallClient, question: str, pcm: np.ndarray) -> dict[s
         "transport_ms": None if v2v is None or sent is None else round(v2v - sent, 1),
         # The outbound track must keep its 20 ms pace while STT, LLM and TTS work.
         "max_frame_gap_ms": max_frame_gap_ms(client, mark_time),
+        # The longest silence inside the reply: a first chunk spoken before the next is
+        # ready shows here (Piper's own pauses between sentences do too).
+        "longest_pause_ms": longest_pause_ms(client, speech_end),
     }
+
+
+def longest_pause_ms(client: CallClient, since: float) -> float | None:
+    """The longest run of inaudible frames between the reply's first and last audible ones."""
+    rec = client.recorder
+    loud = [
+        level >= AUDIBLE_RMS for at, level in zip(rec.times, rec.levels, strict=True) if at >= since
+    ]
+    if True not in loud:
+        return None
+    first, last = loud.index(True), len(loud) - 1 - loud[::-1].index(True)
+    longest = run = 0
+    for flag in loud[first : last + 1]:
+        run = 0 if flag else run + 1
+        longest = max(longest, run)
+    return longest * 20.0
 
 
 def max_frame_gap_ms(client: CallClient, since: float) -> float | None:
@@ -103,8 +125,13 @@ def max_frame_gap_ms(client: CallClient, since: float) -> float | None:
 
 
 async def run(
-    url: str, api_key: str, turns: int, versus: dict[str, Any] | None = None
+    url: str,
+    api_key: str,
+    turns: int,
+    versus: dict[str, Any] | None = None,
+    versus_server: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
+    """`versus_server` (url, api key): the versus arm's server (else `url`'s)."""
     results = []
     # Synthesize up front: Piper blocks, and a blocked client loop would make its
     # microphone burst audio to catch up, corrupting the "speech ended" timestamp.
@@ -116,8 +143,9 @@ async def run(
     for index, question in enumerate(questions):
         # Arms alternate, and so does which arm asks a question first.
         arm = "versus" if pairs and (index + index // 2) % 2 else "default"
-        token = await mint_client_secret(url, api_key, versus if arm == "versus" else None)
-        client = CallClient(url, token)
+        arm_url, arm_key = versus_server if arm == "versus" and versus_server else (url, api_key)
+        token = await mint_client_secret(arm_url, arm_key, versus if arm == "versus" else None)
+        client = CallClient(arm_url, token)
         try:
             await client.connect()
             await client.finish_saying()
@@ -139,7 +167,13 @@ async def run(
 
 def summarize(results: list[dict[str, Any]]) -> dict[str, Any]:
     summary: dict[str, Any] = {}
-    for key in ("voice_to_voice_ms", *BREAKDOWN, "transport_ms", "max_frame_gap_ms"):
+    for key in (
+        "voice_to_voice_ms",
+        *BREAKDOWN,
+        "transport_ms",
+        "max_frame_gap_ms",
+        "longest_pause_ms",
+    ):
         values = [r[key] for r in results if isinstance(r.get(key), int | float)]
         summary[key] = {
             "p50": percentile(values, 50),
@@ -156,15 +190,27 @@ def main() -> None:
     parser.add_argument("--url")
     parser.add_argument("--api-key", default="")
     parser.add_argument("--versus", help="a session (JSON) for every other turn, compared")
+    parser.add_argument(
+        "--versus-env",
+        help="KEY=VALUE[,KEY=VALUE…]: every other turn on a second server with these settings",
+    )
     args = parser.parse_args()
     versus = json.loads(args.versus) if args.versus else None
     if args.url:
         report = asyncio.run(run(args.url, args.api_key, args.turns, versus))
-    else:
-        from tests.server_process import running_server
+        print(json.dumps(report, indent=2))
+        return
+    from tests.server_process import running_server
 
-        with running_server() as server:
+    with running_server() as server:
+        if not args.versus_env:
             report = asyncio.run(run(server.url, server.api_key, args.turns, versus))
+        else:
+            env = dict(pair.split("=", 1) for pair in args.versus_env.split(",") if pair)
+            with running_server(env) as other:
+                arm = (other.url, other.api_key)
+                report = asyncio.run(run(server.url, server.api_key, args.turns, versus or {}, arm))
+                report["versus_env"] = env
     print(json.dumps(report, indent=2))
 
 
