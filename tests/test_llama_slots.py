@@ -112,3 +112,37 @@ async def test_a_reply_abandoned_while_waiting_frees_its_place() -> None:
     assert (await asyncio.wait_for(waiting, 1)) is held
     pool.release(held)
     assert pool.busy == 0
+
+
+def test_a_reply_short_of_its_first_words_goes_before_replies_already_speaking() -> None:
+    """A long reply (past its urgent steps) is generating; a new reply's prompt and first
+    tokens take the lock ahead of it at each turn, then both take turns again."""
+    lock = TurnLock()
+    order: list[str] = []
+    long_started = threading.Event()
+
+    def steps(name: str, count: int):
+        for step in range(count):
+            order.append(f"{name}{step}")
+            if name == "old":
+                long_started.set()
+            time.sleep(0.003)
+            yield step
+
+    def run(name: str, count: int, urgent_steps: int) -> None:
+        for _ in in_turns(steps(name, count), lock, urgent_steps):
+            pass
+
+    old = threading.Thread(target=run, args=("old", 30, 0))
+    old.start()
+    long_started.wait(5)
+    new = threading.Thread(target=run, args=("new", 6, 3))
+    new.start()
+    old.join(10)
+    new.join(10)
+    first_new = order.index("new0")
+    # The new reply's three urgent steps ran back to back, the old one waiting...
+    assert order[first_new : first_new + 3] == ["new0", "new1", "new2"], order
+    # ... and after them the two took turns.
+    after = [step[0] for step in order[first_new + 3 : first_new + 9]]
+    assert all(after[i] != after[i + 1] for i in range(len(after) - 1)), order

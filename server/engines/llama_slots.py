@@ -10,10 +10,13 @@ at n_ctx 2048).
 
 The slots must not compute at the same time: llama.cpp's threads spin at their barriers,
 and two contexts using every core at once slow each other down many times over. So every
-step of work (a prompt's evaluation, one token) is taken under the `TurnLock`, first come
-first served: replies take turns token by token, and a new reply's prompt is evaluated
-between two tokens of the replies already running. A call's first token then waits for at
-most one step of each running reply, not for their ends.
+step of work (a prompt's evaluation, one token) is taken under the `TurnLock`: a reply
+still short of its first words goes first (its caller waits in silence; a reply already
+being spoken has audio in hand), the others take turns token by token. A call's first
+token then waits for at most one token step of the running replies, not for their ends,
+and the replies already speaking are not slowed while it starts. (Plain turn-taking,
+every step first come first served, made every concurrent reply's first words slower:
+six talkers on two cores answered in 1.25-1.3 s p50 against 1.0 s with one context.)
 
 A reply goes to the free slot whose last prompt shares the longest beginning with its
 own (`SlotPool.acquire`): that context still holds the call's persona and history, which
@@ -36,23 +39,36 @@ T = TypeVar("T")
 _END = object()
 
 
+URGENT_STEPS = 8  # a reply's prompt and first tokens: enough for its first words
+
+
 class TurnLock:
-    """A lock handed over in arrival order: a thread that releases it and asks again
-    goes behind those already waiting (a plain Lock lets it take the lock straight back)."""
+    """A lock handed over in arrival order, urgent askers first: a thread that releases
+    it and asks again goes behind those already waiting (a plain Lock lets it take the
+    lock straight back), and behind any urgent one (a reply still short of its first
+    words: its caller hears nothing until they come, while a reply already speaking has
+    seconds of audio in hand)."""
 
     def __init__(self) -> None:
         self._changed = threading.Condition()
+        self._urgent: deque[object] = deque()
         self._waiting: deque[object] = deque()
         self._held = False
 
+    def _next(self) -> object | None:
+        if self._urgent:
+            return self._urgent[0]
+        return self._waiting[0] if self._waiting else None
+
     @contextlib.contextmanager
-    def turn(self) -> Iterator[None]:
+    def turn(self, urgent: bool = False) -> Iterator[None]:
         me = object()
+        queue = self._urgent if urgent else self._waiting
         with self._changed:
-            self._waiting.append(me)
-            while self._held or self._waiting[0] is not me:
+            queue.append(me)
+            while self._held or self._next() is not me:
                 self._changed.wait()
-            self._waiting.popleft()
+            queue.popleft()
             self._held = True
         try:
             yield
@@ -62,13 +78,16 @@ class TurnLock:
                 self._changed.notify_all()
 
 
-def in_turns(steps: Iterator[T], lock: TurnLock) -> Iterator[T]:
-    """`steps`, each `next` taken under `lock` (where llama.cpp does its work); closing
-    this generator closes `steps`."""
+def in_turns(steps: Iterator[T], lock: TurnLock, urgent_steps: int = URGENT_STEPS) -> Iterator[T]:
+    """`steps`, each `next` taken under `lock` (where llama.cpp does its work), the first
+    `urgent_steps` of them (the prompt's evaluation, the first tokens) as urgent;
+    closing this generator closes `steps`."""
+    taken = 0
     try:
         while True:
-            with lock.turn():
+            with lock.turn(urgent=taken < urgent_steps):
                 item = next(steps, _END)
+            taken += 1
             if item is _END:
                 return
             yield item  # type: ignore[misc]
