@@ -85,13 +85,18 @@ async def test_a_reply_goes_to_the_free_slot_that_holds_its_conversation() -> No
     assert pool.busy == 0
 
 
-async def test_when_every_slot_is_busy_replies_wait_their_turn() -> None:
+async def one_slot_and_two_waiting() -> tuple[SlotPool, Slot, asyncio.Task, asyncio.Task]:
     pool = SlotPool(slots(1))
     held = await pool.acquire("a")
     first = asyncio.create_task(pool.acquire("b"))
     second = asyncio.create_task(pool.acquire("c"))
     await asyncio.sleep(0.01)
     assert not first.done() and not second.done()
+    return pool, held, first, second
+
+
+async def test_when_every_slot_is_busy_replies_wait_their_turn() -> None:
+    pool, held, first, second = await one_slot_and_two_waiting()
     pool.release(held)
     assert (await asyncio.wait_for(first, 1)) is held
     assert not second.done()
@@ -100,11 +105,7 @@ async def test_when_every_slot_is_busy_replies_wait_their_turn() -> None:
 
 
 async def test_a_reply_abandoned_while_waiting_frees_its_place() -> None:
-    pool = SlotPool(slots(1))
-    held = await pool.acquire("a")
-    gone = asyncio.create_task(pool.acquire("b"))
-    waiting = asyncio.create_task(pool.acquire("c"))
-    await asyncio.sleep(0.01)
+    pool, held, gone, waiting = await one_slot_and_two_waiting()
     gone.cancel()  # the caller barged in before its reply got a slot
     with pytest.raises(asyncio.CancelledError):
         await gone
