@@ -24,6 +24,7 @@ from server.call.ports import CallControlError
 from server.engines.base import Engines, LanguageModel
 from server.engines.chat import LLMRequest
 from server.engines.faults import APOLOGY
+from server.engines.language_voices import parse_voice
 from server.protocol import events
 from server.protocol.conversation import Conversation, Item, new_id
 from server.reply.heard_text import HeardText
@@ -138,7 +139,9 @@ class CallReplies:
             on_finished=self._finished,
             held=held,
             apology=self._engines.apology,
-            first_words=self._engines.first_chunk_words,
+            # Two words alone are spoken well by Piper; Kokoro's voices (es-…, de-…)
+            # need the clause: a lone "La estación" came back as Latin to Whisper.
+            first_words=0 if parse_voice(spec.voice) else self._engines.first_chunk_words,
         )
 
     def _finished(self, run: ResponseRun) -> None:
