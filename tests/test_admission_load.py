@@ -23,7 +23,13 @@ from aiortc import RTCPeerConnection
 from media.outbound import OutboundAudioTrack
 from media.pacing import SLIP_BUDGET_S, PacingSlip
 from server.calls.admission import AdmissionGuard
-from server.calls.load import TEST_LAG_ENV, LoadLimits, LoadMonitor
+from server.calls.load import (
+    SETTLE_S,
+    TEST_LAG_ENV,
+    WORKER_COUNT_ENV,
+    LoadLimits,
+    LoadMonitor,
+)
 from server.errors import Overloaded
 from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests import server_process
@@ -114,6 +120,48 @@ def test_near_a_limit_a_call_that_would_cross_it_is_refused(
     ):
         guard(monitor).check(live_calls=4)
     guard(monitor).check(live_calls=40)
+
+
+def test_calls_whose_load_has_not_shown_yet_count_in_the_projection(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A ramp: ten calls keep the loop 0.55 busy, but four of them joined within
+    SETTLE_S, so the six that show carry it (~0.09 each) and an eleventh would take it to
+    ~0.95, past 0.85: refused. Once they have settled at the same load (0.055 each), room
+    for more. (Without the settling calls the projection said 0.6 and let the ramp on.)"""
+    clock = [0.0]
+    monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    clock[0] = ticks(monitor, 3, busy=0.3)
+    for live in range(6, 10):  # four calls join, back to back: far from the limit
+        guard(monitor).check(live_calls=live)
+    clock[0] = ticks(monitor, 2, busy=0.55, start=clock[0])
+    with pytest.raises(Overloaded, match=r"event-loop busy would reach 9\d% with one more"):
+        guard(monitor).check(live_calls=10)
+    clock[0] = ticks(monitor, SETTLE_S, busy=0.55, start=clock[0])
+    guard(monitor).check(live_calls=10)
+
+
+def test_a_worker_measures_its_cpu_against_its_share_of_the_cores(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Two workers on the node: each counts on half the cores, so one worker using all
+    of its half is over the CPU limit (against every core it looked half idle)."""
+    clock = [0.0]
+    monkeypatch.setattr("server.calls.load.time.monotonic", lambda: clock[0])
+    monkeypatch.setattr("server.calls.load.usable_cores", lambda: 4)
+    monkeypatch.setenv(WORKER_COUNT_ENV, "2")
+    monitor = LoadMonitor(LIMITS, PacingSlip())
+    assert monitor.reading().cores == 2
+    now = 0.0
+    for _ in range(60):  # two cores' worth of CPU each 100 ms tick, for 6 s
+        now += 0.1
+        monitor.sample(0.0, 2 * 0.1, 0.1, now)
+    clock[0] = now
+    assert monitor.reading().cpu == pytest.approx(1.0, abs=0.02)
+    assert monitor.reading().over == "CPU"
+    monkeypatch.setenv(WORKER_COUNT_ENV, "1")
+    assert LoadMonitor(LIMITS, PacingSlip()).reading().cores == 4
 
 
 def test_moderate_lag_of_a_busy_machine_slows_no_admission(

@@ -11,6 +11,15 @@ deltas, the thread's schedstat run-queue wait, the tally the outbound tracks kee
 stayed over its limit for a whole window, so a single hiccup (a model loading, a busy
 test machine) refuses nothing.
 
+A call's load shows only seconds after it is admitted (ICE, DTLS, its first frames,
+then the smoothing), so a ramp of calls would be let in far past the cliff before any
+signal moved. Calls admitted less than `SETTLE_S` ago are therefore counted as settling:
+the gradual signals (CPU, loop busy) are projected from the calls whose load already
+shows (value x (live + 1) / (live - settling)), and a call that would take the node past
+a limit is refused before its load shows. A worker of a node with several measures its
+CPU against its share of the cores (`HARK_WORKER_COUNT`, set by the supervisor): the
+workers share them, and against all of them one worker's CPU never looked full.
+
 `HARK_TEST_LOOP_LAG_FILE` is a test hook: while the file it names exists, the sampler
 blocks the event loop for the milliseconds written in it on every tick, a real stall
 that every call on the node feels, so tests can overload a node on demand.
@@ -23,6 +32,7 @@ import contextlib
 import logging
 import os
 import time
+from collections import deque
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,6 +50,9 @@ TEST_LAG_ENV = "HARK_TEST_LOOP_LAG_FILE"
 # (a test suite) shows tens of ms of lag with nothing wrong.
 NEAR = 0.7
 SCHEDSTAT = Path("/proc/thread-self/schedstat")
+# Seconds after its admission until a call's load shows in the smoothed signals.
+SETTLE_S = 3.0
+WORKER_COUNT_ENV = "HARK_WORKER_COUNT"  # set by server/workers/supervisor.py
 
 
 @dataclass(frozen=True)
@@ -71,7 +84,7 @@ class LoadReading:
     worst_slip_ms: float  # the latest frame of the last tick
     cpu: float  # smoothed share of the usable cores
     loop_busy: float  # smoothed share of time the loop thread ran or waited to run
-    cores: int  # the cores this process may run on
+    cores: float  # the cores this process may count on (its share of a node's)
     over: str | None  # the signal over its limit for a whole window, if any
 
 
@@ -91,13 +104,23 @@ def usable_cores() -> int:
         return max(1, os.cpu_count() or 1)
 
 
+def core_share() -> float:
+    """The cores this process may count on: those it may run on, shared among the
+    node's workers when it is one of several."""
+    try:
+        workers = max(1, int(os.environ.get(WORKER_COUNT_ENV, "1") or 1))
+    except ValueError:
+        workers = 1
+    return usable_cores() / workers
+
+
 class LoadMonitor:
     """Samples the node's load every `TICK_S` while started."""
 
     def __init__(self, limits: LoadLimits, pacing: PacingSlip = PACING) -> None:
         self.limits = limits
         self._pacing = pacing
-        self._cores = usable_cores()
+        self._cores = core_share()
         self._lag_ms = 0.0
         self._slip = 0.0
         self._worst_ms = 0.0
@@ -106,6 +129,7 @@ class LoadMonitor:
         self._over_since: dict[str, float] = {}
         self._near_since: dict[str, float] = {}
         self._admitted_at = -float("inf")
+        self._settling: deque[float] = deque()  # when calls still settling were admitted
         self._task: asyncio.Task[None] | None = None
         test_lag = os.environ.get(TEST_LAG_ENV, "")
         self._test_lag_file = Path(test_lag) if test_lag else None
@@ -163,26 +187,31 @@ class LoadMonitor:
     def judge(self, live_calls: int = 0) -> str | None:
         """Why a new call must wait now, or None (and the call is noted as admitted).
 
-        Over a limit for the window: refused. Over `NEAR` of the CPU or busy limit for the
-        window (lag and slip have no such stage), the node is filling up: a call whose
-        share of the load (the load over the `live_calls` there are) would take the node
-        over the limit is refused, and otherwise one call joins per window, so each new
-        call's load shows before the next is let in; a ramp of calls then stops near
+        Over a limit for the window: refused. A call that would take the CPU or the
+        loop's busy share past its limit, projected from the calls whose load already
+        shows (those admitted within `SETTLE_S` have not shown theirs yet), is refused
+        before its load shows. Over `NEAR` of such a limit for the window (lag and slip
+        have no such stage), the node is filling up: one call joins per window, so each
+        new call's load shows before the next is let in; a ramp of calls then stops near
         capacity instead of past it."""
         now = time.monotonic()
         over = self._sustained(now)
         if over is not None:
             return f"{over} over its limit"
+        while self._settling and now - self._settling[0] >= SETTLE_S:
+            self._settling.popleft()
+        if live_calls > 0:
+            shown = max(1, live_calls - len(self._settling))
+            for name, value, limit, near in self._signals():
+                projected = value * (live_calls + 1) / shown
+                if near < 1.0 and limit and projected > limit:
+                    return f"{name} would reach {projected:.0%} with one more call"
         near = self._sustained(now, self._near_since)
-        if near is not None and live_calls > 0:
-            value, limit = next((v, lim) for n, v, lim, _ in self._signals() if n == near)
-            projected = value * (live_calls + 1) / live_calls
-            if projected > limit:
-                return f"{near} would reach {projected:.0%} with one more call"
         since = now - self._admitted_at
         if near is not None and since < self.limits.window_s:
             return f"{near} near its limit and a call joined {since:.1f} s ago"
         self._admitted_at = now
+        self._settling.append(now)
         return None
 
     def _signals(self) -> list[tuple[str, float, float, float]]:

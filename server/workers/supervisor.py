@@ -124,6 +124,8 @@ class Supervisor:
             **self.env,
             "HARK_WORKERS": "1",
             "HARK_WORKER_INDEX": str(worker.index),
+            # Its share of the node's cores, for admission by measured CPU.
+            "HARK_WORKER_COUNT": str(len(self.workers)),
             "HARK_HOST": "127.0.0.1",
             "HARK_PORT": str(worker.port),
         }
