@@ -35,7 +35,7 @@ from server.call.transport import WebRtcTransport
 from server.config import Config
 from server.translation.outputs import EventAudioOut, TrackAudioOut
 from server.translation.registry import TranslationSessions
-from server.translation.session import TranslationSession
+from server.translation.session import AudioOut, TranslationSession
 from server.translation.settings import MAX_MODEL_CHARS, TranslationSettings
 from signaling.auth import Authenticator, Caller, bearer_token, websocket_token
 from signaling.errors import ApiError
@@ -144,7 +144,6 @@ class TranslationsApi:
         caller = self.auth.require_translator(websocket_token(request))
         await self._admit(request, caller)
         settings = self._settings(caller.session, model=request.query.get("model"))
-        interpreter, vad = self.sessions.require()
         socket = web.WebSocketResponse(
             protocols=("realtime",),
             heartbeat=HEARTBEAT_S,
@@ -167,17 +166,14 @@ class TranslationsApi:
             on_overflow=lambda: self._spawn(socket.close(code=CLOSE_POLICY)),
         )
         writer.start()
-        session = TranslationSession(
+        session = self._open(
+            caller,
             session_id,
             settings,
-            interpreter,
-            vad,
-            expires_at=self._expires_at(caller),
             send=lambda payload: writer.send(json.dumps(payload)),
             audio_out=EventAudioOut(writer.send),
             transport="websocket",
         )
-        self.sessions.add(session, caller.principal)
         self._limit(session, lambda: socket.close(code=CLOSE_NORMAL, message=b"max duration"))
         appended = AppendedAudio(session.on_frame, burst_s=self.config.append_burst_s)
         feeding: asyncio.Task[None] | None = None
@@ -222,7 +218,6 @@ class TranslationsApi:
                 )
             raw_session = {**raw_session, **fields}
         settings = self._settings(raw_session, model=request.query.get("model"))
-        interpreter, vad = self.sessions.require()
         session_id = new_session_id()
         track = OutboundAudioTrack()
         holder: list[TranslationSession] = []
@@ -240,19 +235,16 @@ class TranslationsApi:
             on_channel_open=lambda: holder[0].created(),
             on_failed=lambda reason: self._later(None, holder[0]),
         )
-        session = TranslationSession(
+        session = self._open(
+            caller,
             session_id,
             settings,
-            interpreter,
-            vad,
-            expires_at=self._expires_at(caller),
             send=lambda payload: transport.send_event(json.dumps(payload)),
             audio_out=TrackAudioOut(track),
             transport="webrtc",
         )
         holder.append(session)
         session.on_closed.append(lambda _: self._later_close(transport))
-        self.sessions.add(session, caller.principal)
         try:
             answer = await transport.negotiate(offer)
         except Exception as exc:
@@ -266,6 +258,31 @@ class TranslationsApi:
             content_type="application/sdp",
             headers={"Location": f"/v1/realtime/translations/calls/{session_id}"},
         )
+
+    def _open(
+        self,
+        caller: Caller,
+        session_id: str,
+        settings: TranslationSettings,
+        *,
+        send: Callable[[dict[str, Any]], None],
+        audio_out: AudioOut,
+        transport: str,
+    ) -> TranslationSession:
+        """A new session on the node's engines, listed for the operator under `caller`."""
+        interpreter, vad = self.sessions.require()
+        session = TranslationSession(
+            session_id,
+            settings,
+            interpreter,
+            vad,
+            expires_at=self._expires_at(caller),
+            send=send,
+            audio_out=audio_out,
+            transport=transport,
+        )
+        self.sessions.add(session, caller.principal)
+        return session
 
     def _expires_at(self, caller: Caller) -> int:
         """The secret's expiry; an API key's session lasts the longest call allowed."""
