@@ -4,7 +4,8 @@
 // secret; ?aec=0 turns off echo cancellation, noise suppression and auto gain control.
 //
 // Test hook: window.hark = {state, activity, events, maxRemoteLevel, lastError,
-// audioLevel(), micLevel(), connect(), hangUp(), send(event), sendText(text)}.
+// audioLevel(), micLevel(), connect(), hangUp(), send(event), sendText(text),
+// packetsSent() (the microphone's RTP packets so far, from getStats)}.
 
 import { StreamLevel } from "./audio.js";
 import { ClientStatsReporter } from "./client_stats.js";
@@ -63,8 +64,18 @@ const hark = {
   send: (event) => (call ? call.send(event) : false),
   sendText: (text) => sendText(text),
   clientStatsSent: () => (statsReporter ? statsReporter.sent : 0),
+  packetsSent: () => packetsSent(),
 };
 window.hark = hark;
+
+async function packetsSent() {
+  if (!call || !call.pc) return 0;
+  let sent = 0;
+  (await call.pc.getStats()).forEach((s) => {
+    if (s.type === "outbound-rtp" && s.kind === "audio") sent += s.packetsSent || 0;
+  });
+  return sent;
+}
 
 // ---- state and controls ----
 

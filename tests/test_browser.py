@@ -198,6 +198,13 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             except PlaywrightTimeoutError:
                 print("note: no output_audio_buffer.stopped within 20 s of the reply")
             page.screenshot(path=str(shot))
+            # Hark's answer asked for Opus DTX (usedtx=1): the silent microphone sends a
+            # packet every ~400 ms, not 50 a second, and the turn above still ended.
+            before = page.evaluate("() => window.hark.packetsSent()")
+            page.wait_for_timeout(2000)
+            sent = page.evaluate("() => window.hark.packetsSent()") - before
+            print(f"microphone packets in 2 s of silence: {sent}")
+            assert 0 < sent < 30, f"{sent} packets in 2 s of silence: no DTX"
 
             with page.expect_response(lambda r: r.request.method == "DELETE") as hangup:
                 page.get_by_role("button", name="Hang up").click()

@@ -1,0 +1,53 @@
+"""Ask the caller to stop sending in silence: `usedtx=1` on Opus in Hark's SDP answer.
+
+A silent caller still sends 50 Opus packets a second, and each is received, decrypted,
+decoded, resampled and framed for the VAD: most of what a silent call costs the server.
+With discontinuous transmission (RFC 7587, `usedtx=1` in the receiver's fmtp) a browser
+sends a packet every 400 ms while its microphone is silent, and full packets again at
+the first sound. The gap between them is filled with silence on the audio clock
+(`media/inbound.py`), so turns still end on time.
+
+The parameter says what the answerer wants to receive, so it goes only on the answer's
+audio `a=fmtp` lines of Opus payload types; aiortc keeps the offer's fmtp there and sends
+no DTX itself, so this is text on the way out, not a codec setting.
+"""
+
+from __future__ import annotations
+
+import re
+
+_RTPMAP = re.compile(r"^a=rtpmap:(\d+) opus/", re.IGNORECASE)
+_FMTP = re.compile(r"^a=fmtp:(\d+) ?(.*)$")
+
+
+def ask_for_dtx(answer_sdp: str) -> str:
+    """`answer_sdp` with `usedtx=1` on each audio section's Opus payload types."""
+    sections: list[list[str]] = [[]]
+    for line in answer_sdp.split("\r\n"):
+        if line.startswith("m="):
+            sections.append([])
+        sections[-1].append(line)
+    return "\r\n".join(line for section in sections for line in _section(section))
+
+
+def _section(lines: list[str]) -> list[str]:
+    if not lines or not lines[0].startswith("m=audio"):
+        return lines
+    opus = {m.group(1) for line in lines if (m := _RTPMAP.match(line))}
+    with_fmtp = {m.group(1) for line in lines if (m := _FMTP.match(line))}
+    out: list[str] = []
+    for line in lines:
+        fmtp = _FMTP.match(line)
+        if fmtp and fmtp.group(1) in opus:
+            # aiortc copies the offer's parameters, whose `usedtx` was the offerer's wish.
+            params = [p for p in fmtp.group(2).split(";") if p.strip() and not _is_dtx(p)]
+            line = f"a=fmtp:{fmtp.group(1)} {';'.join([*params, 'usedtx=1'])}"
+        out.append(line)
+        rtpmap = _RTPMAP.match(line)
+        if rtpmap and rtpmap.group(1) not in with_fmtp:
+            out.append(f"a=fmtp:{rtpmap.group(1)} usedtx=1")
+    return out
+
+
+def _is_dtx(param: str) -> bool:
+    return param.strip().lower().startswith("usedtx=")

@@ -1,0 +1,115 @@
+"""CPU per silent browser call: Chromium tabs on the voice client, microphones silent.
+
+    .venv/bin/python -m tests.bench.browser_silent_calls [--calls 3] [--seconds 20]
+        [--base DIR] [--rounds 2]
+
+The aiortc load clients of `tests.bench.silent_calls` send 50 packets a second whatever
+Hark's answer asks; a browser honours `usedtx=1` (Opus DTX) and sends a packet every
+~400 ms while its microphone is silent. This starts the server as a user does, opens
+`--calls` tabs of one headless Chromium on `/` (a WAV of silence as the microphone, echo
+cancellation off), connects each, and reads over `--seconds` the server's CPU (every
+thread, /proc) and the packets the tabs sent (getStats). `--base DIR` measures another
+checkout's server first (e.g. `git worktree add DIR <commit>`), alternated `--rounds`
+times, so before and after come from one run. It prints; it never fails.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tests import server_process
+from tests.bench.silent_calls import cpu_seconds
+from tests.speech import write_wav
+from tests.test_browser import RATE, launch
+
+SETTLE_S = 4.0  # after the last tab connected: ICE, DTLS, the encoder's DTX
+
+
+def measure(url: str, pid: int, calls: int, seconds: float) -> dict[str, Any]:
+    from playwright.sync_api import sync_playwright
+
+    with tempfile.TemporaryDirectory(prefix="hark-silent-") as tmp:
+        wav = Path(tmp) / "silence.wav"
+        write_wav(wav, np.zeros(RATE * 120, np.int16), RATE)
+        with sync_playwright() as pw:
+            context = launch(pw, Path(tmp) / "profile", wav)
+            try:
+                pages = []
+                for _ in range(calls):
+                    page = context.new_page()
+                    page.goto(url + "/?aec=0")
+                    page.get_by_role("button", name="Connect").click()
+                    page.wait_for_function("() => window.hark.state === 'connected'", timeout=30e3)
+                    pages.append(page)
+                time.sleep(SETTLE_S)
+                sent = [p.evaluate("() => window.hark.packetsSent()") for p in pages]
+                start = cpu_seconds(pid)
+                time.sleep(seconds)
+                busy = cpu_seconds(pid) - start
+                sent = [
+                    p.evaluate("() => window.hark.packetsSent()") - n
+                    for p, n in zip(pages, sent, strict=True)
+                ]
+                for page in pages:
+                    page.evaluate("() => window.hark.hangUp()")
+            finally:
+                context.close()
+    return {
+        "calls": calls,
+        "seconds": seconds,
+        "server_core_percent": round(100 * busy / seconds, 2),
+        "server_core_percent_per_call": round(100 * busy / seconds / calls, 2),
+        "packets_sent_per_call_s": round(statistics.median(sent) / seconds, 1),
+    }
+
+
+def run_one(root: Path | None, calls: int, seconds: float) -> dict[str, Any]:
+    if root is not None:
+        server_process.ROOT = root  # the server (and its media/) of that checkout
+    try:
+        with server_process.running_server() as server:
+            time.sleep(2)  # past the start's own work
+            return measure(server.url, server.process.pid, calls, seconds)
+    finally:
+        server_process.ROOT = Path(__file__).resolve().parents[2]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--calls", type=int, default=3)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--base", help="another checkout to measure first")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
+    args = parser.parse_args()
+    runs: list[tuple[str, Path | None]] = []
+    if args.base:
+        runs.append((f"base {args.base}", Path(args.base).resolve()))
+    runs.append(("this checkout", None))
+    per_call: dict[str, list[float]] = {label: [] for label, _ in runs}
+    for _ in range(args.rounds):
+        for label, root in runs:
+            try:
+                result = run_one(root, args.calls, args.seconds)
+            except Exception as exc:  # a benchmark reports, it does not fail
+                print(f"== {label}: failed: {exc!r}"[:2000])
+                continue
+            per_call[label].append(result["server_core_percent_per_call"])
+            print(f"== {label}: {json.dumps(result)}", flush=True)
+    for label, values in per_call.items():
+        if values:
+            print(
+                f"{label}: server % of a core per silent browser call (server idle included), "
+                f"median of {len(values)}: {statistics.median(values):.2f}"
+            )
+
+
+if __name__ == "__main__":
+    main()
