@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from media.pacing import PACING, PacingSlip
-from server.config import Config
+from server.config import Config, usable_cores
 
 log = logging.getLogger("hark.load")
 
@@ -97,13 +97,6 @@ def run_queue_wait_s() -> float:
         return 0.0
 
 
-def usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
-
-
 def core_share() -> float:
     """The cores this process may count on: those it may run on, shared among the
     node's workers when it is one of several."""
@@ -111,7 +104,7 @@ def core_share() -> float:
         workers = max(1, int(os.environ.get(WORKER_COUNT_ENV, "1") or 1))
     except ValueError:
         workers = 1
-    return usable_cores() / workers
+    return max(1, usable_cores()) / workers
 
 
 class LoadMonitor:
