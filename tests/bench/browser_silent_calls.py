@@ -16,7 +16,6 @@ times, so before and after come from one run. It prints; it never fails.
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import tempfile
 import time
@@ -25,8 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tests import server_process
-from tests.bench.silent_calls import cpu_seconds
+from tests.bench.silent_calls import alternate, cpu_seconds, server_of
 from tests.speech import write_wav
 from tests.test_browser import RATE, launch
 
@@ -72,14 +70,9 @@ def measure(url: str, pid: int, calls: int, seconds: float) -> dict[str, Any]:
 
 
 def run_one(root: Path | None, calls: int, seconds: float) -> dict[str, Any]:
-    if root is not None:
-        server_process.ROOT = root  # the server (and its media/) of that checkout
-    try:
-        with server_process.running_server() as server:
-            time.sleep(2)  # past the start's own work
-            return measure(server.url, server.process.pid, calls, seconds)
-    finally:
-        server_process.ROOT = Path(__file__).resolve().parents[2]
+    with server_of(root) as server:
+        time.sleep(2)  # past the start's own work
+        return measure(server.url, server.process.pid, calls, seconds)
 
 
 def main() -> None:
@@ -89,26 +82,13 @@ def main() -> None:
     parser.add_argument("--base", help="another checkout to measure first")
     parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
     args = parser.parse_args()
-    runs: list[tuple[str, Path | None]] = []
-    if args.base:
-        runs.append((f"base {args.base}", Path(args.base).resolve()))
-    runs.append(("this checkout", None))
-    per_call: dict[str, list[float]] = {label: [] for label, _ in runs}
-    for _ in range(args.rounds):
-        for label, root in runs:
-            try:
-                result = run_one(root, args.calls, args.seconds)
-            except Exception as exc:  # a benchmark reports, it does not fail
-                print(f"== {label}: failed: {exc!r}"[:2000])
-                continue
-            per_call[label].append(result["server_core_percent_per_call"])
-            print(f"== {label}: {json.dumps(result)}", flush=True)
-    for label, values in per_call.items():
-        if values:
-            print(
-                f"{label}: server % of a core per silent browser call (server idle included), "
-                f"median of {len(values)}: {statistics.median(values):.2f}"
-            )
+    alternate(
+        args.base,
+        args.rounds,
+        lambda root: run_one(root, args.calls, args.seconds),
+        "server_core_percent_per_call",
+        "server % of a core per silent browser call (its idle share included)",
+    )
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import collections
+import contextlib
 import json
 import os
 import shutil
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -114,16 +116,51 @@ async def measure(
     }
 
 
-def run_one(root: Path | None, calls: int, seconds: float, spy: bool) -> dict[str, Any]:
+@contextlib.contextmanager
+def server_of(root: Path | None) -> Iterator[server_process.ServerProcess]:
+    """A running server of the checkout at `root` (its media/ too; None: this one)."""
     if root is not None:
-        server_process.ROOT = root  # the server (and its media/) of that checkout
+        server_process.ROOT = root
     try:
         with server_process.running_server() as server:
-            return asyncio.run(
-                measure(server.url, server.api_key, server.process.pid, calls, seconds, spy)
-            )
+            yield server
     finally:
         server_process.ROOT = Path(__file__).resolve().parents[2]
+
+
+def alternate(
+    base: str | None, rounds: int, run: Callable[[Path | None], dict[str, Any]], key: str, what: str
+) -> None:
+    """`run` on the `base` checkout (if any) and on this one, alternated `rounds` times;
+    prints each result and the median of each side's `key` (`what` names it)."""
+    runs: list[tuple[str, Path | None]] = []
+    if base:
+        runs.append((f"base {base}", Path(base).resolve()))
+    runs.append(("this checkout", None))
+    values: dict[str, list[float]] = {label: [] for label, _ in runs}
+    for _ in range(rounds):
+        for label, root in runs:
+            try:
+                result = run(root)
+            except Exception as exc:  # a benchmark reports, it does not fail
+                print(f"== {label}: failed: {exc!r}"[:2000])
+                continue
+            profile = result.pop("profile", None)
+            values[label].append(result[key])
+            print(f"== {label}: {json.dumps(result)}", flush=True)
+            if profile:
+                print(profile, flush=True)
+    for label, got in values.items():
+        if got:
+            listed = ", ".join(f"{v:.2f}" for v in got)
+            print(f"{label}: {what}, median of {len(got)}: {statistics.median(got):.2f} ({listed})")
+
+
+def run_one(root: Path | None, calls: int, seconds: float, spy: bool) -> dict[str, Any]:
+    with server_of(root) as server:
+        return asyncio.run(
+            measure(server.url, server.api_key, server.process.pid, calls, seconds, spy)
+        )
 
 
 def main() -> None:
@@ -134,29 +171,13 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
     parser.add_argument("--py-spy", action="store_true", help="then profile the server")
     args = parser.parse_args()
-    runs: list[tuple[str, Path | None]] = []
-    if args.base:
-        runs.append((f"base {args.base}", Path(args.base).resolve()))
-    runs.append(("this checkout", None))
-    per_call: dict[str, list[float]] = {label: [] for label, _ in runs}
-    for _ in range(args.rounds):
-        for label, root in runs:
-            try:
-                result = run_one(root, args.calls, args.seconds, args.py_spy)
-            except Exception as exc:  # a benchmark reports, it does not fail
-                print(f"== {label}: failed: {exc!r}"[:2000])
-                continue
-            profile = result.pop("profile")
-            per_call[label].append(result["server_core_percent_per_call"])
-            print(f"== {label}: {json.dumps(result)}", flush=True)
-            if profile:
-                print(profile, flush=True)
-    for label, values in per_call.items():
-        if values:
-            print(
-                f"{label}: server % of a core per silent call, median of {len(values)}: "
-                f"{statistics.median(values):.2f} ({', '.join(f'{v:.2f}' for v in values)})"
-            )
+    alternate(
+        args.base,
+        args.rounds,
+        lambda root: run_one(root, args.calls, args.seconds, args.py_spy),
+        "server_core_percent_per_call",
+        "server % of a core per silent call",
+    )
 
 
 if __name__ == "__main__":
