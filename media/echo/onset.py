@@ -20,8 +20,13 @@ ruled out by what the microphone did before and during it:
   the delay out.
 - At the delays left, each loud voiced frame is correlated sample by sample with the
   reference (every lag, normalised per lag, pre-emphasised so the reply's loud low
-  vowels do not dominate); an echo correlates at its delay in every frame (0.25-0.6
-  through the simulated room, 0.8-0.95 over WebRTC), a voice does not at any common lag.
+  vowels do not dominate), and the whole hold by GCC-PHAT (as `WaveformDelay`). An echo
+  correlates at its delay (mean coefficient 0.75-1.0 as a bare copy, 0.19-0.7 through
+  the simulated room, where the phase transform then peaks 19-42 times the spread); a
+  voice reached 0.2-0.45 at the best of the lags left over WebRTC (the bench's user
+  speaks in the bot's own Piper voice) with peaks of 6-13. Either bar reached
+  (`min_correlation` 0.2, `min_peak` 15) keeps the voice held: a bare or room echo onset
+  was never released in 108 simulated first replies; a voice, at its 3rd-5th frame.
 
 What is left is usually a narrow band of delays near "the voice began as the reply
 began": the echo of the reply's first words, which looks like a voice onset.
