@@ -40,7 +40,7 @@ from __future__ import annotations
 import math
 import time
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -50,7 +50,8 @@ from media.echo.canceller import EchoCanceller
 from media.echo.delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo.gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
 from media.echo.model import AlignedEchoModel
-from media.echo.presence import EchoPresence
+from media.echo.onset import OnsetCheck
+from media.echo.presence import HISTORY_FRAMES, EchoPresence
 from media.echo.reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME_SAMPLES = 512
@@ -112,6 +113,9 @@ class EchoGuard:
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
         self._coupling_delay: float | None = None
         self.presence = EchoPresence(max_delay_seconds)  # does this client echo at all?
+        self._onset = OnsetCheck(*self.presence.lags)
+        # (samples, last block, end index) of the last frames, for a held voice's check
+        self._heard: deque[tuple[np.ndarray, int, int]] = deque(maxlen=HISTORY_FRAMES)
 
     @property
     def delay_ms(self) -> float | None:
@@ -122,6 +126,22 @@ class EchoGuard:
     def waveform_peak(self) -> float:
         """The last waveform search's peak over the spread of its lags (an echo: 15-100)."""
         return self._waveform.peak_ratio
+
+    def voice_could_be_echo(self, voiced: Sequence[bool]) -> bool:
+        """Whether a voice held back while the echo is unknown, begun `len(voiced)`
+        frames back (`voiced`: each frame's VAD verdict since, oldest first), could be
+        the echo of something sent (`OnsetCheck`). True when it began too far back."""
+        n = len(voiced)
+        cleared = self.presence.cleared_before(n)
+        if cleared is None or n > len(self._heard):
+            return True
+        heard = list(self._heard)[-n:]
+        frames = [(s, v, b, e) for (s, b, e), v in zip(heard, voiced, strict=True)]
+        return self._onset.could_be_echo(self._reference, cleared, frames)
+
+    @property
+    def onset_check(self) -> OnsetCheck:
+        return self._onset
 
     @property
     def erle_db(self) -> float:
@@ -172,6 +192,7 @@ class EchoGuard:
         self.presence.hear(
             float(np.mean(mic_blocks)), self._reference.power, last_block, self.waveform_peak
         )
+        self._heard.append((frame, last_block, round(end_index)))
         self._relearn_coupling()
         self._fit_model()
         verdict = self._judge(frame, mic_blocks, end_index, last_block)

@@ -36,12 +36,18 @@ and settles as soon as the audio says which:
   echo keeps it loud, wherever its lag has gone: on a fresh server's first call the
   lags once cleared a real echo).
 
+Faster than the voice rule, the listener asks `OnsetCheck` (media/echo/onset.py) from
+a held voice's 3rd voiced frame whether echo at any delay could sound like it, using
+the clearing counts from before the voice began (`cleared_before`); a "no" replays the
+voice but settles nothing here: an echo longer than the reply so far may still come.
+
 `NONE` is not final: an echo found later (a client switched to its loudspeaker) makes
 it `ECHO`. `ECHO` is final for the call.
 """
 
 from __future__ import annotations
 
+from collections import deque
 from enum import Enum
 
 import numpy as np
@@ -52,6 +58,7 @@ FRAME_BLOCKS = 512 // BLOCK
 LOUD_REFERENCE = 30000.0  # a frame of reference louder than this (~ -30 dBFS) can echo
 NOISE_POWER = 3000.0  # ~ -55 dBFS: a microphone this quiet holds no echo worth the name
 LOUD_MIC_POWER = 30000.0  # ~ -45 dBFS: a microphone this loud holds a sound
+HISTORY_FRAMES = 16  # frames back a held voice's onset is looked up (~0.5 s)
 
 
 class Presence(Enum):
@@ -92,6 +99,21 @@ class EchoPresence:
         self._call_peak = 0.0  # the highest waveform peak seen while unknown
         self._frames = 0  # frames with something sent that could echo, while unknown
         self._loud_mic = 0  # ... with a loud microphone
+        # The clearing counts before each of the last frames, newest last: what the
+        # microphone had shown before a voice that began in one of them.
+        self._before: deque[np.ndarray] = deque(maxlen=HISTORY_FRAMES)
+
+    @property
+    def lags(self) -> tuple[int, int]:
+        """The lags searched, in 4 ms blocks (inclusive)."""
+        return self._lo, self._hi
+
+    def cleared_before(self, frames: int) -> np.ndarray | None:
+        """The clearing count per lag before the frame `frames` frames back (1: the
+        newest), or None if that is further back than kept."""
+        if not 0 < frames <= len(self._before):
+            return None
+        return self._before[-frames]
 
     @property
     def gating(self) -> bool:
@@ -109,6 +131,7 @@ class EchoPresence:
         `peak_ratio`: the waveform search's last peak over the spread of its lags."""
         if self.state is not Presence.UNKNOWN:
             return
+        self._before.append(self._cleared.copy())
         self._call_peak = max(self._call_peak, peak_ratio)
         # The reference's 32 ms power at each lag, newest lag first.
         lo = last_block - FRAME_BLOCKS + 1 - self._hi

@@ -10,9 +10,12 @@
   browser's AEC) is known within ~2.2 s of its first reply, or ~320 ms into its user's
   voice over that reply (a voice held back with no echo found in it, replayed from its
   onset); from then on nothing is gated, so its barge-in is as fast as with the guard
-  off. A client that echoes is meant to be found within ~150-400 ms of its first
-  reply's echo; over real WebRTC the waveform search often misses it and the echo is
-  ruled out wrongly (README), which is why `auto` is not the default.
+  off. Before that, from a held voice's 3rd voiced frame to its 6th, `OnsetCheck` asks
+  whether echo at any delay could sound like it (the delays the quiet microphone before
+  it ruled out, the frames too loud to be echo, the waveforms at the delays left); a
+  "no" replays it at once (~32 ms later than with the guard off on the simulated
+  client) and leaves the call's echo unknown. A client that echoes is found within
+  ~150-400 ms of its first reply's echo.
 
 Gating can hide a person: a voice at the bot's own level over an echo the guard has not
 learned yet is judged echo. So a voiced frame that the gate holds back is kept (with
@@ -46,6 +49,9 @@ MAX_HELD_FRAMES = 940  # ~30 s, the longest segment
 SHORT_VOICE_FRAMES = 3  # voiced frames held while the echo is unknown, and
 SHORT_VOICE_END_FRAMES = 4  # ... unvoiced ones after them: a short voice that ended
 NO_ECHO_PEAK = 15.0  # ... in which no waveform search peaked this high (an echo does)
+ONSET_VOICED_FRAMES = 3, 6  # voiced frames held while the echo is unknown from which,
+# and up to which, each asks whether the voice could be echo (`OnsetCheck`); "no"
+# replays it at once (each further check is one more chance to mistake an echo)
 REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person for a held
 # voice to be replayed once the echo ends
 
@@ -77,6 +83,7 @@ class EchoListener:
         self._loud = 0  # held voiced frames the gate passed: louder than any echo
         self._voiced = 0  # held voiced frames
         self._quiet_run = 0  # unvoiced frames since the last voiced one held
+        self._onset: list[bool] = []  # voiced, per frame held since the echo-unknown hold began
         self._presence = self.guard.presence.state
 
     @property
@@ -133,6 +140,21 @@ class EchoListener:
             if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
                 return Heard(frame, probability, self._release(in_turn))
+            if unknown:
+                self._onset.append(voiced)
+                if (
+                    voiced
+                    and ONSET_VOICED_FRAMES[0] <= self._voiced <= ONSET_VOICED_FRAMES[1]
+                    and not self._could_be_echo()
+                ):
+                    # Echo at no delay could sound like this: a person. Heard now, from
+                    # its onset; the call's echo stays unknown.
+                    log.info(
+                        "held voice is no echo (onset check, %d frames, at %d ms)",
+                        len(self._onset),
+                        audio_end_ms,
+                    )
+                    return Heard(frame, probability, self._release(in_turn))
             self._quiet_run = 0 if voiced else self._quiet_run + 1
             if unknown and self._short_voice():
                 # A short voice that has ended (a backchannel, a cough) with no echo
@@ -174,6 +196,18 @@ class EchoListener:
         self._recent.append(here)
         return Heard(verdict.frame, probability, replay)
 
+    def _could_be_echo(self) -> bool:
+        could = self.guard.voice_could_be_echo(self._onset)
+        if could and self._voiced == ONSET_VOICED_FRAMES[1]:
+            check = self.guard.onset_check
+            log.info(
+                "held voice may be echo (onset check: %d lags left, correlation %.2f, peak %.1f)",
+                check.last_lags,
+                check.last_correlation,
+                check.last_peak,
+            )
+        return could
+
     def _short_voice(self) -> bool:
         return (
             self._voiced >= SHORT_VOICE_FRAMES
@@ -203,5 +237,6 @@ class EchoListener:
         self._loud = 0
         self._voiced = 0
         self._quiet_run = 0
+        self._onset = []
         self._recent.clear()
         self.guard.presence.release()
