@@ -91,9 +91,10 @@ def serve(args: argparse.Namespace) -> int:
 
     # The engines: not in a front's process.
     from server.app import NODE_KEY, create_app, drain_on_sigterm
+    from server.engines.core_share import CoreShare
     from server.engines.factory import build_engines
 
-    app = create_app(config, build_engines(config), personas)
+    app = create_app(config, build_engines(config, CoreShare.from_env()), personas)
     app[NODE_KEY].on_ready.append(announce)
     app.on_startup.append(drain_on_sigterm)  # SIGTERM: stop admitting, let calls end, exit
     worker = os.environ.get("HARK_WORKER_INDEX")

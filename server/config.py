@@ -162,7 +162,17 @@ class Config:
     llm_api_key: str = setting("HARK_LLM_API_KEY", "", secret=True)
     llm_max_tokens: int = setting("HARK_LLM_MAX_TOKENS", 60, integer(1))
     llm_threads: int = setting("HARK_LLM_THREADS", min(4, os.cpu_count() or 2), integer(1))
+    # Threads per generated token (a prompt's evaluation takes HARK_LLM_THREADS): with
+    # OpenMP threads that sleep at barriers (OMP_WAIT_POLICY=PASSIVE), one thread makes a
+    # small model's token as soon as two, and leaves the other cores to the other calls.
+    llm_token_threads: int = setting("HARK_LLM_TOKEN_THREADS", 1, integer(1))
     llm_slots: int = setting("HARK_LLM_SLOTS", 3, integer(1))
+    # Whisper's CPU threads (CTranslate2's intra-op threads; per worker).
+    stt_threads: int = setting("HARK_STT_THREADS", 2, integer(1))
+    # The node's workers split the cores step by step (server/engines/core_share.py): a
+    # worker's llama.cpp step takes HARK_LLM_THREADS while no other worker computes, and
+    # its share of the cores while others do.
+    share_cores: bool = setting("HARK_SHARE_CORES", True, boolean)
     # A reply's first chunk may go to the TTS after this many words (0: only at a clause
     # or a phrase): the first audio waits for fewer tokens of a CPU LLM.
     first_chunk_words: int = setting("HARK_FIRST_CHUNK_WORDS", 2, integer())

@@ -59,6 +59,33 @@ def test_closing_the_stepped_generator_closes_its_source() -> None:
     assert closed == [True]
 
 
+def test_each_step_runs_inside_the_engines_step_set_up() -> None:
+    """The LLM chooses a step's threads in `step()`: every `next` of the source must run
+    inside it, under the lock."""
+    inside: list[bool] = []
+    entered = 0
+    active = False
+
+    class Step:
+        def __enter__(self) -> None:
+            nonlocal entered, active
+            entered += 1
+            active = True
+
+        def __exit__(self, *exc: object) -> None:
+            nonlocal active
+            active = False
+
+    def source():
+        for item in range(3):
+            inside.append(active)
+            yield item
+
+    assert list(in_turns(source(), TurnLock(), step=Step)) == [0, 1, 2]
+    assert inside == [True, True, True]
+    assert entered == 4  # three items and the step that finds the source exhausted
+
+
 def test_shared_prefix() -> None:
     assert shared_prefix("You are Ava.\nQ: hi", "You are Ava.\nQ: hello") == len(
         "You are Ava.\nQ: h"

@@ -14,26 +14,31 @@ from server.engines.base import (
     SpeechToText,
     TextToSpeech,
 )
+from server.engines.core_share import CoreShare
 
 
-def build_engines(config: Config) -> Engines:
-    """The engines `config` names, constructed but not loaded (call `Engines.load()`)."""
+def build_engines(config: Config, cores: CoreShare | None = None) -> Engines:
+    """The engines `config` names, constructed but not loaded (call `Engines.load()`).
+    `cores`: the node's cores as this worker shares them with the others (none: alone)."""
+    cores = cores or CoreShare(None)
     return Engines(
-        stt=build_stt(config),
-        llm=build_llm(config),
+        stt=build_stt(config, cores),
+        llm=build_llm(config, cores),
         tts=build_tts(config),
-        multilingual_stt=build_multilingual_stt(config),
+        multilingual_stt=build_multilingual_stt(config, cores),
         preload_multilingual=config.multilingual == "start",
         first_chunk_words=config.first_chunk_words,
     )
 
 
-def build_stt(config: Config) -> SpeechToText:
+def build_stt(config: Config, cores: CoreShare | None = None) -> SpeechToText:
     if config.stt == "faster-whisper":
         from server.engines.faster_whisper_stt import FasterWhisperSTT
 
         return FasterWhisperSTT(
             beam_size=config.stt_beam_size,
+            cpu_threads=config.stt_threads,
+            cores=cores,
             model=config.stt_model,
             cache_dir=config.cache_dir,
             device=config.stt_device,
@@ -43,7 +48,7 @@ def build_stt(config: Config) -> SpeechToText:
     raise ValueError(f"unknown STT engine {config.stt!r}")
 
 
-def build_multilingual_stt(config: Config) -> SpeechToText | None:
+def build_multilingual_stt(config: Config, cores: CoreShare | None = None) -> SpeechToText | None:
     """Whisper base beside an English-only `HARK_STT_MODEL`; None when the configured
     model is base already, or with HARK_MULTILINGUAL=off."""
     if config.multilingual == "off" or config.stt != "faster-whisper":
@@ -54,6 +59,8 @@ def build_multilingual_stt(config: Config) -> SpeechToText | None:
 
     return FasterWhisperSTT(
         beam_size=config.stt_beam_size,
+        cpu_threads=config.stt_threads,
+        cores=cores,
         model="base",
         cache_dir=config.cache_dir,
         device=config.stt_device,
@@ -62,14 +69,16 @@ def build_multilingual_stt(config: Config) -> SpeechToText | None:
     )
 
 
-def build_llm(config: Config) -> LanguageModel:
+def build_llm(config: Config, cores: CoreShare | None = None) -> LanguageModel:
     if config.llm == "llama-cpp":
         from server.engines.llama_cpp_llm import LlamaCppLLM
 
         return LlamaCppLLM(
             cache_dir=config.cache_dir,
             threads=config.llm_threads,
+            token_threads=config.llm_token_threads,
             slots=config.llm_slots,
+            cores=cores,
             max_tokens=config.llm_max_tokens,
             warmup_instructions=config.default_instructions,
         )

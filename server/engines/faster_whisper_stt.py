@@ -29,6 +29,7 @@ from faster_whisper import WhisperModel
 from faster_whisper.tokenizer import Tokenizer
 
 from server.engines.base import EngineUnavailable, Transcript
+from server.engines.core_share import CoreShare
 from server.engines.fair_queue import Batch, FairBatchQueue
 from server.engines.threaded import EngineWorker
 from server.engines.whisper_models import PACKAGED, tiny_en_dir, whisper_model_dir
@@ -63,6 +64,7 @@ class FasterWhisperSTT:
         device: str = "cpu",
         compute_type: str = "",
         batch: int = 0,
+        cores: CoreShare | None = None,
     ) -> None:
         """`model`: a faster-whisper model name (large-v3-turbo, distil-large-v3, …)
         fetched where a hub is reachable, or a model folder; empty or "tiny.en": the
@@ -80,6 +82,9 @@ class FasterWhisperSTT:
         self.device = device
         self.compute_type = compute_type
         self.batch = batch
+        # The node's cores: a decode is stamped busy, so the other workers' llama.cpp
+        # steps take fewer threads meanwhile (core_share.py).
+        self._cores = cores or CoreShare(None)
         self._worker = EngineWorker("stt")
         self._queue: FairBatchQueue[np.ndarray, Transcript] | None = None
         self._model: WhisperModel | None = None
@@ -184,7 +189,8 @@ class FasterWhisperSTT:
         self, model: WhisperModel, samples: np.ndarray, language: str | None
     ) -> Transcript:
         started = time.perf_counter()
-        transcript = self.decode(model, samples, language)
+        with self._cores.computing():
+            transcript = self.decode(model, samples, language)
         log.debug(
             "whisper: %.1f s of audio in %.2f s: [%s %.2f] %r (no speech %.2f, logprob %.2f)",
             transcript.duration,

@@ -7,6 +7,7 @@ stops between tokens when the reply is abandoned (barge-in).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
@@ -27,6 +28,7 @@ from server.engines.chat import (
     ToolCallDelta,
     ToolSpec,
 )
+from server.engines.core_share import CoreShare
 from server.engines.json_grammar import arguments_grammar
 from server.engines.llama_slots import Slot, SlotPool, TurnLock, in_turns
 from server.engines.llama_tools import UtteranceScorer, arguments_prompt, tool_to_call
@@ -57,9 +59,14 @@ class LlamaCppLLM:
         temperature: float = 0.6,
         warmup_instructions: str = "",
         slots: int = 1,
+        cores: CoreShare | None = None,
+        token_threads: int = 1,
     ) -> None:
         self.cache_dir = Path(cache_dir)
-        self.threads = threads
+        self.threads = threads  # for a prompt's evaluation (many tokens at once)
+        self.token_threads = token_threads  # for each generated token
+        # The node's cores, shared with the other workers: each step's threads.
+        self._cores = cores or CoreShare(None)
         self.max_tokens = min(max_tokens, N_CTX // 2)  # leave room for the prompt
         self.model_path = model_path
         self.temperature = temperature
@@ -85,7 +92,11 @@ class LlamaCppLLM:
         first = self._slots[0].worker
         path = self.model_path or await first.run(assemble_gguf, self.cache_dir)
         log.info(
-            "loading %s (llama.cpp, %d threads, %d slots)…", path.name, self.threads, self.slots
+            "loading %s (llama.cpp, %d threads, %d per token, %d slots)…",
+            path.name,
+            self.threads,
+            self.token_threads,
+            self.slots,
         )
         for slot in self._slots:
             if slot.llm is None:
@@ -98,7 +109,11 @@ class LlamaCppLLM:
             raise EngineUnavailable(f"no GGUF model at {path}")
         try:
             llm = llama_cpp.Llama(
-                model_path=str(path), n_ctx=N_CTX, n_threads=self.threads, verbose=False
+                model_path=str(path),
+                n_ctx=N_CTX,
+                n_threads=self.token_threads,
+                n_threads_batch=self.threads,
+                verbose=False,
             )
         except ValueError as exc:  # llama-cpp-python's error for a file it cannot load
             raise EngineUnavailable(f"llama.cpp cannot load {path}: {exc}") from exc
@@ -167,7 +182,7 @@ class LlamaCppLLM:
             grammar=arguments_grammar(tool.parameters),
         )
         held = ""  # whitespace the grammar allows after the closing brace is not sent
-        for chunk in in_turns(chunks, self._turns):
+        for chunk in in_turns(chunks, self._turns, step=lambda: self._step(llm)):
             text = held + chunk["choices"][0]["text"]  # type: ignore[index]
             body = text.rstrip()
             held = text[len(body) :]
@@ -231,12 +246,22 @@ class LlamaCppLLM:
             repeat_penalty=1.1,
             stop=list(STOP),
         )
-        for chunk in in_turns(chunks, self._turns):
+        for chunk in in_turns(chunks, self._turns, step=lambda: self._step(llm)):
             choice = chunk["choices"][0]  # type: ignore[index]
             if choice["text"]:
                 yield choice["text"]
             if choice.get("finish_reason") == "length":
                 yield LLMFinish("length")
+
+    @contextlib.contextmanager
+    def _step(self, llm: llama_cpp.Llama) -> Iterator[None]:
+        """One step of llama.cpp on its share of the node's cores (core_share.py): all
+        the configured threads while no other worker computes, fewer while one does
+        (llama.cpp takes the batch count for a prompt, the token count for one token)."""
+        batch = self._cores.threads(self.threads)
+        llama_cpp.llama_set_n_threads(llm.ctx, min(self.token_threads, batch), batch)
+        with self._cores.computing():
+            yield
 
     def _require(self) -> None:
         if self._slots[-1].llm is None:

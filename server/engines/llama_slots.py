@@ -29,7 +29,7 @@ import asyncio
 import contextlib
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
@@ -78,14 +78,20 @@ class TurnLock:
                 self._changed.notify_all()
 
 
-def in_turns(steps: Iterator[T], lock: TurnLock, urgent_steps: int = URGENT_STEPS) -> Iterator[T]:
-    """`steps`, each `next` taken under `lock` (where llama.cpp does its work), the first
-    `urgent_steps` of them (the prompt's evaluation, the first tokens) as urgent;
-    closing this generator closes `steps`."""
+def in_turns(
+    steps: Iterator[T],
+    lock: TurnLock,
+    urgent_steps: int = URGENT_STEPS,
+    step: Callable[[], contextlib.AbstractContextManager[object]] = contextlib.nullcontext,
+) -> Iterator[T]:
+    """`steps`, each `next` taken under `lock` (where llama.cpp does its work) and inside
+    `step()` (the engine's set-up of that step: its threads), the first `urgent_steps`
+    of them (the prompt's evaluation, the first tokens) as urgent; closing this generator
+    closes `steps`."""
     taken = 0
     try:
         while True:
-            with lock.turn(urgent=taken < urgent_steps):
+            with lock.turn(urgent=taken < urgent_steps), step():
                 item = next(steps, _END)
             taken += 1
             if item is _END:

@@ -27,6 +27,7 @@ import aiohttp
 from aiohttp import web
 
 from server.config import Config
+from server.engines import core_share
 from server.errors import Overloaded
 from server.workers.merge import merge_listings, merge_metrics
 from server.workers.operator_stream import merged_stream
@@ -263,9 +264,13 @@ async def _run(config: Config, announce: Any) -> int:
     state = StateServer(str(Path(folder.name) / "state.sock"))
     await state.start()
     front_token = secrets.token_urlsafe(24)
-    supervisor = Supervisor(
-        config.workers, worker_env(config, state.path, front_token), config.drain_timeout_s
-    )
+    env = worker_env(config, state.path, front_token)
+    env.pop(core_share.ENV, None)
+    if config.share_cores:  # the workers split the cores step by step
+        cores = Path(folder.name) / "cores"
+        core_share.create(cores, config.workers)
+        env[core_share.ENV] = str(cores)
+    supervisor = Supervisor(config.workers, env, config.drain_timeout_s)
     proxy = WorkerProxy(front_token)
     await proxy.start()
     app = web.Application(middlewares=[error_middleware], client_max_size=4 * config.max_body_bytes)

@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.capacity [--levels 1,5,10,20,40] [--hold 15]
         [--client-procs 2] [--ramp-to 40] [--ramp-gap 0.5] [--talkers 1,2,4,6]
-        [--workers 1]
+        [--workers 1] [--questions 3]
 
 Three parts, each against a real server (`python -m server serve`, real models):
 
@@ -15,7 +15,9 @@ Three parts, each against a real server (`python -m server serve`, real models):
    every `--ramp-gap` s up to `--ramp-to`; how many were admitted and refused (503), then
    over a hold: the worst admitted call's share of frames, and how many calls ended.
 3. Talkers (`--talkers`, empty to skip): that many calls at once, staggered, each asking
-   three spoken questions; voice-to-voice p50/p95 (tests/bench/voice_to_voice.py).
+   `--questions` spoken questions (3); voice-to-voice p50/p95 (tests/bench/voice_to_voice.py),
+   each stage's median from the server's breakdown, and the slowest tenth of the turns
+   stage by stage.
 
 `--workers` is the server's HARK_WORKERS (default 1: one process; with more, its CPU and
 RSS are summed over the front and its workers). The silent clients run in
@@ -46,7 +48,7 @@ from media.outbound import opus_silence_packet
 from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests import server_process
 from tests.bench.silent_calls import cpu_seconds
-from tests.bench.voice_to_voice import QUESTIONS, one_turn, percentile, utterance
+from tests.bench.voice_to_voice import BREAKDOWN, QUESTIONS, one_turn, percentile, utterance
 
 FRAME_S = 0.02
 SETTLE_S = 3.0  # after the last call of a level joined: ICE, DTLS, first frames
@@ -307,7 +309,13 @@ def levels_part(levels: list[int], hold_s: float, procs: int, workers: int) -> N
 
 
 def admission_part(
-    ramp_to: int, gap_s: float, hold_s: float, procs: int, talker_counts: list[int], workers: int
+    ramp_to: int,
+    gap_s: float,
+    hold_s: float,
+    procs: int,
+    talker_counts: list[int],
+    workers: int,
+    questions: int = 3,
 ) -> None:
     # Admission by measured load on (the test servers' default is off).
     env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "true", "HARK_WORKERS": str(workers)}
@@ -328,12 +336,14 @@ def admission_part(
         finally:
             clients.close()
         for count in talker_counts:
-            report = asyncio.run(talkers(server.url, server.api_key, count))
+            report = asyncio.run(talkers(server.url, server.api_key, count, questions))
             print(f"talkers {json.dumps(report)}", flush=True)
 
 
 async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dict[str, Any]:
-    """`count` calls at once, starts staggered, each asking `questions` spoken questions."""
+    """`count` calls at once, starts staggered, each asking `questions` spoken questions;
+    with the server's breakdown (stage medians, and the slowest turns in full: where a
+    p95 turn lost its time)."""
     asked = [
         QUESTIONS[(i * questions + q) % len(QUESTIONS)]
         for i in range(count)
@@ -341,9 +351,9 @@ async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dic
     ]
     spoken = {q: utterance(q) for q in set(asked)}
 
-    async def talker(index: int) -> list[float]:
+    async def talker(index: int) -> list[dict[str, Any]]:
         await asyncio.sleep(0.7 * index)
-        results = []
+        results: list[dict[str, Any]] = []
         for _ in range(10):  # a full node says 503 and Retry-After: a caller tries again
             client = CallClient(url, await mint_client_secret(url, api_key, {}))
             try:
@@ -364,7 +374,7 @@ async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dic
                 question = asked[index * questions + q]
                 turn = await one_turn(client, question, spoken[question])
                 if turn["voice_to_voice_ms"] is not None:
-                    results.append(turn["voice_to_voice_ms"])
+                    results.append({"talker": index, **turn})
         except CallError as exc:
             print(f"talker {index}: {exc}")
         finally:
@@ -374,16 +384,31 @@ async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dic
     cpu = time.process_time()
     start = time.monotonic()
     per_talker = await asyncio.gather(*(talker(i) for i in range(count)))
-    values = [v for talker_values in per_talker for v in talker_values]
+    turns = [turn for talker_turns in per_talker for turn in talker_turns]
+    values = [turn["voice_to_voice_ms"] for turn in turns]
+    slowest = sorted(turns, key=lambda t: -t["voice_to_voice_ms"])[: max(1, len(turns) // 10)]
     return {
         "talkers": count,
         "turns": len(values),
         "voice_to_voice_ms_p50": percentile(values, 50),
         "voice_to_voice_ms_p95": percentile(values, 95),
+        "voice_to_voice_ms": sorted(round(v) for v in values),  # to pool runs
         "clients_core_percent": round(
             100 * (time.process_time() - cpu) / (time.monotonic() - start), 1
         ),
+        "stage_ms_p50": {key: stage(turns, key, 50) for key in (*BREAKDOWN, "transport_ms")},
+        "slowest": [
+            {key: turn.get(key) for key in SLOW_KEYS if turn.get(key) is not None}
+            for turn in slowest
+        ],
     }
+
+
+SLOW_KEYS = ("talker", "heard_as", "voice_to_voice_ms", *BREAKDOWN, "transport_ms", "speculative")
+
+
+def stage(turns: list[dict[str, Any]], key: str, pct: float) -> float | None:
+    return percentile([t[key] for t in turns if isinstance(t.get(key), int | float)], pct)
 
 
 def numbers(text: str) -> list[int]:
@@ -398,6 +423,7 @@ def main() -> None:
     parser.add_argument("--ramp-to", type=int, default=0, help="0: twice the top level")
     parser.add_argument("--ramp-gap", type=float, default=0.5)
     parser.add_argument("--talkers", default="1,2,4,6")
+    parser.add_argument("--questions", type=int, default=3, help="spoken questions per talker")
     parser.add_argument("--skip", default="", help="parts to skip: levels,admission")
     parser.add_argument("--workers", type=int, default=1, help="the server's HARK_WORKERS")
     args = parser.parse_args()
@@ -415,6 +441,7 @@ def main() -> None:
                 args.client_procs,
                 numbers(args.talkers),
                 args.workers,
+                args.questions,
             )
     except Exception as exc:  # a benchmark reports, it does not fail
         print(f"capacity: failed: {exc!r}"[:3000])
