@@ -97,7 +97,7 @@ def run_queue_wait_s() -> float:
         return 0.0
 
 
-def core_share() -> float:
+def worker_cores() -> float:
     """The cores this process may count on: those it may run on, shared among the
     node's workers when it is one of several."""
     try:
@@ -113,7 +113,7 @@ class LoadMonitor:
     def __init__(self, limits: LoadLimits, pacing: PacingSlip = PACING) -> None:
         self.limits = limits
         self._pacing = pacing
-        self._cores = core_share()
+        self._cores = worker_cores()
         self._lag_ms = 0.0
         self._slip = 0.0
         self._worst_ms = 0.0

@@ -25,6 +25,8 @@ import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
+from server.config import usable_cores
+
 ENV = "HARK_CORE_SHARE"  # the file, set by the front for its workers
 INDEX_ENV = "HARK_WORKER_INDEX"
 STAMP = struct.Struct("d")
@@ -56,7 +58,7 @@ class CoreShare:
         cores: int | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        self.cores = cores or _usable_cores()
+        self.cores = cores or max(1, usable_cores())
         self.index = index
         self._clock = clock
         self._map: mmap.mmap | None = None
@@ -123,10 +125,3 @@ class CoreShare:
         if self._map is not None:
             self._map.close()
             self._map = None
-
-
-def _usable_cores() -> int:
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # not Linux
-        return max(1, os.cpu_count() or 1)
