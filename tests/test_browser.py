@@ -17,13 +17,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from tests.chromium import CHROMIUM, RATE, launch
 from tests.speech import silence, speak, write_wav
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 QUESTION = "What is the capital of France?"
-RATE = 48000  # the fake-capture device is happiest with 48 kHz mono 16-bit
 TURN_TIMEOUT_S = 90.0  # real models on a slow shared 2-core CPU
 SILENCE_RMS = 0.005  # the page's RMS of received audio; speech sits well above it
 
@@ -80,30 +79,6 @@ def question_wav(tmp_path: Path) -> Path:
     path = tmp_path / "question.wav"
     write_wav(path, pcm, RATE)
     return path
-
-
-def launch(playwright, profile: Path, wav: Path):
-    return playwright.chromium.launch_persistent_context(
-        user_data_dir=str(profile),
-        executable_path=str(CHROMIUM),
-        headless=True,
-        viewport={"width": 412, "height": 860},  # a phone-sized window
-        permissions=["microphone"],
-        args=[
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--autoplay-policy=no-user-gesture-required",
-            "--use-fake-ui-for-media-stream",
-            "--use-fake-device-for-media-stream",
-            f"--use-file-for-fake-audio-capture={wav}%noloop",
-        ],
-    )
 
 
 def turn_complete(snap: dict) -> bool:

@@ -50,7 +50,14 @@ from media.echo.reference import RATE, History
 FRAME = 512
 DECIMATE = 2
 TAPER = 256  # samples at 8 kHz: a 32 ms raised-cosine ramp at each end of the window
-_RAMP = 0.5 - 0.5 * np.cos(np.pi * (np.arange(TAPER) + 0.5) / TAPER)
+
+
+def raised_cosine(n: int) -> np.ndarray:
+    """A rising ramp of `n` samples (0 to 1, half-sample offset)."""
+    return 0.5 - 0.5 * np.cos(np.pi * (np.arange(n) + 0.5) / n)
+
+
+_RAMP = raised_cosine(TAPER)
 np.fft.irfft(np.fft.rfft(np.zeros(1 << 14)))  # the first transform of a size costs ~8 ms
 
 
@@ -119,13 +126,10 @@ class WaveformDelay:
         mic = _halve(self._mic.get(self._mic.end - n, self._mic.end)) * self._weights()
         ref = _halve(reference.get(end_index - n - self.max_lag, end_index))
         # Lags 0..max_lag never wrap around a transform as long as the reference.
-        size = 1 << int(np.ceil(np.log2(len(ref))))
-        cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size))
-        cross /= np.abs(cross) + 1e-9
         # corr[k] = sum_i ref[i + k] mic[i]; the mic's sample i is ref's i + max_lag at
         # zero delay, so lag (in samples at 8 kHz) = max_lag / 2 - k.
         lags = self.max_lag // DECIMATE
-        corr = np.fft.irfft(cross, size)[: lags + 1 - self.min_lag]
+        corr = phat(mic, ref)[: lags + 1 - self.min_lag]
         k = int(np.argmax(corr))
         spread = float(np.std(corr))
         self.peak_ratio = float(corr[k]) / spread if spread > 0 else 0.0
@@ -176,18 +180,32 @@ class WaveformDelay:
         return weights
 
 
+def phat(mic: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """GCC-PHAT: out[k] ~ sum_i ref[i + k] mic[i] with every frequency weighted alike,
+    for k from 0 (valid while k + len(mic) <= len(ref))."""
+    size = 1 << int(np.ceil(np.log2(len(ref))))
+    cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size))
+    cross /= np.abs(cross) + 1e-9
+    return np.fft.irfft(cross, size)
+
+
+def normalized_correlation(mic: np.ndarray, ref: np.ndarray, lags: int) -> np.ndarray:
+    """out[k] for k < `lags`: the correlation coefficient of `mic` with
+    ref[k : k + len(mic)], each lag normalized by the reference's own energy there."""
+    n = len(mic)
+    size = 1 << int(np.ceil(np.log2(len(ref))))
+    raw = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size)), size)[:lags]
+    squares = np.concatenate([[0.0], np.cumsum(ref * ref)])
+    energy = squares[n : n + lags] - squares[:lags]
+    return raw / np.sqrt(np.maximum(energy * float(np.dot(mic, mic)), 1e-9))
+
+
 def shift_of(mic: np.ndarray, ref: np.ndarray, max_shift: int) -> tuple[int, float, float]:
     """How many samples later than expected the echo in `mic` comes: `ref` is the
     reference at the expected delay with `max_shift` extra samples on each side. Returns
     the shift with the highest correlation coefficient, that coefficient, and the one at
     no shift. Plain correlation, each lag normalized by the reference's own energy there:
     over one 32 ms frame the phase transform let noisy quiet frequencies bury the peak."""
-    n = len(mic)
-    size = 1 << int(np.ceil(np.log2(len(ref))))
-    raw = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size)), size)
-    raw = raw[: 2 * max_shift + 1]
-    squares = np.concatenate([[0.0], np.cumsum(ref * ref)])
-    energy = squares[n : n + 2 * max_shift + 1] - squares[: 2 * max_shift + 1]
-    corr = raw / np.sqrt(np.maximum(energy * float(np.dot(mic, mic)), 1e-9))
+    corr = normalized_correlation(mic, ref, 2 * max_shift + 1)
     k = int(np.argmax(corr))
     return max_shift - k, float(corr[k]), float(corr[max_shift])

@@ -41,22 +41,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
+from media.echo.align import normalized_correlation, phat, raised_cosine
+from media.echo.presence import LOUD_MIC_POWER, NOISE_POWER, frame_powers
 from media.echo.reference import BLOCK, RATE, ReferenceTimeline
 
 FRAME = 512
-FRAME_BLOCKS = FRAME // BLOCK
-NOISE_POWER = 3000.0  # ~ -55 dBFS: a frame this quiet says nothing
-LOUD_POWER = 30000.0  # ~ -45 dBFS: a frame this loud is correlated
 TAIL_SECONDS = 0.15  # echo energy arriving after the direct path
 PRE_EMPHASIS = 0.9
 SPREAD_SAMPLES = 4000  # lags either side of those left, for the PHAT peak's spread
 TAPER = 256  # samples: raised-cosine ends of the hold's window (cut edges are broadband)
-
-
-def _frame_powers(reference: ReferenceTimeline, last_block: int, lo: int, hi: int) -> np.ndarray:
-    """The reference's 32 ms mean power ending at `last_block - lag` for lag = lo..hi."""
-    blocks = reference.power.get(last_block - FRAME_BLOCKS + 1 - hi, last_block - lo + 1)
-    return np.convolve(blocks, np.full(FRAME_BLOCKS, 1 / FRAME_BLOCKS), "valid")[::-1]
 
 
 def _sliding_max(x: np.ndarray, before: int, after: int) -> np.ndarray:
@@ -109,7 +102,9 @@ class OnsetCheck:
             mic = float(np.mean(np.square(samples, dtype=np.float64)))
             if not voiced or mic <= NOISE_POWER:
                 continue
-            powers = _frame_powers(reference, last_block, self.lo - self.slack, self.hi + self.tail)
+            powers = frame_powers(
+                reference.power, last_block, self.lo - self.slack, self.hi + self.tail
+            )
             bound = _sliding_max(powers, self.slack, self.tail)[self.slack : self.slack + n]
             loud += mic > bound * self.coupling
         left = ~quiet & (loud < 2)
@@ -135,19 +130,11 @@ class OnsetCheck:
         count = 0
         for samples, voiced, _, end_index in frames:
             mic = samples.astype(np.float64)
-            if not voiced or float(np.mean(mic * mic)) <= LOUD_POWER:
+            if not voiced or float(np.mean(mic * mic)) <= LOUD_MIC_POWER:
                 continue
-            m = _emphasis(mic)
-            ref = _emphasis(
-                reference.samples.get(end_index - dmax - FRAME, end_index - dmin).astype(np.float64)
-            )
-            size = 1 << int(np.ceil(np.log2(len(ref))))
-            raw = np.fft.irfft(np.fft.rfft(ref, size) * np.conj(np.fft.rfft(m, size)), size)
-            raw = raw[:lags]  # raw[k]: the reference at lag dmax - k
-            squares = np.concatenate([[0.0], np.cumsum(ref * ref)])
-            k = len(m)
-            energy = squares[k : k + lags] - squares[:lags]
-            total += raw / np.sqrt(np.maximum(energy * float(np.dot(m, m)), 1e-9))
+            ref = reference.samples.get(end_index - dmax - FRAME, end_index - dmin)
+            # [k]: the reference at lag dmax - k
+            total += normalized_correlation(_emphasis(mic), _emphasis(ref.astype(np.float64)), lags)
             count += 1
         if not count:
             return True  # nothing loud enough to tell: it may be echo
@@ -174,16 +161,12 @@ class OnsetCheck:
         hi = dmax + SPREAD_SAMPLES
         mic = np.concatenate([f[0] for f in frames]).astype(np.float64)
         n = len(mic)
-        taper = min(TAPER, n // 4)
-        ramp = 0.5 - 0.5 * np.cos(np.pi * (np.arange(taper) + 0.5) / taper)
-        mic[:taper] *= ramp
-        mic[n - taper :] *= ramp[::-1]
+        ramp = raised_cosine(min(TAPER, n // 4))
+        mic[: len(ramp)] *= ramp
+        mic[n - len(ramp) :] *= ramp[::-1]
         end = frames[-1][3]
         ref = reference.samples.get(end - n - hi, end - lo).astype(np.float64)
-        size = 1 << int(np.ceil(np.log2(len(ref))))
-        cross = np.fft.rfft(ref, size) * np.conj(np.fft.rfft(mic, size))
-        cross /= np.abs(cross) + 1e-9
-        corr = np.fft.irfft(cross, size)[: hi - lo + 1][::-1]  # corr[i]: lag lo + i
+        corr = phat(mic, ref)[: hi - lo + 1][::-1]  # corr[i]: lag lo + i
         spread = float(np.std(corr))
         if spread <= 0:
             return 0.0

@@ -61,6 +61,13 @@ LOUD_MIC_POWER = 30000.0  # ~ -45 dBFS: a microphone this loud holds a sound
 HISTORY_FRAMES = 16  # frames back a held voice's onset is looked up (~0.5 s)
 
 
+def frame_powers(power: History, last_block: int, lo: int, hi: int) -> np.ndarray:
+    """The reference's 32 ms mean power (`power`: its power per block) ending at block
+    `last_block - lag`, for lag = lo..hi (in blocks)."""
+    blocks = power.get(last_block - FRAME_BLOCKS + 1 - hi, last_block - lo + 1)
+    return np.convolve(blocks, np.full(FRAME_BLOCKS, 1 / FRAME_BLOCKS), "valid")[::-1]
+
+
 class Presence(Enum):
     UNKNOWN = "unknown"
     ECHO = "echo"
@@ -133,10 +140,7 @@ class EchoPresence:
             return
         self._before.append(self._cleared.copy())
         self._call_peak = max(self._call_peak, peak_ratio)
-        # The reference's 32 ms power at each lag, newest lag first.
-        lo = last_block - FRAME_BLOCKS + 1 - self._hi
-        blocks = reference.get(lo, last_block - self._lo + 1)
-        frames = np.convolve(blocks, np.full(FRAME_BLOCKS, 1 / FRAME_BLOCKS), "valid")[::-1]
+        frames = frame_powers(reference, last_block, self._lo, self._hi)
         loud = frames >= LOUD_REFERENCE
         if not loud.any():
             return

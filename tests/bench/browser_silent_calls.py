@@ -25,8 +25,8 @@ from typing import Any
 import numpy as np
 
 from tests.bench.silent_calls import alternate, cpu_seconds, server_of
+from tests.chromium import RATE, launch
 from tests.speech import write_wav
-from tests.test_browser import RATE, launch
 
 SETTLE_S = 4.0  # after the last tab connected: ICE, DTLS, the encoder's DTX
 
