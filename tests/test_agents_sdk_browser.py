@@ -24,9 +24,10 @@ from typing import ClassVar
 import numpy as np
 import pytest
 
+from tests.chromium import CHROMIUM, RATE
 from tests.server_process import free_port
 from tests.speech import silence, speak, write_wav
-from tests.test_browser import CHROMIUM, RATE, SILENCE_RMS
+from tests.test_browser import SILENCE_RMS
 
 PAGE = Path(__file__).parent / "agents_page"
 BUNDLE = PAGE / "node_modules" / "@openai" / "agents-realtime" / "dist" / "bundle"
@@ -91,7 +92,7 @@ def test_an_agents_sdk_page_on_another_origin_runs_a_tool_and_hears_the_answer(
 ) -> None:
     from playwright.sync_api import sync_playwright
 
-    from tests.test_browser import launch
+    from tests.chromium import launch
 
     assert page_origin.rsplit(":", 1)[1] != str(hark.port)  # another origin than Hark's
     wav = tmp_path / "question.wav"

@@ -27,28 +27,16 @@ from typing import Any
 import numpy as np
 
 from tests.bench.voice_to_voice import QUESTIONS, percentile
+from tests.chromium import CHROMIUM, FLAGS, RATE
 from tests.speech import silence, speak
 
-CHROMIUM = "/usr/bin/chromium"
 HARNESS = Path(__file__).with_name("browser_harness.js")
-RATE = 48000
 AUDIBLE_RMS = 0.01  # received reply level; Piper speech is far above, silence is 0
 INTERRUPTIONS = [
     "Stop, wait a moment.",
     "Hold on, let me ask something else.",
     "No, that is not what I meant.",
     "Wait, stop please.",
-]
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
 ]
 
 
