@@ -23,11 +23,11 @@ import numpy as np
 import pytest
 
 from server.tools.call_client import CallClient, mint_client_secret
+from tests.chromium import CHROMIUM, FLAGS
 from tests.speech import silence, speak, write_wav
 from tests.udp_relay import Impairment, UdpRelay, local_ipv4
 
 ROOT = Path(__file__).resolve().parents[1]
-CHROMIUM = Path("/usr/bin/chromium")
 ARTIFACTS = ROOT / "artifacts"
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -35,19 +35,7 @@ pytestmark = [pytest.mark.browser, pytest.mark.slow]
 if not CHROMIUM.exists():
     pytest.skip("Debian's chromium is not installed at /usr/bin/chromium", allow_module_level=True)
 
-BROWSER_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--autoplay-policy=no-user-gesture-required",
-    "--use-fake-ui-for-media-stream",
-    "--use-fake-device-for-media-stream",
-]
+BROWSER_ARGS = [*FLAGS, "--use-fake-ui-for-media-stream", "--use-fake-device-for-media-stream"]
 
 ROWS_JS = """() => [...document.querySelectorAll('#call-rows tr')].map((tr) => ({
   id: tr.dataset.id,
