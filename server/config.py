@@ -273,7 +273,7 @@ class Config:
     admission_loop_lag_ms: float = setting("HARK_ADMISSION_LOOP_LAG_MS", 60.0, number(0.0))
     admission_pacing_slip: float = setting("HARK_ADMISSION_PACING_SLIP", 0.05, number(0.0, 1.0))
     admission_cpu: float = setting("HARK_ADMISSION_CPU", 0.9, number(0.0, 1.0))
-    admission_loop_busy: float = setting("HARK_ADMISSION_LOOP_BUSY", 0.85, number(0.0, 1.0))
+    admission_loop_busy: float = setting("HARK_ADMISSION_LOOP_BUSY", 0.7, number(0.0, 1.0))
     admission_window_s: float = setting("HARK_ADMISSION_WINDOW", 2.0, number(0.0))
 
     # Durable memory: conversations, recordings, voices (server/store). SQLite under the

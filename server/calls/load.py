@@ -63,7 +63,7 @@ class LoadLimits:
     pacing_slip: float = 0.05  # share of outbound frames later than media.pacing's budget
     cpu: float = 0.9  # share of the cores this process may run on
     # Share of the time the event-loop thread runs or waits for a core to run on.
-    loop_busy: float = 0.85
+    loop_busy: float = 0.7
     window_s: float = 2.0
 
     @classmethod
