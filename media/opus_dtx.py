@@ -1,4 +1,4 @@
-"""Ask the caller to stop sending in silence: `usedtx=1` on Opus in Hark's SDP answer.
+"""Opus DTX both ways: `usedtx=1` in Hark's SDP answer, and the caller's own in its offer.
 
 A silent caller still sends 50 Opus packets a second, and each is received, decrypted,
 decoded, resampled and framed for the VAD: most of what a silent call costs the server.
@@ -10,6 +10,10 @@ the first sound. The gap between them is filled with silence on the audio clock
 The parameter says what the answerer wants to receive, so it goes only on the answer's
 audio `a=fmtp` lines of Opus payload types; aiortc keeps the offer's fmtp there and sends
 no DTX itself, so this is text on the way out, not a codec setting.
+
+The other way, a client whose offer says `usedtx=1` prefers to receive DTX (RFC 7587,
+7.1): Hark then sends an idle call a 1-byte DTX packet every 400 ms instead of 50 silence
+packets a second (`wants_dtx`; `media.outbound.OutboundAudioTrack.dtx_packet`).
 """
 
 from __future__ import annotations
@@ -22,12 +26,34 @@ _FMTP = re.compile(r"^a=fmtp:(\d+) ?(.*)$")
 
 def ask_for_dtx(answer_sdp: str) -> str:
     """`answer_sdp` with `usedtx=1` on each audio section's Opus payload types."""
+    sections = _sections(answer_sdp)
+    return "\r\n".join(line for section in sections for line in _section(section))
+
+
+def wants_dtx(offer_sdp: str) -> bool:
+    """The offer asks to receive Opus with DTX: `usedtx=1` on an audio section's Opus
+    payload type."""
+    for section in _sections(offer_sdp):
+        if not section or not section[0].startswith("m=audio"):
+            continue
+        opus = {m.group(1) for line in section if (m := _RTPMAP.match(line))}
+        for line in section:
+            fmtp = _FMTP.match(line)
+            if fmtp and fmtp.group(1) in opus:
+                params = [p.strip().lower().replace(" ", "") for p in fmtp.group(2).split(";")]
+                if "usedtx=1" in params:
+                    return True
+    return False
+
+
+def _sections(sdp: str) -> list[list[str]]:
+    """The SDP's lines: the session part, then one list per media section."""
     sections: list[list[str]] = [[]]
-    for line in answer_sdp.split("\r\n"):
+    for line in re.split(r"\r?\n", sdp):
         if line.startswith("m="):
             sections.append([])
         sections[-1].append(line)
-    return "\r\n".join(line for section in sections for line in _section(section))
+    return sections
 
 
 def _section(lines: list[str]) -> list[str]:

@@ -56,6 +56,9 @@ MAX_BURST_FRAMES = 10
 # before the cached silence packet takes over: the encoder's lookahead drains the end of
 # the reply, and its timestamps are anchored at pts 0 as aiortc expects.
 SILENCE_HANGOVER_FRAMES = 10
+# With DTX (the client's offer says `usedtx=1`), an idle stream after the hangover is one
+# 1-byte packet per 400 ms, as libopus's own DTX sends, and nothing in between.
+DTX_INTERVAL_FRAMES = 20
 
 
 # Every gap's frame: one read-only array, not a new one 50 times a second per call.
@@ -76,6 +79,13 @@ def opus_silence_packet() -> bytes:
         frame.sample_rate, frame.time_base, frame.pts = RATE, TIME_BASE, n * FRAME_SAMPLES
         packets.extend(encoder.encode(frame)[0])
     return packets[-1]
+
+
+def opus_dtx_packet() -> bytes:
+    """A DTX packet in the same configuration: the silence packet's TOC byte with no frame
+    data. Receivers take a packet of two bytes or less as "silence goes on" (WebRTC's
+    NetEq plays comfort noise through the gap instead of concealing a loss)."""
+    return opus_silence_packet()[:1]
 
 
 class _SampleQueue:
@@ -181,7 +191,12 @@ class OutboundAudioTrack(MediaStreamTrack):
         # The encoded form of a silent frame in the negotiated codec (the transport sets
         # it: `opus_silence_packet()`); None encodes every frame.
         self.silence_packet: bytes | None = None
+        # Set (`opus_dtx_packet()`) when the client asked for DTX: idle slots then mostly
+        # send nothing, and one such packet every `DTX_INTERVAL_FRAMES`.
+        self.dtx_packet: bytes | None = None
+        self.frames_not_sent = 0  # idle slots left off the wire (DTX)
         self._encode_left = SILENCE_HANGOVER_FRAMES
+        self._idle_packets = 0  # idle slots since the hangover ended
 
     # Properties
 
@@ -319,17 +334,32 @@ class OutboundAudioTrack(MediaStreamTrack):
         aiortc's encoder stamps the first frame it encodes after such a run with its own
         next timestamp (the one it would have used without the run); that frame is the
         silence right after `begin_response`, or at worst a reply's first 20 ms, which
-        Piper's quiet lead-in fills."""
-        out = await self.next_frame()
-        pts = (self._frames - 1) * FRAME_SAMPLES
-        if self.silence_packet is not None and out.response_id is None and not self._active:
-            if self._encode_left <= 0:
-                packet = av.Packet(self.silence_packet)
-                packet.pts, packet.time_base = pts, TIME_BASE
-                return packet
-            self._encode_left -= 1
-        else:
-            self._encode_left = SILENCE_HANGOVER_FRAMES
+        Piper's quiet lead-in fills.
+
+        With `dtx_packet` set, most idle slots return nothing: the wait goes on to the
+        next slot (every slot still passes through `next_frame`, so the echo reference
+        and the pacing tally see them all) and the packets' `pts` jump over the gap."""
+        while True:
+            out = await self.next_frame()
+            pts = (self._frames - 1) * FRAME_SAMPLES
+            idle = out.response_id is None and not self._active
+            if self.silence_packet is None or not idle:
+                self._encode_left = SILENCE_HANGOVER_FRAMES
+                self._idle_packets = 0
+                break
+            if self._encode_left > 0:
+                self._encode_left -= 1
+                break
+            payload = self.silence_packet
+            if self.dtx_packet is not None:
+                slot, self._idle_packets = self._idle_packets, self._idle_packets + 1
+                if slot % DTX_INTERVAL_FRAMES:
+                    self.frames_not_sent += 1
+                    continue
+                payload = self.dtx_packet
+            packet = av.Packet(payload)
+            packet.pts, packet.time_base = pts, TIME_BASE
+            return packet
         frame = av.AudioFrame.from_ndarray(out.pcm.reshape(1, -1), format="s16", layout="mono")
         frame.sample_rate = RATE
         frame.time_base = TIME_BASE

@@ -5,7 +5,8 @@
 //
 // Test hook: window.hark = {state, activity, events, maxRemoteLevel, lastError,
 // audioLevel(), micLevel(), connect(), hangUp(), send(event), sendText(text),
-// packetsSent() (the microphone's RTP packets so far, from getStats)}.
+// packetsSent() (the microphone's RTP packets so far, from getStats), packetsReceived()
+// (the reply track's)}.
 
 import { StreamLevel } from "./audio.js";
 import { ClientStatsReporter } from "./client_stats.js";
@@ -65,16 +66,25 @@ const hark = {
   sendText: (text) => sendText(text),
   clientStatsSent: () => (statsReporter ? statsReporter.sent : 0),
   packetsSent: () => packetsSent(),
+  packetsReceived: () => packetsReceived(),
 };
 window.hark = hark;
 
 async function packetsSent() {
+  return rtpCount("outbound-rtp", "packetsSent");
+}
+
+async function packetsReceived() {
+  return rtpCount("inbound-rtp", "packetsReceived");
+}
+
+async function rtpCount(type, key) {
   if (!call || !call.pc) return 0;
-  let sent = 0;
+  let count = 0;
   (await call.pc.getStats()).forEach((s) => {
-    if (s.type === "outbound-rtp" && s.kind === "audio") sent += s.packetsSent || 0;
+    if (s.type === type && s.kind === "audio") count += s[key] || 0;
   });
-  return sent;
+  return count;
 }
 
 // ---- state and controls ----

@@ -63,6 +63,18 @@ export function micConstraints(processing) {
   };
 }
 
+// The offer says we prefer to receive Opus with DTX (RFC 7587 `usedtx=1`): the server
+// then sends a short packet every 400 ms between replies instead of 50 a second. It is a
+// receive preference, so only the copy sent to the server carries it.
+export function preferDtx(sdp) {
+  const opus = new Set();
+  for (const m of sdp.matchAll(/^a=rtpmap:(\d+) opus\//gim)) opus.add(m[1]);
+  return sdp.replace(/^a=fmtp:(\d+) ?(.*)$/gm, (line, pt, params) => {
+    if (!opus.has(pt) || /(^|;)\s*usedtx=/i.test(params)) return line;
+    return `a=fmtp:${pt} ${params ? `${params};` : ""}usedtx=1`;
+  });
+}
+
 function iceGatheringComplete(pc, maxMs) {
   if (pc.iceGatheringState === "complete") return Promise.resolve();
   return new Promise((resolve) => {
@@ -130,7 +142,7 @@ export class RealtimeCall {
     const resp = await fetch(CALLS_PATH, {
       method: "POST",
       headers: { Authorization: `Bearer ${this.token}`, "Content-Type": "application/sdp" },
-      body: pc.localDescription.sdp,
+      body: preferDtx(pc.localDescription.sdp),
     });
     if (!resp.ok) throw await errorFromResponse(resp, "Starting the call");
     const location = resp.headers.get("Location");

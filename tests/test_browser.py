@@ -175,11 +175,16 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             page.screenshot(path=str(shot))
             # Hark's answer asked for Opus DTX (usedtx=1): the silent microphone sends a
             # packet every ~400 ms, not 50 a second, and the turn above still ended.
+            # And the page's offer asked for DTX the other way: between replies Hark
+            # sends a 1-byte packet every 400 ms, and the reply above was still heard.
             before = page.evaluate("() => window.hark.packetsSent()")
+            heard_before = page.evaluate("() => window.hark.packetsReceived()")
             page.wait_for_timeout(2000)
             sent = page.evaluate("() => window.hark.packetsSent()") - before
-            print(f"microphone packets in 2 s of silence: {sent}")
+            heard = page.evaluate("() => window.hark.packetsReceived()") - heard_before
+            print(f"packets in 2 s of silence: microphone {sent}, reply track {heard}")
             assert 0 < sent < 30, f"{sent} packets in 2 s of silence: no DTX"
+            assert 0 < heard < 30, f"{heard} packets from Hark in 2 s of silence: no DTX"
 
             with page.expect_response(lambda r: r.request.method == "DELETE") as hangup:
                 page.get_by_role("button", name="Hang up").click()

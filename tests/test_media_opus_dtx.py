@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from aiortc.sdp import SessionDescription
 
-from media.opus_dtx import ask_for_dtx
+from media.opus_dtx import ask_for_dtx, wants_dtx
 
 ANSWER = "\r\n".join(
     [
@@ -55,3 +55,12 @@ def test_an_opus_type_without_fmtp_gets_one() -> None:
 def test_an_answer_without_opus_is_left_alone() -> None:
     pcmu = ANSWER.replace("a=rtpmap:111 opus/48000/2\r\n", "")
     assert ask_for_dtx(pcmu) == pcmu
+
+
+def test_an_offer_that_asks_for_dtx_is_told_apart() -> None:
+    """`wants_dtx` reads the caller's own wish to receive DTX from its offer."""
+    assert not wants_dtx(ANSWER)  # usedtx=0
+    assert wants_dtx(ask_for_dtx(ANSWER))
+    assert wants_dtx(ask_for_dtx(ANSWER).replace("\r\n", "\n"))  # bare LF line ends
+    assert not wants_dtx(ANSWER.replace("usedtx=0", "usedtx=1").replace("opus/", "other/"))
+    assert not wants_dtx(ANSWER.replace(";usedtx=0", ""))

@@ -5,15 +5,18 @@ import asyncio
 
 import av
 import numpy as np
+import pytest
 from aiortc import RTCPeerConnection
 from aiortc.codecs.opus import OpusDecoder
 from aiortc.jitterbuffer import JitterFrame
 
 from media.inbound import InboundAudio
 from media.outbound import (
+    DTX_INTERVAL_FRAMES,
     FRAME_SAMPLES,
     SILENCE_HANGOVER_FRAMES,
     OutboundAudioTrack,
+    opus_dtx_packet,
     opus_silence_packet,
 )
 
@@ -72,11 +75,45 @@ async def test_paused_reply_is_encoded():
     assert all(isinstance(f, av.AudioFrame) for f in paused)
 
 
-async def test_reply_after_idle_packets_arrives_whole_over_aiortc():
-    """Real peers: the call idles on packets, then a 1 s tone reply is heard in full."""
+async def test_with_dtx_an_idle_stream_is_one_short_packet_per_400_ms():
+    track = fast_track()
+    track.dtx_packet = opus_dtx_packet()
+    assert len(track.dtx_packet) == 1  # a TOC byte alone: receivers read it as DTX
+    head = [await track.recv() for _ in range(SILENCE_HANGOVER_FRAMES)]
+    assert all(isinstance(f, av.AudioFrame) for f in head)
+    idle = [await track.recv() for _ in range(3)]
+    assert all(isinstance(p, av.Packet) and bytes(p) == track.dtx_packet for p in idle)
+    # One packet per DTX_INTERVAL_FRAMES slots, its pts on the track's clock.
+    start = SILENCE_HANGOVER_FRAMES * FRAME_SAMPLES
+    step = DTX_INTERVAL_FRAMES * FRAME_SAMPLES
+    assert [p.pts for p in idle] == [start, start + step, start + 2 * step]
+    assert track.frames_not_sent == 2 * (DTX_INTERVAL_FRAMES - 1)
+    # A reply begun in the gap goes out at its next slot, every frame of it encoded.
+    track.begin_response("r1")
+    track.push(np.full(FRAME_SAMPLES * 3, 3000, dtype=np.int16), 48000)
+    track.end_response()
+    reply = [await track.recv() for _ in range(4)]
+    assert reply[0].pts == start + 2 * step + FRAME_SAMPLES
+    assert all(isinstance(f, av.AudioFrame) for f in reply)
+    assert [f.to_ndarray().any() for f in reply] == [True, True, True, False]
+
+
+async def test_without_dtx_every_idle_slot_is_sent():
+    track = fast_track()
+    items = [await track.recv() for _ in range(SILENCE_HANGOVER_FRAMES + 30)]
+    assert [i.pts for i in items] == [n * FRAME_SAMPLES for n in range(len(items))]
+    assert track.frames_not_sent == 0
+
+
+@pytest.mark.parametrize("dtx", [False, True], ids=["silence packets", "dtx"])
+async def test_reply_after_idle_packets_arrives_whole_over_aiortc(dtx: bool):
+    """Real peers: the call idles on packets (or on DTX, mostly nothing), then a 1 s tone
+    reply is heard in full."""
     sender, receiver = RTCPeerConnection(), RTCPeerConnection()
     outbound = OutboundAudioTrack()
     outbound.silence_packet = opus_silence_packet()
+    if dtx:
+        outbound.dtx_packet = opus_dtx_packet()
     sender.addTrack(outbound)
     frames: list[np.ndarray] = []
     ready: asyncio.Future[InboundAudio] = asyncio.get_running_loop().create_future()
@@ -95,6 +132,7 @@ async def test_reply_after_idle_packets_arrives_whole_over_aiortc():
         inbound = await asyncio.wait_for(ready, 10)
         await asyncio.sleep(0.6)  # past the hangover: idle frames are packets now
         assert outbound._encode_left == 0
+        assert (outbound.frames_not_sent > 0) == dtx
         received_idle = len(frames)
         outbound.begin_response("r1")
         t = np.arange(48000) / 48000

@@ -23,8 +23,8 @@ from aiortc.sdp import SessionDescription
 from media.decoder_queue import bound_decoder_queues
 from media.inbound import InboundAudio
 from media.jitter import shorten_audio_receive_delay
-from media.opus_dtx import ask_for_dtx
-from media.outbound import OutboundAudioTrack, opus_silence_packet
+from media.opus_dtx import ask_for_dtx, wants_dtx
+from media.outbound import OutboundAudioTrack, opus_dtx_packet, opus_silence_packet
 from server.call.ports import CallControlError
 from server.protocol.audio_format import AudioFormat
 
@@ -124,6 +124,8 @@ class WebRtcTransport:
         await pc.setLocalDescription(await pc.createAnswer())
         if _sends_opus(pc.localDescription.sdp):
             self._track.silence_packet = opus_silence_packet()  # idle frames cost nothing
+            if wants_dtx(offer_sdp):
+                self._track.dtx_packet = opus_dtx_packet()  # and mostly go unsent
         return ask_for_dtx(pc.localDescription.sdp)  # a silent caller then costs little
 
     def send_event(self, raw: str) -> None:
