@@ -1,13 +1,16 @@
 """What a browser adds on the downlink: Hark's outbound track into headless Chromium.
 
-    .venv/bin/python -m tests.bench.browser_receive_delay [--bursts 20]
+    .venv/bin/python -m tests.bench.browser_receive_delay [--bursts 20] [--idle dtx --gap-s 2]
 
 An aiortc peer sends with Hark's OutboundAudioTrack (as the server does) to a Chromium page
 that plays the stream and watches it with an AnalyserNode. Tone bursts go out at known
 times; printed are the delay from the first burst frame handed to aiortc to the page
 seeing it (same-machine clocks, epoch milliseconds), and Chromium's own getStats():
 NetEq's mean jitter-buffer delay and target, and the playout delay. Compare with
-transport_latency.py's aiortc client. It prints; it never fails.
+transport_latency.py's aiortc client. `--idle` picks what goes out between bursts: every
+frame encoded (`frames`), the server's cached silence packet (`packets`), or that with
+outbound DTX (`dtx`: a 1-byte packet per 400 ms), to see what NetEq makes of each.
+It prints; it never fails.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ from typing import Any
 
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 
-from media.outbound import FRAME_SECONDS, OutboundAudioTrack
+from media.outbound import FRAME_SECONDS, OutboundAudioTrack, opus_dtx_packet, opus_silence_packet
 from tests.bench.transport_latency import (
     RATE,
     burn_cpu,
@@ -122,10 +125,16 @@ def neteq(stats: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-async def run(bursts: int, stall_ms: float, resync: bool) -> dict[str, Any]:
+async def run(
+    bursts: int, stall_ms: float, resync: bool, idle: str = "frames", gap_s: float = 0.7
+) -> dict[str, Any]:
     from playwright.async_api import async_playwright
 
     bot = ResyncOnSilence() if resync else OutboundAudioTrack()
+    if idle in ("packets", "dtx"):
+        bot.silence_packet = opus_silence_packet()
+    if idle == "dtx":
+        bot.dtx_packet = opus_dtx_packet()
     server = RTCPeerConnection(RTCConfiguration(iceServers=[]))
     sends: list[float] = []  # epoch ms of each burst's first frame
     frame_times = record_frame_times(bot)
@@ -163,7 +172,7 @@ async def run(bursts: int, stall_ms: float, resync: bool) -> dict[str, Any]:
                 bot.push(tone(), RATE)
                 bot.end_response()
                 sends.append(await asyncio.wait_for(started, 5))
-                await asyncio.sleep(0.7)
+                await asyncio.sleep(gap_s)
                 if index % 5 == 4:
                     trend.append(neteq(await page.evaluate(STATS_JS)))
             if staller is not None:
@@ -194,11 +203,13 @@ def main() -> None:
     parser.add_argument("--load-nice", type=int, default=0, help="their niceness (0-19)")
     parser.add_argument("--stall-ms", type=float, default=0, help="block the loop every 0.35 s")
     parser.add_argument("--resync", action="store_true", help="skip late silence frames")
+    parser.add_argument("--idle", choices=("frames", "packets", "dtx"), default="frames")
+    parser.add_argument("--gap-s", type=float, default=0.7, help="from a burst's start to the next")
     args = parser.parse_args()
     stop = threading.Event()
     burn_cpu(args.load, args.load_nice, stop)
     try:
-        report = asyncio.run(run(args.bursts, args.stall_ms, args.resync))
+        report = asyncio.run(run(args.bursts, args.stall_ms, args.resync, args.idle, args.gap_s))
     finally:
         stop.set()
     report.update(
@@ -206,6 +217,8 @@ def main() -> None:
         load_nice=args.load_nice,
         stall_ms=args.stall_ms,
         resync_on_silence=args.resync,
+        idle=args.idle,
+        gap_s=args.gap_s,
     )
     print(json.dumps(report, indent=2))
 
