@@ -9,7 +9,11 @@ then shifts no positions.
 Senders may stop sending in silence (Opus DTX on phones and glasses, and Chromium for a
 digitally silent Web Audio track). A turn would then never end, since the VAD never sees
 the silence. So after `gap_fill_s` without a packet the missing time is fed as silence,
-unless the wait only looked long because the event loop itself was stalled.
+unless the wait only looked long because the event loop itself was stalled. A sender
+stops only once it is quiet (Opus's DTX after ~200 ms of no speech), so a gap right after
+a frame well above the line's noise floor is the network holding speech back, not DTX:
+feeding silence there would splice it into the middle of a word once the late audio
+arrives. Such a gap is given `voiced_gap_fill_s` (a dead link still ends the turn).
 
 A reader that falls behind (a starved event loop) finds many frames waiting in aiortc's
 unbounded queue; past `MAX_BACKLOG_FRAMES` the oldest are dropped and replaced by as
@@ -23,6 +27,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections import deque
 from collections.abc import Callable
 from typing import Protocol
 
@@ -40,6 +45,11 @@ STALL_GRACE_S = 0.02
 # stalled or starved reader, older frames are dropped and their time fed as silence, so
 # memory stays bounded and the audio clock still counts every sample that was sent.
 MAX_BACKLOG_FRAMES = 10
+# A frame this many times louder (RMS) than the quietest of the last `FLOOR_FRAMES`, and
+# over `VOICED_MIN_RMS`, is speech: a gap after it waits `voiced_gap_fill_s`.
+VOICED_OVER_FLOOR = 4.0
+VOICED_MIN_RMS = 300.0
+FLOOR_FRAMES = 100  # ~2 s of 20 ms packets
 
 
 class AudioSource(Protocol):
@@ -63,6 +73,7 @@ class InboundAudio:
         sample_rate: int = 16000,
         on_ended: Callable[[], None] | None = None,
         gap_fill_s: float | None = 0.1,
+        voiced_gap_fill_s: float = 1.0,
     ) -> None:
         self.track = track
         self.on_frame = on_frame
@@ -76,6 +87,8 @@ class InboundAudio:
         self._stopping = False
         self._last_frame: float | None = None
         self._gap_fill_s = gap_fill_s
+        self._voiced_gap_fill_s = voiced_gap_fill_s
+        self._level = LineLevel()
         self._clock_at: float | None = None  # wall time the audio clock last caught up to
         self._task: asyncio.Task[None] | None = None
         self.max_backlog_frames = MAX_BACKLOG_FRAMES
@@ -127,6 +140,7 @@ class InboundAudio:
             except Exception:
                 log.exception("cannot resample an inbound frame; dropped")
                 continue
+            self._level.hear(pcm)
             self._feed(pcm)
         self._feed(self._resampler.flush())  # a last partial frame is never classified
         if self.on_ended is not None:
@@ -139,8 +153,9 @@ class InboundAudio:
         """The next frame, or None after feeding silence for a gap with no packets."""
         if self._gap_fill_s is None or self._clock_at is None:
             return await self.track.recv()
+        wait = self._voiced_gap_fill_s if self._level.voiced else self._gap_fill_s
         try:
-            return await asyncio.wait_for(self.track.recv(), self._gap_fill_s)
+            return await asyncio.wait_for(self.track.recv(), max(self._gap_fill_s, wait))
         except TimeoutError:
             pass
         # A starved event loop fires that timeout late, with the packets that were due
@@ -189,3 +204,20 @@ class InboundAudio:
             except Exception:
                 log.exception("on_frame failed")
         self._pending = pending[full:].copy()
+
+
+class LineLevel:
+    """Whether the latest packet was speech: its RMS against the line's noise floor (the
+    quietest packet of the last ~2 s), so a noisy line's floor does not read as speech."""
+
+    def __init__(self) -> None:
+        self._recent: deque[float] = deque(maxlen=FLOOR_FRAMES)
+        self.voiced = False
+
+    def hear(self, pcm: np.ndarray) -> None:
+        if not len(pcm):
+            return
+        rms = float(np.sqrt(np.dot(pcm, pcm.astype(np.float64)) / len(pcm)))
+        self._recent.append(rms)
+        floor = min(self._recent)
+        self.voiced = rms >= VOICED_MIN_RMS and rms >= VOICED_OVER_FLOOR * floor

@@ -138,6 +138,57 @@ async def test_a_sender_gone_quiet_is_heard_as_silence_on_the_audio_clock():
     await inbound.stop()
 
 
+def noise(seconds: float, rms: float, seed: int = 1) -> np.ndarray:
+    return (np.random.default_rng(seed).standard_normal(int(48000 * seconds)) * rms).astype(
+        np.int16
+    )
+
+
+async def test_a_gap_in_the_middle_of_speech_waits_for_the_late_audio():
+    """The network holds packets back mid-word (300 ms): no silence is spliced in, the late
+    audio follows the early on the same clock. Only a quiet sender goes quiet (DTX)."""
+    speech = np.concatenate([noise(1.0, 100), noise(1.0, 5000, seed=2)])
+    track = FakeAudioTrack(speech)
+    frames: list[np.ndarray] = []
+    inbound = InboundAudio(track, lambda f, ms: frames.append(f), gap_fill_s=0.05)
+    inbound.start()
+    while track.pos < 48000 + 24000:  # noqa: ASYNC110 - half a second into the speech
+        await asyncio.sleep(0.001)
+    track.gate = asyncio.Event()
+    await asyncio.sleep(0.3)  # six times the quiet line's gap
+    track.gate.set()
+    while track.pos < len(speech):  # noqa: ASYNC110
+        await asyncio.sleep(0.001)
+    await asyncio.sleep(0.05)
+    await inbound.stop()
+    audio = np.concatenate(frames)
+    loud = audio[16000 + 512 :]  # past the floor and the resampler's edge
+    chunks = [f for f in np.split(loud[: len(loud) // 512 * 512], len(loud) // 512)]
+    assert all(np.abs(f).max() > 1000 for f in chunks), "silence spliced into the speech"
+    assert len(audio) <= len(speech) // 3 + 512  # no extra time on the clock
+
+
+async def test_a_sender_quiet_before_its_gap_is_filled_at_once():
+    """Speech, then the sender's own quiet for 300 ms, then nothing (Opus DTX): the gap
+    is silence after `gap_fill_s`, not after the voiced wait."""
+    pcm = np.concatenate([noise(0.5, 100), noise(0.5, 5000, seed=2), noise(1.0, 100, seed=3)])
+    track = FakeAudioTrack(pcm)
+    frames: list[tuple[np.ndarray, int]] = []
+    inbound = InboundAudio(
+        track, lambda f, ms: frames.append((f, ms)), gap_fill_s=0.05, voiced_gap_fill_s=5.0
+    )
+    inbound.start()
+    while track.pos < 48000 * 13 // 10:  # noqa: ASYNC110 - 300 ms into the quiet
+        await asyncio.sleep(0.001)
+    track.gate = asyncio.Event()  # (the track still holds audio: it has not ended)
+    await asyncio.sleep(0.1)
+    before = len(frames)
+    await asyncio.sleep(0.4)
+    filled = frames[before:]
+    assert len(filled) >= 8 and all(not f.any() for f, _ in filled)
+    await inbound.stop()
+
+
 class StalledLine:
     """Frames handed over by a 'network' task on a schedule, as aiortc's receiver does."""
 
