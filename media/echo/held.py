@@ -11,9 +11,10 @@ At each candidate delay (the guard's measured one, and the lags where the held a
 best correlates with the reference, GCC-PHAT) one complex gain per frequency is fitted to
 the held frames at once (least squares, as `AlignedEchoModel`), and each frame's
 residual is what that echo leaves of it; the delay that leaves least wins. An echo is
-explained: the fit is to the very frames it judges (over WebRTC it left 20-30 dB less of
-the echo frames of a hold). A person is not in the reference: a voice at the echo's
-level over it leaves 3 dB or more of each frame. Which frames count as a person, and
+explained: the fit is to the very frames it judges (over WebRTC it removed 15-25 dB of
+the echo frames of a hold, and at most ~5 dB of a soft question's over them). A person
+is not in the reference: a voice at the echo's level over it leaves 3 dB or more of each
+frame. Which frames count as a person, and
 when a fit is good enough to say so, is the listener's call.
 
 Frames are judged ~0.5 s at a time, each part at its own delay (a client's playout
@@ -84,12 +85,15 @@ def _judge(
     b: int,
     out: HeldAudio,
 ) -> None:
-    """Frames a..b-1 judged at the candidate delay that leaves least of them."""
+    """Frames a..b-1: what the echo leaves of each at the candidate delay that leaves
+    least of it (the echo may have slipped from one to another within the part), and
+    each less the echo at the delay that leaves least of them all."""
     mics = np.array([f.astype(np.float64) for f in frames[a:b]])
     chunk_ends = np.asarray(ends[a:b], dtype=np.int64)
     peaks = _peaks(samples, mics, int(chunk_ends[-1]), lags)
     best: tuple[float, int, np.ndarray, np.ndarray, np.ndarray] | None = None
     m = np.fft.rfft(_WINDOW * mics, axis=1)  # (frames, bins)
+    least = np.full(b - a, np.inf)
     for delay in dict.fromkeys([*delays, *peaks]):
         kept = chunk_ends - delay - FRAME >= samples.start
         if not kept.any():
@@ -104,12 +108,13 @@ def _judge(
         gains = _fit(m[kept], x[:, kept])
         left = np.sum(np.abs(m - np.einsum("jb,jib->ib", gains, x)) ** 2, axis=1)
         left *= 2 / (FRAME * FRAME * 0.375)
+        least = np.minimum(least, np.where(kept, left, np.inf))
         total = float(np.sum(left[kept]))
         if best is None or total < best[0]:
             best = (total, delay, gains, left, kept)
     if best is None:
         return
-    _, delay, gains, left, kept = best
+    _, delay, gains, _, _ = best
     for i, e in enumerate(chunk_ends):
         echo = np.zeros(FRAME)
         for j in range(TAPS):
@@ -117,7 +122,7 @@ def _judge(
             echo += echo_waveform(gains[j], samples.get(stop - 2 * FRAME, stop).astype(np.float64))
         cleaned = np.clip(np.rint(mics[i] - echo), -32768, 32767)
         out.cleaned[a + i] = cleaned.astype(np.int16)
-        out.left[a + i] = float(left[i]) if kept[i] else None
+        out.left[a + i] = float(least[i]) if np.isfinite(least[i]) else None
         out.delays[a + i] = delay
 
 

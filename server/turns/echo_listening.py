@@ -62,11 +62,13 @@ REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person fo
 UNEXPLAINED_DB = -6.0  # a held voiced frame of which what was sent cannot explain this
 UNEXPLAINED_POWER = 3000.0  # ... much, and more than this (~ -55 dBFS), holds a person,
 MISFIT_DB = 1.0  # ... but no more than this over the frame itself
-UNEXPLAINED_RUN = 3  # ... and a hold with this many such frames in a row is replayed
+UNEXPLAINED_RUN = 5  # ... and a hold with this many such frames in a row is replayed
 TAIL_FRAMES, TAIL_DB = 5, -12.0  # ... and what is left is no more than this under the
 # loudest frame of the ~160 ms up to it
 EXPLAINED_DB, EXPLAINED_SHARE = -10.0, 0.5  # the fit must leave this little of at least
 # this share of the hold's loud frames for what it leaves to count
+CHECK_BEFORE, CHECK_AFTER = 4, 12  # frames around a run fitted again, as a second opinion
+MAX_CHECKS = 4  # ... on at most this many runs of one hold
 CHUNK_FRAMES = 16  # held frames judged at a time (`explain_held`), while the hold goes on
 
 
@@ -251,7 +253,7 @@ class EchoListener:
         `UNEXPLAINED_DB` of, with that echo taken out and heard again by the VAD (the
         canceller had carved it); else []."""
         self._judge_held()
-        run, first = 0, None
+        run, first, checks = 0, None, 0
         powers = [_power(h.raw) for h in self._held]
         for i, (held, (left, _)) in enumerate(zip(self._held, self._judged, strict=True)):
             # As loud as the echo around it, too: a room's reverb tail, which the fit
@@ -263,8 +265,13 @@ class EchoListener:
             live = held.echo_left is None or _unexplained(held.echo_left, held.raw)
             run = run + 1 if loud and live and _unexplained(left, held.raw) else 0
             if run == UNEXPLAINED_RUN:
-                first = i - run + 1
-                break
+                if self._still_unexplained(i - run + 1):
+                    first = i - run + 1
+                    break
+                checks += 1
+                if checks == MAX_CHECKS:
+                    break
+                run = 0
         if first is None:
             return []
         # Only a fit that explains most of the hold's loud frames proves anything: in a
@@ -285,6 +292,17 @@ class EchoListener:
                 HeldFrame(cleaned, held.raw, probability if i >= first else 0.0, held.audio_end_ms)
             )
         return voice
+
+    def _still_unexplained(self, first: int) -> bool:
+        """A second opinion on a run of unexplained frames from `first` on: fitted again
+        over the ~0.5 s around it alone, where the echo may sit at a delay of its own (a
+        client's playout stalled under load and resumed later: the part the run was
+        judged in straddled both delays), it still leaves them."""
+        around = self._held[max(first - CHECK_BEFORE, 0) : first + CHECK_AFTER]
+        judged = self.guard.explain_held([(h.raw, h.audio_end_ms) for h in around])
+        offset = first - max(first - CHECK_BEFORE, 0)
+        run = zip(around[offset:], judged.left[offset:], strict=True)
+        return all(_unexplained(left, h.raw) for h, left in list(run)[:UNEXPLAINED_RUN])
 
     def _could_be_echo(self) -> bool:
         could = self.guard.voice_could_be_echo(self._onset)
