@@ -128,3 +128,36 @@ def test_what_was_sent_explains_its_echo_and_not_a_voice():
             assert left >= mic * 10 ** (-6 / 10)
         elif power == 0.0 and mic > 1e5:
             assert left < mic * 10 ** (-10 / 10)
+
+
+def test_a_voice_replayed_while_the_echo_is_unknown_is_the_microphone_as_it_came():
+    """A client with no echo, its user talking over the first reply: the held voice is
+    replayed (onset check or voice rule) as the microphone heard it, not as the still
+    new canceller left it (over real WebRTC it carved "What time is it?" into "I miss
+    it"), like the rest of the turn it starts."""
+    rate = 16000
+    reply48 = speak(REPLY, 48000)
+    sent48 = np.concatenate([np.zeros(48000, np.int16), reply48, np.zeros(48000, np.int16)])
+    sent48 = sent48[: len(sent48) // 960 * 960]
+    n_mic = int((len(sent48) / 48000 - MIC_T0) * rate) // 512 * 512
+    mic = np.random.default_rng(1).standard_normal(n_mic) * 30.0
+    user = speak("What time is it?").astype(np.float64) * 10 ** (-6 / 20)
+    at = int((REPLY_AT + 0.3 - MIC_T0) * rate)
+    mic[at : at + len(user)] += user[: n_mic - at]
+    mic_pcm = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+    listener = EchoListener("auto")
+    vad = SileroVad(SileroModel.load())
+    replays = []
+    f = 0
+    for k in range(n_mic // 512):
+        now = MIC_T0 + (k + 1) * 0.032
+        while f * 0.02 <= now and f < len(sent48) // 960:
+            listener.far_end(sent48[f * 960 : (f + 1) * 960], f * 0.02)
+            f += 1
+        frame = mic_pcm[k * 512 : (k + 1) * 512]
+        heard = listener.hear(frame, (k + 1) * 32, vad, 0.5, in_turn=False, now=now)
+        if heard.replay:
+            replays.append(heard.replay)
+    assert replays, "the voice was never held back: nothing was tested"
+    for replay in replays:
+        assert all(np.array_equal(h.frame, h.raw) for h in replay)

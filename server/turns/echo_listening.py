@@ -39,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -163,7 +163,7 @@ class EchoListener:
             self._voiced += voiced
             if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
-                return Heard(frame, probability, self._release(in_turn))
+                return Heard(frame, probability, self._release(in_turn, raw=True))
             if unknown:
                 self._onset.append(voiced)
                 if (
@@ -178,13 +178,13 @@ class EchoListener:
                         len(self._onset),
                         audio_end_ms,
                     )
-                    return Heard(frame, probability, self._release(in_turn))
+                    return Heard(frame, probability, self._release(in_turn, raw=True))
             self._quiet_run = 0 if voiced else self._quiet_run + 1
             if unknown and self._short_voice():
                 # A short voice that has ended (a backchannel, a cough) with no echo
                 # peak in it: replayed now, while the reply it may pause still plays.
                 self._held.append(here)
-                return Heard(verdict.frame, 0.0, self._release(in_turn))
+                return Heard(verdict.frame, 0.0, self._release(in_turn, raw=True))
             if not self._held:
                 self._held = list(self._recent)
             self._held.append(here)
@@ -218,7 +218,7 @@ class EchoListener:
         )
         if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2 or quiet_hold):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
-            replay = self._release(in_turn)
+            replay = self._release(in_turn, raw=unknown)
         elif self._held:
             replay = self._unless_echo(in_turn, vad)
         self._recent.append(here)
@@ -342,8 +342,14 @@ class EchoListener:
             return True
         return self.guard.model_useful and _unexplained(verdict.echo_left, raw)
 
-    def _release(self, in_turn: bool) -> list[HeldFrame]:
+    def _release(self, in_turn: bool, raw: bool = False) -> list[HeldFrame]:
+        """What was held, to replay; `raw`: the microphone as it came (a voice found no
+        echo while the echo is unknown: a canceller that is still new carved it, and
+        Whisper heard "What time is it?" over a first reply as "I miss it"), as the
+        turn it starts goes on being heard."""
         held = [] if in_turn else self._held
+        if raw:
+            held = [replace(h, frame=h.raw) for h in held]
         self._drop()
         return held
 
