@@ -49,6 +49,7 @@ from media.echo.align import WaveformDelay
 from media.echo.canceller import EchoCanceller
 from media.echo.delay import BLOCK_SECONDS, EchoDelayEstimator
 from media.echo.gate import ACTIVE_FRAME_POWER, EchoGate, GateParams
+from media.echo.held import HeldAudio, explain
 from media.echo.model import AlignedEchoModel
 from media.echo.onset import OnsetCheck
 from media.echo.presence import HISTORY_FRAMES, EchoPresence
@@ -80,6 +81,7 @@ class EchoVerdict:
     delay_ms: float | None  # the round-trip echo delay in use, once measured
     echo_window: bool = False  # something sent could be echoing in this frame
     suspect: bool = False  # the gate saw evidence of a person in it, not yet confirmed
+    echo_left: float | None = None  # the frame's power the echo model leaves, once modelled
 
 
 class EchoGuard:
@@ -112,6 +114,9 @@ class EchoGuard:
         # was last learned at: a first (or moved) delay re-reads them against the new window.
         self._echo_frames: deque[tuple[int, float]] = deque(maxlen=RELEARN_FRAMES)
         self._coupling_delay: float | None = None
+        # Frames (their reference end index // FRAME_SAMPLES) the listener found a person
+        # in after all: not echo, so nothing is learned from them as echo.
+        self._voice: deque[int] = deque(maxlen=RELEARN_FRAMES)
         self.presence = EchoPresence(max_delay_seconds)  # does this client echo at all?
         self._onset = OnsetCheck(*self.presence.lags)
         # (samples, last block, end index) of the last frames, for a held voice's check
@@ -139,9 +144,44 @@ class EchoGuard:
         frames = [(s, v, b, e) for (s, b, e), v in zip(heard, voiced, strict=True)]
         return self._onset.could_be_echo(self._reference, cleared, frames)
 
+    def not_echo(self, audio_end_ms: Sequence[int]) -> None:
+        """Frames held back as echo turned out to hold a person (`explain_held`): what was
+        heard while the delay was being found and is about to teach the gate and the
+        echo model (the echo just found in it) leaves them out. Without this a soft
+        voice under the first reply taught them that echo is that loud, and they missed
+        the rest of it."""
+        for ms in audio_end_ms:
+            self._voice.append(self._key(self._end_of(ms)))
+
+    def _key(self, end: float) -> int:
+        return round(end / FRAME_SAMPLES)
+
+    def _end_of(self, audio_end_ms: int) -> int:
+        return round(self._reference.index_at(self._anchor + audio_end_ms / 1000))
+
+    def explain_held(self, frames: Sequence[tuple[np.ndarray, int]]) -> HeldAudio:
+        """Consecutive microphone frames held back as possible echo, as (samples,
+        audio_end_ms), oldest first, judged by what was sent (`media.echo.held`): what
+        the best-fitting echo leaves of each, at the measured delay or where they
+        correlate with the reference."""
+        assert self._reference.started
+        ends = [self._end_of(ms) for _, ms in frames]
+        delays = [] if self._model.delay is None else [self._model.delay]
+        if self._delay.delay_seconds is not None:
+            delays.append(round(self._delay.delay_seconds * RATE))
+        lo, hi = self.presence.lags
+        samples = [frame for frame, _ in frames]
+        return explain(self._reference.samples, samples, ends, delays, (lo * BLOCK, hi * BLOCK))
+
     @property
     def onset_check(self) -> OnsetCheck:
         return self._onset
+
+    @property
+    def model_useful(self) -> bool:
+        """The echo model is seen to leave `MODEL_USEFUL_DB` less of the echo than the
+        raw coupling does: what it leaves of a frame is worth a look."""
+        return self._gate.model_gain_db <= self._gate.echo_gain_db - MODEL_USEFUL_DB
 
     @property
     def erle_db(self) -> float:
@@ -243,6 +283,8 @@ class EchoGuard:
         frames, bounds = [], []
         for ago, mic in self._waveform.recent():  # up to the frame the search ended on
             end = end_index - ago * FRAME_SAMPLES
+            if self._key(end) in self._voice:
+                continue
             bound = self._echo_bound(math.floor(end / BLOCK) - 1, delay)
             if bound >= ACTIVE_FRAME_POWER:
                 frames.append((end, mic))
@@ -267,7 +309,11 @@ class EchoGuard:
         if delay is None:
             return
         if self._coupling_delay is None:
-            frames = [(mic, self._echo_bound(block, delay)) for block, mic in self._echo_frames]
+            frames = [
+                (mic, self._echo_bound(block, delay))
+                for block, mic in self._echo_frames
+                if self._key((block + 1) * BLOCK) not in self._voice
+            ]
         elif abs(delay - self._coupling_delay) > RELEARN_SHIFT_SECONDS:
             frames = []
             model = self._model.delay
@@ -361,7 +407,7 @@ class EchoGuard:
                 self._delay.adopt(self._model.delay / RATE)
         suspect = self._gate.suspects_speech
         if echo_only and not suspect:
-            return EchoVerdict(cleaned, True, self.delay_ms, echo_window=True)
+            return EchoVerdict(cleaned, True, self.delay_ms, echo_window=True, echo_left=model)
         # Near-end speech (or a frame with evidence not yet confirmed: still echo only for
         # the VAD, but it is the first 32 ms of the word if it is one). Hand on the
         # microphone as it was, or with only the model's echo subtracted where the model
@@ -370,7 +416,9 @@ class EchoGuard:
         # Whisper unsure of a first "Wait".
         if model is not None and useful:
             frame = self._model.subtract(frame, end)
-        return EchoVerdict(frame, echo_only, self.delay_ms, echo_window=True, suspect=suspect)
+        return EchoVerdict(
+            frame, echo_only, self.delay_ms, echo_window=True, suspect=suspect, echo_left=model
+        )
 
     def _echo_bound(self, last_block: int, delay: float | None) -> float:
         """The loudest 32 ms of reference that can echo in the frame ending at `last_block`."""

@@ -54,6 +54,19 @@ TRUST_FRAMES = 4.0  # a frequency counts in the residual once it has carried thi
 # times the current frame's reference energy in the fit (else its gain is a guess)
 
 
+def echo_waveform(gain: np.ndarray, ref: np.ndarray) -> np.ndarray:
+    """The echo in a frame predicted by per-frequency `gain`s, from `ref`: the reference
+    at the delay from half a frame before that frame to half a frame after it (2 x 512
+    samples). The gains become a filter of +-256 taps, applied by FFT with room on both
+    sides, so the frame's samples are free of wrap-around."""
+    h = np.fft.irfft(gain, FRAME)
+    taps = np.zeros(2 * FRAME)
+    taps[:HALF] = h[:HALF]
+    taps[-HALF:] = h[HALF:]  # negative lags: the delay rounded a little late
+    out = np.fft.irfft(np.fft.rfft(ref, 2 * FRAME) * np.fft.rfft(taps), 2 * FRAME)
+    return out[HALF : HALF + FRAME]
+
+
 class SpectralEchoModel:
     """`residual(mic, ref)` per frame, `learn()` after a frame judged echo only."""
 
@@ -110,14 +123,8 @@ class SpectralEchoModel:
     def echo(self, ref: np.ndarray) -> np.ndarray:
         """The model's echo waveform in the frame last given to `residual`, from `ref`:
         the reference at the delay from half a frame before that frame to half a frame
-        after it (2 x 512 samples). The gains become a filter of +-256 taps, applied by
-        FFT with room on both sides, so the frame's samples are free of wrap-around."""
-        h = np.fft.irfft(self._gain, FRAME)
-        taps = np.zeros(2 * FRAME)
-        taps[:HALF] = h[:HALF]
-        taps[-HALF:] = h[HALF:]  # negative lags: the delay rounded a little late
-        out = np.fft.irfft(np.fft.rfft(ref, 2 * FRAME) * np.fft.rfft(taps), 2 * FRAME)
-        return out[HALF : HALF + FRAME]
+        after it (2 x 512 samples)."""
+        return echo_waveform(self._gain, ref)
 
     def fit(self, frames: list[tuple[np.ndarray, np.ndarray]]) -> list[float | None]:
         """Learn from (mic, ref) frames heard before the delay was known, oldest first;

@@ -50,6 +50,7 @@ TAIL_SECONDS = 0.15  # echo energy arriving after the direct path
 PRE_EMPHASIS = 0.9
 SPREAD_SAMPLES = 4000  # lags either side of those left, for the PHAT peak's spread
 TAPER = 256  # samples: raised-cosine ends of the hold's window (cut edges are broadband)
+CACHED_FRAMES = 64  # frames' correlations kept for the next check of the same voice
 
 
 def _sliding_max(x: np.ndarray, before: int, after: int) -> np.ndarray:
@@ -84,6 +85,10 @@ class OnsetCheck:
         self.last_peak = 0.0  # the GCC-PHAT peak ratio of the last check
         self.last_correlation = 0.0  # the best mean correlation of the last check
         self.last_lags = 0  # the lags (blocks) the last check had left to correlate
+        # Each frame's correlation over the lags left, by (end index, lags): the checks of
+        # one held voice (its 3rd to 6th voiced frame) share their first frames, and one
+        # frame's correlation over 1.5 s of lags is most of a check's ~4 ms.
+        self._correlations: dict[tuple[int, int, int], np.ndarray] = {}
 
     def could_be_echo(
         self,
@@ -132,9 +137,7 @@ class OnsetCheck:
             mic = samples.astype(np.float64)
             if not voiced or float(np.mean(mic * mic)) <= LOUD_MIC_POWER:
                 continue
-            ref = reference.samples.get(end_index - dmax - FRAME, end_index - dmin)
-            # [k]: the reference at lag dmax - k
-            total += normalized_correlation(_emphasis(mic), _emphasis(ref.astype(np.float64)), lags)
+            total += self._correlation(reference, mic, end_index, dmin, dmax)
             count += 1
         if not count:
             return True  # nothing loud enough to tell: it may be echo
@@ -146,6 +149,21 @@ class OnsetCheck:
         self.last_correlation = best
         self.last_peak = self._phat_peak(reference, frames, dmin, dmax, inside)
         return best >= self.min_correlation or self.last_peak >= self.min_peak
+
+    def _correlation(
+        self, reference: ReferenceTimeline, mic: np.ndarray, end_index: int, dmin: int, dmax: int
+    ) -> np.ndarray:
+        """[k]: the frame's correlation coefficient with the reference at lag dmax - k."""
+        key = (end_index, dmin, dmax)
+        cached = self._correlations.get(key)
+        if cached is None:
+            if len(self._correlations) >= CACHED_FRAMES:
+                self._correlations.clear()
+            ref = reference.samples.get(end_index - dmax - FRAME, end_index - dmin)
+            lags = dmax - dmin + 1
+            cached = normalized_correlation(_emphasis(mic), _emphasis(ref.astype(np.float64)), lags)
+            self._correlations[key] = cached
+        return cached
 
     def _phat_peak(
         self,

@@ -5,7 +5,7 @@
 - `echo_guard: "off"`: frames pass as they are.
 - `"on"`: the `EchoGuard` cancels the bot's voice and its verdict gates each frame: an
   echo-only frame reaches the segmenter with a speech probability of 0.
-- `"auto"` (experimental; the server default is `"off"`): the guard runs and gates while
+- `"auto"` (the server default): the guard runs and gates while
   its `EchoPresence` has not ruled the echo out. The client that sends no echo back (a
   browser's AEC) is known within ~2.2 s of its first reply, or ~320 ms into its user's
   voice over that reply (a voice held back with no echo found in it, replayed from its
@@ -24,9 +24,14 @@ into the segmenter when it turns out to be speech: when the gate lets the same v
 through a moment later, when the echo is ruled out, or when the reply's echo has ended
 and the held voice carried the gate's evidence of a person (`suspect` frames: a frame
 of pure echo almost never does). The segmenter then starts the turn where the voice
-began, and it is transcribed and answered like any other. Held frames with no such
-evidence were the echo itself (the first reply's, before the canceller converged) and
-are dropped.
+began, and it is transcribed and answered like any other. A hold with no such evidence
+is dropped only where what was sent explains it (`EchoGuard.explain_held`,
+media/echo/held.py: the echo of the first reply, before the canceller converged); a
+sound the echo that best fits the hold leaves (a soft question under the echo, which
+the gate's learned margins miss) is replayed with that echo taken out once the echo
+ends, and a later refit of the echo model or the coupling leaves its frames out
+(`EchoGuard.not_echo`). Where the fit explains too little of the hold's echo itself (a
+reverberant room) it proves nothing, and the hold is dropped as before.
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from __future__ import annotations
 import logging
 from collections import deque
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -54,6 +59,17 @@ ONSET_VOICED_FRAMES = 3, 6  # voiced frames held while the echo is unknown from 
 # replays it at once (each further check is one more chance to mistake an echo)
 REPLAY_MIN_SUSPECTS = 4  # voiced frames with the gate's evidence of a person for a held
 # voice to be replayed once the echo ends
+UNEXPLAINED_DB = -6.0  # a held voiced frame of which what was sent cannot explain this
+UNEXPLAINED_POWER = 3000.0  # ... much, and more than this (~ -55 dBFS), holds a person,
+MISFIT_DB = 1.0  # ... but no more than this over the frame itself
+UNEXPLAINED_RUN = 5  # ... and a hold with this many such frames in a row is replayed
+TAIL_FRAMES, TAIL_DB = 5, -12.0  # ... and what is left is no more than this under the
+# loudest frame of the ~160 ms up to it
+EXPLAINED_DB, EXPLAINED_SHARE = -10.0, 0.5  # the fit must leave this little of at least
+# this share of the hold's loud frames for what it leaves to count
+CHECK_BEFORE, CHECK_AFTER = 4, 12  # frames around a run fitted again, as a second opinion
+MAX_CHECKS = 4  # ... on at most this many runs of one hold
+CHUNK_FRAMES = 16  # held frames judged at a time (`explain_held`), while the hold goes on
 
 
 @dataclass(frozen=True)
@@ -62,6 +78,7 @@ class HeldFrame:
     raw: np.ndarray  # as it came: what is replayed once the echo is ruled out
     probability: float  # the VAD's, on the cleaned frame
     audio_end_ms: int
+    echo_left: float | None = None  # the power the guard's echo model left of it, if any
 
 
 @dataclass
@@ -79,6 +96,9 @@ class EchoListener:
         self.guard = EchoGuard()
         self._recent: deque[HeldFrame] = deque(maxlen=PADDING_FRAMES)
         self._held: list[HeldFrame] = []
+        # (power left, frame less the echo) per held frame judged so far (`explain_held`),
+        # a chunk at a time while the hold goes on: the reference for it is kept ~6 s
+        self._judged: list[tuple[float | None, np.ndarray]] = []
         self._suspects = 0
         self._loud = 0  # held voiced frames the gate passed: louder than any echo
         self._voiced = 0  # held voiced frames
@@ -121,7 +141,11 @@ class EchoListener:
                 audio_end_ms,
             )
             if presence is Presence.ECHO and self._held:
-                self._drop()  # what was held was the echo just found in it
+                # What was held was the echo just found in it. (Judging it by what was sent
+                # here, as at the end of a hold, took the onset of a room's echo for a
+                # voice: a fit to its first few frames explains too little of them.) A
+                # person under it is held again from here (`_hold`), and judged later.
+                self._drop()
         if not self.gating:
             # No echo from this client: the microphone as it came, as with no guard.
             probability = vad(frame)
@@ -132,14 +156,14 @@ class EchoListener:
         # that is still new suppresses a voice along with the echo, and the voice rule
         # must hear the voice to rule the echo out.
         probability = vad(frame if unknown else verdict.frame)  # always run: VAD state
-        here = HeldFrame(verdict.frame, frame, probability, audio_end_ms)
+        here = HeldFrame(verdict.frame, frame, probability, audio_end_ms, verdict.echo_left)
         voiced = probability >= threshold
-        if self._hold(verdict, voiced, unknown, in_turn):
+        if self._hold(verdict, frame, voiced, unknown, in_turn):
             self._loud += voiced and not verdict.echo_only  # louder than any echo could be
             self._voiced += voiced
             if voiced and unknown and self.guard.presence.voice_held(self.guard.waveform_peak):
                 # A voice held this long with no echo found in it: the client sends none.
-                return Heard(frame, probability, self._release(in_turn))
+                return Heard(frame, probability, self._release(in_turn, raw=True))
             if unknown:
                 self._onset.append(voiced)
                 if (
@@ -154,19 +178,23 @@ class EchoListener:
                         len(self._onset),
                         audio_end_ms,
                     )
-                    return Heard(frame, probability, self._release(in_turn))
+                    return Heard(frame, probability, self._release(in_turn, raw=True))
             self._quiet_run = 0 if voiced else self._quiet_run + 1
             if unknown and self._short_voice():
                 # A short voice that has ended (a backchannel, a cough) with no echo
                 # peak in it: replayed now, while the reply it may pause still plays.
                 self._held.append(here)
-                return Heard(verdict.frame, 0.0, self._release(in_turn))
+                return Heard(verdict.frame, 0.0, self._release(in_turn, raw=True))
             if not self._held:
                 self._held = list(self._recent)
             self._held.append(here)
             self._suspects += verdict.suspect and voiced
             if len(self._held) > MAX_HELD_FRAMES:
                 del self._held[0]
+                if self._judged:
+                    del self._judged[0]
+            if len(self._held) - len(self._judged) >= CHUNK_FRAMES:
+                self._judge_held()
             return Heard(verdict.frame, 0.0)
         if self._held and in_turn:
             self._drop()  # a turn began: what was held is in its audio
@@ -190,11 +218,91 @@ class EchoListener:
         )
         if self._held and (self._suspects >= REPLAY_MIN_SUSPECTS or self._loud >= 2 or quiet_hold):
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
-            replay = self._release(in_turn)
+            replay = self._release(in_turn, raw=unknown)
         elif self._held:
-            self._drop()
+            replay = self._unless_echo(in_turn, vad)
         self._recent.append(here)
         return Heard(verdict.frame, probability, replay)
+
+    def _unless_echo(self, in_turn: bool, vad: Callable[[np.ndarray], float]) -> list[HeldFrame]:
+        """A hold the gate saw too little of a person in: replayed all the same where what
+        was sent leaves a sound in it, else dropped as the echo it was."""
+        voice = self._voice_in_hold(vad)
+        if voice:
+            log.info(
+                "held voice is no echo (what was sent leaves it: %d frames, at %d ms)",
+                len(voice),
+                voice[-1].audio_end_ms,
+            )
+            self.guard.not_echo([h.audio_end_ms for h in voice])
+            self._held = voice
+            return self._release(in_turn)
+        self._drop()
+        return []
+
+    def _judge_held(self) -> None:
+        """The held frames not yet judged, by what was sent (`EchoGuard.explain_held`)."""
+        fresh = self._held[len(self._judged) :]
+        if fresh:
+            judged = self.guard.explain_held([(h.raw, h.audio_end_ms) for h in fresh])
+            self._judged += zip(judged.left, judged.cleaned, strict=True)
+
+    def _voice_in_hold(self, vad: Callable[[np.ndarray], float]) -> list[HeldFrame]:
+        """The held sound that what was sent cannot explain: from the padding before its
+        first run of `UNEXPLAINED_RUN` frames that the best-fitting echo leaves
+        `UNEXPLAINED_DB` of, with that echo taken out and heard again by the VAD (the
+        canceller had carved it); else []."""
+        self._judge_held()
+        run, first, checks = 0, None, 0
+        powers = [_power(h.raw) for h in self._held]
+        for i, (held, (left, _)) in enumerate(zip(self._held, self._judged, strict=True)):
+            # As loud as the echo around it, too: a room's reverb tail, which the fit
+            # explains poorly, is quieter than the words it follows.
+            recent = max(powers[max(i - TAIL_FRAMES, 0) : i + 1])
+            loud = left is not None and left >= recent * 10 ** (TAIL_DB / 10)
+            # (and what the guard's own model left of it as it came, where it had one: it
+            # follows the echo when a client's playout slips, a fit to the hold cannot)
+            live = held.echo_left is None or _unexplained(held.echo_left, held.raw)
+            run = run + 1 if loud and live and _unexplained(left, held.raw) else 0
+            if run == UNEXPLAINED_RUN:
+                if self._still_unexplained(i - run + 1):
+                    first = i - run + 1
+                    break
+                checks += 1
+                if checks == MAX_CHECKS:
+                    break
+                run = 0
+        if first is None:
+            return []
+        # Only a fit that explains most of the hold's loud frames proves anything: in a
+        # reverberant room it explains little of the echo itself.
+        loud = [(p, left) for p, (left, _) in zip(powers, self._judged, strict=True)]
+        loud = [(p, left) for p, left in loud if p > 10 * UNEXPLAINED_POWER and left is not None]
+        explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for p, left in loud)
+        if explained < EXPLAINED_SHARE * len(loud):
+            log.info("held voice: what was sent explains too little of it to tell; dropped")
+            return []
+        start = max(first - PADDING_FRAMES, 0)
+        voice = []
+        for i in range(start, len(self._held)):
+            held, (_, cleaned) = self._held[i], self._judged[i]
+            probability = vad(cleaned)  # in order: the frames just before this one
+            # the padding as the segmenter's: audio before the voice, not a voice
+            voice.append(
+                HeldFrame(cleaned, held.raw, probability if i >= first else 0.0, held.audio_end_ms)
+            )
+        return voice
+
+    def _still_unexplained(self, first: int) -> bool:
+        """A second opinion on a run of unexplained frames from `first` on: fitted again
+        over the ~0.5 s around it alone, where the echo may sit at a delay of its own (a
+        client's playout stalled under load and resumed later: the part the run was
+        judged in straddled both delays), it still leaves them."""
+        around = self._held[max(first - CHECK_BEFORE, 0) : first + CHECK_AFTER]
+        judged = self.guard.explain_held([(h.raw, h.audio_end_ms) for h in around])
+        offset = first - max(first - CHECK_BEFORE, 0)
+        run = zip(around[offset:], judged.left[offset:], strict=True)
+        return all(_unexplained(left, h.raw) for h, left in list(run)[:UNEXPLAINED_RUN])
 
     def _could_be_echo(self) -> bool:
         could = self.guard.voice_could_be_echo(self._onset)
@@ -215,24 +323,39 @@ class EchoListener:
             and self.guard.presence.hold_peak < NO_ECHO_PEAK
         )
 
-    def _hold(self, verdict: EchoVerdict, voiced: bool, unknown: bool, in_turn: bool) -> bool:
+    def _hold(
+        self, verdict: EchoVerdict, raw: np.ndarray, voiced: bool, unknown: bool, in_turn: bool
+    ) -> bool:
         """Whether this frame is held back. Not inside a turn, nor once the echo is over.
         While the echo is not yet known every voice is (the gate may pass a frame of the
         echo as a person); once known, a hold starts where the gate saw a person and
-        still judged the frame echo, and goes on while it does."""
+        still judged the frame echo, or where the echo model leaves `UNEXPLAINED_DB` of
+        a voiced frame the gate judged echo (a soft voice under the echo, which the
+        gate's learned margins miss), and goes on while the gate judges it echo."""
         if in_turn or not verdict.echo_window:
             return False
         if self._held:
             return verdict.echo_only or unknown
-        return voiced and (unknown or (verdict.echo_only and verdict.suspect))
+        if not voiced or not (unknown or verdict.echo_only):
+            return False
+        if unknown or verdict.suspect:
+            return True
+        return self.guard.model_useful and _unexplained(verdict.echo_left, raw)
 
-    def _release(self, in_turn: bool) -> list[HeldFrame]:
+    def _release(self, in_turn: bool, raw: bool = False) -> list[HeldFrame]:
+        """What was held, to replay; `raw`: the microphone as it came (a voice found no
+        echo while the echo is unknown: a canceller that is still new carved it, and
+        Whisper heard "What time is it?" over a first reply as "I miss it"), as the
+        turn it starts goes on being heard."""
         held = [] if in_turn else self._held
+        if raw:
+            held = [replace(h, frame=h.raw) for h in held]
         self._drop()
         return held
 
     def _drop(self) -> None:
         self._held = []
+        self._judged = []
         self._suspects = 0
         self._loud = 0
         self._voiced = 0
@@ -240,3 +363,19 @@ class EchoListener:
         self._onset = []
         self._recent.clear()
         self.guard.presence.release()
+
+
+def _unexplained(left: float | None, raw: np.ndarray) -> bool:
+    """What the echo leaves of a microphone frame (`left`, a mean power) is a sound of
+    its own: `UNEXPLAINED_DB` of the frame or more, above the noise, and not more than
+    the frame itself held (`MISFIT_DB`): a voice over an echo predicted right leaves at
+    most what the microphone heard; more is an echo predicted wrong (an audio clock
+    spliced by a stall, a slipped playout)."""
+    if left is None or left <= UNEXPLAINED_POWER:
+        return False
+    power = _power(raw)
+    return power * 10 ** (UNEXPLAINED_DB / 10) <= left <= power * 10 ** (MISFIT_DB / 10)
+
+
+def _power(frame: np.ndarray) -> float:
+    return float(np.mean(np.square(frame, dtype=np.float64)))
