@@ -1,7 +1,8 @@
 // The Hark voice client: wires the page's controls to one RealtimeCall at a time.
 //
 // URL parameters: ?token=ek_… uses that client secret (or API key) instead of the demo
-// secret; ?aec=0 turns off echo cancellation, noise suppression and auto gain control.
+// secret; ?aec=0 turns off echo cancellation, noise suppression and auto gain control;
+// ?dtx=1 asks Hark for Opus DTX between replies (fewer packets; see README).
 //
 // Test hook: window.hark = {state, activity, events, maxRemoteLevel, lastError,
 // audioLevel(), micLevel(), connect(), hangUp(), send(event), sendText(text),
@@ -19,6 +20,7 @@ const LEVEL_INTERVAL_MS = 50;
 const params = new URLSearchParams(window.location.search);
 const urlToken = params.get("token") || "";
 const micProcessing = params.get("aec") !== "0";
+const receiveDtx = params.get("dtx") === "1";
 
 const $ = (id) => document.getElementById(id);
 const els = {
@@ -248,6 +250,7 @@ async function connect() {
     levelTimer = setInterval(sampleLevels, LEVEL_INTERVAL_MS);
     call = new RealtimeCall({
       token,
+      receiveDtx,
       micStream: mic,
       onEvent,
       onRemoteStream: attachRemote,

@@ -65,7 +65,8 @@ export function micConstraints(processing) {
 
 // The offer says we prefer to receive Opus with DTX (RFC 7587 `usedtx=1`): the server
 // then sends a short packet every 400 ms between replies instead of 50 a second. It is a
-// receive preference, so only the copy sent to the server carries it.
+// receive preference, so only the copy sent to the server carries it. Off unless asked
+// (`receiveDtx`): Chromium's jitter buffer then grew for the reply after a gap.
 export function preferDtx(sdp) {
   const opus = new Set();
   for (const m of sdp.matchAll(/^a=rtpmap:(\d+) opus\//gim)) opus.add(m[1]);
@@ -93,10 +94,20 @@ function iceGatheringComplete(pc, maxMs) {
 
 // One call. `start()` connects; `send(event)` writes to the data channel; `hangUp()` ends it.
 // Callbacks: onEvent(event), onRemoteStream(stream), onOpen(), onClose(reason),
-// onConnectionState(state).
+// onConnectionState(state). `receiveDtx`: ask Hark for Opus DTX between replies.
 export class RealtimeCall {
-  constructor({ token, micStream, onEvent, onRemoteStream, onOpen, onClose, onConnectionState }) {
+  constructor({
+    token,
+    micStream,
+    onEvent,
+    onRemoteStream,
+    onOpen,
+    onClose,
+    onConnectionState,
+    receiveDtx = false,
+  }) {
     this.token = token;
+    this.receiveDtx = receiveDtx;
     this.micStream = micStream;
     this.onEvent = onEvent || (() => {});
     this.onRemoteStream = onRemoteStream || (() => {});
@@ -142,7 +153,7 @@ export class RealtimeCall {
     const resp = await fetch(CALLS_PATH, {
       method: "POST",
       headers: { Authorization: `Bearer ${this.token}`, "Content-Type": "application/sdp" },
-      body: preferDtx(pc.localDescription.sdp),
+      body: this.receiveDtx ? preferDtx(pc.localDescription.sdp) : pc.localDescription.sdp,
     });
     if (!resp.ok) throw await errorFromResponse(resp, "Starting the call");
     const location = resp.headers.get("Location");

@@ -127,7 +127,7 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
                 ),
             )
 
-            page.goto(server.url + "/?aec=0")
+            page.goto(server.url + "/?aec=0&dtx=1")
             assert page.evaluate("() => window.hark.state") == "idle"
             page.get_by_role("button", name="Connect").click()
             started = time.monotonic()
@@ -175,8 +175,8 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             page.screenshot(path=str(shot))
             # Hark's answer asked for Opus DTX (usedtx=1): the silent microphone sends a
             # packet every ~400 ms, not 50 a second, and the turn above still ended.
-            # And the page's offer asked for DTX the other way: between replies Hark
-            # sends a 1-byte packet every 400 ms, and the reply above was still heard.
+            # And the page's offer (?dtx=1) asked for DTX the other way: between replies
+            # Hark sends a 1-byte packet every 400 ms, and the reply above was still heard.
             before = page.evaluate("() => window.hark.packetsSent()")
             heard_before = page.evaluate("() => window.hark.packetsReceived()")
             page.wait_for_timeout(2000)

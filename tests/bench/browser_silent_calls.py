@@ -1,6 +1,6 @@
 """CPU per silent browser call: Chromium tabs on the voice client, microphones silent.
 
-    .venv/bin/python -m tests.bench.browser_silent_calls [--calls 3] [--seconds 20]
+    .venv/bin/python -m tests.bench.browser_silent_calls [--calls 3] [--seconds 20] [--dtx]
         [--base DIR] [--rounds 2]
 
 The aiortc load clients of `tests.bench.silent_calls` send 50 packets a second whatever
@@ -31,7 +31,7 @@ from tests.speech import write_wav
 SETTLE_S = 4.0  # after the last tab connected: ICE, DTLS, the encoder's DTX
 
 
-def measure(url: str, pid: int, calls: int, seconds: float) -> dict[str, Any]:
+def measure(url: str, pid: int, calls: int, seconds: float, query: str) -> dict[str, Any]:
     from playwright.sync_api import sync_playwright
 
     with tempfile.TemporaryDirectory(prefix="hark-silent-") as tmp:
@@ -43,7 +43,7 @@ def measure(url: str, pid: int, calls: int, seconds: float) -> dict[str, Any]:
                 pages = []
                 for _ in range(calls):
                     page = context.new_page()
-                    page.goto(url + "/?aec=0")
+                    page.goto(url + "/?aec=0" + query)
                     page.get_by_role("button", name="Connect").click()
                     page.wait_for_function("() => window.hark.state === 'connected'", timeout=30e3)
                     pages.append(page)
@@ -69,10 +69,10 @@ def measure(url: str, pid: int, calls: int, seconds: float) -> dict[str, Any]:
     }
 
 
-def run_one(root: Path | None, calls: int, seconds: float) -> dict[str, Any]:
+def run_one(root: Path | None, calls: int, seconds: float, query: str = "") -> dict[str, Any]:
     with server_of(root) as server:
         time.sleep(2)  # past the start's own work
-        return measure(server.url, server.process.pid, calls, seconds)
+        return measure(server.url, server.process.pid, calls, seconds, query)
 
 
 def main() -> None:
@@ -81,11 +81,13 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20)
     parser.add_argument("--base", help="another checkout to measure first")
     parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
+    parser.add_argument("--dtx", action="store_true", help="the pages ask for outbound DTX")
     args = parser.parse_args()
+    query = "&dtx=1" if args.dtx else ""
     alternate(
         args.base,
         args.rounds,
-        lambda root: run_one(root, args.calls, args.seconds),
+        lambda root: run_one(root, args.calls, args.seconds, query),
         "server_core_percent_per_call",
         "server % of a core per silent browser call (its idle share included)",
     )
