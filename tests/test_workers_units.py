@@ -1,14 +1,10 @@
 """The pieces of a multi-worker node that need no models: routing by call id, merged
-operator views, the front's shared state over a real unix socket, the forwarded address,
-the supervisor's count of each worker's calls (the health answer is a fake named so)."""
+operator views, the front's shared state over a real unix socket, the forwarded address."""
 
 from __future__ import annotations
 
 import asyncio
-import time
-from collections.abc import Callable
 from dataclasses import dataclass
-from types import SimpleNamespace
 
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
@@ -19,7 +15,6 @@ from server.workers.merge import merge_listings, merge_metrics
 from server.workers.peer import FORWARDED_FOR, FRONT_TOKEN_HEADER, front_peer_middleware
 from server.workers.routing import call_id_of, least_loaded, opens_call, owner_of
 from server.workers.state_server import StateServer
-from server.workers.supervisor import Supervisor
 
 
 @dataclass
@@ -180,48 +175,3 @@ async def test_the_forwarded_address_is_taken_only_with_the_front_token():
         assert await forged.text() == "127.0.0.1"
         bare = await client.get("/", headers={FORWARDED_FOR: "203.0.113.9"})
         assert await bare.text() == "127.0.0.1"
-
-
-class FakeHealth:
-    """A worker's /healthz as the supervisor's HTTP session sees it: answers `calls`, and
-    runs `meanwhile` between the question and the answer (a call placed in flight)."""
-
-    def __init__(self, calls: int, meanwhile: Callable[[], None] = lambda: None) -> None:
-        self.calls = calls
-        self.meanwhile = meanwhile
-        self.status = 200
-
-    def get(self, url: str) -> FakeHealth:
-        return self
-
-    async def __aenter__(self) -> FakeHealth:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        pass
-
-    async def json(self) -> dict[str, object]:
-        self.meanwhile()
-        return {"status": "ok", "calls": self.calls}
-
-
-async def test_a_health_answer_older_than_a_placed_call_keeps_the_count():
-    """A /healthz asked before the front placed a call, answered after, may not count it:
-    taking its number sent the next call to the same worker (six talkers split 4/2)."""
-    supervisor = Supervisor(1, {})
-    worker = supervisor.workers[0]
-    worker.process = SimpleNamespace(returncode=None)  # type: ignore[assignment]
-
-    def place_a_call() -> None:  # what Front._new_call does when an offer is answered
-        worker.calls += 1
-        worker.placed_at = time.monotonic()
-
-    supervisor._http = FakeHealth(0, meanwhile=place_a_call)  # type: ignore[assignment]
-    await supervisor._check(worker)
-    assert worker.calls == 1  # the answer predates the call: not taken
-    supervisor._http = FakeHealth(1)  # type: ignore[assignment]
-    await supervisor._check(worker)
-    assert worker.calls == 1
-    supervisor._http = FakeHealth(0)  # the call ended: a later answer is taken as is
-    await supervisor._check(worker)
-    assert worker.calls == 0

@@ -122,7 +122,6 @@ class Front:
         while (worker := least_loaded(self.workers, tried)) is not None:
             tried.add(worker.index)
             worker.pending += 1
-            worker.placed_at = time.monotonic()
             try:
                 answer = await self.proxy.fetch(request, worker.url, body)
             except aiohttp.ClientConnectorError as exc:  # never reached it: try another
@@ -136,8 +135,7 @@ class Front:
                 refused = answer  # this worker is full: the next one may not be
                 continue
             if answer.status == 201:
-                worker.calls += 1  # until a /healthz asked from now on says so itself
-                worker.placed_at = time.monotonic()
+                worker.calls += 1  # until its next /healthz says so itself
             return answer.response()
         if refused is not None:
             return refused.response()
@@ -149,14 +147,12 @@ class Front:
         if worker is None:
             raise _unavailable("No worker of this node is ready yet; retry shortly")
         worker.pending += 1
-        worker.placed_at = time.monotonic()
         counted = True
 
         def opened() -> None:  # a live call now: its worker's /healthz counts it
             nonlocal counted
             worker.pending -= 1
             worker.calls += 1
-            worker.placed_at = time.monotonic()
             counted = False
 
         try:

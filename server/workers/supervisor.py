@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import ctypes
 import logging
-import math
 import signal
 import socket
 import sys
@@ -61,10 +60,6 @@ class Worker:
     calls: int = 0
     # Offers and WebSocket sessions handed to it whose answer has not come back yet.
     pending: int = 0
-    # When the front last handed it a call (time.monotonic()): a /healthz asked before
-    # then may not count that call yet, and must not overwrite `calls` (the next call
-    # would go to this worker again: six talkers split 4/2 and 2/4).
-    placed_at: float = -math.inf
     restarts: int = 0
     ready_at: float | None = None
     # /healthz polls in a row that got no answer (a busy worker may miss one or two).
@@ -184,7 +179,6 @@ class Supervisor:
     async def _check(self, worker: Worker) -> None:
         if worker.process is None or worker.process.returncode is not None or self._http is None:
             return
-        asked = time.monotonic()
         try:
             async with self._http.get(f"{worker.url}/healthz") as resp:
                 body = await resp.json()
@@ -205,8 +199,7 @@ class Supervisor:
         worker.ready = ready
         worker.status = str(body.get("status", "starting"))
         worker.error = str(body.get("error", ""))
-        if asked >= worker.placed_at:  # else stale: a call placed since may be missing
-            worker.calls = int(body.get("calls", 0))
+        worker.calls = int(body.get("calls", 0))
         worker.detail = {k: v for k, v in body.items() if k not in ("status", "calls", "time")}
 
     async def stop(self) -> None:
