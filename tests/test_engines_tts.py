@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import asyncio
 import shutil
-import threading
 import time
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import numpy as np
 import pytest
@@ -15,7 +12,6 @@ import pytest
 from media.resample import Resampler
 from server.engines import piper_tts
 from server.engines.base import EngineUnavailable, TextToSpeech
-from server.engines.deadline import replying
 from server.engines.espeak_tts import EspeakTTS
 from server.engines.faster_whisper_stt import FasterWhisperSTT
 from server.engines.piper_tts import PiperTTS
@@ -86,36 +82,6 @@ async def test_piper_threads_sleep_between_runs(piper: PiperTTS) -> None:
     assert options.get_session_config_entry("session.intra_op.allow_spinning") == "0"
     # ... and the voice still has its phoneme durations (word timings) as a second output.
     assert len(session.get_outputs()) == 2
-
-
-@dataclass
-class AudioUntil:
-    """A reply whose audio runs out at a fixed time."""
-
-    audio_until: float | None
-
-
-@pytest.mark.slow
-async def test_piper_speaks_the_clause_needed_soonest_first(piper: PiperTTS) -> None:
-    """Its one thread is shared by every call: a reply's first clause (needed now) goes
-    before a clause whose call still has a minute of audio to play, though asked later."""
-    gate = threading.Event()
-    blocked = asyncio.ensure_future(piper._worker.run(gate.wait))  # the thread is busy
-    order: list[str] = []
-
-    async def say(name: str, needed: float | None) -> None:
-        with replying(AudioUntil(needed)):
-            async for _ in piper.synthesize(f"This is the {name} clause."):
-                order.append(name)
-                return
-
-    later = asyncio.ensure_future(say("later", time.monotonic() + 60))
-    await asyncio.sleep(0.05)
-    first = asyncio.ensure_future(say("first", None))
-    await asyncio.sleep(0.05)
-    gate.set()
-    await asyncio.gather(blocked, later, first)
-    assert order == ["first", "later"]
 
 
 async def test_piper_says_nothing_for_blank_text(piper: PiperTTS) -> None:

@@ -4,9 +4,7 @@ Natural enough for a conversation and fast on a CPU (about a tenth of real time)
 renders one sentence at a time; each is handed over as soon as it is ready, so speech
 starts after the first sentence, not the whole reply. The voice is loaded with its phoneme
 durations exposed, so each chunk says where its words end (`synthesize_words`, for
-heard-only transcripts; `server.engines.piper_words`). One thread speaks for every call
-of the process, the clause needed soonest first (`server.engines.deadline`): a reply's
-first words before the later sentences of replies with seconds of audio still to play.
+heard-only transcripts; `server.engines.piper_words`).
 """
 
 from __future__ import annotations
@@ -27,7 +25,6 @@ from piper.patch_voice_with_alignment import add_alignment_output
 
 from media.checksum import file_sha256
 from server.engines.base import EngineUnavailable
-from server.engines.deadline import needed_by
 from server.engines.piper_words import WordPlan
 from server.engines.threaded import EngineWorker
 from server.engines.word_timing import TimedAudio
@@ -47,7 +44,7 @@ class PiperTTS:
         self.config_path = config_path
         # The packaged voice's rate; load() reads the actual one from the voice config.
         self.sample_rate = 22050
-        self._worker = EngineWorker("tts", by_deadline=True)
+        self._worker = EngineWorker("tts")
         self._voice: PiperVoice | None = None
 
     async def load(self) -> None:
@@ -80,7 +77,7 @@ class PiperTTS:
         if not text.strip():
             return
         render = lambda: _render(piper, text, speed)  # noqa: E731
-        async with aclosing(self._worker.iterate(render, deadline=needed_by())) as chunks:
+        async with aclosing(self._worker.iterate(render)) as chunks:
             async for chunk in chunks:
                 yield chunk
 

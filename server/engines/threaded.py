@@ -3,23 +3,18 @@
 llama.cpp, Piper and Whisper block while they compute. Each engine owns one worker thread
 (its models are not safe to share between threads), and its generators are driven there.
 Items cross to the event loop through a queue; closing the async iterator sets a stop flag
-that the worker checks between items (and before the first: a job abandoned while it
-waited never starts), so a barge-in stops generation within one item. A worker made
-`by_deadline` serves its jobs the soonest needed first (`server.engines.deadline`), not
-in order of arrival.
+that the worker checks between items, so a barge-in stops generation within one item, and
+before the first: a job abandoned while it waited its turn (a speculative reply dropped
+while the TTS spoke for another call) never starts.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
-import functools
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, TypeVar
-
-from server.engines.deadline import EarliestFirstExecutor
+from typing import TypeVar
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -28,38 +23,23 @@ _DONE = object()
 
 
 class EngineWorker:
-    """One thread that runs every blocking call of one engine, in order (or, made
-    `by_deadline`, the soonest needed first)."""
+    """One thread that runs every blocking call of one engine, in order."""
 
-    def __init__(self, name: str, by_deadline: bool = False) -> None:
-        self._executor: ThreadPoolExecutor | EarliestFirstExecutor
-        if by_deadline:
-            self._executor = EarliestFirstExecutor(name)
-        else:
-            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hark-{name}")
-
-    def _submit(
-        self, fn: Callable[[], Any], deadline: float | None
-    ) -> concurrent.futures.Future[Any]:
-        if isinstance(self._executor, EarliestFirstExecutor):
-            return self._executor.submit(fn, deadline)
-        return self._executor.submit(fn)
+    def __init__(self, name: str) -> None:
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hark-{name}")
 
     async def run(self, fn: Callable[..., R], *args: object) -> R:
-        return await asyncio.wrap_future(self._submit(functools.partial(fn, *args), None))
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, *args)
 
     async def iterate(
-        self,
-        make: Callable[[], Iterator[T]],
-        ahead: int | None = None,
-        deadline: float | None = None,
+        self, make: Callable[[], Iterator[T]], ahead: int | None = None
     ) -> AsyncIterator[T]:
         """Drive `make()` on the worker thread, yielding its items here as they come.
 
         With `ahead`, the worker stops once that many items wait unread, and goes on as
         they are taken: a consumer that pauses (the reply's first words being spoken)
-        frees the CPU the generator would otherwise use. `deadline`: when the items are
-        needed (time.monotonic()), for a worker made `by_deadline`; None: now.
+        frees the CPU the generator would otherwise use.
         """
         loop = asyncio.get_running_loop()
         queue: asyncio.Queue[object] = asyncio.Queue()
@@ -84,7 +64,7 @@ class EngineWorker:
             finally:
                 loop.call_soon_threadsafe(queue.put_nowait, _DONE)
 
-        future = asyncio.wrap_future(self._submit(produce, deadline))
+        future = loop.run_in_executor(self._executor, produce)
         try:
             while True:
                 item = await queue.get()
@@ -101,7 +81,4 @@ class EngineWorker:
             future.add_done_callback(lambda f: f.cancelled() or f.exception())
 
     def shutdown(self) -> None:
-        if isinstance(self._executor, EarliestFirstExecutor):
-            self._executor.shutdown()
-        else:
-            self._executor.shutdown(wait=False, cancel_futures=True)
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -6,22 +6,17 @@ LLM is still writing, so the first audio goes out after one clause, not one repl
 writer does not read the LLM on, so an in-process LLM leaves the CPU to the first TTS.
 Each chunk's word ends (where the engine knows them: `server.engines.word_timing`) follow
 its audio into `HeardText`, through the silence trimmed here, for heard-only text.
-Each clause is synthesized as needed by the moment the audio handed on before it will
-have played out (`server.engines.deadline`): a TTS shared by several calls speaks a
-reply's first clause (needed now) before clauses of replies with audio still to play.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import time
 from collections.abc import AsyncIterator, Callable
 
 import numpy as np
 
 from server.engines.base import TextToSpeech
-from server.engines.deadline import replying
 from server.engines.faults import as_fault
 from server.engines.word_timing import TimedAudio, timed_audio
 from server.reply.heard_text import HeardText
@@ -44,12 +39,8 @@ class ClauseSpeaker:
         heard: HeardText,
         timings: TurnTimings,
         play: Play,
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._tts = tts
-        self._clock = clock
-        # When the audio handed on so far will have played out, if it began as it came.
-        self.audio_until: float | None = None
         self._voice = voice
         self._speed = speed
         self._heard = heard
@@ -59,47 +50,35 @@ class ClauseSpeaker:
 
     async def speak(self, clauses: asyncio.Queue[str | None]) -> None:
         """Speak each clause from the queue until `None`."""
+        rate = self._tts.sample_rate
         first = True
         batch = ClauseBatcher(clauses, getattr(self._tts, "clause_batch_chars", 0))
         try:
-            # Each clause is needed once the audio before it has played out (the first:
-            # now): the TTS reads `audio_until` as it takes the clause.
-            with replying(self):
-                while (parts := await batch.next()) is not None:
-                    self._timings.mark("first_clause")
-                    first = await self._say(parts, first)
+            while (parts := await batch.next()) is not None:
+                self._timings.mark("first_clause")
+                spans = [self._heard.locate(part) for part in parts]
+                span = (spans[0][0], spans[-1][1])
+                async for chunk in self._clause_audio(" ".join(parts)):
+                    pcm, lead = chunk.pcm, 0
+                    if first:
+                        pcm = trim_leading_silence(pcm, rate)
+                        lead = len(chunk.pcm) - len(pcm)
+                        first = len(pcm) == 0
+                    if len(pcm) == 0:
+                        continue
+                    self._timings.mark("tts_first_audio")
                     self.first_audio.set()
+                    self._play(pcm, rate)
+                    words = chunk.shifted(lead, len(pcm))
+                    ends = (
+                        None if words is None else [(w.word, w.sample * 1000 / rate) for w in words]
+                    )
+                    self._heard.add_audio(span, len(pcm) * 1000 / rate, ends)
+                self.first_audio.set()
         except Exception as exc:
             raise as_fault(exc, "tts") from exc
         finally:
             self.first_audio.set()
-
-    async def _say(self, parts: list[str], first: bool) -> bool:
-        """Synthesize and play `parts`; True while the reply has still said nothing (the
-        leading silence of its first audio is trimmed)."""
-        rate = self._tts.sample_rate
-        spans = [self._heard.locate(part) for part in parts]
-        span = (spans[0][0], spans[-1][1])
-        async for chunk in self._clause_audio(" ".join(parts)):
-            pcm, lead = chunk.pcm, 0
-            if first:
-                pcm = trim_leading_silence(pcm, rate)
-                lead = len(chunk.pcm) - len(pcm)
-                first = len(pcm) == 0
-            if len(pcm) == 0:
-                continue
-            self._timings.mark("tts_first_audio")
-            self.first_audio.set()
-            self._played(len(pcm) / rate)
-            self._play(pcm, rate)
-            words = chunk.shifted(lead, len(pcm))
-            ends = None if words is None else [(w.word, w.sample * 1000 / rate) for w in words]
-            self._heard.add_audio(span, len(pcm) * 1000 / rate, ends)
-        return first
-
-    def _played(self, seconds: float) -> None:
-        now = self._clock()
-        self.audio_until = max(now, self.audio_until or now) + seconds
 
     async def _clause_audio(self, clause: str) -> AsyncIterator[TimedAudio]:
         """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
