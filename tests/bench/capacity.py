@@ -18,7 +18,7 @@ Three parts, each against a real server (`python -m server serve`, real models):
    staggered, each asking `--questions` spoken questions (3); voice-to-voice p50/p95
    (tests/bench/voice_to_voice.py), each stage's median from the server's breakdown, the
    slowest tenth of the turns stage by stage, and which worker each call went to. The
-   talkers run in `--talker-procs` processes (default: one each; 0: the bench's own).
+   talkers share the bench's loop, or run in `--talker-procs` processes of their own.
 
 `--workers` is the server's HARK_WORKERS (default 1: one process; with more, its CPU and
 RSS are summed over the front and its workers). The silent clients run in
@@ -328,7 +328,7 @@ def admission_part(
     talker_counts: list[int],
     workers: int,
     questions: int = 3,
-    talker_procs: int | None = None,
+    talker_procs: int = 0,
 ) -> None:
     # Admission by measured load on (the test servers' default is off).
     env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "true", "HARK_WORKERS": str(workers)}
@@ -374,8 +374,8 @@ def main() -> None:
     parser.add_argument(
         "--talker-procs",
         type=int,
-        default=None,
-        help="processes the talkers run in (default: one each; 0: the bench's own)",
+        default=0,
+        help="processes the talkers run in (default 0: the bench's own)",
     )
     parser.add_argument("--skip", default="", help="parts to skip: levels,admission")
     parser.add_argument("--workers", type=int, default=1, help="the server's HARK_WORKERS")

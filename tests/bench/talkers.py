@@ -3,10 +3,12 @@
 Part 3 of tests/bench/capacity.py: `count` calls at once, their starts staggered by
 0.7 s, each asking its questions one after the other (tests/bench/voice_to_voice.py's
 `one_turn`); voice-to-voice p50/p95, each stage's median from the server's breakdown,
-and the slowest tenth of the turns stage by stage. The talkers run in processes of their
-own (one each by default, as callers on devices of their own): six calls on the bench's
-one loop, beside a server using every core, were timed late (a frame received is timed
-when the loop gets to it) and their microphones skipped audio when the loop fell behind.
+and the slowest tenth of the turns stage by stage. The talkers share the bench's own
+loop unless `procs` says otherwise: spread over one process each (as callers on devices
+of their own) they cost the 2-core box more (29 vs 25 % of a core for six) and answered
+later (p95 2.0-2.1 s against 1.3-1.4 s in alternated runs on main, load 2), so that is an
+option, not the default. `mic_skipped_frames` says when a talker's loop ran so late that
+its microphone skipped utterance audio.
 """
 
 from __future__ import annotations
@@ -27,20 +29,19 @@ Plan = tuple[int, list[str]]  # a talker's index and its questions
 
 
 def talkers(
-    url: str, api_key: str, count: int, questions: int = 3, procs: int | None = None
+    url: str, api_key: str, count: int, questions: int = 3, procs: int = 0
 ) -> dict[str, Any]:
     """`count` calls at once, starts staggered, each asking `questions` spoken questions;
     with the server's breakdown (stage medians, and the slowest turns in full: where a
-    p95 turn lost its time). The talkers run in `procs` processes of their own (None:
-    one each, as callers on devices of their own; 0: all in this process's loop, which
-    a busy server starves: frames are then timed late and a microphone skips audio)."""
+    p95 turn lost its time). The talkers run in this process's loop (`procs` 0) or in
+    `procs` processes of their own."""
     asked = [
         QUESTIONS[(i * questions + q) % len(QUESTIONS)]
         for i in range(count)
         for q in range(questions)
     ]
     plan = [(i, asked[i * questions : (i + 1) * questions]) for i in range(count)]
-    procs = count if procs is None else min(procs, count)
+    procs = min(procs, count)
     if procs == 0:
         for _, questions_of in plan:
             for question in questions_of:
