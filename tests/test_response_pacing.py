@@ -8,6 +8,8 @@ the order of events is exact; `EngineWorker`'s read-ahead limit runs on its real
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import threading
 from collections.abc import AsyncIterator, Iterator
 
 import numpy as np
@@ -159,6 +161,31 @@ async def test_the_worker_stops_reading_ahead_of_a_paused_consumer() -> None:
     assert len(produced) <= 1 + 2 + 1  # read, two waiting, one computed and held
     rest = [item async for item in items]
     assert rest == list(range(1, 100))
+    worker.shutdown()
+
+
+async def test_a_job_abandoned_while_it_waited_never_starts() -> None:
+    """One TTS thread serves every call: a clause of a reply dropped while it waited
+    (a barge-in, a speculative reply discarded) must not be rendered when its turn comes."""
+    worker = EngineWorker("test")
+    started, gate = threading.Event(), threading.Event()
+    made: list[str] = []
+
+    def items() -> Iterator[int]:
+        made.append("made")
+        yield 1
+
+    blocked = asyncio.ensure_future(worker.run(lambda: (started.set(), gate.wait())))
+    await asyncio.to_thread(started.wait, 10)
+    pending = asyncio.ensure_future(anext(worker.iterate(items)))
+    await asyncio.sleep(0.05)  # submitted behind the blocker
+    pending.cancel()  # the consumer goes before the job's turn comes
+    with contextlib.suppress(asyncio.CancelledError):
+        await pending
+    gate.set()
+    await blocked
+    await worker.run(lambda: None)  # anything queued before this has run
+    assert made == []
     worker.shutdown()
 
 

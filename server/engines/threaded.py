@@ -3,7 +3,9 @@
 llama.cpp, Piper and Whisper block while they compute. Each engine owns one worker thread
 (its models are not safe to share between threads), and its generators are driven there.
 Items cross to the event loop through a queue; closing the async iterator sets a stop flag
-that the worker checks between items, so a barge-in stops generation within one item.
+that the worker checks between items, so a barge-in stops generation within one item, and
+before the first: a job abandoned while it waited its turn (a speculative reply dropped
+while the TTS spoke for another call) never starts.
 """
 
 from __future__ import annotations
@@ -46,6 +48,8 @@ class EngineWorker:
 
         def produce() -> None:
             try:
+                if stop.is_set():
+                    return  # abandoned while it waited its turn
                 for item in make():
                     if stop.is_set():
                         break

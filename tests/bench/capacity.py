@@ -2,7 +2,7 @@
 
     .venv/bin/python -m tests.bench.capacity [--levels 1,5,10,20,40] [--hold 15]
         [--client-procs 2] [--ramp-to 40] [--ramp-gap 0.5] [--talkers 1,2,4,6]
-        [--workers 1] [--questions 3]
+        [--workers 1] [--questions 3] [--talker-procs N]
 
 Three parts, each against a real server (`python -m server serve`, real models):
 
@@ -14,10 +14,11 @@ Three parts, each against a real server (`python -m server serve`, real models):
 2. Admission, on (the defaults) with `HARK_MAX_CALLS` very high: calls are added one
    every `--ramp-gap` s up to `--ramp-to`; how many were admitted and refused (503), then
    over a hold: the worst admitted call's share of frames, and how many calls ended.
-3. Talkers (`--talkers`, empty to skip): that many calls at once, staggered, each asking
-   `--questions` spoken questions (3); voice-to-voice p50/p95 (tests/bench/voice_to_voice.py),
-   each stage's median from the server's breakdown, and the slowest tenth of the turns
-   stage by stage.
+3. Talkers (`--talkers`, empty to skip; tests/bench/talkers.py): that many calls at once,
+   staggered, each asking `--questions` spoken questions (3); voice-to-voice p50/p95
+   (tests/bench/voice_to_voice.py), each stage's median from the server's breakdown, the
+   slowest tenth of the turns stage by stage, and which worker each call went to. The
+   talkers share the bench's loop, or run in `--talker-procs` processes of their own.
 
 `--workers` is the server's HARK_WORKERS (default 1: one process; with more, its CPU and
 RSS are summed over the front and its workers). The silent clients run in
@@ -48,7 +49,7 @@ from media.outbound import opus_silence_packet
 from server.tools.call_client import CallClient, CallError, mint_client_secret
 from tests import server_process
 from tests.bench.silent_calls import cpu_seconds
-from tests.bench.voice_to_voice import BREAKDOWN, QUESTIONS, one_turn, percentile, utterance
+from tests.bench.talkers import talkers
 
 FRAME_S = 0.02
 SETTLE_S = 3.0  # after the last call of a level joined: ICE, DTLS, first frames
@@ -236,6 +237,17 @@ def load_gauges(server: server_process.ServerProcess) -> dict[str, float]:
     return gauges
 
 
+def wait_for_no_calls(server: server_process.ServerProcess, timeout_s: float = 20.0) -> int:
+    """Waits until the node counts no live call; how many it still counts at the end."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        with urllib.request.urlopen(f"{server.url}/healthz", timeout=10) as response:
+            calls = int(json.loads(response.read()).get("calls", 0))
+        if calls == 0 or time.monotonic() > deadline:
+            return calls
+        time.sleep(0.5)
+
+
 def held(clients: Clients, server: server_process.ServerProcess, hold_s: float) -> dict[str, Any]:
     """The server and the calls over a window of `hold_s` from now."""
     pid = server.process.pid
@@ -316,6 +328,7 @@ def admission_part(
     talker_counts: list[int],
     workers: int,
     questions: int = 3,
+    talker_procs: int = 0,
 ) -> None:
     # Admission by measured load on (the test servers' default is off).
     env = {**OPEN_LIMITS, "HARK_ADMISSION_LOAD": "true", "HARK_WORKERS": str(workers)}
@@ -335,80 +348,14 @@ def admission_part(
             clients.hangup()
         finally:
             clients.close()
+        # The talkers start on an idle node: a silent call still counted would send them
+        # to the other worker (new calls go to the one with the fewest).
+        left = wait_for_no_calls(server)
+        if left:
+            print(f"admission: {left} calls still counted after the hangup", flush=True)
         for count in talker_counts:
-            report = asyncio.run(talkers(server.url, server.api_key, count, questions))
+            report = talkers(server.url, server.api_key, count, questions, talker_procs)
             print(f"talkers {json.dumps(report)}", flush=True)
-
-
-async def talkers(url: str, api_key: str, count: int, questions: int = 3) -> dict[str, Any]:
-    """`count` calls at once, starts staggered, each asking `questions` spoken questions;
-    with the server's breakdown (stage medians, and the slowest turns in full: where a
-    p95 turn lost its time)."""
-    asked = [
-        QUESTIONS[(i * questions + q) % len(QUESTIONS)]
-        for i in range(count)
-        for q in range(questions)
-    ]
-    spoken = {q: utterance(q) for q in set(asked)}
-
-    async def talker(index: int) -> list[dict[str, Any]]:
-        await asyncio.sleep(0.7 * index)
-        results: list[dict[str, Any]] = []
-        for _ in range(10):  # a full node says 503 and Retry-After: a caller tries again
-            client = CallClient(url, await mint_client_secret(url, api_key, {}))
-            try:
-                await client.connect()
-                break
-            except CallError as exc:
-                await client.close()
-                if "(503)" not in str(exc):
-                    print(f"talker {index}: {exc}")
-                    return results
-                await asyncio.sleep(5)
-        else:
-            print(f"talker {index}: refused 10 times")
-            return results
-        try:
-            await client.finish_saying()
-            for q in range(questions):
-                question = asked[index * questions + q]
-                turn = await one_turn(client, question, spoken[question])
-                if turn["voice_to_voice_ms"] is not None:
-                    results.append({"talker": index, **turn})
-        except CallError as exc:
-            print(f"talker {index}: {exc}")
-        finally:
-            await client.hangup()
-        return results
-
-    cpu = time.process_time()
-    start = time.monotonic()
-    per_talker = await asyncio.gather(*(talker(i) for i in range(count)))
-    turns = [turn for talker_turns in per_talker for turn in talker_turns]
-    values = [turn["voice_to_voice_ms"] for turn in turns]
-    slowest = sorted(turns, key=lambda t: -t["voice_to_voice_ms"])[: max(1, len(turns) // 10)]
-    return {
-        "talkers": count,
-        "turns": len(values),
-        "voice_to_voice_ms_p50": percentile(values, 50),
-        "voice_to_voice_ms_p95": percentile(values, 95),
-        "voice_to_voice_ms": sorted(round(v) for v in values),  # to pool runs
-        "clients_core_percent": round(
-            100 * (time.process_time() - cpu) / (time.monotonic() - start), 1
-        ),
-        "stage_ms_p50": {key: stage(turns, key, 50) for key in (*BREAKDOWN, "transport_ms")},
-        "slowest": [
-            {key: turn.get(key) for key in SLOW_KEYS if turn.get(key) is not None}
-            for turn in slowest
-        ],
-    }
-
-
-SLOW_KEYS = ("talker", "heard_as", "voice_to_voice_ms", *BREAKDOWN, "transport_ms", "speculative")
-
-
-def stage(turns: list[dict[str, Any]], key: str, pct: float) -> float | None:
-    return percentile([t[key] for t in turns if isinstance(t.get(key), int | float)], pct)
 
 
 def numbers(text: str) -> list[int]:
@@ -424,6 +371,12 @@ def main() -> None:
     parser.add_argument("--ramp-gap", type=float, default=0.5)
     parser.add_argument("--talkers", default="1,2,4,6")
     parser.add_argument("--questions", type=int, default=3, help="spoken questions per talker")
+    parser.add_argument(
+        "--talker-procs",
+        type=int,
+        default=0,
+        help="processes the talkers run in (default 0: the bench's own)",
+    )
     parser.add_argument("--skip", default="", help="parts to skip: levels,admission")
     parser.add_argument("--workers", type=int, default=1, help="the server's HARK_WORKERS")
     args = parser.parse_args()
@@ -442,6 +395,7 @@ def main() -> None:
                 numbers(args.talkers),
                 args.workers,
                 args.questions,
+                args.talker_procs,
             )
     except Exception as exc:  # a benchmark reports, it does not fail
         print(f"capacity: failed: {exc!r}"[:3000])
