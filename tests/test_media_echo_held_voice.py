@@ -6,6 +6,8 @@ the reply played back as a delayed copy, real Piper, real Silero, the real segme
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
 import numpy as np
 import pytest
 
@@ -24,6 +26,20 @@ RATE = 16000
 REPLY = "Once upon a time a brave dragon lived on a mountain above a small quiet village."
 DELAY_MS = 250.0
 ECHO_DB = -9.0
+
+
+def mic_frames(
+    listener: EchoListener, mic_pcm: np.ndarray, sent48: np.ndarray
+) -> Iterator[tuple[int, float, np.ndarray]]:
+    """Each 512-sample microphone frame (index, its time, samples), the 20 ms frames sent
+    by then handed to the listener first, as the call's track does."""
+    f = 0
+    for k in range(len(mic_pcm) // 512):
+        now = MIC_T0 + (k + 1) * 0.032
+        while f * 0.02 <= now and f < len(sent48) // 960:
+            listener.far_end(sent48[f * 960 : (f + 1) * 960], f * 0.02)
+            f += 1
+        yield k, now, mic_pcm[k * 512 : (k + 1) * 512]
 
 
 def run_call(user_at: float | None, user_db: float = -10.0):
@@ -53,14 +69,8 @@ def run_call(user_at: float | None, user_db: float = -10.0):
     segmenter = SpeechSegmenter(TurnDetection())
     started: list[int] = []
     turns: list[np.ndarray] = []
-    f = 0
-    for k in range(n_mic // 512):
-        now = MIC_T0 + (k + 1) * 0.032
-        while f * 0.02 <= now and f < len(sent48) // 960:
-            listener.far_end(sent48[f * 960 : (f + 1) * 960], f * 0.02)
-            f += 1
+    for k, now, frame in mic_frames(listener, mic_pcm, sent48):
         end_ms = (k + 1) * 32
-        frame = mic_pcm[k * 512 : (k + 1) * 512]
         heard = listener.hear(frame, end_ms, vad, 0.5, in_turn=segmenter.speaking, now=now)
         if heard.replay:
             segmenter.reset()  # as TurnTaking._replay does
@@ -148,13 +158,7 @@ def test_a_voice_replayed_while_the_echo_is_unknown_is_the_microphone_as_it_came
     listener = EchoListener("auto")
     vad = SileroVad(SileroModel.load())
     replays = []
-    f = 0
-    for k in range(n_mic // 512):
-        now = MIC_T0 + (k + 1) * 0.032
-        while f * 0.02 <= now and f < len(sent48) // 960:
-            listener.far_end(sent48[f * 960 : (f + 1) * 960], f * 0.02)
-            f += 1
-        frame = mic_pcm[k * 512 : (k + 1) * 512]
+    for k, now, frame in mic_frames(listener, mic_pcm, sent48):
         heard = listener.hear(frame, (k + 1) * 32, vad, 0.5, in_turn=False, now=now)
         if heard.replay:
             replays.append(heard.replay)
