@@ -36,7 +36,7 @@ def wants_dtx(offer_sdp: str) -> bool:
     for section in _sections(offer_sdp):
         if not section or not section[0].startswith("m=audio"):
             continue
-        opus = {m.group(1) for line in section if (m := _RTPMAP.match(line))}
+        opus = _opus_types(section)
         for line in section:
             fmtp = _FMTP.match(line)
             if fmtp and fmtp.group(1) in opus:
@@ -56,10 +56,15 @@ def _sections(sdp: str) -> list[list[str]]:
     return sections
 
 
+def _opus_types(section: list[str]) -> set[str]:
+    """The payload types a media section maps to Opus."""
+    return {m.group(1) for line in section if (m := _RTPMAP.match(line))}
+
+
 def _section(lines: list[str]) -> list[str]:
     if not lines or not lines[0].startswith("m=audio"):
         return lines
-    opus = {m.group(1) for line in lines if (m := _RTPMAP.match(line))}
+    opus = _opus_types(lines)
     with_fmtp = {m.group(1) for line in lines if (m := _FMTP.match(line))}
     out: list[str] = []
     for line in lines:

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from tests.bench.silent_calls import alternate, cpu_seconds, server_of
+from tests.bench.silent_calls import add_ab_arguments, alternate, cpu_seconds, server_of
 from tests.chromium import RATE, launch
 from tests.speech import write_wav
 
@@ -77,10 +77,7 @@ def run_one(root: Path | None, calls: int, seconds: float, query: str = "") -> d
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=3)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--base", help="another checkout to measure first")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
+    add_ab_arguments(parser, calls=3)
     parser.add_argument("--dtx", action="store_true", help="the pages ask for outbound DTX")
     args = parser.parse_args()
     query = "&dtx=1" if args.dtx else ""

@@ -128,6 +128,14 @@ def server_of(root: Path | None) -> Iterator[server_process.ServerProcess]:
         server_process.ROOT = Path(__file__).resolve().parents[2]
 
 
+def add_ab_arguments(parser: argparse.ArgumentParser, calls: int) -> None:
+    """The options every checkout A/B bench of silent calls takes."""
+    parser.add_argument("--calls", type=int, default=calls)
+    parser.add_argument("--seconds", type=float, default=20)
+    parser.add_argument("--base", help="another checkout to measure first")
+    parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
+
+
 def alternate(
     base: str | None, rounds: int, run: Callable[[Path | None], dict[str, Any]], key: str, what: str
 ) -> None:
@@ -165,10 +173,7 @@ def run_one(root: Path | None, calls: int, seconds: float, spy: bool) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--calls", type=int, default=5)
-    parser.add_argument("--seconds", type=float, default=20)
-    parser.add_argument("--base", help="another checkout to measure first")
-    parser.add_argument("--rounds", type=int, default=1, help="alternate base and this")
+    add_ab_arguments(parser, calls=5)
     parser.add_argument("--py-spy", action="store_true", help="then profile the server")
     args = parser.parse_args()
     alternate(
