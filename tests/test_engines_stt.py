@@ -16,6 +16,7 @@ from tests.bench.stt_corpus import (
     normalise,
     padded,
     question_audio,
+    with_noise,
     word_errors,
 )
 from tests.speech import silence, speak
@@ -115,6 +116,49 @@ async def test_a_looping_short_window_is_decoded_again_in_30s(
     monkeypatch.setattr(FasterWhisperSTT, "_decode_full", counted)
     text = await stt.transcribe(question_audio("How tall is Mount Everest?"))
     assert calls and "everest" in text.lower()
+
+
+class RecordingWhisper:
+    """The CTranslate2 model, recording the beam size of each generate()."""
+
+    def __init__(self, real: object) -> None:
+        self._real = real
+        self.beams: list[int] = []
+
+    def generate(self, *args: object, **options: object) -> object:
+        self.beams.append(int(options["beam_size"]))  # type: ignore[call-overload]
+        return self._real.generate(*args, **options)  # type: ignore[attr-defined]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self._real, name)
+
+
+@pytest.mark.slow
+async def test_greedy_first_takes_the_beam_only_where_the_words_are_unsure(
+    stt: FasterWhisperSTT, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model = stt._require()
+    greedy, beam = FasterWhisperSTT(beam_size=1), FasterWhisperSTT(greedy_first=False)
+    greedy._model = beam._model = model
+    recorder = RecordingWhisper(model.model)
+    monkeypatch.setattr(model, "model", recorder)
+    beamed = 0
+    for seed, question in enumerate(QUESTIONS[:6]):
+        for audio in (question_audio(question), padded(with_noise(speak(question), 5, seed))):
+            recorder.beams.clear()
+            heard = await stt.transcribe_detailed(audio)
+            asked = recorder.beams[:]
+            quick, careful = (
+                await greedy.transcribe_detailed(audio),
+                await beam.transcribe_detailed(audio),
+            )
+            if quick.avg_logprob >= faster_whisper_stt.GREEDY_MIN_LOGPROB:
+                assert asked == [1] and heard == quick, (question, asked, heard)
+            else:
+                beamed += 1
+                assert asked == [1, 5] and heard == careful, (question, asked, heard)
+    # Both paths were taken: clean speech is sure, some of the noisy questions are not.
+    assert 0 < beamed < 12, beamed
 
 
 def test_repeated_phrases_are_recognised() -> None:

@@ -37,6 +37,7 @@ def build_stt(config: Config, cores: CoreShare | None = None) -> SpeechToText:
 
         return FasterWhisperSTT(
             beam_size=config.stt_beam_size,
+            greedy_first=config.stt_greedy_first,
             cpu_threads=config.stt_threads,
             cores=cores,
             model=config.stt_model,
@@ -59,6 +60,7 @@ def build_multilingual_stt(config: Config, cores: CoreShare | None = None) -> Sp
 
     return FasterWhisperSTT(
         beam_size=config.stt_beam_size,
+        greedy_first=config.stt_greedy_first,
         cpu_threads=config.stt_threads,
         cores=cores,
         model="base",
