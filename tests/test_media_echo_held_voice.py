@@ -42,10 +42,12 @@ def mic_frames(
         yield k, now, mic_pcm[k * 512 : (k + 1) * 512]
 
 
-def run_call(user_at: float | None, user_db: float = -10.0):
+def call_audio(
+    user_at: float | None, user_db: float = -10.0
+) -> tuple[np.ndarray, np.ndarray, int | None]:
     """The call's first reply echoed at `ECHO_DB`, `DELAY_MS` later; the user's question
     `user_at` s after the reply's echo begins, `user_db` under the bot's level (None: no
-    user). Returns (user onset ms or None, turn starts ms, turns' audio, listener)."""
+    user). Returns (microphone 16 kHz, sent 48 kHz, user onset ms or None)."""
     reply48 = speak(REPLY, 48000)
     sent48 = np.concatenate(
         [np.zeros(int(REPLY_AT * 48000), np.int16), reply48, np.zeros(3 * 48000, np.int16)]
@@ -62,8 +64,13 @@ def run_call(user_at: float | None, user_db: float = -10.0):
         at = int((REPLY_AT + DELAY_MS / 1000 + user_at - MIC_T0) * RATE)
         mic[at : at + len(user)] += user[: n_mic - at]
         onset_ms = at * 1000 // RATE + voiced_onset_ms(user.astype(np.int16))
-    mic_pcm = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
+    return np.clip(np.rint(mic), -32768, 32767).astype(np.int16), sent48, onset_ms
 
+
+def run_call(user_at: float | None, user_db: float = -10.0):
+    """`call_audio` heard through an `EchoListener` at `auto`. Returns (user onset ms or
+    None, turn starts ms, turns' audio, listener)."""
+    mic_pcm, sent48, onset_ms = call_audio(user_at, user_db)
     listener = EchoListener("auto")
     vad = SileroVad(SileroModel.load())
     segmenter = SpeechSegmenter(TurnDetection())

@@ -95,7 +95,7 @@ class EchoGuard:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.max_delay_seconds = max_delay_seconds
-        self._clock = clock
+        self.clock = clock  # when a microphone frame arrived, unless `near_end` is told
         self._reference = ReferenceTimeline(keep_seconds=max_delay_seconds + 4.5)
         self._delay = EchoDelayEstimator(max_delay_seconds=max_delay_seconds)
         self._waveform = WaveformDelay(max_delay_seconds=max_delay_seconds)
@@ -203,7 +203,7 @@ class EchoGuard:
             )
         if not self._reference.started:
             return EchoVerdict(frame, False, None)
-        now = self._clock() if now is None else now
+        now = self.clock() if now is None else now
         anchor = min(self._anchor, now - audio_end_ms / 1000)
         if anchor < self._anchor - CLOCK_JUMP_SECONDS:
             # The audio clock ran ahead of the arrivals: a stalled server fed silence for

@@ -181,6 +181,7 @@ class RealtimeSession:
         self.replies.close()
         self.history.close(reason)
         self.voice.close()
+        self._turns.close()  # a decision on a held voice being computed is abandoned
         self.tasks.cancel_all()
         self.track.stop()
         channels: list[EventChannel] = [self.transport, *self.sidebands]
@@ -439,8 +440,7 @@ class RealtimeSession:
 
     def _use_echo_guard(self, turn: TurnDetectionConfig | None) -> None:
         """The session's `echo_guard` wins over the server default."""
-        wanted = turn.echo_guard if turn is not None and turn.echo_guard is not None else None
-        self._turns.use_echo_guard(self._echo_guard_default if wanted is None else wanted)
+        self._turns.use_echo_guard((turn and turn.echo_guard) or self._echo_guard_default)
 
     def _on_frame_sent(self, pcm: np.ndarray, sent_at: float) -> None:
         """Every frame the caller is sent: the echo guard's reference, the recording."""

@@ -32,6 +32,10 @@ the gate's learned margins miss) is replayed with that echo taken out once the e
 ends, and a later refit of the echo model or the coupling leaves its frames out
 (`EchoGuard.not_echo`). Where the fit explains too little of the hold's echo itself (a
 reverberant room) it proves nothing, and the hold is dropped as before.
+
+Those judgements (the fits, refits and onset checks, ~2-30 ms of numpy each) are yielded
+by `steps` as `Offload` work: `TurnTaking` runs them on a worker thread while the call's
+later frames wait their turn (server.turns.off_loop); `hear` runs them inline.
 """
 
 from __future__ import annotations
@@ -40,11 +44,13 @@ import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 
 import numpy as np
 
 from media.echo.guard import EchoGuard, EchoVerdict
 from media.echo.presence import Presence
+from server.turns.off_loop import Offload, Steps, run_here
 from server.turns.options import EchoGuardMode
 
 log = logging.getLogger("hark.echo")
@@ -89,7 +95,8 @@ class Heard:
 
 
 class EchoListener:
-    """One call's echo handling in front of the segmenter; `hear` every inbound frame."""
+    """One call's echo handling in front of the segmenter; `hear` (or `steps`) every
+    inbound frame, in order."""
 
     def __init__(self, mode: EchoGuardMode) -> None:
         self.mode = mode
@@ -127,9 +134,24 @@ class EchoListener:
         in_turn: bool,
         now: float | None = None,
     ) -> Heard:
+        """`steps`, every one of them on this thread (tests, benches, offline replays)."""
+        return run_here(self.steps(frame, audio_end_ms, vad, threshold, in_turn=in_turn, now=now))
+
+    def steps(
+        self,
+        frame: np.ndarray,
+        audio_end_ms: int,
+        vad: Callable[[np.ndarray], float],
+        threshold: float,
+        *,
+        in_turn: bool,
+        now: float | None = None,
+    ) -> Steps[Heard]:
         """`in_turn`: the segmenter is inside a turn already (whatever is held back now
         is part of that turn's audio, so nothing is kept for replay); `now`: when the
-        frame arrived (default: the guard's clock)."""
+        frame arrived (default: the guard's clock). A decision on a held voice yields its
+        numpy work (`Offload`), for a worker thread (server.turns.off_loop): while it is
+        computed, nothing else may call this listener, its guard or `vad`."""
         verdict = self.guard.near_end(frame, audio_end_ms, now)
         presence = self.guard.presence.state
         if presence is not self._presence:
@@ -169,7 +191,7 @@ class EchoListener:
                 if (
                     voiced
                     and ONSET_VOICED_FRAMES[0] <= self._voiced <= ONSET_VOICED_FRAMES[1]
-                    and not self._could_be_echo()
+                    and not (yield from self._could_be_echo())
                 ):
                     # Echo at no delay could sound like this: a person. Heard now, from
                     # its onset; the call's echo stays unknown.
@@ -194,7 +216,7 @@ class EchoListener:
                 if self._judged:
                     del self._judged[0]
             if len(self._held) - len(self._judged) >= CHUNK_FRAMES:
-                self._judge_held()
+                yield Offload(self._judge_held)
             return Heard(verdict.frame, 0.0)
         if self._held and in_turn:
             self._drop()  # a turn began: what was held is in its audio
@@ -220,14 +242,17 @@ class EchoListener:
             log.debug("held voice: %d frames, %d suspect", len(self._held), self._suspects)
             replay = self._release(in_turn, raw=unknown)
         elif self._held:
-            replay = self._unless_echo(in_turn, vad)
+            replay = yield from self._unless_echo(in_turn, vad)
         self._recent.append(here)
         return Heard(verdict.frame, probability, replay)
 
-    def _unless_echo(self, in_turn: bool, vad: Callable[[np.ndarray], float]) -> list[HeldFrame]:
+    def _unless_echo(
+        self, in_turn: bool, vad: Callable[[np.ndarray], float]
+    ) -> Steps[list[HeldFrame]]:
         """A hold the gate saw too little of a person in: replayed all the same where what
-        was sent leaves a sound in it, else dropped as the echo it was."""
-        voice = self._voice_in_hold(vad)
+        was sent leaves a sound in it, else dropped as the echo it was. (Judging it, the
+        VAD on what the echo leaves included, is the worker's.)"""
+        voice: list[HeldFrame] = yield Offload(partial(self._voice_in_hold, vad))
         if voice:
             log.info(
                 "held voice is no echo (what was sent leaves it: %d frames, at %d ms)",
@@ -241,7 +266,8 @@ class EchoListener:
         return []
 
     def _judge_held(self) -> None:
-        """The held frames not yet judged, by what was sent (`EchoGuard.explain_held`)."""
+        """The held frames not yet judged, by what was sent (`EchoGuard.explain_held`):
+        ~4 ms of numpy per `CHUNK_FRAMES`, for a worker thread (`Offload`)."""
         fresh = self._held[len(self._judged) :]
         if fresh:
             judged = self.guard.explain_held([(h.raw, h.audio_end_ms) for h in fresh])
@@ -251,7 +277,8 @@ class EchoListener:
         """The held sound that what was sent cannot explain: from the padding before its
         first run of `UNEXPLAINED_RUN` frames that the best-fitting echo leaves
         `UNEXPLAINED_DB` of, with that echo taken out and heard again by the VAD (the
-        canceller had carved it); else []."""
+        canceller had carved it); else []. Refits and VAD included, up to ~30 ms: a
+        worker thread's (`Offload`)."""
         self._judge_held()
         run, first, checks = 0, None, 0
         powers = [_power(h.raw) for h in self._held]
@@ -304,8 +331,8 @@ class EchoListener:
         run = zip(around[offset:], judged.left[offset:], strict=True)
         return all(_unexplained(left, h.raw) for h, left in list(run)[:UNEXPLAINED_RUN])
 
-    def _could_be_echo(self) -> bool:
-        could = self.guard.voice_could_be_echo(self._onset)
+    def _could_be_echo(self) -> Steps[bool]:
+        could: bool = yield Offload(partial(self.guard.voice_could_be_echo, self._onset))
         if could and self._voiced == ONSET_VOICED_FRAMES[1]:
             check = self.guard.onset_check
             log.info(

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from functools import partial
 from typing import Protocol
 
 import numpy as np
@@ -45,6 +46,7 @@ from server.turns.interruption import (
     meaningful_words,
     unsure_words,
 )
+from server.turns.off_loop import InOrder, Steps
 from server.turns.options import EchoGuardMode, TurnDetectionConfig
 from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings, now
@@ -116,6 +118,9 @@ class TurnTaking:
         self._asked_words = False  # the pending interruption's words were asked for
         self._false_this_turn = False
         self._audio_end_ms = 0  # the audio clock at the last frame pushed
+        # Frames heard and sent, in order; a decision on a held voice is computed off the
+        # loop, and the frames after it wait for it (server.turns.off_loop).
+        self._inputs = InOrder("turns")
 
     @property
     def speaking(self) -> bool:
@@ -144,9 +149,19 @@ class TurnTaking:
             self._echo.mode = mode
 
     def far_end(self, pcm: np.ndarray, sent_at: float) -> None:
-        """A frame the caller was sent: the echo guard's reference."""
+        """A frame the caller was sent: the echo guard's reference (after the frames heard
+        before it were handled: a decision off the loop reads the reference)."""
+        if self._echo is not None:
+            self._inputs.handle(partial(self._sent, pcm, sent_at))
+
+    def _sent(self, pcm: np.ndarray, sent_at: float) -> None:
         if self._echo is not None:
             self._echo.far_end(pcm, sent_at)
+
+    def close(self) -> None:
+        """The call ended: frames still waiting are dropped, a decision being computed
+        off the loop is abandoned."""
+        self._inputs.close()
 
     def reset(self) -> None:
         """Forget the turn in progress (input buffer cleared, turn detection changed)."""
@@ -163,17 +178,27 @@ class TurnTaking:
     # ---- per frame ------------------------------------------------------------------------
 
     def push(self, frame: np.ndarray, audio_end_ms: int) -> None:
+        """A frame heard: handled now, or once the decision on an earlier one is made
+        (as of when it came). Control calls (`reset`, `commit`, `update`) act at once, as
+        if they came just before a frame still waiting."""
         at = self._clock()
+        now = None if self._echo is None else self._echo.guard.clock()
+        self._inputs.handle(partial(self._heard, frame, audio_end_ms, at, now))
+
+    def _heard(
+        self, frame: np.ndarray, audio_end_ms: int, at: float, now: float | None
+    ) -> Steps[None]:
         self._audio_end_ms = audio_end_ms
         if self._echo is not None:
             # The bot's own voice coming back (glasses have no AEC) must not start a turn;
             # a voice it hid, once known to be one, is replayed first.
-            heard = self._echo.hear(
+            heard = yield from self._echo.steps(
                 frame,
                 audio_end_ms,
                 self._vad,
                 self.config.threshold,
                 in_turn=self._segmenter.speaking,
+                now=now,
             )
             if heard.replay:
                 self._replay(heard.replay, at)
