@@ -56,8 +56,12 @@ TOKENS_PER_SECOND = 8
 REPEAT_MIN_WORDS = 4
 # A greedy transcript less sure than this (mean log-probability per token) is decoded
 # again with the beam. Clean questions score -0.02 to -0.37; the greedy misses at 10 dB
-# SNR score -0.74 and -0.87 ("Top Hall is Mount Everest").
-GREEDY_MIN_LOGPROB = -0.6
+# SNR score -0.74 and -0.87 ("Top Hall is Mount Everest"). Below -0.6 would do for those,
+# but at a pause in mid-sentence the greedy pass more readily finishes the sentence
+# ("Please remind me to call my mother." at -0.42, for "… call my"), which semantic_vad
+# takes for a finished turn: at -0.4 it ends no more cut sentences early than beam 5
+# (tests/bench/end_of_turn.py).
+GREEDY_MIN_LOGPROB = -0.4
 
 
 class FasterWhisperSTT:

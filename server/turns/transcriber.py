@@ -25,8 +25,9 @@ SAMPLE_RATE = 16000
 # Digital silence after the audio of a pause: Whisper hears a question's last word
 # better with room after it ("the capital of friends?" with the ~130 ms of a 32 ms pause,
 # "of France?" with 128 ms or more added). It is free: a short utterance is encoded in
-# a fixed window (faster_whisper_stt.SHORT_WINDOW_S).
-PAUSE_TAIL_S = 0.25
+# a fixed window (faster_whisper_stt.SHORT_WINDOW_S). More room makes Whisper finish a
+# sentence cut at a pause more often ("… call my mother."), so no more than that.
+PAUSE_TAIL_S = 0.128
 
 
 def _consume(task: asyncio.Task[Transcript]) -> None:

@@ -3,11 +3,14 @@
     nice -n 19 .venv/bin/python -m tests.bench.end_of_turn [--voices piper,espeak] [--out F]
 
 Each sentence is spoken whole, and cut at the end of a word in its middle (the user
-pausing mid-sentence: "What is the capital of …"), each followed by the 64 ms of silence
-that makes a pause in Hark's segmenter. At that pause each judge decides:
+pausing mid-sentence: "What is the capital of …"), each followed by the silence that
+makes a pause in Hark's segmenter (`media.segmenter.PAUSE_MS`). At that pause each judge
+decides:
 
 - `semantic`: Hark's own path; tiny.en transcribes the turn so far (the preemptive
-  transcript), then `end_of_turn.completeness` reads it. Its latency is that transcript.
+  transcript, with the digital silence the server adds after it:
+  `server.turns.transcriber.PAUSE_TAIL_S`), then `end_of_turn.completeness` reads it.
+  Its latency is that transcript.
 - `smart_turn`: the model on the audio (log-mel features + ONNX), on one thread.
 - `both` (not wired in the server): finished when both say so, unfinished when both
   say so, else unsure; its latency is the later of the two, run side by side.
@@ -37,9 +40,11 @@ import numpy as np
 from faster_whisper import WhisperModel
 
 from media.resample import Resampler
+from media.segmenter import PAUSE_MS
 from server.engines.faster_whisper_stt import FasterWhisperSTT, packaged_model
 from server.turns.end_of_turn import WAITS, completeness
 from server.turns.smart_turn import SmartTurn
+from server.turns.transcriber import PAUSE_TAIL_S
 from tests.speech import silence, speak
 
 # (sentence, how many words the cut keeps): cuts end on a word that leaves it unfinished.
@@ -59,7 +64,6 @@ SENTENCES: list[tuple[str, int]] = [
     ("My flight leaves at nine, so I need a taxi.", 5),
     ("Could you recommend a good book about history?", 5),
 ]
-PAUSE_MS = 64
 WAIT = WAITS["auto"]
 
 
@@ -119,7 +123,8 @@ def build_cases(voices: list[str], aligner: WhisperModel) -> list[Case]:
 
 async def judge_semantic(stt: FasterWhisperSTT, case: Case) -> tuple[str, float, str]:
     started = time.perf_counter()
-    transcript = await stt.transcribe_detailed(case.audio)
+    tail = np.zeros(int(PAUSE_TAIL_S * 16000), np.int16)
+    transcript = await stt.transcribe_detailed(np.concatenate([case.audio, tail]))
     text = transcript.text if transcript.has_words else ""
     verdict = completeness(text)
     return verdict, (time.perf_counter() - started) * 1000, text
