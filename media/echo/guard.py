@@ -27,7 +27,9 @@ jitter buffer. The server knows exactly what it sent and when; this module uses 
    delay but something within the whole searched range, are judged against that whole
    range with no credit for cancellation: a client's jitter buffer may have moved the
    echo since the delay was measured (the model is used only once the waveforms have
-   confirmed its delay in the burst).
+   confirmed its delay in the burst). Those after the echo at a delay the waveforms
+   found is over (the bot fell silent) are flagged `past_echo`: only a moved path could
+   echo there, so the listener does not lose a voice on that verdict alone.
 
 While nothing was sent within the possible echo window (the bot is silent), frames pass
 through untouched and are never flagged. Everything here is synchronous numpy and one
@@ -41,7 +43,7 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
@@ -82,6 +84,9 @@ class EchoVerdict:
     echo_window: bool = False  # something sent could be echoing in this frame
     suspect: bool = False  # the gate saw evidence of a person in it, not yet confirmed
     echo_left: float | None = None  # the frame's power the echo model leaves, once modelled
+    # Echo only by the whole window: the reply's echo at the measured delay is over (the
+    # bot fell silent), and only an echo path that moved since could still bring some.
+    past_echo: bool = False
 
 
 class EchoGuard:
@@ -338,6 +343,7 @@ class EchoGuard:
             # jitter buffer resizes in silence); the model waits for the waveforms again.
             self._checked = False
             self._waveform.reset()
+        past = False
         if aligned and (self._burst <= ONSET_FRAMES or self._jumped):
             # Nothing at the measured delay yet, but something within the whole searched
             # range: if the path just shrank or grew (a client's jitter buffer adapting),
@@ -345,6 +351,14 @@ class EchoGuard:
             # changed path shows first. Judge against all of it, crediting no cancellation.
             wide = self._echo_bound(last_block, None)
             if wide >= ACTIVE_FRAME_POWER:
+                # (Nothing at all at a delay the waveforms found, with the audio clock
+                # whole: the echo there is over, the bot silent since. The listener does
+                # not take a voice here for echo on this verdict alone.)
+                past = (
+                    echo_bound < ACTIVE_FRAME_POWER
+                    and not self._jumped
+                    and self._model.delay is not None
+                )
                 echo_bound, aligned = wide, False
         if echo_bound < ACTIVE_FRAME_POWER:
             if self._canceller is not None:
@@ -353,9 +367,10 @@ class EchoGuard:
                 self._cancel(frame, end_index, delay)
             self._gate.decide(echo_bound, 0.0, 0.0, aligned=False)
             return EchoVerdict(frame, False, self.delay_ms)
-        return self._echoing(
+        verdict = self._echoing(
             frame, mic_blocks, end_index, last_block, echo_bound, aligned, narrow, delay
         )
+        return replace(verdict, past_echo=True) if past else verdict
 
     def _echoing(
         self,

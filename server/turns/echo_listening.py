@@ -33,6 +33,15 @@ ends, and a later refit of the echo model or the coupling leaves its frames out
 (`EchoGuard.not_echo`). Where the fit explains too little of the hold's echo itself (a
 reverberant room) it proves nothing, and the hold is dropped as before.
 
+After the bot falls silent (a barge-in paused its reply) the guard judges each frame
+against the echo anywhere in its window for ~1.6 s more (a path that moved could still
+bring some), and flags the frames where nothing at the measured delay can echo any more
+(`past_echo`). Those are not taken for echo on that alone: in a turn they are heard as
+they came (gated, "What time is it?" after "Wait, stop." was silence that ended the
+turn, and was never answered), and out of one a voice is held and judged by what was
+sent, replayed unless a moved echo explains it (no fit here explains "too little to
+tell": there is no echo at the measured delay left to explain).
+
 Those judgements (the fits, refits and onset checks, ~2-30 ms of numpy each) are yielded
 by `steps` as `Offload` work: `TurnTaking` runs them on a worker thread while the call's
 later frames wait their turn (server.turns.off_loop); `hear` runs them inline.
@@ -111,6 +120,7 @@ class EchoListener:
         self._voiced = 0  # held voiced frames
         self._quiet_run = 0  # unvoiced frames since the last voiced one held
         self._onset: list[bool] = []  # voiced, per frame held since the echo-unknown hold began
+        self._past_only = True  # every voiced frame held came after the measured echo
         self._presence = self.guard.presence.state
 
     @property
@@ -177,7 +187,10 @@ class EchoListener:
         # While the echo is unknown the VAD hears the microphone as it came: a canceller
         # that is still new suppresses a voice along with the echo, and the voice rule
         # must hear the voice to rule the echo out.
-        probability = vad(frame if unknown else verdict.frame)  # always run: VAD state
+        # So does a frame the measured echo has left (`past_echo`): nothing of it is echo
+        # unless the echo path moved.
+        heard_raw = unknown or verdict.past_echo
+        probability = vad(frame if heard_raw else verdict.frame)  # always run: VAD state
         here = HeldFrame(verdict.frame, frame, probability, audio_end_ms, verdict.echo_left)
         voiced = probability >= threshold
         if self._hold(verdict, frame, voiced, unknown, in_turn):
@@ -210,6 +223,7 @@ class EchoListener:
             if not self._held:
                 self._held = list(self._recent)
             self._held.append(here)
+            self._past_only = self._past_only and (verdict.past_echo or not voiced)
             self._suspects += verdict.suspect and voiced
             if len(self._held) > MAX_HELD_FRAMES:
                 del self._held[0]
@@ -224,6 +238,10 @@ class EchoListener:
             # A turn that began before the bot spoke goes on as it is heard: gating it on
             # a guess would cut the user off mid-sentence. An echo, if any, is found
             # within ~150-400 ms and gated from then on.
+            return Heard(frame, probability)
+        if in_turn and verdict.past_echo:
+            # The bot fell silent (the turn paused its reply) and its echo at the measured
+            # delay is over: the user's turn goes on as heard.
             return Heard(frame, probability)
         if verdict.echo_only:
             self._recent.append(here)
@@ -306,7 +324,9 @@ class EchoListener:
         loud = [(p, left) for p, (left, _) in zip(powers, self._judged, strict=True)]
         loud = [(p, left) for p, left in loud if p > 10 * UNEXPLAINED_POWER and left is not None]
         explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for p, left in loud)
-        if explained < EXPLAINED_SHARE * len(loud):
+        # (A voice held after the measured echo was over has no echo for the fit to
+        # explain: what it leaves is the voice.)
+        if explained < EXPLAINED_SHARE * len(loud) and not self._past_only:
             log.info("held voice: what was sent explains too little of it to tell; dropped")
             return []
         start = max(first - PADDING_FRAMES, 0)
@@ -365,7 +385,7 @@ class EchoListener:
             return verdict.echo_only or unknown
         if not voiced or not (unknown or verdict.echo_only):
             return False
-        if unknown or verdict.suspect:
+        if unknown or verdict.suspect or verdict.past_echo:
             return True
         return self.guard.model_useful and _unexplained(verdict.echo_left, raw)
 
@@ -388,6 +408,7 @@ class EchoListener:
         self._voiced = 0
         self._quiet_run = 0
         self._onset = []
+        self._past_only = True
         self._recent.clear()
         self.guard.presence.release()
 

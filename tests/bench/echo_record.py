@@ -41,7 +41,8 @@ FAR = np.dtype([("sent_at", "<f8"), ("pcm", "<i2", 960)])
 
 def install_recorder(root: Path) -> None:
     """Make every EchoGuard created in this process record its inputs under `root`."""
-    from media import echo_guard
+    from media.echo import guard as echo_guard
+    from server.turns import echo_listening
 
     base = echo_guard.EchoGuard
 
@@ -70,9 +71,7 @@ def install_recorder(root: Path) -> None:
             return verdict
 
     echo_guard.EchoGuard = RecordingGuard  # type: ignore[misc]
-    from server import session
-
-    session.EchoGuard = RecordingGuard  # type: ignore[attr-defined]
+    echo_listening.EchoGuard = RecordingGuard  # type: ignore[misc]  # each call's listener
 
 
 def serve(root: Path) -> None:
