@@ -18,7 +18,7 @@ import asyncio
 import numpy as np
 import pytest
 
-from server.tools.call_client import CallClient
+from server.tools.call_client import CallClient, CallError
 from tests.acoustic import EchoingMicrophone, ScriptedMicrophone, utterance
 from tests.bench.peers.hark import HarkPeer
 
@@ -89,13 +89,22 @@ def status_of(client: CallClient, response_id: str) -> str:
     )
 
 
-async def answered(client: CallClient, words: str, timeout: float = 60) -> None:
-    """A completed response that began after a committed user transcript holding `words`."""
-    heard = await client.wait_for(
-        "conversation.item.input_audio_transcription.completed",
-        lambda d: words in d.get("transcript", "").lower(),
-        timeout=timeout,
-    )
+async def answered(client: CallClient, *words: str, timeout: float = 60) -> None:
+    """A completed response that began after a committed user transcript holding one of
+    `words`; failing, it says what was transcribed."""
+    try:
+        heard = await client.wait_for(
+            "conversation.item.input_audio_transcription.completed",
+            lambda d: any(w in d.get("transcript", "").lower() for w in words),
+            timeout=timeout,
+        )
+    except CallError as exc:
+        said = [
+            e.data.get("transcript")
+            for e in client.events
+            if e.type == "conversation.item.input_audio_transcription.completed"
+        ]
+        raise AssertionError(f"no transcript holding {words}; transcripts: {said}") from exc
     after = client.events.index(heard)
     await client.wait_for(
         "response.done",
@@ -118,7 +127,9 @@ async def test_auto_a_soft_question_over_an_echoing_first_reply_is_answered(hark
         await asyncio.sleep(1.0)
         soft = utterance("What time is it?").astype(np.float64) * 10 ** (-10 / 20)
         mic.say(soft.astype(np.int16))
-        await answered(client, "time", timeout=90)
+        # Whisper may mishear a word 10 dB down under the echo ("What grind is it?", 1
+        # run in 12): what must not happen is the question lost.
+        await answered(client, "time", "is it", timeout=90)
         assert mic.echoed_frames > 10  # the question really was over the echo
     finally:
         await client.hangup()
