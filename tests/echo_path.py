@@ -16,14 +16,16 @@ echo of a call's first reply, as `echo_speech` in tests/bench/turn_taking.py doe
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 
 import numpy as np
 
 from media.echo.guard import EchoGuard
 from media.resample import Resampler
-from media.segmenter import SpeechSegmenter, SpeechStarted, TurnDetection
+from media.segmenter import Event, SpeechSegmenter, SpeechStarted, TurnDetection
 from media.vad import SileroModel, SileroVad
+from server.turns.echo_listening import EchoListener
 from tests.speech import speak
 
 RATE = 16000
@@ -268,3 +270,25 @@ def erle_db(result: CaseResult, from_ms: int = 0) -> float:
     mic = result.mic[:n].reshape(-1, 512)[loud].astype(float)
     cleaned = result.cleaned[:n].reshape(-1, 512)[loud].astype(float)
     return float(10 * np.log10(np.sum(mic**2) / max(np.sum(cleaned**2), 1.0)))
+
+
+def listen_into(
+    listener: EchoListener,
+    segmenter: SpeechSegmenter,
+    vad: Callable[[np.ndarray], float],
+    frame: np.ndarray,
+    end_ms: int,
+    now: float,
+) -> list[Event]:
+    """One microphone frame through the listener into the segmenter, as TurnTaking does:
+    a replayed voice first (the turn so far reset), then the frame itself."""
+    heard = listener.hear(frame, end_ms, vad, 0.5, in_turn=segmenter.speaking, now=now)
+    if heard.replay:
+        segmenter.reset()
+    raw = not listener.gating
+    pushed = [(h.raw if raw else h.frame, h.probability, h.audio_end_ms) for h in heard.replay]
+    return [
+        e
+        for item in [*pushed, (heard.frame, heard.probability, end_ms)]
+        for e in segmenter.push(*item)
+    ]

@@ -25,6 +25,7 @@ from media.vad import SileroModel, SileroVad
 from server.engines.faster_whisper_stt import FasterWhisperSTT
 from server.turns.echo_listening import EchoListener
 from server.turns.options import EchoGuardMode
+from tests.echo_path import listen_into
 from tests.speech import speak
 
 pytestmark = pytest.mark.slow
@@ -74,17 +75,11 @@ def barge_in_call(mode: EchoGuardMode, delay_ms: float) -> tuple[list[np.ndarray
         mic[inside] += user[voice[inside]]
         pcm = np.clip(np.rint(mic), -32768, 32767).astype(np.int16)
         end_ms = (k + 1) * 32
-        heard = listener.hear(pcm, end_ms, vad, 0.5, in_turn=segmenter.speaking, now=now)
-        if heard.replay:
-            segmenter.reset()  # as TurnTaking._replay does
-        raw = not listener.gating
-        replay = [(h.raw if raw else h.frame, h.probability, h.audio_end_ms) for h in heard.replay]
-        for item in [*replay, (heard.frame, heard.probability, end_ms)]:
-            for event in segmenter.push(*item):
-                if isinstance(event, SpeechStarted) and now < REPLY_AT + len(reply) / 48000:
-                    paused = True  # the host pauses the reply at once
-                elif isinstance(event, SpeechStopped):
-                    turns.append(event.audio)
+        for event in listen_into(listener, segmenter, vad, pcm, end_ms, now):
+            if isinstance(event, SpeechStarted) and now < REPLY_AT + len(reply) / 48000:
+                paused = True  # the host pauses the reply at once
+            elif isinstance(event, SpeechStopped):
+                turns.append(event.audio)
     return turns, listener
 
 

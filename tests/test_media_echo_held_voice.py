@@ -17,7 +17,7 @@ from media.resample import Resampler
 from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped, TurnDetection
 from media.vad import SileroModel, SileroVad
 from server.turns.echo_listening import EchoListener
-from tests.echo_path import MIC_T0, REPLY_AT, delayed, voiced_onset_ms
+from tests.echo_path import MIC_T0, REPLY_AT, delayed, listen_into, voiced_onset_ms
 from tests.speech import speak
 
 pytestmark = pytest.mark.slow
@@ -78,17 +78,11 @@ def run_call(user_at: float | None, user_db: float = -10.0):
     turns: list[np.ndarray] = []
     for k, now, frame in mic_frames(listener, mic_pcm, sent48):
         end_ms = (k + 1) * 32
-        heard = listener.hear(frame, end_ms, vad, 0.5, in_turn=segmenter.speaking, now=now)
-        if heard.replay:
-            segmenter.reset()  # as TurnTaking._replay does
-        raw = not listener.gating
-        pushed = [(h.raw if raw else h.frame, h.probability, h.audio_end_ms) for h in heard.replay]
-        for item in [*pushed, (heard.frame, heard.probability, end_ms)]:
-            for event in segmenter.push(*item):
-                if isinstance(event, SpeechStarted):
-                    started.append(event.audio_start_ms)
-                elif isinstance(event, SpeechStopped):
-                    turns.append(event.audio)
+        for event in listen_into(listener, segmenter, vad, frame, end_ms, now):
+            if isinstance(event, SpeechStarted):
+                started.append(event.audio_start_ms)
+            elif isinstance(event, SpeechStopped):
+                turns.append(event.audio)
     return onset_ms, started, turns, listener
 
 

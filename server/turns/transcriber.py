@@ -16,11 +16,10 @@ import logging
 
 import numpy as np
 
+from media.vad import SAMPLE_RATE
 from server.engines.base import SpeechToText, Transcript
 
 log = logging.getLogger("hark.turns")
-
-SAMPLE_RATE = 16000
 
 # Digital silence after the audio of a pause: Whisper hears a question's last word
 # better with room after it ("the capital of friends?" with the ~130 ms of a 32 ms pause,
