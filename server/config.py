@@ -216,12 +216,11 @@ class Config:
     log_transcripts: bool = setting("HARK_LOG_TRANSCRIPTS", False, boolean)
     quality_interval_s: float = setting("HARK_QUALITY_INTERVAL", 2.0, number(0.25, 60.0))
     # The bot's own voice in the caller's audio (clients without echo cancellation, such
-    # as glasses): "on" always gates it; "auto" (experimental) detects per call whether
-    # the client sends it back and gates it only then; "off" never looks. Off by default:
-    # "on" makes a first reply's barge-in need a voice louder than the bot's for clients
-    # that cancel echo, and "auto" still misses some real echoes (README). 1/0, true/false
-    # mean on/off.
-    echo_guard: str = setting("HARK_ECHO_GUARD", "off", echo_mode)
+    # as glasses): "auto" (the default) detects per call whether the client sends it back
+    # and gates it only then; "on" always gates it (a first reply's barge-in then needs a
+    # voice louder than the bot's for clients that cancel echo); "off" never looks
+    # (README, "Echo without client echo cancellation"). 1/0, true/false mean on/off.
+    echo_guard: str = setting("HARK_ECHO_GUARD", "auto", echo_mode)
     # Default turn detection of new sessions (clients may change it with session.update).
     turn_detection: str = setting(
         "HARK_TURN_DETECTION", "semantic_vad", choice("semantic_vad", "server_vad")

@@ -149,7 +149,10 @@ function attachRemote(stream) {
 // ---- events from the server ----
 
 const handlers = {
-  "session.created": () => setActivity("ready"),
+  "session.created": (e) => {
+    setActivity("ready");
+    sayEchoCancelled(e.session);
+  },
   "input_audio_buffer.speech_started": () => setActivity("listening"),
   "input_audio_buffer.speech_stopped": () => setActivity("thinking"),
   "conversation.item.added": (e) => {
@@ -190,6 +193,21 @@ const handlers = {
   },
   error: (e) => showError((e.error && e.error.message) || "The server reported an error."),
 };
+
+// The browser cancels the echo on this microphone (its track says so): tell Hark, so it
+// need not find out over the call's first reply whether the bot's voice comes back
+// (`echo_guard` "auto", the server's default, holds a voice over that reply ~50 ms to
+// check it). A session whose secret chose an echo_guard keeps it.
+function sayEchoCancelled(session) {
+  const track = mic && mic.getAudioTracks()[0];
+  const turn = session && session.audio && session.audio.input && session.audio.input.turn_detection;
+  if (!call || !track || !turn || turn.echo_guard != null) return;
+  if (track.getSettings().echoCancellation !== true) return;
+  call.send({
+    type: "session.update",
+    session: { type: "realtime", audio: { input: { turn_detection: { ...turn, echo_guard: "off" } } } },
+  });
+}
 
 function onEvent(event) {
   hark.events.push(event);

@@ -56,6 +56,12 @@ SNAPSHOT_JS = """() => ({
 })"""
 
 
+# echo_guard as each session.created / session.updated told the page, in order.
+ECHO_GUARDS_JS = """() => window.hark.events
+  .filter((e) => e.type === "session.created" || e.type === "session.updated")
+  .map((e) => e.session.audio.input.turn_detection.echo_guard)"""
+
+
 class Server:
     def __init__(self, url: str) -> None:
         self.url = url.rstrip("/")
@@ -165,6 +171,8 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             assert not any(b["interrupted"] for b in snap["bubbles"]), snap["bubbles"]
             assert snap["state"] == "connected"
             assert snap["error"] == "", snap["error"]
+            # Without echo cancellation (?aec=0) the page leaves echo_guard to the server.
+            assert page.evaluate(ECHO_GUARDS_JS) == [None], page.evaluate(ECHO_GUARDS_JS)
             # Let the reply's audio finish playing, so the picture shows a settled page.
             try:
                 page.wait_for_function(
@@ -193,5 +201,31 @@ def test_voice_conversation(server, question_wav: Path, tmp_path: Path) -> None:
             assert page.locator("#status-text").inner_text() == "Call ended"
             assert page.get_by_role("button", name="Connect").is_enabled()
             assert page_errors == []
+        finally:
+            context.close()
+
+
+def test_a_microphone_with_echo_cancellation_tells_hark(server, tmp_path: Path) -> None:
+    """With the browser's echo cancellation on (the page's default), the page tells Hark
+    its microphone sends no echo (`echo_guard: "off"`), so a barge-in on the first reply
+    is not held while the server's default ("auto") finds that out."""
+    from playwright.sync_api import sync_playwright
+
+    wav = tmp_path / "quiet.wav"
+    write_wav(wav, silence(4000, RATE), RATE)
+    with sync_playwright() as pw:
+        context = launch(pw, tmp_path / "profile", wav)
+        try:
+            page = context.pages[0] if context.pages else context.new_page()
+            page.goto(server.url + "/")
+            page.get_by_role("button", name="Connect").click()
+            page.wait_for_function(
+                "() => window.hark.events.some((e) => e.type === 'session.updated')",
+                timeout=30_000,
+                polling=100,
+            )
+            assert page.evaluate(ECHO_GUARDS_JS) == [None, "off"]
+            page.get_by_role("button", name="Hang up").click()
+            page.wait_for_function("() => window.hark.state === 'ended'", timeout=10_000)
         finally:
             context.close()

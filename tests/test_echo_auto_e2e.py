@@ -1,14 +1,10 @@
-"""The experimental `echo_guard: "auto"` over real WebRTC, asked for per session (the
-server's default is off).
+"""Hark's default `echo_guard: "auto"` over real WebRTC: each call is found to send the
+bot's voice back or not, and the session says nothing about it.
 
-Only what `auto` does reliably is asserted here: a client that sends no echo back barges
-in on its first reply as it would with no guard, and a soft question over the first
-reply of a client that echoes (each reply played back into its microphone 200 ms later
-at -9 dB) is transcribed and answered. Not asserted, because it fails: that an echoing
-client never hears the bot, and that an interruption over its first reply's echo stops
-it. Over real WebRTC the waveform search often never finds the echo and `auto` rules it
-out wrongly (README, "Echo without client echo cancellation"); `echo_guard: "on"`
-(tests/test_echo_e2e.py) covers those clients.
+A client that sends no echo back barges in on its first reply as it would with no guard.
+A client that echoes (each reply played back into its microphone 200 ms later at -9 dB)
+does not interrupt itself, its user's interruption over the echo of its first reply
+stops that reply, and a soft question over the first reply is transcribed and answered.
 """
 
 from __future__ import annotations
@@ -24,10 +20,9 @@ from tests.bench.peers.hark import HarkPeer
 
 pytestmark = pytest.mark.slow
 
-# The server's default is off: each call asks for the experimental "auto" mode.
+# No echo_guard: the server's default ("auto") decides per call.
 STORYTELLER = {
     "instructions": "You are a storyteller. Always answer with three long sentences.",
-    "audio": {"input": {"turn_detection": {"type": "semantic_vad", "echo_guard": "auto"}}},
 }
 
 
@@ -36,6 +31,7 @@ LINES = (
     "Wait, stop. What time is it?",
     "Tell me a story about a brave dragon.",
     "What time is it?",
+    "Tell me about the sea.",
 )
 
 
@@ -135,8 +131,29 @@ async def test_auto_a_soft_question_over_an_echoing_first_reply_is_answered(hark
         await client.hangup()
 
 
-async def test_auto_a_client_without_echo_barges_in_on_its_first_reply(hark):
-    mic = ScriptedMicrophone()
+async def test_auto_an_echoing_client_does_not_interrupt_itself(hark):
+    mic = EchoingMicrophone(delay_ms=200, gain_db=-9)
+    client = await call_with(hark, mic)
+    try:
+        for question in ("Tell me a story about a brave dragon.", "Tell me about the sea."):
+            mark = len(client.events)
+            await mic.say(utterance(question)).sent()
+            done = await client.wait_for("response.done", after=mark, timeout=90)
+            assert done.data["response"]["status"] == "completed", done.data["response"]
+            await asyncio.sleep(2.0)  # room for a reply to its own echo
+        assert mic.echoed_frames > 20  # the echo really reached the server
+        statuses = [
+            e.data["response"]["status"] for e in client.events if e.type == "response.done"
+        ]
+        assert statuses == ["completed", "completed"]  # none cancelled, none to the echo
+    finally:
+        await client.hangup()
+
+
+@pytest.mark.parametrize("echo", [False, True], ids=["no echo", "echo"])
+async def test_auto_an_interruption_of_a_first_reply_stops_it_and_is_answered(hark, echo):
+    """With no echo (a browser) or with the reply played back 200 ms later at -9 dB."""
+    mic = EchoingMicrophone(delay_ms=200, gain_db=-9) if echo else ScriptedMicrophone()
     client = await call_with(hark, mic)
     try:
         response_id = await interrupt_first_reply(client, mic, 0.5)

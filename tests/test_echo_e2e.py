@@ -15,8 +15,8 @@ from tests.bench.peers.hark import HarkPeer
 pytestmark = pytest.mark.slow
 
 
-# A client without echo cancellation says so in its session (Hark's `echo_guard`); the
-# shared test server keeps the default (off), so this also proves the per-call switch.
+# A client without echo cancellation says so in its session (Hark's `echo_guard: "on"`,
+# over the server's default "auto"), so this also proves the per-call switch.
 STORYTELLER = {
     "instructions": "You are a storyteller. Always answer with three long sentences.",
     "audio": {"input": {"turn_detection": {"type": "semantic_vad", "echo_guard": True}}},

@@ -113,8 +113,8 @@ def test_echo_guard_is_a_per_session_mode_over_the_server_default():
             config.apply({"turn_detection": {"echo_guard": bad}})
 
 
-def test_the_server_echo_guard_is_off_by_default_and_takes_the_old_booleans():
-    assert Config.from_env({}).echo_guard == "off"
+def test_the_server_echo_guard_is_auto_by_default_and_takes_the_old_booleans():
+    assert Config.from_env({}).echo_guard == "auto"
     assert Config.from_env({"HARK_ECHO_GUARD": "auto"}).echo_guard == "auto"
     assert Config.from_env({"HARK_ECHO_GUARD": "0"}).echo_guard == "off"
     assert [echo_mode("HARK_ECHO_GUARD", v) for v in ("auto", "1", "true", "on")] == [

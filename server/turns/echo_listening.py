@@ -5,7 +5,7 @@
 - `echo_guard: "off"`: frames pass as they are.
 - `"on"`: the `EchoGuard` cancels the bot's voice and its verdict gates each frame: an
   echo-only frame reaches the segmenter with a speech probability of 0.
-- `"auto"` (experimental; the server default is `"off"`): the guard runs and gates while
+- `"auto"` (the server default): the guard runs and gates while
   its `EchoPresence` has not ruled the echo out. The client that sends no echo back (a
   browser's AEC) is known within ~2.2 s of its first reply, or ~320 ms into its user's
   voice over that reply (a voice held back with no echo found in it, replayed from its

@@ -62,7 +62,7 @@ class TurnDetectionConfig:
     interruption: InterruptionOptions = field(default_factory=InterruptionOptions)
     # Hark extension: "auto" (detect per call whether the client returns the bot's voice),
     # "on" (a client without echo cancellation, such as smart glasses) or "off"; null
-    # leaves it to the server's HARK_ECHO_GUARD (default "off").
+    # leaves it to the server's HARK_ECHO_GUARD (default "auto").
     echo_guard: EchoGuardMode | None = None
     # Hark extension: begin the reply at a pause that may end the turn, held until it does
     # (`server.reply.response`); off saves the CPU spent on pauses that were not the end.

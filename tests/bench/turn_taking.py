@@ -24,8 +24,8 @@ trial by trial. Never two calls at once: the peers share the CPU.
   into the reply. False barge-in if the peer cancelled the reply (a pause that resumes
   is fine; its silent gaps are reported).
 - `echo`: the client plays the reply back into its microphone 100-300 ms later at -6 to
-  -12 dB, no echo cancellation, and asks for `echo_guard: "on"` as glasses configured
-  for Hark would (the server's default is off). Two questions per call, reported apart:
+  -12 dB, no echo cancellation, and says nothing about it: Hark's default
+  (`echo_guard: "auto"`) must find out. Two questions per call, reported apart:
   the first reply (nothing known about the client) and a later one. Self-interruption if
   the peer cancelled its own reply; also counts replies to its own echo.
 - `echo_speech`: the same echo, plus a real interruption mixed on top 0.5 s into the
@@ -474,8 +474,8 @@ def summarize(results: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
         "premature_turn_end_paused": rate(column("paused_question", "premature_turn_end")),
         "paused_voice_to_voice_ms": stats(column("paused_question", "voice_to_voice_ms")),
         "false_barge_in_noise": rate(column("noise_during_reply", "false_barge_in")),
-        # The echo scenarios ask for echo_guard "on": first and later replies apart,
-        # since the guard learns the echo path on the first.
+        # The echo scenarios run at the server's echo_guard default ("auto"): first and
+        # later replies apart, since the guard learns the echo path on the first.
         "echo_self_interruptions_first": rate(column("echo", "self_interrupted")),
         "echo_self_interruptions_later": rate(later_column("echo", "self_interrupted")),
         "echo_replies_to_own_echo_first": rate(

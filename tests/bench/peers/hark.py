@@ -6,9 +6,9 @@ recorder replace CallClient's own. Signals come from the events: committed trans
 (`…input_audio_transcription.completed`), `response.created`, `response.done` with
 status `cancelled`, and `barge_in_stop_ms` wherever a `hark.metrics` event carries it
 (missing means null: older servers do not measure it). A call whose microphone hears
-its own speaker (the echo scenarios) asks for Hark's `echo_guard: "on"`, as glasses
-configured for Hark would, unless its session already names an `echo_guard` mode (the
-server's default is off).
+its own speaker (the echo scenarios) says nothing about it, as a client that does not
+know would: it gets the server's default (`echo_guard: "auto"`), unless its session
+names a mode (`--hark-session`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from server.tools.call_client import CallClient, mint_client_secret
-from tests.acoustic import EchoingMicrophone, ReplyRecorder, ScriptedMicrophone
+from tests.acoustic import ReplyRecorder, ScriptedMicrophone
 from tests.bench.peers.base import Signals
 
 
@@ -38,16 +38,6 @@ def find_number(data: Any, key: str) -> float | None:
         if found is not None:
             return found
     return None
-
-
-def with_echo_guard(session: dict[str, Any], mode: str = "on") -> dict[str, Any]:
-    """`session` with Hark's `echo_guard` set to `mode` unless it names one already,
-    keeping its other turn detection settings."""
-    audio = dict(session.get("audio") or {})
-    audio_input = dict(audio.get("input") or {})
-    turn = dict(audio_input.get("turn_detection") or {"type": "semantic_vad"})
-    audio_input["turn_detection"] = {"echo_guard": mode, **turn}
-    return {**session, "audio": {**audio, "input": audio_input}}
 
 
 class HarkCall:
@@ -111,10 +101,7 @@ class HarkPeer:
 
     async def call(self, mic: ScriptedMicrophone) -> HarkCall:
         assert self.url, "HarkPeer.call() outside running()"
-        session = self.session
-        if isinstance(mic, EchoingMicrophone):
-            session = with_echo_guard(session)  # as a client without AEC (glasses) would
-        token = await mint_client_secret(self.url, self.api_key, session)
+        token = await mint_client_secret(self.url, self.api_key, self.session)
         client = CallClient(self.url, token)
         ear = ReplyRecorder()
         client.mic.stop()
