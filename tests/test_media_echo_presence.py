@@ -44,12 +44,14 @@ class ListeningGuard:
         self.vad = SileroVad(SileroModel.load())
         self.replays = 0
         self.delay_ms = None
+        self.last = (0, 0.0)  # (audio_end_ms, arrival) of the last microphone frame
 
     def far_end(self, frame, sent_at):  # type: ignore[no-untyped-def]
         self.guard.far_end(frame, sent_at)
 
     def near_end(self, frame, audio_end_ms, now=None):  # type: ignore[no-untyped-def]
         heard = self.listener.hear(frame, audio_end_ms, self.vad, 0.5, in_turn=False, now=now)
+        self.last = (audio_end_ms, now)
         self.replays += bool(heard.replay)
         return type("Verdict", (), {"frame": heard.frame, "echo_only": heard.probability == 0})
 
@@ -84,6 +86,34 @@ def test_a_client_without_echo_is_ruled_out_during_its_first_reply():
         reply_ms = round((REPLY_AT - MIC_T0) * 1000)
         assert guard.settled_ms - reply_ms < 3000
         assert result.started_ms == []
+
+
+def test_a_call_settled_echo_free_runs_no_canceller_until_an_echo_is_found():
+    """At `auto`, once a client is known to send no echo nothing the canceller makes is
+    used: AEC3 (a third of the guard's CPU) stops. An echo found later (a loudspeaker
+    switched on) gates again, with a fresh canceller."""
+    shim = ListeningGuard()
+    case = echo_cases(1, user=False, seed=5)[0]
+    run_case(case, shim, with_echo=False)  # type: ignore[arg-type]
+    assert shim.guard.presence.state is Presence.NONE
+    assert not shim.listener.gating and not shim.guard.canceller_running
+    shim.guard.presence.echo_found()
+    end_ms, now = shim.last
+    loud = (np.sin(np.arange(960) / 7.0) * 8000).astype(np.int16)
+    noise = np.random.default_rng(0).normal(0, 300, 512).astype(np.int16)
+    sent_at = now
+    for _ in range(10):  # the bot speaks again (the microphone's side is not judged here)
+        while sent_at < now + 0.032:
+            shim.far_end(loud, sent_at)
+            sent_at += 0.02
+        now += 0.032
+        end_ms += 32
+        shim.near_end(noise, end_ms, now=now)
+    assert shim.listener.gating and shim.guard.canceller_running
+    on = ListeningGuard()  # "on" gates whatever the presence says: it keeps AEC3
+    on.listener.mode = "on"
+    run_case(case, on, with_echo=False)  # type: ignore[arg-type]
+    assert on.guard.presence.state is Presence.NONE and on.guard.canceller_running
 
 
 def test_a_voice_held_back_as_possible_echo_is_replayed_not_lost():

@@ -111,6 +111,10 @@ class EchoGuard:
         self._refit: tuple[int, int, float] | None = None
         self._gate = EchoGate(gate)
         self._canceller: EchoCanceller | None = None
+        # False while nothing of the canceller's output is used (a call at "auto" settled
+        # echo-free): AEC3 (~0.35 ms a frame, a third of the guard's cost) is not run,
+        # and a fresh one starts if the call turns out to echo after all.
+        self.cancelling = True
         self._anchor = math.inf  # server time of audio clock 0, least-delayed arrival
         self._far_end_at: int | None = None  # reference index feeding AEC3 next
         self._burst = 0  # consecutive frames with reference at the measured delay
@@ -192,6 +196,10 @@ class EchoGuard:
     def erle_db(self) -> float:
         """Echo cancellation currently achieved (median over recent echo frames)."""
         return self._gate.erle_db
+
+    @property
+    def canceller_running(self) -> bool:
+        return self._canceller is not None
 
     def far_end(self, frame: np.ndarray, sent_at: float, sample_rate: int = 48000) -> None:
         """A frame the client was sent (1-D int16, silence included) and when it left."""
@@ -449,6 +457,12 @@ class EchoGuard:
         return float(frame_power.max(initial=0.0))
 
     def _cancel(self, frame: np.ndarray, end_index: float, delay: float | None) -> np.ndarray:
+        if not self.cancelling:
+            if self._canceller is not None:
+                self._canceller = None
+                self._far_end_at = None
+                self._gate.forget_erle()
+            return frame
         lead = 0.0 if delay is None else max(delay - AEC_LEAD_SECONDS, 0.0)
         target = round(end_index - lead * RATE)
         if self._canceller is None:

@@ -162,6 +162,8 @@ class EchoListener:
         frame arrived (default: the guard's clock). A decision on a held voice yields its
         numpy work (`Offload`), for a worker thread (server.turns.off_loop): while it is
         computed, nothing else may call this listener, its guard or `vad`."""
+        # Settled echo-free, nothing the canceller makes is used (frames pass as they came).
+        self.guard.cancelling = self.gating
         verdict = self.guard.near_end(frame, audio_end_ms, now)
         presence = self.guard.presence.state
         if presence is not self._presence:
