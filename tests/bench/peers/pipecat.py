@@ -30,6 +30,7 @@ import aiohttp
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
+from media.jitter import shorten_audio_receive_delay
 from media.resample import Resampler
 from tests.acoustic import RATE, ReplyRecorder, ScriptedMicrophone
 from tests.bench.peers.base import Signals
@@ -101,9 +102,14 @@ def signals_from_log(events: list[dict[str, Any]]) -> Signals:
 
 
 class PipecatCall:
-    def __init__(self, base_url: str, mic: ScriptedMicrophone) -> None:
+    def __init__(
+        self, base_url: str, mic: MediaStreamTrack, receive_prefetch: int | None = None
+    ) -> None:
+        """`mic`: any audio track (a `ScriptedMicrophone`, or an `OutboundAudioTrack` for
+        cheap silent calls); `receive_prefetch`: as `CallClient`'s (None keeps aiortc's 4)."""
         self.base_url = base_url
         self.mic = mic
+        self.receive_prefetch = receive_prefetch
         self.ear = ReplyRecorder()
         self.pc_id: str | None = None
         self._pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
@@ -125,6 +131,8 @@ class PipecatCall:
 
         pc.addTrack(self.mic)
         await pc.setLocalDescription(await pc.createOffer())
+        if self.receive_prefetch is not None:
+            shorten_audio_receive_delay(pc, self.receive_prefetch)
         async with aiohttp.ClientSession() as http:
             async with http.post(
                 f"{self.base_url}/api/offer",
@@ -170,6 +178,7 @@ class PipecatPeer:
     def __init__(self) -> None:
         self.url: str | None = None
         self.info: dict[str, Any] = {}
+        self.pids: dict[str, int] = {}  # "llm", "bot": for benches that read /proc
 
     @contextlib.contextmanager
     def running(self) -> Iterator[PipecatPeer]:
@@ -201,6 +210,7 @@ class PipecatPeer:
                 ))  # fmt: skip
             llm_url = f"http://127.0.0.1:{llm_port}/v1"
             wait_http(f"{llm_url}/models", processes[0], logs / "llama.log", "llama_cpp.server")
+            self.pids["llm"] = processes[0].pid
             with (logs / "bot.log").open("wb") as out:
                 processes.append(subprocess.Popen(
                     [str(VENV / "bin" / "python"), str(BOT), "--port", str(bot_port),
@@ -211,10 +221,12 @@ class PipecatPeer:
                 ))  # fmt: skip
             self.url = f"http://127.0.0.1:{bot_port}"
             wait_http(f"{self.url}/api/health", processes[1], logs / "bot.log", "pipecat bot")
+            self.pids["bot"] = processes[1].pid
             self.info["start_s"] = round(time.monotonic() - started, 1)
             yield self
         finally:
             self.url = None
+            self.pids = {}
             for process in reversed(processes):
                 stop_process(process, timeout=10)
 
