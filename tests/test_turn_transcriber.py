@@ -55,3 +55,22 @@ async def test_speech_after_the_pause_is_transcribed_again_whole() -> None:
     turn = voice(2500)
     job, reused = transcriber.final(turn)
     assert not reused and (await job).text == f"{turn.size} samples"
+
+
+async def test_a_sound_going_on_past_the_pause_is_transcribed_again_whole() -> None:
+    """The pause fell inside a word's unvoiced end (its /s/): the VAD heard silence after
+    it, but the microphone did not."""
+    stt = FakeSTT()
+    transcriber = TurnTranscriber(stt)  # type: ignore[arg-type]
+    so_far = voice(1500)
+    transcriber.start(so_far)
+    rng = np.random.default_rng(0)
+    hiss = (rng.standard_normal(SAMPLE_RATE // 10) * 300).astype(np.int16)  # 100 ms of /s/
+    quiet = (rng.standard_normal(SAMPLE_RATE // 2) * 10).astype(np.int16)
+    turn = np.concatenate([so_far, hiss, quiet])
+    job, reused = transcriber.final(turn)
+    assert not reused and (await job).text == f"{turn.size} samples"
+    # The same turn with the room's noise after the pause (no /s/) reuses it.
+    transcriber.start(so_far)
+    job, reused = transcriber.final(np.concatenate([so_far, quiet, quiet]))
+    assert reused

@@ -27,6 +27,15 @@ log = logging.getLogger("hark.turns")
 # a fixed window (faster_whisper_stt.SHORT_WINDOW_S). More room makes Whisper finish a
 # sentence cut at a pause more often ("… call my mother."), so no more than that.
 PAUSE_TAIL_S = 0.128
+# A pause is one 32 ms frame under Silero's threshold, which a word's unvoiced end can
+# dip to with the word's /s/ still to come (one way to hear "the capital of friends?",
+# as two full test runs did; not confirmed as their cause). So the turn reuses the
+# pause's transcript only if the first `AFTER_PAUSE_S` after the pause were no louder
+# than the turn's trailing silence by `SOUND_AFTER_DB`; otherwise the whole turn is
+# transcribed (~130 ms more; offline on 20 Piper questions it fired for 1 clean, 0 at
+# 30 and 20 dB SNR).
+AFTER_PAUSE_S = 0.16
+SOUND_AFTER_DB = 10.0
 
 
 def _consume(task: asyncio.Task[Transcript]) -> None:
@@ -85,6 +94,9 @@ class TurnTranscriber:
         job, covered = self._job, self._job_samples
         self._job, self._job_samples = None, 0
         usable = reuse and job is not None and covered <= len(audio)
+        if usable and _sound_after(audio, covered):
+            log.debug("sound went on after the pause: transcribing the whole turn")
+            usable = False
         if usable and job is not None and job.done() and (job.cancelled() or job.exception()):
             log.warning("preemptive transcription failed; transcribing the turn again")
             usable = False
@@ -94,3 +106,17 @@ class TurnTranscriber:
             job.cancel()  # superseded by the whole turn's own job
         task = asyncio.create_task(self._stt.transcribe_detailed(audio), name="stt-turn")
         return task, False
+
+
+def _power(audio: np.ndarray) -> float:
+    return float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
+
+
+def _sound_after(audio: np.ndarray, covered: int) -> bool:
+    """The audio just after the pause (sample `covered`) is louder than the silence that
+    ended the turn (the rest): the speaker's last sound went on past the pause."""
+    end = covered + int(AFTER_PAUSE_S * SAMPLE_RATE)
+    after, rest = audio[covered:end], audio[end:]
+    if not after.size or not rest.size:
+        return False
+    return _power(after) > (_power(rest) + 1.0) * 10 ** (SOUND_AFTER_DB / 10)
