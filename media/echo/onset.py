@@ -44,6 +44,7 @@ import numpy as np
 from media.echo.align import normalized_correlation, phat, raised_cosine
 from media.echo.presence import LOUD_MIC_POWER, NOISE_POWER, frame_powers
 from media.echo.reference import BLOCK, RATE, ReferenceTimeline
+from media.levels import mean_power
 
 FRAME = 512
 TAIL_SECONDS = 0.15  # echo energy arriving after the direct path
@@ -104,7 +105,7 @@ class OnsetCheck:
         quiet = _sliding_max((~ok).astype(np.float64), self.slack, self.slack) == 0
         loud = np.zeros(n, np.int32)
         for samples, voiced, last_block, _ in frames:
-            mic = float(np.mean(np.square(samples, dtype=np.float64)))
+            mic = mean_power(samples)
             if not voiced or mic <= NOISE_POWER:
                 continue
             powers = frame_powers(

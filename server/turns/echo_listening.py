@@ -59,6 +59,7 @@ import numpy as np
 
 from media.echo.guard import EchoGuard, EchoVerdict
 from media.echo.presence import Presence
+from media.levels import mean_power
 from server.turns.off_loop import Offload, Steps, run_here
 from server.turns.options import EchoGuardMode
 
@@ -301,7 +302,7 @@ class EchoListener:
         worker thread's (`Offload`)."""
         self._judge_held()
         run, first, checks = 0, None, 0
-        powers = [_power(h.raw) for h in self._held]
+        powers = [mean_power(h.raw) for h in self._held]
         for i, (held, (left, _)) in enumerate(zip(self._held, self._judged, strict=True)):
             # As loud as the echo around it, too: a room's reverb tail, which the fit
             # explains poorly, is quieter than the words it follows.
@@ -423,9 +424,5 @@ def _unexplained(left: float | None, raw: np.ndarray) -> bool:
     spliced by a stall, a slipped playout)."""
     if left is None or left <= UNEXPLAINED_POWER:
         return False
-    power = _power(raw)
+    power = mean_power(raw)
     return power * 10 ** (UNEXPLAINED_DB / 10) <= left <= power * 10 ** (MISFIT_DB / 10)
-
-
-def _power(frame: np.ndarray) -> float:
-    return float(np.mean(np.square(frame, dtype=np.float64)))

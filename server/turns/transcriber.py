@@ -16,6 +16,7 @@ import logging
 
 import numpy as np
 
+from media.levels import mean_power
 from media.vad import SAMPLE_RATE
 from server.engines.base import SpeechToText, Transcript
 
@@ -108,10 +109,6 @@ class TurnTranscriber:
         return task, False
 
 
-def _power(audio: np.ndarray) -> float:
-    return float(np.mean(np.square(audio, dtype=np.float64))) if audio.size else 0.0
-
-
 def _sound_after(audio: np.ndarray, covered: int) -> bool:
     """The audio just after the pause (sample `covered`) is louder than the silence that
     ended the turn (the rest): the speaker's last sound went on past the pause."""
@@ -119,4 +116,4 @@ def _sound_after(audio: np.ndarray, covered: int) -> bool:
     after, rest = audio[covered:end], audio[end:]
     if not after.size or not rest.size:
         return False
-    return _power(after) > (_power(rest) + 1.0) * 10 ** (SOUND_AFTER_DB / 10)
+    return mean_power(after) > (mean_power(rest) + 1.0) * 10 ** (SOUND_AFTER_DB / 10)
