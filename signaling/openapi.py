@@ -111,7 +111,11 @@ TOOL = {
             "type": ["object", "null"],
             "properties": {
                 "type": {"const": "object"},
-                "properties": {"type": "object", "additionalProperties": {"type": "object"}},
+                # JSON Schema lets a property's schema be a boolean (true: anything).
+                "properties": {
+                    "type": "object",
+                    "additionalProperties": {"type": ["object", "boolean"]},
+                },
                 "required": {"type": "array", "items": {"type": "string"}, "uniqueItems": True},
             },
         },

@@ -241,6 +241,18 @@ def test_grammars_bound_open_strings_and_arrays():
     assert grammar_text({"type": "object"}) == 'root ::= "{" "}"'  # no properties: {}
 
 
+def test_boolean_property_schemas_make_a_grammar_not_the_any_object_fallback():
+    """JSON Schema (and so the tool validator) allows `true`/`false` as a property's schema."""
+    schema = {
+        "type": "object",
+        "properties": {"note": True, "never": False, "city": {"type": "string"}},
+    }
+    bounded = bounded_schema(schema)
+    assert bounded["properties"] == {"note": {}, "city": {"type": "string", "maxLength": 60}}
+    text = grammar_text(schema)
+    assert "note-kv" in text and "city-kv" in text and "never" not in text
+
+
 # ---- the embedded model ------------------------------------------------------------------
 
 SCHEMAS = [

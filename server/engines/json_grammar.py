@@ -5,7 +5,8 @@ the schema's types, enums and required fields, whatever the model. Two things a 
 leaves open are closed here, because a small model fills open space with repetition
 until it runs out of tokens (and cut-off JSON is no JSON): strings without a length
 limit get one, arrays without a size limit get one. An object schema without
-properties allows only `{}`, which every such schema accepts. A schema llama-cpp's
+properties allows only `{}`, which every such schema accepts. A boolean property schema
+becomes any value (`true`) or no property (`false`). A schema llama-cpp's
 converter cannot handle falls back to any JSON object.
 """
 
@@ -41,6 +42,14 @@ def _bound(node: Any) -> None:
         return
     if not isinstance(node, dict):
         return
+    properties = node.get("properties")
+    if isinstance(properties, dict):
+        # JSON Schema's boolean schemas: `true` takes any value, `false` none (never written).
+        for name, sub in list(properties.items()):
+            if sub is True:
+                properties[name] = {}
+            elif sub is False:
+                del properties[name]
     kind = node.get("type")
     if kind == "string" and not any(key in node for key in _OPEN_STRING_KEYS):
         node["maxLength"] = MAX_STRING_CHARS
