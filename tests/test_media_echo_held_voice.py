@@ -7,6 +7,7 @@ the reply played back as a delayed copy, real Piper, real Silero, the real segme
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -166,3 +167,45 @@ def test_a_voice_replayed_while_the_echo_is_unknown_is_the_microphone_as_it_came
     assert replays, "the voice was never held back: nothing was tested"
     for replay in replays:
         assert all(np.array_equal(h.frame, h.raw) for h in replay)
+
+
+def test_a_soft_question_filling_most_of_its_hold_is_replayed_from_a_recorded_call():
+    """A call recorded over real WebRTC (tests/fixtures/echo_call_soft_question.npz: an
+    echoing client, its reply played back 200 ms later at -9 dB, "What time is it?" 10 dB
+    under the user's level 1 s into the first reply; the microphone's frames and the
+    frames sent, as the server handled them). The question fills most of the frames held
+    back, so the fit of what was sent explained only a third of the hold's loud frames
+    and the hold was dropped as "too little to tell": the turn began at "is it" (or, in a
+    full-suite run, was transcribed as nothing). The fit explains the echo the hold
+    began on, so the question is replayed and its turn starts at "What"."""
+    rec = np.load(Path(__file__).parent / "fixtures" / "echo_call_soft_question.npz")
+    listener = EchoListener("auto")
+    vad = SileroVad(SileroModel.load())
+    segmenter = SpeechSegmenter(TurnDetection())
+    started: list[int] = []
+    turns: list[np.ndarray] = []
+    # ... then 1.5 s of quiet, for the question's turn to end
+    quiet = np.zeros((47, 512), np.int16)
+    ends = np.concatenate([rec["near_end_ms"], rec["near_end_ms"][-1] + 32 * np.arange(1, 48)])
+    nows = np.concatenate([rec["near_now"], rec["near_now"][-1] + 0.032 * np.arange(1, 48)])
+    frames = np.concatenate([rec["near_pcm"], quiet])
+    far = 0
+    for i, end_ms in enumerate(ends):
+        while (
+            i < len(rec["near_seq"])
+            and far < len(rec["far_seq"])
+            and rec["far_seq"][far] < rec["near_seq"][i]
+        ):
+            listener.far_end(rec["far_pcm"][far], float(rec["far_sent_at"][far]))
+            far += 1
+        for event in listen_into(listener, segmenter, vad, frames[i], int(end_ms), float(nows[i])):
+            if isinstance(event, SpeechStarted):
+                started.append(event.audio_start_ms)
+            elif isinstance(event, SpeechStopped):
+                turns.append(event.audio)
+    assert listener.guard.presence.state is Presence.ECHO
+    # The first turn is the request for the story (0-2.3 s); the question's first voiced
+    # frames were at ~4.3 s and its "time" at ~4.5 s.
+    assert len(started) == 2 and started[0] < 500, started
+    assert 4000 <= started[1] <= 4400, started
+    assert len(turns) == 2 and len(turns[1]) >= 0.8 * RATE

@@ -82,7 +82,8 @@ UNEXPLAINED_RUN = 5  # ... and a hold with this many such frames in a row is rep
 TAIL_FRAMES, TAIL_DB = 5, -12.0  # ... and what is left is no more than this under the
 # loudest frame of the ~160 ms up to it
 EXPLAINED_DB, EXPLAINED_SHARE = -10.0, 0.5  # the fit must leave this little of at least
-# this share of the hold's loud frames for what it leaves to count
+# this share of the hold's loud frames for what it leaves to count,
+MIN_ECHO_FRAMES = 8  # ... judged on those before the voice where there are this many
 CHECK_BEFORE, CHECK_AFTER = 4, 12  # frames around a run fitted again, as a second opinion
 MAX_CHECKS = 4  # ... on at most this many runs of one hold
 CHUNK_FRAMES = 16  # held frames judged at a time (`explain_held`), while the hold goes on
@@ -322,14 +323,9 @@ class EchoListener:
                 run = 0
         if first is None:
             return []
-        # Only a fit that explains most of the hold's loud frames proves anything: in a
-        # reverberant room it explains little of the echo itself.
-        loud = [(p, left) for p, (left, _) in zip(powers, self._judged, strict=True)]
-        loud = [(p, left) for p, left in loud if p > 10 * UNEXPLAINED_POWER and left is not None]
-        explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for p, left in loud)
         # (A voice held after the measured echo was over has no echo for the fit to
         # explain: what it leaves is the voice.)
-        if explained < EXPLAINED_SHARE * len(loud) and not self._past_only:
+        if not self._past_only and not self._fit_explains_echo(powers, first):
             log.info("held voice: what was sent explains too little of it to tell; dropped")
             return []
         start = max(first - PADDING_FRAMES, 0)
@@ -342,6 +338,24 @@ class EchoListener:
                 HeldFrame(cleaned, held.raw, probability if i >= first else 0.0, held.audio_end_ms)
             )
         return voice
+
+    def _fit_explains_echo(self, powers: list[float], first: int) -> bool:
+        """Only a fit that explains most of the echo leaves proof of a person: in a
+        reverberant room it explains little of the echo itself. Judged on the hold's
+        loud frames before the voice (`first`), the echo the hold began on: a question
+        that fills most of a hold is not explained by what was sent, and taking its
+        frames as the fit's failures dropped it (a soft question 10 dB under a first
+        reply's echo, 1 full-suite run in ~10). With too few of those, on all of them."""
+        frames = [
+            (i, p, left)
+            for i, (p, (left, _)) in enumerate(zip(powers, self._judged, strict=True))
+            if p > 10 * UNEXPLAINED_POWER and left is not None
+        ]
+        before = [f for f in frames if f[0] < first]
+        if len(before) >= MIN_ECHO_FRAMES:
+            frames = before
+        explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for _, p, left in frames)
+        return explained >= EXPLAINED_SHARE * len(frames)
 
     def _still_unexplained(self, first: int) -> bool:
         """A second opinion on a run of unexplained frames from `first` on: fitted again
