@@ -167,6 +167,12 @@ class InboundAudio:
         except TimeoutError:
             now = time.monotonic()
             samples = int((now - self._clock_at) * self.sample_rate)
+            if self._level.voiced:  # a dead link, or speech held back longer than we wait
+                log.info(
+                    "inbound audio: no packet for %d ms after speech, fed as silence at %d ms",
+                    round((now - self._clock_at) * 1000),
+                    self.audio_ms,
+                )
             self._clock_at = now
             self._feed(self._resampler.flush())  # what the resampler holds came first
             self._feed(np.zeros(samples, dtype=np.int16))
@@ -187,6 +193,12 @@ class InboundAudio:
             dropped_s += frame.samples / frame.sample_rate
             self.frames_dropped += 1
             frame = newer
+        # Rare (a reader starved ~200 ms or more) and it cuts what the caller said: said.
+        log.info(
+            "inbound audio fell behind: %d ms dropped at %d ms, fed as silence",
+            round(dropped_s * 1000),
+            self.audio_ms,
+        )
         self._feed(self._resampler.flush())
         self._feed(np.zeros(round(dropped_s * self.sample_rate), dtype=np.int16))
         return frame
