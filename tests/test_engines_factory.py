@@ -24,7 +24,7 @@ def test_defaults_are_the_packaged_cpu_engines(tmp_path: Path) -> None:
     config = Config.from_env({"HARK_CACHE_DIR": str(tmp_path), "HARK_LLM_THREADS": "3"})
     engines = build_engines(config)
     assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 5
-    assert engines.stt.greedy_first
+    assert not engines.stt.greedy_first
     assert isinstance(engines.llm, LlamaCppLLM)
     assert (engines.llm.cache_dir, engines.llm.threads) == (tmp_path, 3)
     assert isinstance(engines.tts, LanguageTTS) and isinstance(engines.tts.english, PiperTTS)
@@ -51,7 +51,7 @@ def test_remote_llm_and_espeak(tmp_path: Path) -> None:
             "HARK_TTS": "espeak",
             "HARK_ESPEAK_VOICE": "en-gb",
             "HARK_STT_BEAM_SIZE": "3",
-            "HARK_STT_GREEDY_FIRST": "off",
+            "HARK_STT_GREEDY_FIRST": "on",
         }
     )
     engines = build_engines(config)
@@ -65,7 +65,7 @@ def test_remote_llm_and_espeak(tmp_path: Path) -> None:
     assert isinstance(engines.tts, LanguageTTS) and isinstance(engines.tts.english, EspeakTTS)
     assert engines.tts.english.voice == "en-gb"
     assert isinstance(engines.stt, FasterWhisperSTT) and engines.stt.beam_size == 3
-    assert not engines.stt.greedy_first
+    assert engines.stt.greedy_first
 
 
 def test_english_only_builds_neither_whisper_base_nor_kokoro() -> None:

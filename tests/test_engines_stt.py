@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import time
+from pathlib import Path
 
 import numpy as np
 import pytest
 
+from server.config import Config
 from server.engines import faster_whisper_stt, whisper_models
 from server.engines.base import EngineUnavailable, SpeechToText
 from server.engines.faster_whisper_stt import FasterWhisperSTT, Transcript, repeats_a_phrase
+from server.turns.transcriber import PAUSE_TAIL_S
 from tests.bench.stt_corpus import (
     QUESTIONS,
     noises,
@@ -139,7 +142,8 @@ async def test_greedy_first_takes_the_beam_only_where_the_words_are_unsure(
 ) -> None:
     model = stt._require()
     greedy, beam = FasterWhisperSTT(beam_size=1), FasterWhisperSTT(greedy_first=False)
-    greedy._model = beam._model = model
+    stt = FasterWhisperSTT(greedy_first=True)
+    greedy._model = beam._model = stt._model = model
     recorder = RecordingWhisper(model.model)
     monkeypatch.setattr(model, "model", recorder)
     beamed = 0
@@ -159,6 +163,31 @@ async def test_greedy_first_takes_the_beam_only_where_the_words_are_unsure(
                 assert asked == [1, 5] and heard == careful, (question, asked, heard)
     # Both paths were taken: clean speech is sure, some of the noisy questions are not.
     assert 0 < beamed < 12, beamed
+
+
+@pytest.mark.slow
+async def test_the_default_hears_recorded_webrtc_pauses_that_greedy_decoding_mishears(
+    stt: FasterWhisperSTT,
+) -> None:
+    """Two questions as the server heard them over WebRTC (Opus) in a full test run, cut
+    at the pause that ended each turn (tests/fixtures/webrtc_pause_audio.npz), with the
+    pause job's digital tail. The greedy pass was sure of "the capital of friends?" and
+    "a brave dragon in the night" (mean log-probability -0.25 and -0.20, over the bar for
+    the beam); beam 5 hears "France" and "and a knight". So the default is the beam."""
+    assert not Config.from_env({}).stt_greedy_first
+    recorded = np.load(Path(__file__).parent / "fixtures" / "webrtc_pause_audio.npz")
+    tail = np.zeros(int(PAUSE_TAIL_S * 16000), np.int16)
+    greedy_first = FasterWhisperSTT(greedy_first=True)
+    greedy_first._model = stt._require()
+    for name, wanted, misheard in (
+        ("france", "capital of france", "friends"),
+        ("knight", "and a knight", "in the night"),
+    ):
+        audio = np.concatenate([recorded[name], tail])
+        heard = (await stt.transcribe(audio)).lower()
+        assert wanted in heard, heard
+        # (what made this the default: the greedy pass on the same audio)
+        assert misheard in (await greedy_first.transcribe(audio)).lower()
 
 
 def test_repeated_phrases_are_recognised() -> None:

@@ -13,13 +13,14 @@ the window is fixed, not fitted, and a transcript that still repeats a phrase (o
 to its token cap) is decoded again in the full 30 s window. Longer utterances take
 faster-whisper's ordinary path.
 
-A short window is decoded greedily first and again with the beam only where the greedy
-words are unsure (mean token log-probability under `GREEDY_MIN_LOGPROB`), on the same
-encoder output: on the benchmark questions, clean and at 10 and 5 dB SNR, the greedy pass
-is ~40 % of beam 5's decoding time, 15 % of utterances need the beam, and the word error
-rate is lower than beam 5 everywhere (beam search alone loops on some noisy ones). The
-transcript at the user's pause is on the reply's critical path, so this is time the user
-waits (`tests/bench/stt_speed.py`).
+A short window is decoded with beam 5. With `greedy_first` it is decoded greedily first
+and again with the beam only where the greedy words are unsure (mean token
+log-probability under `GREEDY_MIN_LOGPROB`), on the same encoder output: on the
+benchmark's Piper questions, clean and at 10 and 5 dB SNR, that was ~30 ms sooner with no
+worse a word error rate (`tests/bench/stt_speed.py`). But on 49 turns recorded over
+WebRTC (Opus) in a full test run, greedy decoding misheard 10 that beam 5 heard right
+("What is the capital of friends?", "a brave dragon in the night" for "and a knight"),
+every one with a mean log-probability far above the bar, so it is off by default.
 """
 
 from __future__ import annotations
@@ -74,7 +75,7 @@ class FasterWhisperSTT:
         model_path: Path | None = None,
         short_window: bool = True,
         *,
-        greedy_first: bool = True,
+        greedy_first: bool = False,
         model: str = "",
         cache_dir: Path | None = None,
         device: str = "cpu",
