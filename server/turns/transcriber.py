@@ -29,8 +29,9 @@ log = logging.getLogger("hark.turns")
 # sentence cut at a pause more often ("… call my mother."), so no more than that.
 PAUSE_TAIL_S = 0.128
 # A pause is one 32 ms frame under Silero's threshold, which a word's unvoiced end can
-# dip to with the word's /s/ still to come (one way to hear "the capital of friends?",
-# as two full test runs did; not confirmed as their cause). So the turn reuses the
+# dip to with the word's /s/ still to come (one way to cut a last word; the "capital of
+# friends?" of full test runs was another: Whisper's greedy pass, with the word whole
+# and nothing after it, now off by default). So the turn reuses the
 # pause's transcript only if the first `AFTER_PAUSE_S` after the pause were no louder
 # than the turn's trailing silence by `SOUND_AFTER_DB`; otherwise the whole turn is
 # transcribed (~130 ms more; offline on 20 Piper questions it fired for 1 clean, 0 at
