@@ -167,7 +167,9 @@ class InboundAudio:
         except TimeoutError:
             now = time.monotonic()
             samples = int((now - self._clock_at) * self.sample_rate)
-            if self._level.voiced:  # a dead link, or speech held back longer than we wait
+            # Speech held back longer than we wait, or a dead link: said once per gap (a
+            # dead link after speech fills every `voiced_gap_fill_s` until the call ends).
+            if self._level.voiced and self._clock_at == self._last_frame:
                 log.info(
                     "inbound audio: no packet for %d ms after speech, fed as silence at %d ms",
                     round((now - self._clock_at) * 1000),

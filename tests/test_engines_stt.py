@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -29,6 +30,13 @@ from tests.speech import silence, speak
 async def stt() -> FasterWhisperSTT:
     engine = FasterWhisperSTT(beam_size=5, cpu_threads=2)
     await engine.load()
+    return engine
+
+
+def sharing(stt: FasterWhisperSTT, **options: Any) -> FasterWhisperSTT:
+    """An engine with other decoding `options` on `stt`'s loaded model (no second load)."""
+    engine = FasterWhisperSTT(**options)
+    engine._model = stt._require()
     return engine
 
 
@@ -73,9 +81,7 @@ async def test_calls_from_many_tasks_are_serialized(stt: FasterWhisperSTT) -> No
 @pytest.fixture(scope="module")
 async def full_window_stt(stt: FasterWhisperSTT) -> FasterWhisperSTT:
     """The same loaded model, always decoded in Whisper's 30 s window."""
-    engine = FasterWhisperSTT(beam_size=5, short_window=False)
-    engine._model = stt._require()
-    return engine
+    return sharing(stt, beam_size=5, short_window=False)
 
 
 @pytest.mark.slow
@@ -141,16 +147,15 @@ async def test_greedy_first_takes_the_beam_only_where_the_words_are_unsure(
     stt: FasterWhisperSTT, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     model = stt._require()
-    greedy, beam = FasterWhisperSTT(beam_size=1), FasterWhisperSTT(greedy_first=False)
-    stt = FasterWhisperSTT(greedy_first=True)
-    greedy._model = beam._model = stt._model = model
+    greedy, beam = sharing(stt, beam_size=1), sharing(stt, greedy_first=False)
+    greedy_first = sharing(stt, greedy_first=True)
     recorder = RecordingWhisper(model.model)
     monkeypatch.setattr(model, "model", recorder)
     beamed = 0
     for seed, question in enumerate(QUESTIONS[:6]):
         for audio in (question_audio(question), padded(with_noise(speak(question), 5, seed))):
             recorder.beams.clear()
-            heard = await stt.transcribe_detailed(audio)
+            heard = await greedy_first.transcribe_detailed(audio)
             asked = recorder.beams[:]
             quick, careful = (
                 await greedy.transcribe_detailed(audio),
@@ -177,8 +182,7 @@ async def test_the_default_hears_recorded_webrtc_pauses_that_greedy_decoding_mis
     assert not Config.from_env({}).stt_greedy_first
     recorded = np.load(Path(__file__).parent / "fixtures" / "webrtc_pause_audio.npz")
     tail = np.zeros(int(PAUSE_TAIL_S * 16000), np.int16)
-    greedy_first = FasterWhisperSTT(greedy_first=True)
-    greedy_first._model = stt._require()
+    greedy_first = sharing(stt, greedy_first=True)
     for name, wanted, misheard in (
         ("france", "capital of france", "friends"),
         ("knight", "and a knight", "in the night"),

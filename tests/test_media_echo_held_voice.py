@@ -6,7 +6,7 @@ the reply played back as a delayed copy, real Piper, real Silero, the real segme
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -73,18 +73,27 @@ def run_call(user_at: float | None, user_db: float = -10.0):
     None, turn starts ms, turns' audio, listener)."""
     mic_pcm, sent48, onset_ms = call_audio(user_at, user_db)
     listener = EchoListener("auto")
+    frames = ((f, (k + 1) * 32, now) for k, now, f in mic_frames(listener, mic_pcm, sent48))
+    started, turns = turns_heard(listener, frames)
+    return onset_ms, started, turns, listener
+
+
+def turns_heard(
+    listener: EchoListener, frames: Iterable[tuple[np.ndarray, int, float]]
+) -> tuple[list[int], list[np.ndarray]]:
+    """Microphone frames (samples, audio end ms, arrival time) through `listener` into a
+    real Silero and segmenter: where each turn started (ms), and each ended turn's audio."""
     vad = SileroVad(SileroModel.load())
     segmenter = SpeechSegmenter(TurnDetection())
     started: list[int] = []
     turns: list[np.ndarray] = []
-    for k, now, frame in mic_frames(listener, mic_pcm, sent48):
-        end_ms = (k + 1) * 32
+    for frame, end_ms, now in frames:
         for event in listen_into(listener, segmenter, vad, frame, end_ms, now):
             if isinstance(event, SpeechStarted):
                 started.append(event.audio_start_ms)
             elif isinstance(event, SpeechStopped):
                 turns.append(event.audio)
-    return onset_ms, started, turns, listener
+    return started, turns
 
 
 @pytest.mark.parametrize("user_at", [0.0, 0.1])
@@ -169,6 +178,24 @@ def test_a_voice_replayed_while_the_echo_is_unknown_is_the_microphone_as_it_came
         assert all(np.array_equal(h.frame, h.raw) for h in replay)
 
 
+def recorded_call(
+    listener: EchoListener, name: str, quiet_s: float = 1.5
+) -> Iterator[tuple[np.ndarray, int, float]]:
+    """A call's microphone frames as the server handled them (frame, audio end ms, arrival
+    time), each after the frames sent before it are handed to `listener`; then `quiet_s`
+    of digital silence, for a turn still open to end."""
+    rec = np.load(Path(__file__).parent / "fixtures" / name)
+    far = 0
+    for i, end_ms in enumerate(rec["near_end_ms"]):
+        while far < len(rec["far_seq"]) and rec["far_seq"][far] < rec["near_seq"][i]:
+            listener.far_end(rec["far_pcm"][far], float(rec["far_sent_at"][far]))
+            far += 1
+        yield rec["near_pcm"][i], int(end_ms), float(rec["near_now"][i])
+    end_ms, now = int(rec["near_end_ms"][-1]), float(rec["near_now"][-1])
+    for k in range(1, round(quiet_s / 0.032) + 1):
+        yield np.zeros(512, np.int16), end_ms + 32 * k, now + 0.032 * k
+
+
 def test_a_soft_question_filling_most_of_its_hold_is_replayed_from_a_recorded_call():
     """A call recorded over real WebRTC (tests/fixtures/echo_call_soft_question.npz: an
     echoing client, its reply played back 200 ms later at -9 dB, "What time is it?" 10 dB
@@ -178,31 +205,8 @@ def test_a_soft_question_filling_most_of_its_hold_is_replayed_from_a_recorded_ca
     and the hold was dropped as "too little to tell": the turn began at "is it" (or, in a
     full-suite run, was transcribed as nothing). The fit explains the echo the hold
     began on, so the question is replayed and its turn starts at "What"."""
-    rec = np.load(Path(__file__).parent / "fixtures" / "echo_call_soft_question.npz")
     listener = EchoListener("auto")
-    vad = SileroVad(SileroModel.load())
-    segmenter = SpeechSegmenter(TurnDetection())
-    started: list[int] = []
-    turns: list[np.ndarray] = []
-    # ... then 1.5 s of quiet, for the question's turn to end
-    quiet = np.zeros((47, 512), np.int16)
-    ends = np.concatenate([rec["near_end_ms"], rec["near_end_ms"][-1] + 32 * np.arange(1, 48)])
-    nows = np.concatenate([rec["near_now"], rec["near_now"][-1] + 0.032 * np.arange(1, 48)])
-    frames = np.concatenate([rec["near_pcm"], quiet])
-    far = 0
-    for i, end_ms in enumerate(ends):
-        while (
-            i < len(rec["near_seq"])
-            and far < len(rec["far_seq"])
-            and rec["far_seq"][far] < rec["near_seq"][i]
-        ):
-            listener.far_end(rec["far_pcm"][far], float(rec["far_sent_at"][far]))
-            far += 1
-        for event in listen_into(listener, segmenter, vad, frames[i], int(end_ms), float(nows[i])):
-            if isinstance(event, SpeechStarted):
-                started.append(event.audio_start_ms)
-            elif isinstance(event, SpeechStopped):
-                turns.append(event.audio)
+    started, turns = turns_heard(listener, recorded_call(listener, "echo_call_soft_question.npz"))
     assert listener.guard.presence.state is Presence.ECHO
     # The first turn is the request for the story (0-2.3 s); the question's first voiced
     # frames were at ~4.3 s and its "time" at ~4.5 s.

@@ -2,6 +2,7 @@
 
 import asyncio
 import fractions
+import logging
 import time
 
 import av
@@ -187,6 +188,26 @@ async def test_a_sender_quiet_before_its_gap_is_filled_at_once():
     filled = frames[before:]
     assert len(filled) >= 8 and all(not f.any() for f, _ in filled)
     await inbound.stop()
+
+
+async def test_a_link_dead_after_speech_is_logged_once_not_at_every_fill(caplog):
+    """Speech, then no packet at all: each `voiced_gap_fill_s` is filled with silence,
+    and the operator's log says so once for the gap, not once per fill."""
+    track = FakeAudioTrack(np.concatenate([noise(0.5, 100), noise(2.0, 5000, seed=2)]))
+    frames: list[np.ndarray] = []
+    inbound = InboundAudio(
+        track, lambda f, ms: frames.append(f), gap_fill_s=0.02, voiced_gap_fill_s=0.05
+    )
+    caplog.set_level(logging.INFO, logger="media.inbound")
+    inbound.start()
+    while track.pos < 48000:  # noqa: ASYNC110 - half a second into the speech
+        await asyncio.sleep(0.001)
+    track.gate = asyncio.Event()
+    await asyncio.sleep(0.5)  # ten voiced waits
+    await inbound.stop()
+    fills = [r for r in caplog.records if "no packet for" in r.getMessage()]
+    assert sum(not f.any() for f in frames) >= 8  # the silence was fed, fill after fill
+    assert len(fills) == 1, [r.getMessage() for r in fills]
 
 
 class StalledLine:

@@ -346,16 +346,16 @@ class EchoListener:
         that fills most of a hold is not explained by what was sent, and taking its
         frames as the fit's failures dropped it (a soft question 10 dB under a first
         reply's echo, 1 full-suite run in ~10). With too few of those, on all of them."""
-        frames = [
-            (i, p, left)
-            for i, (p, (left, _)) in enumerate(zip(powers, self._judged, strict=True))
-            if p > 10 * UNEXPLAINED_POWER and left is not None
-        ]
-        before = [f for f in frames if f[0] < first]
-        if len(before) >= MIN_ECHO_FRAMES:
-            frames = before
-        explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for _, p, left in frames)
-        return explained >= EXPLAINED_SHARE * len(frames)
+
+        def loud(frames: range) -> list[tuple[float, float]]:
+            pairs = ((powers[i], self._judged[i][0]) for i in frames)
+            return [(p, x) for p, x in pairs if p > 10 * UNEXPLAINED_POWER and x is not None]
+
+        judged = loud(range(first))
+        if len(judged) < MIN_ECHO_FRAMES:
+            judged = loud(range(len(powers)))
+        explained = sum(left <= p * 10 ** (EXPLAINED_DB / 10) for p, left in judged)
+        return explained >= EXPLAINED_SHARE * len(judged)
 
     def _still_unexplained(self, first: int) -> bool:
         """A second opinion on a run of unexplained frames from `first` on: fitted again
