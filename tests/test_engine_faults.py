@@ -78,6 +78,8 @@ class RecordingFakeTrack:
     def begin_response(self, response_id: str) -> None:
         self.response_id = response_id
 
+    queued_ms = 0  # played at once
+
     def push(self, pcm: np.ndarray, rate: int) -> None:
         self.pushed.append(pcm)
 

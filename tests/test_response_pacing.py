@@ -80,6 +80,8 @@ class FakeTrack:
     def begin_response(self, response_id: str) -> None:
         self.response_id = response_id
 
+    queued_ms = 0  # played at once
+
     def push(self, pcm: np.ndarray, rate: int) -> None:
         self.pushed.append(pcm)
         self.llm_read_at_push.append(self.llm.read if self.llm else 0)

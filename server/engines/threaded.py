@@ -13,8 +13,9 @@ from __future__ import annotations
 import asyncio
 import threading
 from collections.abc import AsyncIterator, Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
+
+from server.engines.deadlines import DeadlineExecutor
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -23,10 +24,11 @@ _DONE = object()
 
 
 class EngineWorker:
-    """One thread that runs every blocking call of one engine, in order."""
+    """One thread that runs every blocking call of one engine: in the order asked, unless
+    a caller says how much audio it has in hand (server.engines.deadlines)."""
 
     def __init__(self, name: str) -> None:
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"hark-{name}")
+        self._executor = DeadlineExecutor(f"hark-{name}")
 
     async def run(self, fn: Callable[..., R], *args: object) -> R:
         loop = asyncio.get_running_loop()

@@ -92,7 +92,7 @@ class ResponseRun:
         self._speaker = (
             ClauseSpeaker(
                 tts, voice=spec.voice, speed=spec.speed, heard=self._heard, timings=timings,
-                play=self._play,
+                play=self._play, audio_ahead=self._audio_ahead,
             )
             if spec.spoken
             else None
@@ -179,6 +179,13 @@ class ResponseRun:
             self._held_audio.append((pcm, rate))
         else:
             self._track.push(pcm, rate)
+
+    def _audio_ahead(self) -> float:
+        """Seconds of this reply's audio played to no one yet: queued on the track, or
+        held with a speculative run."""
+        if self._held:
+            return sum(len(pcm) / rate for pcm, rate in self._held_audio)
+        return self._track.queued_ms / 1000 if self._on_track else 0.0
 
     @property
     def _on_track(self) -> bool:

@@ -17,6 +17,7 @@ from collections.abc import AsyncIterator, Callable
 import numpy as np
 
 from server.engines.base import TextToSpeech
+from server.engines.deadlines import audio_in_hand
 from server.engines.faults import as_fault
 from server.engines.word_timing import TimedAudio, timed_audio
 from server.reply.heard_text import HeardText
@@ -39,13 +40,16 @@ class ClauseSpeaker:
         heard: HeardText,
         timings: TurnTimings,
         play: Play,
+        audio_ahead: Callable[[], float] = lambda: 0.0,
     ) -> None:
+        """`audio_ahead`: seconds of this reply's audio given to `play` and not yet heard."""
         self._tts = tts
         self._voice = voice
         self._speed = speed
         self._heard = heard
         self._timings = timings
         self._play = play
+        self._audio_ahead = audio_ahead
         self.first_audio = asyncio.Event()
 
     async def speak(self, clauses: asyncio.Queue[str | None]) -> None:
@@ -58,7 +62,7 @@ class ClauseSpeaker:
                 self._timings.mark("first_clause")
                 spans = [self._heard.locate(part) for part in parts]
                 span = (spans[0][0], spans[-1][1])
-                async for chunk in self._clause_audio(" ".join(parts)):
+                async for chunk in self._clause_audio(" ".join(parts), self._audio_ahead()):
                     pcm, lead = chunk.pcm, 0
                     if first:
                         pcm = trim_leading_silence(pcm, rate)
@@ -80,14 +84,19 @@ class ClauseSpeaker:
         finally:
             self.first_audio.set()
 
-    async def _clause_audio(self, clause: str) -> AsyncIterator[TimedAudio]:
-        """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
-        of the silence TTS leaves after a finished utterance, so the sentence flows on."""
+    async def _clause_audio(self, clause: str, in_hand: float) -> AsyncIterator[TimedAudio]:
+        """The clause's audio, due when the `in_hand` seconds already queued have played;
+        a chunk cut mid-sentence (before "of France.") loses most of the silence TTS
+        leaves after a finished utterance, so the sentence flows on."""
         mid_sentence = clause[-1:].isalnum()
         held: TimedAudio | None = None
         audio = timed_audio(self._tts, clause, self._voice, self._speed)
         async with contextlib.aclosing(audio) as chunks:
-            async for chunk in chunks:
+            with audio_in_hand(in_hand):  # the engine's job is asked at the first chunk
+                first = await anext(chunks, None)
+            if first is None:
+                return
+            async for chunk in _chain(first, chunks):
                 if not mid_sentence:
                     yield chunk
                     continue
@@ -124,6 +133,12 @@ class ClauseBatcher:
                 parts.append(more)
         self._first = False
         return parts
+
+
+async def _chain(first: TimedAudio, rest: AsyncIterator[TimedAudio]) -> AsyncIterator[TimedAudio]:
+    yield first
+    async for chunk in rest:
+        yield chunk
 
 
 def _loud_samples(pcm: np.ndarray) -> np.ndarray:
