@@ -284,6 +284,20 @@ class EchoListener:
             self.guard.not_echo([h.audio_end_ms for h in voice])
             self._held = voice
             return self._release(in_turn)
+        if self.guard.presence.state is Presence.UNKNOWN and self._voiced >= SHORT_VOICE_FRAMES:
+            # Rare (every rule that hears a person missed it) and, if it was one, a lost
+            # question: enough to tell which from the log (CI keeps only failed runs').
+            log.info(
+                "held voice dropped as echo while the echo is unknown: %d frames from %d ms"
+                " to %d ms, %d voiced, %d suspect, %d loud, waveform peak %.1f",
+                len(self._held),
+                self._held[0].audio_end_ms,
+                self._held[-1].audio_end_ms,
+                self._voiced,
+                self._suspects,
+                self._loud,
+                self.guard.presence.hold_peak,
+            )
         self._drop()
         return []
 
@@ -326,7 +340,12 @@ class EchoListener:
         # (A voice held after the measured echo was over has no echo for the fit to
         # explain: what it leaves is the voice.)
         if not self._past_only and not self._fit_explains_echo(powers, first):
-            log.info("held voice: what was sent explains too little of it to tell; dropped")
+            log.info(
+                "held voice: what was sent explains too little of it to tell; dropped"
+                " (voice from frame %d of %d)",
+                first,
+                len(self._held),
+            )
             return []
         start = max(first - PADDING_FRAMES, 0)
         voice = []
