@@ -4,12 +4,13 @@ One engine thread (`EngineWorker`) serves every call of a worker process. Served
 order asked, a call's first words waited behind the later sentences of other calls'
 replies, whose listeners still had seconds of audio in hand: beside three replies being
 spoken, a short reply's first audio from Piper came 858 ms p50 after it was asked (344 ms
-served as here: tests/bench/tts_fairness.py). So a job carries a deadline, the moment its caller would hear silence without it, and
-the thread takes the earliest one (EDF): a reply's first clause is due at once, a later
-clause when the audio already queued for that call is nearly played out
-(`audio_in_hand`), anything else when asked. Jobs asked with no deadline are therefore
-served first come, first served among themselves, as before, and a deferred job is
-never passed over once its deadline has come: a newer job is due later than it.
+served as here: tests/bench/tts_fairness.py). So a job carries a deadline, the moment
+its caller would hear silence without it, and the thread takes the earliest one (EDF):
+a reply's first clause is due at once, a later clause when the audio already queued for
+that call is nearly played out (`audio_in_hand`), anything else when asked. Jobs asked
+with no deadline are therefore served first come, first served among themselves, as
+before, and a deferred job is never passed over once its deadline has come: a newer job
+is due later than it.
 """
 
 from __future__ import annotations
