@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -17,52 +18,49 @@ from server.reply.speech import ClauseSpeaker
 from server.turns.timings import TurnTimings
 
 
-def blocked(executor: DeadlineExecutor) -> threading.Event:
-    """The executor's thread held by a first job until the event is set."""
+def served(executor: DeadlineExecutor, ask: Callable[[list[str]], None]) -> list[str]:
+    """The order in which the jobs `ask` submits (each appending its label to the list it
+    is given) ran, all asked while the executor's thread was busy with another."""
     go, started = threading.Event(), threading.Event()
     executor.submit(lambda: (started.set(), go.wait(5)))
     assert started.wait(5)
-    return go
+    ran: list[str] = []
+    ask(ran)
+    go.set()
+    executor.shutdown()  # waits for every job asked
+    return ran
 
 
 def test_jobs_with_no_deadline_run_in_the_order_asked():
+    def ask(ran: list[str]) -> None:
+        for label in "abcde":
+            executor.submit(ran.append, label)
+
     executor = DeadlineExecutor("test")
-    go = blocked(executor)
-    ran: list[int] = []
-    futures = [executor.submit(ran.append, i) for i in range(5)]
-    go.set()
-    for future in futures:
-        future.result(5)
-    assert ran == [0, 1, 2, 3, 4]
-    executor.shutdown()
+    assert served(executor, ask) == list("abcde")
 
 
 def test_a_job_whose_caller_has_audio_in_hand_waits_behind_one_asked_later():
+    def ask(ran: list[str]) -> None:
+        with audio_in_hand(3.0):  # a later clause: 3 s of the reply still to play
+            executor.submit(ran.append, "later clause")
+        executor.submit(ran.append, "first clause of another call")
+
     executor = DeadlineExecutor("test")
-    go = blocked(executor)
-    ran: list[str] = []
-    with audio_in_hand(3.0):  # a later clause: 3 s of the reply still to play
-        later = executor.submit(ran.append, "later clause")
-    first = executor.submit(ran.append, "first clause of another call")
-    go.set()
-    first.result(5), later.result(5)
-    assert ran == ["first clause of another call", "later clause"]
-    executor.shutdown()
+    assert served(executor, ask) == ["first clause of another call", "later clause"]
 
 
 def test_a_deferred_job_is_not_passed_over_once_its_deadline_has_come():
     clock = [100.0]
+
+    def ask(ran: list[str]) -> None:
+        with audio_in_hand(1.0, clock=lambda: clock[0]):  # due at 100.5
+            executor.submit(ran.append, "later clause")
+        clock[0] = 101.0  # its caller's audio runs out: anything asked now is due after it
+        executor.submit(ran.append, "new first clause")
+
     executor = DeadlineExecutor("test", clock=lambda: clock[0])
-    go = blocked(executor)
-    ran: list[str] = []
-    with audio_in_hand(1.0, clock=lambda: clock[0]):  # due at 100.5
-        later = executor.submit(ran.append, "later clause")
-    clock[0] = 101.0  # its caller's audio runs out: anything asked now is due after it
-    first = executor.submit(ran.append, "new first clause")
-    go.set()
-    first.result(5), later.result(5)
-    assert ran == ["later clause", "new first clause"]
-    executor.shutdown()
+    assert served(executor, ask) == ["later clause", "new first clause"]
 
 
 def test_the_deadline_is_the_audio_in_hand_less_the_margin_and_only_inside():

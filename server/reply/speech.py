@@ -12,14 +12,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 
 import numpy as np
 
 from server.engines.base import TextToSpeech
 from server.engines.deadlines import audio_in_hand
 from server.engines.faults import as_fault
-from server.engines.word_timing import TimedAudio, timed_audio
+from server.engines.word_timing import TimedAudio, WordEnd, timed_audio
 from server.reply.heard_text import HeardText
 from server.turns.timings import TurnTimings
 
@@ -62,41 +62,35 @@ class ClauseSpeaker:
                 self._timings.mark("first_clause")
                 spans = [self._heard.locate(part) for part in parts]
                 span = (spans[0][0], spans[-1][1])
-                async for chunk in self._clause_audio(" ".join(parts), self._audio_ahead()):
-                    pcm, lead = chunk.pcm, 0
-                    if first:
-                        pcm = trim_leading_silence(pcm, rate)
-                        lead = len(chunk.pcm) - len(pcm)
-                        first = len(pcm) == 0
-                    if len(pcm) == 0:
-                        continue
-                    self._timings.mark("tts_first_audio")
-                    self.first_audio.set()
-                    self._play(pcm, rate)
-                    words = chunk.shifted(lead, len(pcm))
-                    ends = (
-                        None if words is None else [(w.word, w.sample * 1000 / rate) for w in words]
-                    )
-                    self._heard.add_audio(span, len(pcm) * 1000 / rate, ends)
+                # The engine's job for the clause is asked inside; this task asks no other.
+                with audio_in_hand(self._audio_ahead()):
+                    async for chunk in self._clause_audio(" ".join(parts)):
+                        pcm, lead = chunk.pcm, 0
+                        if first:
+                            pcm = trim_leading_silence(pcm, rate)
+                            lead = len(chunk.pcm) - len(pcm)
+                            first = len(pcm) == 0
+                        if len(pcm) == 0:
+                            continue
+                        self._timings.mark("tts_first_audio")
+                        self.first_audio.set()
+                        self._play(pcm, rate)
+                        words = chunk.shifted(lead, len(pcm))
+                        self._heard.add_audio(span, len(pcm) * 1000 / rate, _word_ends(words, rate))
                 self.first_audio.set()
         except Exception as exc:
             raise as_fault(exc, "tts") from exc
         finally:
             self.first_audio.set()
 
-    async def _clause_audio(self, clause: str, in_hand: float) -> AsyncIterator[TimedAudio]:
-        """The clause's audio, due when the `in_hand` seconds already queued have played;
-        a chunk cut mid-sentence (before "of France.") loses most of the silence TTS
-        leaves after a finished utterance, so the sentence flows on."""
+    async def _clause_audio(self, clause: str) -> AsyncIterator[TimedAudio]:
+        """The clause's audio; a chunk cut mid-sentence (before "of France.") loses most
+        of the silence TTS leaves after a finished utterance, so the sentence flows on."""
         mid_sentence = clause[-1:].isalnum()
         held: TimedAudio | None = None
         audio = timed_audio(self._tts, clause, self._voice, self._speed)
         async with contextlib.aclosing(audio) as chunks:
-            with audio_in_hand(in_hand):  # the engine's job is asked at the first chunk
-                first = await anext(chunks, None)
-            if first is None:
-                return
-            async for chunk in _chain(first, chunks):
+            async for chunk in chunks:
                 if not mid_sentence:
                     yield chunk
                     continue
@@ -135,10 +129,8 @@ class ClauseBatcher:
         return parts
 
 
-async def _chain(first: TimedAudio, rest: AsyncIterator[TimedAudio]) -> AsyncIterator[TimedAudio]:
-    yield first
-    async for chunk in rest:
-        yield chunk
+def _word_ends(words: Sequence[WordEnd] | None, rate: int) -> list[tuple[int, float]] | None:
+    return None if words is None else [(w.word, w.sample * 1000 / rate) for w in words]
 
 
 def _loud_samples(pcm: np.ndarray) -> np.ndarray:
