@@ -10,7 +10,7 @@ import threading
 
 import pytest
 
-from server.turns.off_loop import InOrder, Offload, Steps, run_here
+from server.turns.off_loop import Awaited, InOrder, Offload, Steps, run_here
 
 
 class Script:
@@ -81,6 +81,42 @@ def test_with_no_event_loop_the_work_runs_inline() -> None:
     assert script.log == ["a:begin", "a:end:A", "b"]
     assert script.threads == [threading.get_ident()]
     assert run_here(script.deciding("c")) is None
+
+
+async def test_awaited_work_runs_on_the_loop_while_later_inputs_wait() -> None:
+    """An engine's coroutine (`Awaited`) is awaited on the loop, not a worker thread,
+    and the inputs after it wait for its answer as for offloaded work."""
+    log: list[str] = []
+    answer: asyncio.Future[str] = asyncio.get_running_loop().create_future()
+    loop_thread = threading.get_ident()
+
+    async def engine() -> str:
+        log.append(f"engine on loop thread: {threading.get_ident() == loop_thread}")
+        return await answer
+
+    def asking() -> Steps[None]:
+        log.append("ask")
+        log.append((yield Awaited(engine)))
+
+    inputs = InOrder("test")
+    inputs.handle(asking)
+    inputs.handle(lambda: log.append("next"))
+    await asyncio.sleep(0.01)
+    assert inputs.busy and log == ["ask", "engine on loop thread: True"]
+    answer.set_result("words")
+    await settle(inputs)
+    assert log == ["ask", "engine on loop thread: True", "words", "next"]
+
+
+def test_with_no_event_loop_awaited_work_runs_in_a_loop_of_its_own() -> None:
+    async def engine() -> int:
+        await asyncio.sleep(0)
+        return 7
+
+    def asking() -> Steps[int]:
+        return (yield Awaited(engine)) * 6
+
+    assert run_here(asking()) == 42
 
 
 async def test_failing_work_is_raised_where_it_was_asked_for_and_the_next_input_goes_on(

@@ -62,6 +62,7 @@ class FakeHost:
         self.noise_over_reply: list[bool] = []
         self.speculations: list[str] = []  # replies begun at a pause ("<dropped>": undone)
         self.partials: list[str] = []  # the turn's words at each pause
+        self.said = ""  # the bot's latest replies
 
     def on_speech_started(self, audio_start_ms: int) -> None:
         self.log.append("started")
@@ -73,6 +74,9 @@ class FakeHost:
 
     def reply_in_progress(self) -> bool:
         return self.replying
+
+    def said_recently(self) -> str:
+        return self.said
 
     def partial_transcript(self, transcript: str) -> None:
         self.partials.append(transcript)
@@ -132,6 +136,20 @@ def server_vad(**interruption: int) -> TurnDetectionConfig:
 
 def semantic(eagerness: str = "auto") -> TurnDetectionConfig:
     return TurnDetectionConfig(type="semantic_vad", eagerness=eagerness, prefix_padding_ms=0)  # type: ignore[arg-type]
+
+
+async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_replies():
+    """At `auto`, the listener's last resort on a held voice (`OwnWords`) transcribes it
+    with the call's STT and compares the words with what the host says it said."""
+    host, stt = FakeHost(), FakeSTT(text="Once upon a time")
+    host.said = "Once upon a time, a dragon lived."
+    turns = TurnTaking(FakeVad(), stt, server_vad(), host, echo="auto")  # type: ignore[arg-type]
+    assert turns.echo is not None and turns.echo.own_words is not None
+    held = np.zeros(16000, np.int16)
+    assert await turns.echo.own_words.are_own(held)  # the reply's own words: its echo
+    stt.text = "Wait, what about tomorrow?"
+    assert not await turns.echo.own_words.are_own(held)  # a person's
+    assert stt.calls == [16000, 16000]
 
 
 async def test_a_cough_during_a_reply_pauses_it_then_resumes_it():

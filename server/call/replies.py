@@ -69,6 +69,14 @@ class CallReplies:
     def playing(self) -> bool:
         return self.in_progress and self._track.playing
 
+    def said_recently(self) -> str:
+        """The text of the last spoken reply and of the one in progress: what the echo
+        of the bot's voice, still in its window, could hold."""
+        texts = [heard.text for heard in list(self._spoken.values())[-1:]]
+        if self.current is not None and self.current.speaks:
+            texts.append(self.current.spoken.text)
+        return " ".join(texts)
+
     def close(self) -> None:
         if self.current is not None:
             self.current.cancel("client_cancelled")

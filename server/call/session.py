@@ -293,6 +293,9 @@ class RealtimeSession:
     def reply_in_progress(self) -> bool:
         return self.replies.in_progress
 
+    def said_recently(self) -> str:
+        return self.replies.said_recently()
+
     def partial_transcript(self, transcript: str) -> None:
         """A transcription session streams the turn's words at each pause, as deltas."""
         if self.config.transcription_only:

@@ -31,7 +31,10 @@ sound the echo that best fits the hold leaves (a soft question under the echo, w
 the gate's learned margins miss) is replayed with that echo taken out once the echo
 ends, and a later refit of the echo model or the coupling leaves its frames out
 (`EchoGuard.not_echo`). Where the fit explains too little of the hold's echo itself (a
-reverberant room) it proves nothing, and the hold is dropped as before.
+reverberant room) it proves nothing, and the hold is dropped as before, unless the
+call's echo is still unknown and the hold had a voice: then it is transcribed, and
+replayed if its words are not the bot's own (`OwnWords`: a question every acoustic rule
+missed, once in ~5 full test runs, was lost there).
 
 After the bot falls silent (a barge-in paused its reply) the guard judges each frame
 against the echo anywhere in its window for ~1.6 s more (a path that moved could still
@@ -44,7 +47,8 @@ tell": there is no echo at the measured delay left to explain).
 
 Those judgements (the fits, refits and onset checks, ~2-30 ms of numpy each) are yielded
 by `steps` as `Offload` work: `TurnTaking` runs them on a worker thread while the call's
-later frames wait their turn (server.turns.off_loop); `hear` runs them inline.
+later frames wait their turn (server.turns.off_loop); `hear` runs them inline. The
+transcription of an unjudged hold is `Awaited` work (Whisper has its own thread).
 """
 
 from __future__ import annotations
@@ -60,8 +64,9 @@ import numpy as np
 from media.echo.guard import EchoGuard, EchoVerdict
 from media.echo.presence import Presence
 from media.levels import mean_power
-from server.turns.off_loop import Offload, Steps, run_here
+from server.turns.off_loop import Awaited, Offload, Steps, run_here
 from server.turns.options import EchoGuardMode
+from server.turns.own_words import OwnWords
 
 log = logging.getLogger("hark.echo")
 
@@ -124,6 +129,9 @@ class EchoListener:
         self._onset: list[bool] = []  # voiced, per frame held since the echo-unknown hold began
         self._past_only = True  # every voiced frame held came after the measured echo
         self._presence = self.guard.presence.state
+        # The last resort on a voice held while the echo is unknown that no rule could
+        # judge: its words, against the bot's (None: dropped unjudged, as offline)
+        self.own_words: OwnWords | None = None
 
     @property
     def gating(self) -> bool:
@@ -285,11 +293,11 @@ class EchoListener:
             self._held = voice
             return self._release(in_turn)
         if self.guard.presence.state is Presence.UNKNOWN and self._voiced >= SHORT_VOICE_FRAMES:
-            # Rare (every rule that hears a person missed it) and, if it was one, a lost
-            # question: enough to tell which from the log (CI keeps only failed runs').
+            # Rare: every rule that hears a person missed it (a chance waveform peak in
+            # the hold disables two). Logged with what decided it; then its words tell.
             log.info(
-                "held voice dropped as echo while the echo is unknown: %d frames from %d ms"
-                " to %d ms, %d voiced, %d suspect, %d loud, waveform peak %.1f",
+                "held voice unjudged while the echo is unknown: %d frames from %d ms to"
+                " %d ms, %d voiced, %d suspect, %d loud, waveform peak %.1f",
                 len(self._held),
                 self._held[0].audio_end_ms,
                 self._held[-1].audio_end_ms,
@@ -298,6 +306,12 @@ class EchoListener:
                 self._loud,
                 self.guard.presence.hold_peak,
             )
+            if self.own_words is not None:
+                audio = np.concatenate([h.raw for h in self._held])
+                own: bool = yield Awaited(partial(self.own_words.are_own, audio))
+                if not own:
+                    log.info("held voice is no echo (its words are not the bot's): replayed")
+                    return self._release(in_turn, raw=True)
         self._drop()
         return []
 
@@ -341,8 +355,8 @@ class EchoListener:
         # explain: what it leaves is the voice.)
         if not self._past_only and not self._fit_explains_echo(powers, first):
             log.info(
-                "held voice: what was sent explains too little of it to tell; dropped"
-                " (voice from frame %d of %d)",
+                "held voice: what was sent explains too little of it to tell (voice from"
+                " frame %d of %d)",
                 first,
                 len(self._held),
             )

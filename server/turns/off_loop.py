@@ -6,7 +6,9 @@ the echo of what was sent to the held audio (`media.echo.held`, ~4 ms per 0.5 s 
 and asking whether a held onset could be echo (`media.echo.onset`, ~2.5 ms). Those
 decisions are written as generators of `Steps`: the code between two `yield`s runs on
 the loop, each yielded `Offload` on a worker thread (numpy's FFTs, einsums and solves
-let the loop run meanwhile), and its result is sent back in.
+let the loop run meanwhile), and its result is sent back in. A decision that needs an
+engine (Whisper, on its own thread already) yields `Awaited`: the coroutine is awaited on
+the loop, the call's later inputs waiting for it just the same.
 
 A decision decides what happens to the frames after it, so while one is computed the
 call's later inputs (microphone frames, and frames sent, which the guard's reference
@@ -22,7 +24,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import deque
-from collections.abc import Callable, Generator
+from collections.abc import Awaitable, Callable, Generator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -39,7 +41,16 @@ class Offload:
     fn: Callable[[], Any]
 
 
-Steps = Generator[Offload, Any, T]  # a decision: loop code between yields of Offload work
+@dataclass(frozen=True)
+class Awaited:
+    """Work that waits on something with a thread of its own (an engine): `await make()`
+    on the loop, its result sent back into the generator."""
+
+    make: Callable[[], Awaitable[Any]]
+
+
+Job = Offload | Awaited
+Steps = Generator[Job, Any, T]  # a decision: loop code between yields of its work
 Input = Callable[[], Steps[None] | None]  # one input of a call: a plain call, or steps
 
 # Two threads: one call's decision never waits behind another's for long, and the two
@@ -49,7 +60,8 @@ _WORKERS = ThreadPoolExecutor(max_workers=2, thread_name_prefix="hark-echo")
 
 def run_here(steps: Steps[T]) -> T:
     """Every step on this thread, the offloaded work included (benches, offline replays,
-    and a process with no event loop running)."""
+    and a process with no event loop running); `Awaited` work in an event loop of its
+    own, so not from inside a running one."""
     try:
         job = next(steps)
         while True:
@@ -58,12 +70,16 @@ def run_here(steps: Steps[T]) -> T:
         return stop.value  # type: ignore[no-any-return]
 
 
-def _step(steps: Steps[Any], job: Offload) -> Offload:
+def _step(steps: Steps[Any], job: Job) -> Job:
     try:
-        result = job.fn()
+        result = job.fn() if isinstance(job, Offload) else asyncio.run(_awaited(job))
     except Exception as exc:  # raised where the work was asked for, as inline
         return steps.throw(exc)
     return steps.send(result)
+
+
+async def _awaited(job: Awaited) -> Any:
+    return await job.make()
 
 
 class InOrder:
@@ -140,12 +156,15 @@ class InOrder:
         self._task = loop.create_task(self._finish(steps, job), name=f"{self._name}-in-order")
         return steps
 
-    async def _finish(self, steps: Steps[None], job: Offload) -> None:
+    async def _finish(self, steps: Steps[None], job: Job) -> None:
         loop = asyncio.get_running_loop()
         try:
             while True:
                 try:
-                    result = await loop.run_in_executor(_WORKERS, job.fn)
+                    if isinstance(job, Awaited):
+                        result = await job.make()
+                    else:
+                        result = await loop.run_in_executor(_WORKERS, job.fn)
                 except asyncio.CancelledError:
                     steps.close()
                     raise

@@ -48,6 +48,7 @@ from server.turns.interruption import (
 )
 from server.turns.off_loop import InOrder, Steps
 from server.turns.options import EchoGuardMode, TurnDetectionConfig
+from server.turns.own_words import OwnWords
 from server.turns.smart_turn import SmartTurn
 from server.turns.timings import TurnTimings, now
 from server.turns.transcriber import TurnTranscriber
@@ -70,6 +71,9 @@ class TurnHost(Protocol):
         only if its transcript turns out to be a bid for the turn (`bid_text`)."""
 
     def reply_in_progress(self) -> bool: ...
+
+    def said_recently(self) -> str:
+        """The text of the bot's latest replies: what its echo could hold."""
 
     def partial_transcript(self, transcript: str) -> None:
         """The words of the turn so far, transcribed at a pause of the user."""
@@ -104,9 +108,10 @@ class TurnTaking:
         self._smart_turn = smart_turn
         self._verdict: asyncio.Task[float] | None = None  # Smart Turn on the current pause
         self._echo: EchoListener | None = None
-        self.use_echo_guard(echo)
         self._vad = vad
         self._host = host
+        self._stt = stt
+        self.use_echo_guard(echo)
         self._clock = clock
         self._segmenter = SpeechSegmenter(config.segmenter_params())
         self._transcriber = TurnTranscriber(stt)
@@ -145,6 +150,7 @@ class TurnTaking:
             self._echo = None
         elif self._echo is None:
             self._echo = EchoListener(mode)
+            self._echo.own_words = OwnWords(self._stt, self._host.said_recently)
         else:
             self._echo.mode = mode
 
