@@ -59,3 +59,32 @@ def postgres_url():
 
     with running_postgres() as url:
         yield url
+
+
+# The shared server's log is a file of its own, so a failed end-to-end test would show
+# only the client's side: its lines from the test's start are added to the failure report
+# (CI keeps nothing else of a run; a rare failure is then read, not guessed).
+_LOG_FROM = pytest.StashKey[int]()
+SERVER_LOG_TAIL_CHARS = 15_000
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_call(item):
+    server = getattr(item, "funcargs", {}).get("hark")
+    if server is not None:
+        item.stash[_LOG_FROM] = server.log_path.stat().st_size
+    yield
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item, call):
+    outcome = yield
+    report = outcome.get_result()
+    server = getattr(item, "funcargs", {}).get("hark")
+    if report.when != "call" or not report.failed or server is None:
+        return
+    start = item.stash.get(_LOG_FROM, 0)
+    with open(server.log_path, "rb") as log:
+        log.seek(start)
+        text = log.read().decode(errors="replace")
+    report.sections.append(("hark server log during the test", text[-SERVER_LOG_TAIL_CHARS:]))
