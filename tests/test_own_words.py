@@ -36,6 +36,10 @@ def test_an_echo_heard_by_whisper_is_mostly_the_replys_words_and_a_question_is_n
     assert own_share("The train to Boston leaves at half past 6 from 2 from 9.", reply) >= 0.5
     assert own_share("Wait, stop. What about tomorrow?", reply) < 0.5
     assert own_share("", reply) == 1.0  # no words: nothing to answer
+    # Words every sentence has are not the bot's own: a question over a story.
+    story = "Once upon a time there was a fox. It is the cleverest of all the animals."
+    assert own_share("Stop. What is the capital of France?", story) == 0.0
+    assert own_share("Is it the fox?", story) == 1.0
 
 
 class Listening:

@@ -156,14 +156,6 @@ class RealtimeSession:
             return State.SPEAKING if self.replies.playing else State.THINKING
         return State.THINKING if self.user_turns.in_flight else State.LISTENING
 
-    @property
-    def last_audio_at(self) -> float | None:
-        return self.transport.last_audio_at
-
-    @property
-    def connection_state(self) -> str:
-        return self.transport.connection_state
-
     # ---- negotiation and lifecycle -------------------------------------------------------
 
     async def negotiate(self, offer_sdp: str) -> str:

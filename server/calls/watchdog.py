@@ -81,7 +81,7 @@ class CallWatchdog:
         age = wall - session.created_at
         if self.max_duration_s > 0 and age > self.max_duration_s:
             return "max_duration"
-        state = session.connection_state
+        state = session.transport.connection_state
         connected_at = self._connected_at.get(session.call_id)
         if state == "connected" and connected_at is None:
             connected_at = self._connected_at[session.call_id] = mono
@@ -89,7 +89,7 @@ class CallWatchdog:
                 self.on_connected(session)
         if connected_at is None:
             return "ice_timeout" if self.ice_timeout_s > 0 and age > self.ice_timeout_s else None
-        heard = max(connected_at, session.last_audio_at or 0.0)
+        heard = max(connected_at, session.transport.last_audio_at or 0.0)
         if self.idle_timeout_s > 0 and mono - heard > self.idle_timeout_s:
             return "idle_timeout"
         return None

@@ -30,20 +30,39 @@ log = logging.getLogger("hark.echo")
 
 OWN_SHARE = 0.5  # of a hold's transcribed words found in what the bot said: its echo
 
-_WORD = re.compile(r"[a-z0-9']+")
+_WORD = re.compile(r"[^\W_]+(?:'[^\W_]+)*")
+# Words any two English sentences share: counted, they made "Stop. What is the capital of
+# France?" 3/7 a story's own words. Left out where a transcript has others.
+_COMMON = frozenset(
+    "a an the and or but so of to in on at by for from with as is are was were be been "
+    "it its this that there i me my you your we he she they them his her not no do did "
+    "what".split()
+)
+# Whisper writes numbers as digits, an LLM's reply mostly as words ("half past 6").
+_NUMBERS = dict(
+    enumerate(
+        "zero one two three four five six seven eight nine ten eleven twelve thirteen"
+        " fourteen fifteen sixteen seventeen eighteen nineteen twenty".split()
+    )
+)
 
 
 def words(text: str) -> list[str]:
-    return _WORD.findall(text.lower())
+    """Lower-case words, numbers up to twenty spelt out."""
+    found = _WORD.findall(text.lower())
+    return [_NUMBERS.get(int(w), w) if w.isdecimal() and len(w) < 3 else w for w in found]
 
 
 def own_share(heard: str, said: str) -> float:
-    """The share of `heard`'s words that are among `said`'s (1.0 when it has none)."""
+    """The share of `heard`'s words that are among `said`'s (1.0 when it has none),
+    common words left out where it has others."""
     heard_words = words(heard)
     if not heard_words:
         return 1.0
+    content = [w for w in heard_words if w not in _COMMON]
     known = set(words(said))
-    return sum(word in known for word in heard_words) / len(heard_words)
+    judged = content or heard_words
+    return sum(word in known for word in judged) / len(judged)
 
 
 class OwnWords:
