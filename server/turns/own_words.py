@@ -11,8 +11,8 @@ The words tell them apart where the waveforms cannot: Whisper hears an echo as t
 it is ("The train to Boston leaves at half past 6"), and a question as the question.
 Offline, on the forced case (tests/test_own_words.py's scenario, 8 replies each as room
 echo, bare echo and an echo-free question at -10 dB): the share of the transcript's
-words found in the reply's text was 0.92-1.00 for all 16 echo holds and 0.00-0.17 for
-all 8 questions. A hold whose words are mostly not the bot's is replayed; one with no
+words found in the reply's text was 0.88-1.00 for all 16 echo holds and 0.00 for all 8
+questions. A hold whose words are mostly not the bot's is replayed; one with no
 words, or mostly the bot's, is dropped as before.
 """
 
