@@ -23,9 +23,10 @@ import numpy as np
 
 from media.echo.guard import EchoGuard
 from media.resample import Resampler
-from media.segmenter import Event, SpeechSegmenter, SpeechStarted, TurnDetection
+from media.segmenter import Event, SpeechSegmenter, SpeechStarted, SpeechStopped, TurnDetection
 from media.vad import SileroModel, SileroVad
 from server.turns.echo_listening import EchoListener
+from server.turns.own_words import OwnWords
 from tests.speech import speak
 
 RATE = 16000
@@ -292,3 +293,40 @@ def listen_into(
         for item in [*pushed, (heard.frame, heard.probability, end_ms)]
         for e in segmenter.push(*item)
     ]
+
+
+class ListeningClient:
+    """The whole listener of one simulated call (`EchoListener`, as `run_case`'s guard)
+    into a real Silero and segmenter: where turns started (ms) and their audio.
+    `forced`: every acoustic rule that hears a person misses (the onset check, the
+    voice rule; the quiet rule too where a test patches `EchoPresence.hold_peak`);
+    `echo_found=False`: the waveform search never finds the echo."""
+
+    def __init__(
+        self, own_words: OwnWords | None = None, *, forced: bool = False, echo_found: bool = True
+    ) -> None:
+        self.listener = EchoListener("auto")
+        self.listener.own_words = own_words
+        self.guard = self.listener.guard
+        self.vad = SileroVad(SileroModel.load())
+        self.segmenter = SpeechSegmenter(TurnDetection())
+        self.delay_ms = None
+        self.started: list[int] = []
+        self.turns: list[np.ndarray] = []
+        if forced:
+            self.guard.voice_could_be_echo = lambda voiced: True  # type: ignore[method-assign]
+            self.guard.presence.voice_held = lambda peak: False  # type: ignore[method-assign]
+        if not echo_found:
+            self.guard.presence.echo_found = lambda: None  # type: ignore[method-assign]
+
+    def far_end(self, frame: np.ndarray, sent_at: float) -> None:
+        self.guard.far_end(frame, sent_at)
+
+    def near_end(self, frame: np.ndarray, end_ms: int, now: float | None = None) -> object:
+        assert now is not None
+        for event in listen_into(self.listener, self.segmenter, self.vad, frame, end_ms, now):
+            if isinstance(event, SpeechStarted):
+                self.started.append(event.audio_start_ms)
+            elif isinstance(event, SpeechStopped):
+                self.turns.append(event.audio)
+        return type("Verdict", (), {"frame": frame, "echo_only": False})

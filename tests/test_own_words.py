@@ -18,13 +18,10 @@ import numpy as np
 import pytest
 
 from media.echo.presence import EchoPresence, Presence
-from media.segmenter import SpeechSegmenter, SpeechStarted, SpeechStopped, TurnDetection
-from media.vad import SileroModel, SileroVad
 from server.engines.base import Transcript
 from server.engines.faster_whisper_stt import FasterWhisperSTT
-from server.turns.echo_listening import EchoListener
 from server.turns.own_words import OwnWords, own_share
-from tests.echo_path import EchoCase, echo_cases, listen_into, run_case
+from tests.echo_path import EchoCase, ListeningClient, echo_cases, run_case
 
 QUESTION = "Wait, stop. What about tomorrow?"
 REPLY = "Once upon a time, a dragon lived."
@@ -40,38 +37,6 @@ def test_an_echo_heard_by_whisper_is_mostly_the_replys_words_and_a_question_is_n
     story = "Once upon a time there was a fox. It is the cleverest of all the animals."
     assert own_share("Stop. What is the capital of France?", story) == 0.0
     assert own_share("Is it the fox?", story) == 1.0
-
-
-class Listening:
-    """The listener of one simulated call, as `run_case`'s guard, into a real segmenter;
-    `forced`: every acoustic rule that hears a person misses."""
-
-    def __init__(self, own_words: OwnWords | None, *, forced: bool, echo_found: bool) -> None:
-        self.listener = EchoListener("auto")
-        self.listener.own_words = own_words
-        self.guard = self.listener.guard
-        self.vad = SileroVad(SileroModel.load())
-        self.segmenter = SpeechSegmenter(TurnDetection())
-        self.delay_ms = None
-        self.started: list[int] = []
-        self.turns: list[np.ndarray] = []
-        if forced:
-            self.guard.voice_could_be_echo = lambda voiced: True  # type: ignore[method-assign]
-            self.guard.presence.voice_held = lambda peak: False  # type: ignore[method-assign]
-        if not echo_found:
-            self.guard.presence.echo_found = lambda: None  # type: ignore[method-assign]
-
-    def far_end(self, frame: np.ndarray, sent_at: float) -> None:
-        self.guard.far_end(frame, sent_at)
-
-    def near_end(self, frame: np.ndarray, end_ms: int, now: float | None = None) -> object:
-        assert now is not None
-        for event in listen_into(self.listener, self.segmenter, self.vad, frame, end_ms, now):
-            if isinstance(event, SpeechStarted):
-                self.started.append(event.audio_start_ms)
-            elif isinstance(event, SpeechStopped):
-                self.turns.append(event.audio)
-        return type("Verdict", (), {"frame": frame, "echo_only": False})
 
 
 class Heard:
@@ -113,7 +78,7 @@ def peaked(monkeypatch: pytest.MonkeyPatch) -> None:
 def test_a_question_every_rule_missed_is_replayed_from_its_onset(whisper, peaked, by_words):
     heard = Heard(whisper)
     own_words = OwnWords(heard, lambda: REPLY) if by_words else None
-    listening = Listening(own_words, forced=True, echo_found=True)
+    listening = ListeningClient(own_words, forced=True, echo_found=True)
     case = EchoCase(REPLY, 150, 60, -9.0, seed=1, user=QUESTION, user_at=0.15, user_gain_db=-10.0)
     result = run_case(replace(case, room=False), listening, with_echo=False, tail_seconds=4.0)  # type: ignore[arg-type]
     assert listening.guard.presence.state is Presence.UNKNOWN  # nothing ruled the echo out
@@ -132,7 +97,7 @@ def test_a_question_every_rule_missed_is_replayed_from_its_onset(whisper, peaked
 def test_the_replys_own_echo_unjudged_the_same_way_is_still_dropped(whisper, peaked, room):
     heard = Heard(whisper)
     case = echo_cases(1, user=False, seed=5)[0]
-    listening = Listening(OwnWords(heard, lambda: case.reply), forced=True, echo_found=False)
+    listening = ListeningClient(OwnWords(heard, lambda: case.reply), forced=True, echo_found=False)
     run_case(replace(case, room=room), listening)  # type: ignore[arg-type]
     assert heard.texts, "no echo hold reached the words: the case did not test them"
     assert listening.started == [], heard.texts
