@@ -8,8 +8,10 @@ end-to-end tests.
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import numpy as np
+import pytest
 
 from server.engines.base import Transcript
 from server.turns.options import InterruptionOptions, TurnDetectionConfig
@@ -138,9 +140,13 @@ def semantic(eagerness: str = "auto") -> TurnDetectionConfig:
     return TurnDetectionConfig(type="semantic_vad", eagerness=eagerness, prefix_padding_ms=0)  # type: ignore[arg-type]
 
 
-async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_replies():
+async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_replies(
+    caplog: pytest.LogCaptureFixture,
+):
     """At `auto`, the listener's last resort on a held voice (`OwnWords`) transcribes it
-    with the call's STT and compares the words with what the host says it said."""
+    with the call's STT and compares the words with what the host says it said; what
+    was said stays out of the server's log (HARK_LOG_TRANSCRIPTS)."""
+    caplog.set_level(logging.INFO)
     host, stt = FakeHost(), FakeSTT(text="Once upon a time")
     host.said = "Once upon a time, a dragon lived."
     turns = TurnTaking(FakeVad(), stt, server_vad(), host, echo="auto")  # type: ignore[arg-type]
@@ -150,6 +156,8 @@ async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_re
     stt.text = "Wait, what about tomorrow?"
     assert not await turns.echo.own_words.are_own(held)  # a person's
     assert stt.calls == [16000, 16000]
+    assert "judged by its words" in caplog.text
+    assert "tomorrow" not in caplog.text.lower() and "dragon" not in caplog.text.lower()
 
 
 async def test_a_cough_during_a_reply_pauses_it_then_resumes_it():

@@ -80,10 +80,12 @@ class OwnWords:
             log.warning("held voice could not be transcribed (%r); dropped as echo", exc)
             return True
         share = own_share(heard.text, self._said()) if heard.has_words else 1.0
+        # What was said stays out of the log (HARK_LOG_TRANSCRIPTS covers the call log).
         log.info(
-            "held voice heard as %r: %.0f%% of its words are the bot's own (%.1f s)",
-            heard.text if heard.has_words else "",
+            "held voice judged by its words: %d, %.0f%% of them the bot's own (%.1f s)",
+            len(words(heard.text)) if heard.has_words else 0,
             100 * share,
             len(audio) / 16000,
         )
+        log.debug("held voice heard as %r", heard.text)
         return share >= OWN_SHARE
