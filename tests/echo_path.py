@@ -297,7 +297,8 @@ def listen_into(
 
 class ListeningClient:
     """The whole listener of one simulated call (`EchoListener`, as `run_case`'s guard)
-    into a real Silero and segmenter: where turns started (ms) and their audio.
+    into a real Silero and segmenter: where turns started (ms), their audio as the gate
+    handed it and as the transcript hears it (`refitted`), and where each ended.
     `forced`: every acoustic rule that hears a person misses (the onset check, the
     voice rule; the quiet rule too where a test patches `EchoPresence.hold_peak`);
     `echo_found=False`: the waveform search never finds the echo."""
@@ -313,6 +314,8 @@ class ListeningClient:
         self.delay_ms = None
         self.started: list[int] = []
         self.turns: list[np.ndarray] = []
+        self.refitted: list[np.ndarray] = []
+        self.ended_ms: list[int] = []
         if forced:
             self.guard.voice_could_be_echo = lambda voiced: True  # type: ignore[method-assign]
             self.guard.presence.voice_held = lambda peak: False  # type: ignore[method-assign]
@@ -329,4 +332,6 @@ class ListeningClient:
                 self.started.append(event.audio_start_ms)
             elif isinstance(event, SpeechStopped):
                 self.turns.append(event.audio)
+                self.refitted.append(self.listener.refit.apply(event.audio, event.audio_end_ms))
+                self.ended_ms.append(event.audio_end_ms)
         return type("Verdict", (), {"frame": frame, "echo_only": False})

@@ -41,6 +41,7 @@ class FakeSTT:
         self.no_speech_prob = 0.05
         self.logprob = -0.3
         self.calls: list[int] = []
+        self.heard: list[np.ndarray] = []  # the audio of each call
 
     async def load(self) -> None:
         pass
@@ -52,6 +53,7 @@ class FakeSTT:
         self, audio: np.ndarray, language: str | None = None
     ) -> Transcript:
         self.calls.append(len(audio))
+        self.heard.append(audio)
         await asyncio.sleep(self.delay)
         return Transcript(self.text, self.no_speech_prob, self.logprob, len(audio) / 16000)
 
@@ -61,6 +63,7 @@ class FakeHost:
         self.replying = replying
         self.log: list[str] = []
         self.turns: list[tuple[asyncio.Task[str], object]] = []
+        self.stopped: list[object] = []
         self.noise_over_reply: list[bool] = []
         self.speculations: list[str] = []  # replies begun at a pause ("<dropped>": undone)
         self.partials: list[str] = []  # the turn's words at each pause
@@ -71,6 +74,7 @@ class FakeHost:
 
     def on_turn_ended(self, stopped, transcript, timings, noise_over_reply=False) -> None:
         self.log.append("ended")
+        self.stopped.append(stopped)
         self.turns.append((transcript, timings))
         self.noise_over_reply.append(noise_over_reply)
 
@@ -158,6 +162,30 @@ async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_re
     assert stt.calls == [16000, 16000]
     assert "judged by its words" in caplog.text
     assert "tomorrow" not in caplog.text.lower() and "dragon" not in caplog.text.lower()
+
+
+async def test_the_transcript_hears_the_turn_with_the_echo_fitted_out():
+    """With an echo listener, what Whisper gets at a pause and at the turn's end, and
+    the turn the host keeps, are the turn's audio with the listener's refit applied
+    (media.echo.refit), at the turn's own audio clock."""
+    host, stt = FakeHost(), FakeSTT(text="What time is it?")
+    rig = Rig(server_vad(), stt, host)
+    rig.turns = TurnTaking(rig.vad, stt, server_vad(), host, clock=rig.clock, echo="on")  # type: ignore[arg-type]
+    assert rig.turns.echo is not None
+    applied: list[int] = []
+
+    def refitted(audio: np.ndarray, audio_end_ms: int) -> np.ndarray:
+        applied.append(audio_end_ms)
+        return np.full_like(audio, 7)
+
+    rig.turns.echo.refit.apply = refitted  # type: ignore[method-assign]
+    await rig.feed(0.9, 640)
+    await rig.feed(0.0, 1500)
+    await rig.settle()
+    assert host.log == ["started", "ended"]
+    assert stt.heard and all(np.all(audio[: len(audio) - 2048] == 7) for audio in stt.heard)
+    assert np.all(host.stopped[0].audio == 7)  # type: ignore[attr-defined]
+    assert applied and applied[-1] == host.stopped[0].audio_end_ms  # type: ignore[attr-defined]
 
 
 async def test_a_cough_during_a_reply_pauses_it_then_resumes_it():

@@ -63,6 +63,7 @@ import numpy as np
 
 from media.echo.guard import EchoGuard, EchoVerdict
 from media.echo.presence import Presence
+from media.echo.refit import EchoRefit
 from media.levels import mean_power
 from server.turns.off_loop import Awaited, Offload, Steps, run_here
 from server.turns.options import EchoGuardMode
@@ -132,6 +133,8 @@ class EchoListener:
         # The last resort on a voice held while the echo is unknown that no rule could
         # judge: its words, against the bot's (None: dropped unjudged, as offline)
         self.own_words: OwnWords | None = None
+        # What the transcript hears: the microphone less the echo, fitted after the fact
+        self.refit = EchoRefit(self.guard.explain_held)
 
     @property
     def gating(self) -> bool:
@@ -172,6 +175,20 @@ class EchoListener:
         frame arrived (default: the guard's clock). A decision on a held voice yields its
         numpy work (`Offload`), for a worker thread (server.turns.off_loop): while it is
         computed, nothing else may call this listener, its guard or `vad`."""
+        heard = yield from self._steps(frame, audio_end_ms, vad, threshold, in_turn, now)
+        if self.refit.due_in_silence(heard.probability >= threshold, in_turn):
+            yield Offload(self.refit.fit)  # what the transcript at a pause or end hears
+        return heard
+
+    def _steps(
+        self,
+        frame: np.ndarray,
+        audio_end_ms: int,
+        vad: Callable[[np.ndarray], float],
+        threshold: float,
+        in_turn: bool,
+        now: float | None,
+    ) -> Steps[Heard]:
         # Settled echo-free, nothing the canceller makes is used (frames pass as they came).
         self.guard.cancelling = self.gating
         verdict = self.guard.near_end(frame, audio_end_ms, now)
@@ -190,6 +207,8 @@ class EchoListener:
                 # voice: a fit to its first few frames explains too little of them.) A
                 # person under it is held again from here (`_hold`), and judged later.
                 self._drop()
+        if self.gating and self.refit.add(frame, audio_end_ms, echo_window=verdict.echo_window):
+            yield Offload(self.refit.fit)
         if not self.gating:
             # No echo from this client: the microphone as it came, as with no guard.
             probability = vad(frame)

@@ -23,6 +23,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from functools import partial
 from typing import Protocol
 
@@ -298,9 +299,15 @@ class TurnTaking:
         wanted = self.config.semantic and self.config.end_of_turn == "smart_turn"
         return wanted and self._smart_turn is not None
 
+    def _without_echo(self, audio: np.ndarray, audio_end_ms: int) -> np.ndarray:
+        """A turn's audio as the transcript hears it: with the bot's echo fitted out after
+        the fact (`media.echo.refit`), where the listener gated any."""
+        return audio if self._echo is None else self._echo.refit.apply(audio, audio_end_ms)
+
     def _on_pause(self, event: SpeechPaused) -> None:
         self._pause_seq += 1
         pause_id = self._pause_seq
+        event = replace(event, audio=self._without_echo(event.audio, event.audio_end_ms))
         job = self._transcriber.start(event.audio)
         job.add_done_callback(lambda task: self._on_pause_transcript(pause_id, task))
         if self._hears_end_of_turn and self._smart_turn is not None:
@@ -356,6 +363,7 @@ class TurnTaking:
                 self._host.speculate(text.strip())
 
     def _on_stopped(self, stopped: SpeechStopped, at: float) -> None:
+        stopped = replace(stopped, audio=self._without_echo(stopped.audio, stopped.audio_end_ms))
         self._pause_seq += 1
         self._end_after_ms = None
         pending = self._pending
@@ -401,7 +409,9 @@ class TurnTaking:
     def _ask_for_words(self, pending: PendingInterruption) -> None:
         """Long enough to be a turn: does what was said so far hold real words?"""
         self._asked_words = True
-        job = self._transcriber.peek(self._segmenter.audio())
+        job = self._transcriber.peek(
+            self._without_echo(self._segmenter.audio(), self._audio_end_ms)
+        )
 
         def judge(task: asyncio.Task[Transcript]) -> None:
             if pending is self._pending and not task.cancelled() and task.exception() is None:
