@@ -65,6 +65,10 @@ def _health(url: str) -> tuple[int, dict[str, object]]:
         return exc.code, json.loads(exc.read() or b"{}")
 
 
+# HARK_TEST_VERBOSE=1: test servers log at debug level (to read a rare e2e failure by)
+VERBOSE = ["-v"] if os.environ.get("HARK_TEST_VERBOSE") else []
+
+
 @contextlib.contextmanager
 def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
     port = free_port()
@@ -98,7 +102,7 @@ def running_server(env: dict[str, str] | None = None) -> Iterator[ServerProcess]
         full_env["HARK_DATA_DIR"] = data_dir.name
     log_file = tempfile.NamedTemporaryFile(prefix="hark-server-", suffix=".log", delete=False)
     process = subprocess.Popen(
-        [sys.executable, "-m", "server", "serve"],
+        [sys.executable, "-m", "server", *VERBOSE, "serve"],
         cwd=ROOT,
         env=full_env,
         stdout=log_file,

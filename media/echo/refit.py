@@ -31,6 +31,7 @@ listener does not gate it).
 
 from __future__ import annotations
 
+import logging
 from collections import deque
 from collections.abc import Callable, Sequence
 
@@ -38,6 +39,8 @@ import numpy as np
 
 from media.echo.held import HeldAudio
 from media.echo.model import FRAME
+
+log = logging.getLogger("hark.echo")
 
 FRAME_MS = FRAME * 1000 // 16000
 CHUNK_FRAMES = 16  # frames fitted at a time: ~0.5 s, as a held voice's are judged
@@ -121,6 +124,7 @@ class EchoRefit:
         n = len(audio) // FRAME
         offset = len(audio) - n * FRAME
         out: np.ndarray | None = None
+        refitted = 0
         for i in range(n):
             cleaned = self._cleaned.get(audio_end_ms - (n - 1 - i) * FRAME_MS)
             if cleaned is None:
@@ -129,4 +133,7 @@ class EchoRefit:
                 out = audio.copy()
             start = offset + i * FRAME
             out[start : start + FRAME] = cleaned
+            refitted += 1
+        if refitted:
+            log.debug("turn audio to %d ms: %d of %d frames refitted", audio_end_ms, refitted, n)
         return audio if out is None else out
