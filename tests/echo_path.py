@@ -283,7 +283,10 @@ def listen_into(
 ) -> list[Event]:
     """One microphone frame through the listener into the segmenter, as TurnTaking does:
     a replayed voice first (the turn so far reset), then the frame itself."""
-    heard = listener.hear(frame, end_ms, vad, 0.5, in_turn=segmenter.speaking, now=now)
+    in_turn = segmenter.speaking
+    heard = listener.hear(frame, end_ms, vad, 0.5, in_turn=in_turn, now=now)
+    if listener.refit.due_in_silence(heard.probability >= 0.5, in_turn):
+        listener.refit.fit()
     if heard.replay:
         segmenter.reset()
     raw = not listener.gating

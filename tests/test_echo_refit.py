@@ -134,14 +134,14 @@ def whisper() -> FasterWhisperSTT:
     return stt
 
 
-@pytest.mark.parametrize("index", [3, 7])
-def test_a_soft_question_over_a_first_replys_echo_is_heard_refitted(index, whisper):
-    """'Actually, cancel that please.' 10 dB under the user's level, 0.6 s into a call's
+@pytest.mark.parametrize(("index", "at"), [(3, 1.0), (7, 0.6)])
+def test_a_soft_question_over_a_first_replys_echo_is_heard_refitted(index, at, whisper):
+    """'Actually, cancel that please.' 10 dB under the user's level, 0.6-1 s into a call's
     first reply (a bare echo, as the e2e client's): the gate's turn holds the echo in
     the voice's frames, or a voice AEC3 carved ("Actually, can you go back, please?");
     the refitted turn is the voice, and Whisper hears "cancel" in it."""
     case = echo_cases(8, user=True, seed=21)[index]
-    asked = replace(case, room=False, user_gain_db=-10.0, user_at=0.6)
+    asked = replace(case, room=False, user_gain_db=-10.0, user_at=at)
     client = ListeningClient()
     result = run_case(asked, client, tail_seconds=3.0)  # type: ignore[arg-type]
     assert len(client.turns) == 1, "one turn: the question"
@@ -151,3 +151,16 @@ def test_a_soft_question_over_a_first_replys_echo_is_heard_refitted(index, whisp
     assert voice_error_db(refitted, voice) < -8.0
     heard = asyncio.run(whisper.transcribe_detailed(refitted)).text
     assert "cancel" in words(heard), heard
+
+
+def test_a_client_that_returns_no_echo_keeps_its_voice_as_it_came():
+    """No echo at all, a voice 0.4 s into a call's first reply (the echo still unknown):
+    nothing is refitted. (Fitted to a reply the client never played back, the voice
+    lost words: an "Uh-huh." over a first reply was heard as "Right now." and taken for
+    an interruption.)"""
+    case = echo_cases(8, user=True, seed=21)[1]
+    asked = replace(case, room=False, user_gain_db=0.0, user_at=0.4)
+    client = ListeningClient()
+    run_case(asked, client, tail_seconds=3.0, with_echo=False)  # type: ignore[arg-type]
+    assert client.turns, "the voice made a turn"
+    assert all(r is t for r, t in zip(client.refitted, client.turns, strict=True))

@@ -13,8 +13,11 @@ import logging
 import numpy as np
 import pytest
 
+from media.echo.held import HeldAudio
+from media.echo.refit import EchoRefit
 from server.engines.base import Transcript
 from server.turns.options import InterruptionOptions, TurnDetectionConfig
+from server.turns.transcriber import PAUSE_TAIL_S
 from server.turns.turn_taking import TurnTaking
 
 FRAME = np.zeros(512, dtype=np.int16)
@@ -164,28 +167,33 @@ async def test_the_echo_listener_judges_an_unjudged_hold_by_the_calls_stt_and_re
     assert "tomorrow" not in caplog.text.lower() and "dragon" not in caplog.text.lower()
 
 
+def fake_fit(frames, *, taps: int = 1, chunk: int = 16) -> HeldAudio:
+    """Stands in for `EchoGuard.explain_held` (no reference is sent here): every frame
+    "less the echo" is all 7s."""
+    n = len(frames)
+    return HeldAudio([1.0] * n, [np.full(512, 7, np.int16)] * n, [0] * n)
+
+
 async def test_the_transcript_hears_the_turn_with_the_echo_fitted_out():
-    """With an echo listener, what Whisper gets at a pause and at the turn's end, and
-    the turn the host keeps, are the turn's audio with the listener's refit applied
-    (media.echo.refit), at the turn's own audio clock."""
+    """With an echo listener, what Whisper gets at a pause, and the turn the host keeps,
+    are the turn's audio with the refitted frames in place (media.echo.refit): the last
+    voiced frames too, fitted at the turn's first unvoiced frame, before its pause."""
     host, stt = FakeHost(), FakeSTT(text="What time is it?")
     rig = Rig(server_vad(), stt, host)
     rig.turns = TurnTaking(rig.vad, stt, server_vad(), host, clock=rig.clock, echo="on")  # type: ignore[arg-type]
     assert rig.turns.echo is not None
-    applied: list[int] = []
-
-    def refitted(audio: np.ndarray, audio_end_ms: int) -> np.ndarray:
-        applied.append(audio_end_ms)
-        return np.full_like(audio, 7)
-
-    rig.turns.echo.refit.apply = refitted  # type: ignore[method-assign]
-    await rig.feed(0.9, 640)
+    refit = EchoRefit(fake_fit)
+    add = refit.add
+    refit.add = lambda raw, end_ms, echo_window: add(raw, end_ms, echo_window=True)  # type: ignore[method-assign]
+    rig.turns.echo.refit = refit  # every frame as if the bot's echo could be in it
+    await rig.feed(0.9, 640)  # 20 voiced frames: one whole chunk and 4 more
     await rig.feed(0.0, 1500)
     await rig.settle()
     assert host.log == ["started", "ended"]
-    assert stt.heard and all(np.all(audio[: len(audio) - 2048] == 7) for audio in stt.heard)
-    assert np.all(host.stopped[0].audio == 7)  # type: ignore[attr-defined]
-    assert applied and applied[-1] == host.stopped[0].audio_end_ms  # type: ignore[attr-defined]
+    paused = stt.heard[0][: -int(PAUSE_TAIL_S * 16000)]  # the job started at the pause
+    assert len(paused) >= 20 * 512 and np.all(paused == 7)
+    stopped = host.stopped[0].audio  # type: ignore[attr-defined]
+    assert np.all(stopped[: 20 * 512] == 7)
 
 
 async def test_a_cough_during_a_reply_pauses_it_then_resumes_it():

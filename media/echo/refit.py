@@ -19,14 +19,15 @@ Offline (`python -m tests.bench.soft_questions --cases 8 --transcripts [--warm]`
 whole listener on the simulated client, questions 14 / 10 / 6 dB under the bot 0.3-2 s
 into a reply, Whisper tiny.en), the share of a question's words in the transcript of its
 turns, as the gate handed them -> refitted: in a call's first reply over a bare echo
-0.56 / 0.53 / 0.70 -> 0.68 / 0.67 / 0.79, over a room's 0.15 / 0.19 / 0.25 -> 0.26 / 0.28
-/ 0.43; with an earlier reply's echo known, bare 0.61 / 0.80 / 0.89 -> 0.62 / 0.83 / 0.80,
-room 0.14 / 0.20 / 0.39 -> 0.18 / 0.22 / 0.48. (A converged AEC3 keeps a loud voice a
+0.56 / 0.53 / 0.70 -> 0.65 / 0.67 / 0.75, over a room's 0.15 / 0.19 / 0.25 -> 0.22 / 0.28
+/ 0.47; with an earlier reply's echo known, bare 0.61 / 0.80 / 0.89 -> 0.62 / 0.83 / 0.84,
+room 0.14 / 0.20 / 0.39 -> 0.22 / 0.22 / 0.48. (A converged AEC3 keeps a loud voice a
 little better; the fit takes ~1/16 of a voice with the echo, its error about -12 dB.
 Refitting without the frames it explains least did no better.) Cost: ~8 ms of
 numpy per 0.5 s of microphone audio (~1.6 % of a core) on a worker thread, while
-something sent could be echoing in it; a client that returns no echo pays nothing (the
-listener does not gate it).
+something sent could be echoing in it and the call's echo is known. (While it is still
+unknown nothing is refitted: a client that returns none had its voice fitted to a reply
+it never played, and an "Uh-huh." was heard as "Right now.")
 """
 
 from __future__ import annotations
@@ -52,16 +53,17 @@ KEPT_FRAMES = 940  # refitted frames kept: ~30 s, the longest turn
 
 class EchoRefit:
     """One call's microphone, refitted against what was sent. `add` every frame the
-    listener gates (True: a chunk is due, for a worker thread: `fit`); `apply` a turn's
-    audio before it is transcribed."""
+    listener gates (True: a chunk is due, for a worker thread: `fit`), ask
+    `due_in_silence` of every frame the segmenter gets; `apply` a turn's audio before it
+    is transcribed."""
 
     def __init__(self, explain: Callable[[Sequence[tuple[np.ndarray, int]]], HeldAudio]) -> None:
         self._explain = explain  # EchoGuard.explain_held: the reference is the guard's
         self._pending: list[tuple[np.ndarray, int]] = []
         # the last frames fitted, as context for a short run before a pause
         self._fitted: deque[tuple[np.ndarray, int]] = deque(maxlen=CHUNK_FRAMES)
-        self._cleaned: dict[int, np.ndarray] = {}  # audio_end_ms -> the frame less the echo
-        self._order: deque[int] = deque()
+        # audio_end_ms -> the frame less the echo, oldest first
+        self._cleaned: dict[int, np.ndarray] = {}
         self._was_voiced = False
 
     def add(self, raw: np.ndarray, audio_end_ms: int, *, echo_window: bool) -> bool:
@@ -111,11 +113,9 @@ class EchoRefit:
         for (_, end_ms), left, cleaned in fresh:
             if left is None:  # its reference is no longer kept: the gate's frame stays
                 continue
-            if end_ms not in self._cleaned:
-                self._order.append(end_ms)
             self._cleaned[end_ms] = cleaned
-        while len(self._order) > KEPT_FRAMES:
-            self._cleaned.pop(self._order.popleft(), None)
+        while len(self._cleaned) > KEPT_FRAMES:
+            del self._cleaned[next(iter(self._cleaned))]
 
     def apply(self, audio: np.ndarray, audio_end_ms: int) -> np.ndarray:
         """`audio` (whole frames, the last ending at `audio_end_ms`) with each frame

@@ -175,20 +175,6 @@ class EchoListener:
         frame arrived (default: the guard's clock). A decision on a held voice yields its
         numpy work (`Offload`), for a worker thread (server.turns.off_loop): while it is
         computed, nothing else may call this listener, its guard or `vad`."""
-        heard = yield from self._steps(frame, audio_end_ms, vad, threshold, in_turn, now)
-        if self.refit.due_in_silence(heard.probability >= threshold, in_turn):
-            yield Offload(self.refit.fit)  # what the transcript at a pause or end hears
-        return heard
-
-    def _steps(
-        self,
-        frame: np.ndarray,
-        audio_end_ms: int,
-        vad: Callable[[np.ndarray], float],
-        threshold: float,
-        in_turn: bool,
-        now: float | None,
-    ) -> Steps[Heard]:
         # Settled echo-free, nothing the canceller makes is used (frames pass as they came).
         self.guard.cancelling = self.gating
         verdict = self.guard.near_end(frame, audio_end_ms, now)
@@ -207,7 +193,10 @@ class EchoListener:
                 # voice: a fit to its first few frames explains too little of them.) A
                 # person under it is held again from here (`_hold`), and judged later.
                 self._drop()
-        if self.gating and self.refit.add(frame, audio_end_ms, echo_window=verdict.echo_window):
+        # (Not while the echo is unknown: a client that returns none would have its voice
+        # fitted to a reply it never heard; a backchannel came out as "Right now.")
+        echoing = verdict.echo_window and not (self.mode == "auto" and presence is Presence.UNKNOWN)
+        if self.gating and self.refit.add(frame, audio_end_ms, echo_window=echoing):
             yield Offload(self.refit.fit)
         if not self.gating:
             # No echo from this client: the microphone as it came, as with no guard.

@@ -47,7 +47,7 @@ from server.turns.interruption import (
     meaningful_words,
     unsure_words,
 )
-from server.turns.off_loop import InOrder, Steps
+from server.turns.off_loop import InOrder, Offload, Steps
 from server.turns.options import EchoGuardMode, TurnDetectionConfig
 from server.turns.own_words import OwnWords
 from server.turns.smart_turn import SmartTurn
@@ -199,14 +199,13 @@ class TurnTaking:
         if self._echo is not None:
             # The bot's own voice coming back (glasses have no AEC) must not start a turn;
             # a voice it hid, once known to be one, is replayed first.
+            in_turn = self._segmenter.speaking
             heard = yield from self._echo.steps(
-                frame,
-                audio_end_ms,
-                self._vad,
-                self.config.threshold,
-                in_turn=self._segmenter.speaking,
-                now=now,
+                frame, audio_end_ms, self._vad, self.config.threshold, in_turn=in_turn, now=now
             )
+            refit = self._echo.refit
+            if refit.due_in_silence(heard.probability >= self.config.threshold, in_turn):
+                yield Offload(refit.fit)  # what the transcript at a pause or end hears
             if heard.replay:
                 self._replay(heard.replay, at)
             frame, probability = heard.frame, heard.probability
