@@ -179,16 +179,25 @@ async def test_the_transcript_hears_the_turn_with_the_echo_fitted_out():
     are the turn's audio with the refitted frames in place (media.echo.refit): the last
     voiced frames too, fitted at the turn's first unvoiced frame, before its pause."""
     host, stt = FakeHost(), FakeSTT(text="What time is it?")
-    rig = Rig(server_vad(), stt, host)
-    rig.turns = TurnTaking(rig.vad, stt, server_vad(), host, clock=rig.clock, echo="on")  # type: ignore[arg-type]
-    assert rig.turns.echo is not None
+    # The fits run on a worker thread and later frames wait for them: the VAD scores a
+    # frame by its content (1s voiced, 0s silent), not by when it is called.
+    turns = TurnTaking(
+        lambda frame: 0.9 if frame.any() else 0.0, stt, server_vad(), host, echo="on"
+    )  # type: ignore[arg-type]
+    assert turns.echo is not None
     refit = EchoRefit(fake_fit)
     add = refit.add
     refit.add = lambda raw, end_ms, echo_window: add(raw, end_ms, echo_window=True)  # type: ignore[method-assign]
-    rig.turns.echo.refit = refit  # every frame as if the bot's echo could be in it
-    await rig.feed(0.9, 640)  # 20 voiced frames: one whole chunk and 4 more
-    await rig.feed(0.0, 1500)
-    await rig.settle()
+    turns.echo.refit = refit  # every frame as if the bot's echo could be in it
+    voiced, silent = np.ones(512, np.int16), np.zeros(512, np.int16)
+    frames = [voiced] * 20 + [silent] * 47  # one whole chunk, 4 more, then 1.5 s
+    for k, frame in enumerate(frames, start=1):
+        turns.push(frame, 32 * k)
+        await asyncio.sleep(0.002)
+    for _ in range(50):
+        if host.log == ["started", "ended"] and stt.heard:
+            break
+        await asyncio.sleep(0.02)
     assert host.log == ["started", "ended"]
     paused = stt.heard[0][: -int(PAUSE_TAIL_S * 16000)]  # the job started at the pause
     assert len(paused) >= 20 * 512 and np.all(paused == 7)
